@@ -1,0 +1,26 @@
+#pragma once
+// One serialized output stream for people (stderr) so that lines from parallel work
+// never interleave, and stdout kept for machine-readable output.
+
+#include <mutex>
+#include <string>
+
+namespace kload::cli {
+
+class Console {
+public:
+  // Prints one line to stderr, whole.
+  void line(const std::string& text);
+  // Prints "warning: TEXT".
+  void warn(const std::string& text) { line("warning: " + text); }
+  // True when stderr is a terminal (progress bars instead of plain lines).
+  [[nodiscard]] bool interactive() const;
+  // Rewrites the current status line in place (terminals only).
+  void status(const std::string& text);
+
+private:
+  std::mutex mutex_;
+  bool status_shown_ = false;
+};
+
+} // namespace kload::cli

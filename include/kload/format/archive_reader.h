@@ -1,0 +1,46 @@
+#pragma once
+// Reads image archives (docker save old and new, skopeo docker-archive, OCI archives,
+// multi-platform and nested indexes; plain, gzip, zstd, xz or bzip2 compressed; a file
+// or "-" for stdin) into an ImageSet. Uses libarchive for the tar format.
+//
+// A seekable uncompressed file is indexed without reading layer data: only headers
+// and metadata are read, and blobs are later read in place with pread. Anything else
+// is decompressed exactly once; entries are hashed as they stream by, and large ones
+// spooled to a private temporary directory owned by the ImageSet.
+
+#include "kload/format/model.h"
+#include "kload/util/error.h"
+
+#include <cstdint>
+#include <string>
+
+namespace kload::format {
+
+struct ReadLimits {
+  std::uint64_t max_metadata_bytes = 16ull << 20;  // one JSON document
+  std::uint64_t max_entries = 200000;
+  // A compressed input expanding beyond this ratio after `ratio_grace` bytes is
+  // rejected as a decompression bomb.
+  std::uint64_t max_expansion_ratio = 1000;
+  std::uint64_t ratio_grace = 1ull << 30;
+  std::uint64_t max_expanded_bytes = 1ull << 42;   // 4 TiB
+  std::uint64_t memory_entry_bytes = 1ull << 20;   // smaller entries stay in memory
+};
+
+struct ReadStats {
+  std::uint64_t bytes_read = 0;      // bytes read from the input file or stream
+  std::uint64_t bytes_expanded = 0;  // bytes of tar after decompression
+  std::uint64_t bytes_spooled = 0;   // bytes written to the spool directory
+  std::uint64_t bytes_hashed = 0;    // bytes hashed while streaming
+  bool indexed_in_place = false;     // true for the seekable, uncompressed path
+};
+
+// Reads one archive and adds its images, blobs and warnings to `set`. Error
+// (bad_input): a one-line message naming the input and the entry: truncated or
+// corrupt archive, unsafe entry (absolute path, "..", hard link, device), missing or
+// invalid manifest.json/index.json, a manifest or config naming an absent blob, a
+// config or manifest whose bytes do not match its digest, limits exceeded.
+util::Result<ReadStats> read_archive(const std::string& input, ImageSet& set,
+                                     const ReadLimits& limits = {});
+
+} // namespace kload::format

@@ -1,0 +1,45 @@
+#pragma once
+// Writes a "thin" OCI image archive straight into a file descriptor (a pipe to
+// `ctr images import`): oci-layout, index.json naming each image through the
+// io.containerd.image.name annotation, every manifest and config, and only the layer
+// blobs the receiving node lacks. Nothing is written to disk.
+
+#include "kload/format/model.h"
+#include "kload/util/error.h"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace kload::format {
+
+// One image in the archive and the name containerd will give it.
+struct ThinEntry {
+  const Image* image = nullptr;
+  std::string ref;
+};
+
+struct ThinStats {
+  std::uint64_t layers_sent = 0;
+  std::uint64_t layer_bytes = 0;  // layer payload only
+  std::uint64_t total_bytes = 0;  // everything written, tar framing included
+};
+
+// Called after each chunk written, with the layer payload bytes written so far.
+using ProgressFn = std::function<void(std::uint64_t layer_bytes_done)>;
+
+// Writes the archive for `entries` to `fd`, including layer blobs only when their
+// digest is in `layers` (each once, however many images share it). Blob bytes come
+// from `set` and must have been hashed (Blob::computed) and match. Error: a blob
+// missing from the set, not hashed, mismatching (bad_input) or unreadable (io), or the
+// pipe closed early (io; the reader's own error usually says more).
+util::Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vector<ThinEntry>& entries,
+                                           const std::unordered_set<util::Digest>& layers,
+                                           const ProgressFn& progress = {});
+
+// The index.json of such an archive (exposed for tests).
+std::string thin_index_json(const std::vector<ThinEntry>& entries);
+
+} // namespace kload::format

@@ -1,0 +1,89 @@
+#pragma once
+// Loading an image set into nodes: plan each node from what it holds, prove every
+// blob that must travel, send each node one thin archive with only its missing
+// blobs, and commit names only once the image is complete. Nodes run in parallel.
+
+#include "kload/format/model.h"
+#include "kload/node/transport.h"
+#include "kload/plan/planner.h"
+#include "kload/util/error.h"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kload::load {
+
+enum class DryRun { no, yes };
+
+struct LoadOptions {
+  unsigned jobs = 1;           // nodes served at once, and hashing threads
+  DryRun dry_run = DryRun::no;
+};
+
+// What happened to one image on one node.
+struct ImageOutcome {
+  const format::Image* image = nullptr;
+  plan::Action action = plan::Action::skip;
+  std::vector<std::string> names;  // names (re)pointed
+  std::string retag_from;
+};
+
+enum class NodeStatus { ok, failed };
+
+struct NodeReport {
+  std::string node;        // display name
+  std::string uri;
+  NodeStatus status = NodeStatus::ok;
+  std::string error;       // one line, when failed
+  std::vector<ImageOutcome> images;
+  std::uint64_t layers_sent = 0;
+  std::uint64_t layer_bytes_sent = 0;
+  std::uint64_t bytes_sent = 0;       // whole stream: tar framing, manifests, configs
+  std::uint64_t layers_skipped = 0;
+  std::uint64_t bytes_skipped = 0;
+  int ctr_calls = 0;
+  bool retried = false;               // the inventory was stale and the load retried once
+  double seconds = 0;
+};
+
+struct LoadReport {
+  std::vector<NodeReport> nodes;
+  std::uint64_t blobs_hashed = 0;
+  std::uint64_t bytes_hashed = 0;
+  double seconds = 0;
+  [[nodiscard]] bool all_ok() const;
+};
+
+// Hears about progress; called from worker threads, so implementations serialize.
+class Observer {
+public:
+  virtual ~Observer() = default;
+  // The plan for a node, before anything is sent.
+  virtual void planned(const std::string& node, const plan::NodePlan& plan) = 0;
+  // Layer bytes sent so far to a node, of `total`.
+  virtual void progress(const std::string& node, std::uint64_t done, std::uint64_t total) = 0;
+  // A node finished, well or not.
+  virtual void finished(const NodeReport& report) = 0;
+};
+
+// A node to load into, with the transport that reaches it (owned by the caller).
+struct Target {
+  node::NodeUri uri;
+  node::Transport* transport = nullptr;
+};
+
+// Loads `images` (from `set`) into every target. Per-node failures are reported in
+// the NodeReport and do not stop the other nodes. Error (bad_input): a blob that must
+// be sent does not match its digest -- then nothing is sent or committed anywhere.
+util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const format::Image*>& images,
+                              const std::vector<Target>& targets, const LoadOptions& options, Observer& observer);
+
+// The staging name an image is imported under before its real names are committed.
+std::string staging_name(const format::Image& image, const std::string& nonce);
+// True for names kload's staging uses.
+bool is_staging_name(const std::string& name);
+
+} // namespace kload::load

@@ -1,0 +1,35 @@
+#pragma once
+// Node addresses: how a user names a containerd node.
+//   containerd:///run/containerd/containerd.sock   a local socket, via `ctr -a`
+//   docker://CONTAINER                             `docker exec -i CONTAINER ctr ...`
+//   ssh://[user@]host[:port]                       `ssh host ctr ...`
+// Query parameters: ?namespace=k8s.io (default) &snapshotter=overlayfs (default: the
+// node's own, else overlayfs).
+
+#include "kload/util/error.h"
+
+#include <string>
+#include <string_view>
+
+namespace kload::node {
+
+enum class TransportKind { containerd_socket, docker, ssh };
+
+struct NodeUri {
+  TransportKind kind = TransportKind::containerd_socket;
+  std::string target;          // socket path, container name or host
+  std::string user;            // ssh only, may be empty
+  int port = 0;                // ssh only, 0 = ssh's default
+  std::string ns = "k8s.io";   // containerd namespace
+  std::string snapshotter;     // empty: ask the node, else overlayfs
+  std::string text;            // the URI as the user wrote it, for messages and keys
+
+  // A short name for messages: the container, host or socket path.
+  [[nodiscard]] std::string display() const;
+};
+
+// Parses a node URI. Error (usage): unknown scheme, empty target, bad port, unknown
+// query parameter, or characters that could never be a container, host or user name.
+util::Result<NodeUri> parse_node_uri(std::string_view text);
+
+} // namespace kload::node

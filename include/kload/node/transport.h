@@ -1,0 +1,43 @@
+#pragma once
+// The only thing that differs between local, docker and ssh nodes: how the argv of a
+// `ctr` command reaches the node. Everything above this speaks ctr arguments.
+
+#include "kload/node/node_uri.h"
+#include "kload/util/process.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace kload::node {
+
+// The connect timeout passed to every ctr call, so a dead socket fails fast instead
+// of hanging.
+inline constexpr std::chrono::seconds ctr_connect_timeout{5};
+
+class Transport {
+public:
+  virtual ~Transport() = default;
+  // Runs `ctr --connect-timeout 5s -n NS ARGS...` on the node, feeding stdin through
+  // `feed` (empty: no stdin). `timeout` zero means none. Error: the local program
+  // (ctr, docker, ssh) cannot be started; a failing ctr is a ProcessResult.
+  virtual util::Result<util::ProcessResult> ctr(const std::vector<std::string>& args,
+                                                const util::StdinFeeder& feed,
+                                                std::chrono::milliseconds timeout) = 0;
+  [[nodiscard]] virtual const NodeUri& uri() const = 0;
+};
+
+// The exact local argv that runs `ctr ARGS` on the node described by `uri`:
+//   containerd: ctr -a SOCK --connect-timeout 5s -n NS ARGS
+//   docker:     docker exec -i CONTAINER ctr --connect-timeout 5s -n NS ARGS
+//   ssh:        ssh -o BatchMode=yes -o ConnectTimeout=10 [-p PORT] [-l USER] -- HOST
+//               'ctr' '--connect-timeout' '5s' '-n' 'NS' 'ARGS'... (every remote word
+//               shell-quoted: ssh hands one joined line to the remote shell, so names
+//               can never inject commands)
+std::vector<std::string> ctr_argv(const NodeUri& uri, const std::vector<std::string>& args);
+
+// A Transport running ctr_argv through `runner`, which must outlive it.
+std::unique_ptr<Transport> make_transport(const NodeUri& uri, util::ProcessRunner& runner);
+
+} // namespace kload::node

@@ -1,0 +1,56 @@
+#pragma once
+// Running child processes with a fed stdin and captured stdout/stderr. Everything
+// that talks to a node goes through a ProcessRunner so tests can substitute a fake.
+
+#include "kload/util/error.h"
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kload::util {
+
+struct ProcessResult {
+  int exit_code = -1;      // -1 when killed by a signal
+  int signal = 0;          // the signal that ended it, else 0
+  bool timed_out = false;  // kload killed it after the timeout
+  std::string out;         // stdout
+  std::string err;         // stderr
+  // Set when the stdin feeder failed (the child was then killed). The child's own
+  // stderr usually says why better, so callers look at both.
+  std::optional<Error> feed_error;
+};
+
+// Writes the child's stdin through a file descriptor. Returning an error aborts the
+// run: the child's stdin is closed early and the child is killed.
+using StdinFeeder = std::function<Result<void>(int fd)>;
+
+class ProcessRunner {
+public:
+  virtual ~ProcessRunner() = default;
+  // Runs argv[0] (searched in PATH) with argv, feeding stdin through `feed` (or
+  // /dev/null when empty). `timeout` zero means no limit. Error: only when the program
+  // cannot be started; a failing child or feeder is reported in the ProcessResult.
+  virtual Result<ProcessResult> run(const std::vector<std::string>& argv,
+                                    const StdinFeeder& feed,
+                                    std::chrono::milliseconds timeout) = 0;
+};
+
+// The real thing: posix_spawn, pipes, poll.
+class SystemProcessRunner final : public ProcessRunner {
+public:
+  Result<ProcessResult> run(const std::vector<std::string>& argv, const StdinFeeder& feed,
+                            std::chrono::milliseconds timeout) override;
+};
+
+// Writes all of `data` to fd, retrying on EINTR and short writes. Error: EPIPE or any
+// other write failure, with `what` in the message.
+Result<void> write_all(int fd, const void* data, std::size_t size, const std::string& what);
+
+// Quotes one argument for a POSIX shell (single quotes), for transports that cross
+// a shell such as ssh.
+std::string shell_quote(const std::string& arg);
+
+} // namespace kload::util

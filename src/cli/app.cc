@@ -1,0 +1,133 @@
+#include "kload/cli/app.h"
+
+#include "kload/cli/commands.h"
+#include "kload/cli/console.h"
+#include "kload/util/parallel.h"
+#include "kload/util/temp_dir.h"
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+namespace kload::cli {
+
+namespace {
+
+int exit_code_for(util::ErrorKind kind) {
+  switch (kind) {
+  case util::ErrorKind::bad_input:
+  case util::ErrorKind::usage:
+    return exit_bad_input;
+  case util::ErrorKind::interrupted:
+    return 130;
+  case util::ErrorKind::node:
+  case util::ErrorKind::io:
+    return exit_node_failure;
+  }
+  return exit_node_failure;
+}
+
+std::optional<format::Platform> parse_platform(const std::string& text) {
+  if (text.empty()) {
+    return std::nullopt;
+  }
+  auto p = format::Platform::parse(text);
+  if (!p) {
+    throw CLI::ValidationError("--platform", "expected OS/ARCH[/VARIANT], e.g. linux/amd64");
+  }
+  return p;
+}
+
+} // namespace
+
+int run(int argc, char** argv) {
+  util::install_cleanup_signal_handlers();
+  Console console;
+  CLI::App app{"kload: load container images into Kubernetes nodes without a registry.\n"
+               "Sends each node only the layers it is missing, and commits an image on a node\n"
+               "only once all of it is there.",
+               "kload"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "kload 0.1.0");
+  app.footer("Exit codes: 0 success, 1 a node failed, 2 bad input or usage.\n"
+             "Run 'kload COMMAND --help' for a command's options.");
+
+  unsigned jobs = util::default_jobs();
+  std::string platform_text;
+
+  InspectOptions inspect_options;
+  auto* inspect_cmd = app.add_subcommand("inspect", "Show the images in archives: names, IDs, layers, sharing, warnings");
+  inspect_cmd->add_option("archive", inspect_options.archives,
+                          "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
+      ->required();
+  inspect_cmd->add_flag("--verify", inspect_options.verify, "Hash every blob (in parallel) and check every digest");
+  inspect_cmd->add_flag("--json", inspect_options.json, "Print a JSON document (schema kload.inspect/v1) on stdout");
+  inspect_cmd->add_option("--platform", platform_text, "Only this platform, e.g. linux/arm64");
+  inspect_cmd->add_option("-j,--jobs", jobs, "Hash with at most this many threads")->check(CLI::Range(1u, 256u));
+  inspect_cmd->footer("Example:\n  docker save app:dev | kload inspect --verify -");
+
+  LoadCommandOptions load_options;
+  auto* load_cmd = app.add_subcommand(
+      "image-archive", "Load images from archives into nodes, sending each node only the layers it lacks");
+  load_cmd->add_option("archive", load_options.archives,
+                       "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
+      ->required();
+  load_cmd
+      ->add_option("-n,--node", load_options.nodes,
+                   "A node: containerd:///path/to.sock, docker://CONTAINER or ssh://[user@]host[:port];\n"
+                   "add ?namespace=NS (default k8s.io) or &snapshotter=S (default: the node's). Repeatable")
+      ->required();
+  load_cmd->add_option("--platform", platform_text, "Load this platform of multi-platform images (default: the host's)");
+  load_cmd->add_flag("--dry-run", load_options.dry_run, "Show what each node would get; change nothing");
+  load_cmd->add_flag("--json", load_options.json, "Print a JSON report (schema kload.load/v1) on stdout");
+  load_cmd->add_option("-j,--jobs", jobs, "Serve at most this many nodes at once, and hash with as many threads")
+      ->check(CLI::Range(1u, 256u));
+  load_cmd->footer("Examples:\n"
+                   "  kload image-archive app.tar --node containerd:///run/containerd/containerd.sock\n"
+                   "  docker save app:dev | kload image-archive - --node docker://kind-control-plane \\\n"
+                   "      --node docker://kind-worker\n"
+                   "Each image is imported under a private staging name and its real names are set only\n"
+                   "once it is complete, so a failed load never leaves a name on a broken image.");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() != 0) {
+      console.line(fmt::format("kload: error: {}", e.what()));
+      console.line("Run 'kload --help' for usage.");
+      return exit_bad_input;
+    }
+    return app.exit(e);
+  }
+
+  util::Result<int> result = 0;
+  try {
+    if (inspect_cmd->parsed()) {
+      inspect_options.platform = parse_platform(platform_text);
+      inspect_options.jobs = jobs;
+      result = inspect(inspect_options, console);
+    } else if (load_cmd->parsed()) {
+      load_options.platform = parse_platform(platform_text);
+      load_options.jobs = jobs;
+      result = image_archive(load_options, console);
+    }
+  } catch (const CLI::ValidationError& e) {
+    console.line(fmt::format("kload: error: {}", e.what()));
+    return exit_bad_input;
+  }
+  if (!result) {
+    const auto& message = result.error().message;
+    std::size_t start = 0;
+    while (start < message.size()) {
+      const auto end = message.find('\n', start);
+      console.line("kload: error: " + message.substr(start, end == std::string::npos ? std::string::npos : end - start));
+      if (end == std::string::npos) {
+        break;
+      }
+      start = end + 1;
+    }
+    return exit_code_for(result.error().kind);
+  }
+  return *result;
+}
+
+} // namespace kload::cli

@@ -1,0 +1,177 @@
+#include "kload/cli/commands.h"
+#include "kload/cli/console.h"
+#include "kload/format/archive_reader.h"
+#include "kload/format/run_lint.h"
+#include "kload/format/verify.h"
+#include "kload/util/human.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+namespace kload::cli {
+
+using util::Result;
+
+Result<format::ImageSet> read_inputs(const std::vector<std::string>& archives, Console& console) {
+  format::ImageSet set;
+  for (const auto& a : archives) {
+    const auto start = std::chrono::steady_clock::now();
+    auto stats = format::read_archive(a, set);
+    if (!stats) {
+      return std::unexpected(stats.error());
+    }
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!stats->indexed_in_place && stats->bytes_expanded > (64u << 20)) {
+      console.line(fmt::format("read {}: {} decompressed and hashed in {}", a, util::human_bytes(stats->bytes_expanded),
+                               util::human_seconds(secs)));
+    }
+  }
+  return set;
+}
+
+Result<void> select_platform(format::ImageSet& set, const std::optional<format::Platform>& platform) {
+  if (!platform) {
+    return {};
+  }
+  std::erase_if(set.images, [&](const format::Image& i) { return !i.platform.matches(*platform); });
+  if (!set.images.empty()) {
+    return {};
+  }
+  for (const auto& u : set.unavailable) {
+    if (u.platform.matches(*platform)) {
+      return util::fail(util::ErrorKind::bad_input,
+                        fmt::format("{}: platform {} is listed but not loadable: {}", u.source, platform->str(), u.reason));
+    }
+  }
+  return util::fail(util::ErrorKind::bad_input, fmt::format("no image for platform {} in the input", platform->str()));
+}
+
+namespace {
+
+nlohmann::json descriptor_json(const format::Descriptor& d) {
+  return {{"mediaType", d.media_type}, {"digest", d.digest.str()}, {"size", d.size}};
+}
+
+nlohmann::json optional_words(const std::optional<std::vector<std::string>>& words) {
+  return words ? nlohmann::json(*words) : nlohmann::json(nullptr);
+}
+
+std::string names_of(const format::Image& image) {
+  if (image.names.empty()) {
+    return "(no name)";
+  }
+  std::string out;
+  for (const auto& n : image.names) {
+    if (!out.empty()) {
+      out += ", ";
+    }
+    out += n;
+  }
+  return out;
+}
+
+} // namespace
+
+Result<int> inspect(const InspectOptions& options, Console& console) {
+  auto set = read_inputs(options.archives, console);
+  if (!set) {
+    return std::unexpected(set.error());
+  }
+  if (auto r = select_platform(*set, options.platform); !r) {
+    return std::unexpected(r.error());
+  }
+  std::optional<format::VerifyStats> verified;
+  double verify_secs = 0;
+  if (options.verify) {
+    std::vector<util::Digest> all;
+    for (const auto& image : set->images) {
+      for (const auto& d : format::ImageSet::blobs_of(image)) {
+        all.push_back(d);
+      }
+    }
+    const auto start = std::chrono::steady_clock::now();
+    auto v = format::verify_blobs(*set, all, options.jobs);
+    if (!v) {
+      return std::unexpected(v.error());
+    }
+    verify_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    verified = *v;
+  }
+  const auto uses = set->layer_use_counts();
+  if (options.json) {
+    nlohmann::json out;
+    out["schema"] = "kload.inspect/v1";
+    out["images"] = nlohmann::json::array();
+    for (const auto& image : set->images) {
+      nlohmann::json layers = nlohmann::json::array();
+      for (const auto& l : image.layers) {
+        layers.push_back({{"mediaType", l.blob.media_type},
+                          {"digest", l.blob.digest.str()},
+                          {"size", l.blob.size},
+                          {"diffID", l.diff_id.str()},
+                          {"usedByImages", uses.at(l.blob.digest)}});
+      }
+      out["images"].push_back({{"names", image.names},
+                               {"id", image.id.str()},
+                               {"platform", image.platform.str()},
+                               {"source", image.source},
+                               {"format", image.format == format::SourceFormat::docker_archive ? "docker-archive"
+                                                                                               : "oci-layout"},
+                               {"manifest", descriptor_json(image.manifest)},
+                               {"config", descriptor_json(image.config)},
+                               {"layers", layers},
+                               {"layerBytes", image.layer_bytes()},
+                               {"entrypoint", optional_words(image.run.entrypoint)},
+                               {"cmd", optional_words(image.run.cmd)},
+                               {"command", format::describe_command(image.run)},
+                               {"warnings", format::lint_run_config(image.run)}});
+    }
+    out["unavailable"] = nlohmann::json::array();
+    for (const auto& u : set->unavailable) {
+      out["unavailable"].push_back(
+          {{"names", u.names}, {"platform", u.platform.str()}, {"source", u.source}, {"reason", u.reason}});
+    }
+    if (verified) {
+      out["verified"] = {{"blobs", verified->blobs_hashed}, {"bytes", verified->bytes_hashed}};
+    } else {
+      out["verified"] = nullptr;
+    }
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::string text;
+  for (const auto& image : set->images) {
+    text += fmt::format("{}\n", names_of(image));
+    text += fmt::format("  ID:        {}\n", image.id.str());
+    text += fmt::format("  platform:  {}\n", image.platform.str());
+    text += fmt::format("  source:    {} ({})\n", image.source,
+                        image.format == format::SourceFormat::docker_archive ? "docker archive" : "OCI layout");
+    text += fmt::format("  manifest:  {} ({})\n", image.manifest.digest.str(), image.manifest.media_type);
+    text += fmt::format("  size:      {} in {} layers\n", util::human_bytes(image.layer_bytes()), image.layers.size());
+    for (const auto& l : image.layers) {
+      const int n = uses.at(l.blob.digest);
+      text += fmt::format("    {}  {:>10}{}\n", l.blob.digest.str(), util::human_bytes(l.blob.size),
+                          n > 1 ? fmt::format("  shared by {} images", n) : "");
+    }
+    text += fmt::format("  command:   {}\n", format::describe_command(image.run));
+    for (const auto& w : format::lint_run_config(image.run)) {
+      text += fmt::format("  warning:   {}\n", w);
+    }
+  }
+  for (const auto& u : set->unavailable) {
+    text += fmt::format("{} [{}]: unavailable: {}\n", u.names.empty() ? "(no name)" : u.names.front(), u.platform.str(),
+                        u.reason);
+  }
+  if (verified) {
+    text += fmt::format("verified: {} blobs, {} hashed in {} ({} jobs)\n", verified->blobs_hashed,
+                        util::human_bytes(verified->bytes_hashed), util::human_seconds(verify_secs), options.jobs);
+  }
+  std::fputs(text.c_str(), stdout);
+  return 0;
+}
+
+} // namespace kload::cli

@@ -1,0 +1,208 @@
+#include "kload/cli/commands.h"
+#include "kload/cli/console.h"
+#include "kload/load/loader.h"
+#include "kload/node/node_uri.h"
+#include "kload/util/human.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <mutex>
+
+namespace kload::cli {
+
+using util::Result;
+
+namespace {
+
+const char* action_name(plan::Action a) {
+  switch (a) {
+  case plan::Action::skip:
+    return "present";
+  case plan::Action::retag:
+    return "retagged";
+  case plan::Action::send:
+    return "sent";
+  }
+  return "?";
+}
+
+// Prints kind-style lines per node and, on a terminal, one live progress line.
+class ConsoleObserver final : public load::Observer {
+public:
+  explicit ConsoleObserver(Console& console) : console_(console) {}
+
+  void planned(const std::string& node, const plan::NodePlan& plan) override {
+    for (const auto& step : plan.steps) {
+      const auto& image = *step.image;
+      const std::string name = image.names.empty() ? image.id.str() : image.names.front();
+      switch (step.action) {
+      case plan::Action::skip:
+        console_.line(fmt::format("Image: \"{}\" with ID \"{}\" found to be already present on node \"{}\"", name,
+                                  image.id.str(), node));
+        break;
+      case plan::Action::retag:
+        console_.line(fmt::format("Image: \"{}\" with ID \"{}\" present on node \"{}\" as \"{}\", adding the name",
+                                  name, image.id.str(), node, step.retag_from));
+        break;
+      case plan::Action::send:
+        break;
+      }
+    }
+    if (plan.count(plan::Action::send) > 0) {
+      std::size_t total_layers = 0;
+      for (const auto& step : plan.steps) {
+        if (step.action == plan::Action::send) {
+          total_layers += step.image->layers.size();
+        }
+      }
+      for (const auto& step : plan.steps) {
+        if (step.action == plan::Action::send) {
+          const auto& image = *step.image;
+          console_.line(fmt::format("Image: \"{}\" with ID \"{}\" not yet present on node \"{}\"",
+                                    image.names.empty() ? image.id.str() : image.names.front(), image.id.str(), node));
+        }
+      }
+      console_.line(fmt::format("node \"{}\": sending {} of {} layers ({}), {} already there ({})", node,
+                                plan.layers.size(), total_layers, util::human_bytes(plan.layer_bytes),
+                                plan.skipped_layers, util::human_bytes(plan.skipped_bytes)));
+    }
+    std::lock_guard lock(mutex_);
+    totals_[node] = plan.layer_bytes;
+  }
+
+  void progress(const std::string& node, std::uint64_t done, std::uint64_t total) override {
+    if (!console_.interactive()) {
+      return;
+    }
+    std::lock_guard lock(mutex_);
+    done_[node] = done;
+    totals_[node] = total;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(100)) {
+      return;
+    }
+    last_ = now;
+    std::string text;
+    for (const auto& [n, t] : totals_) {
+      if (t == 0) {
+        continue;
+      }
+      const auto d = done_[n];
+      const int width = 20;
+      const int filled = static_cast<int>(static_cast<double>(d) / static_cast<double>(t) * width);
+      text += fmt::format("{} [{}{}] {}/{}  ", n, std::string(filled, '#'), std::string(width - filled, ' '),
+                          util::human_bytes(d), util::human_bytes(t));
+    }
+    console_.status(text);
+  }
+
+  void finished(const load::NodeReport& r) override {
+    if (r.status == load::NodeStatus::failed) {
+      console_.line(fmt::format("node \"{}\": FAILED: {}", r.node, r.error));
+      return;
+    }
+    console_.line(fmt::format("node \"{}\": done in {}: sent {} layers ({}, {} on the wire){}", r.node,
+                              util::human_seconds(r.seconds), r.layers_sent, util::human_bytes(r.layer_bytes_sent),
+                              util::human_bytes(r.bytes_sent), r.retried ? ", after re-listing a stale inventory" : ""));
+  }
+
+private:
+  Console& console_;
+  std::mutex mutex_;
+  std::map<std::string, std::uint64_t> totals_;
+  std::map<std::string, std::uint64_t> done_;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+nlohmann::json report_json(const load::LoadReport& report, bool dry_run) {
+  nlohmann::json out;
+  out["schema"] = "kload.load/v1";
+  out["dryRun"] = dry_run;
+  out["ok"] = report.all_ok();
+  out["seconds"] = report.seconds;
+  out["hashed"] = {{"blobs", report.blobs_hashed}, {"bytes", report.bytes_hashed}};
+  out["nodes"] = nlohmann::json::array();
+  for (const auto& n : report.nodes) {
+    nlohmann::json images = nlohmann::json::array();
+    for (const auto& i : n.images) {
+      images.push_back({{"id", i.image->id.str()},
+                        {"names", i.image->names},
+                        {"action", action_name(i.action)},
+                        {"namesSet", i.names}});
+    }
+    out["nodes"].push_back({{"node", n.node},
+                            {"uri", n.uri},
+                            {"ok", n.status == load::NodeStatus::ok},
+                            {"error", n.error},
+                            {"images", images},
+                            {"layersSent", n.layers_sent},
+                            {"layerBytesSent", n.layer_bytes_sent},
+                            {"bytesSent", n.bytes_sent},
+                            {"layersSkipped", n.layers_skipped},
+                            {"bytesSkipped", n.bytes_skipped},
+                            {"ctrCalls", n.ctr_calls},
+                            {"retried", n.retried},
+                            {"seconds", n.seconds}});
+  }
+  return out;
+}
+
+} // namespace
+
+Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
+  std::vector<node::NodeUri> uris;
+  for (const auto& text : options.nodes) {
+    auto uri = node::parse_node_uri(text);
+    if (!uri) {
+      return std::unexpected(uri.error());
+    }
+    uris.push_back(*uri);
+  }
+  auto set = read_inputs(options.archives, console);
+  if (!set) {
+    return std::unexpected(set.error());
+  }
+  auto images = plan::select_images(*set, options.platform);
+  if (!images) {
+    return std::unexpected(images.error());
+  }
+  util::SystemProcessRunner runner;
+  std::vector<std::unique_ptr<node::Transport>> transports;
+  std::vector<load::Target> targets;
+  for (const auto& uri : uris) {
+    transports.push_back(node::make_transport(uri, runner));
+    targets.push_back(load::Target{uri, transports.back().get()});
+  }
+  ConsoleObserver observer(console);
+  load::LoadOptions load_options;
+  load_options.jobs = options.jobs;
+  load_options.dry_run = options.dry_run ? load::DryRun::yes : load::DryRun::no;
+  auto report = load::load(*set, *images, targets, load_options, observer);
+  if (!report) {
+    return std::unexpected(report.error());
+  }
+  std::uint64_t layers = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t skipped = 0;
+  std::size_t failed = 0;
+  for (const auto& n : report->nodes) {
+    layers += n.layers_sent;
+    bytes += n.layer_bytes_sent;
+    skipped += n.bytes_skipped;
+    failed += n.status == load::NodeStatus::failed ? 1 : 0;
+  }
+  console.line(fmt::format("{}{} image(s) on {} node(s): sent {} layers ({}), skipped {}, in {}{}",
+                           options.dry_run ? "dry run: " : "", images->size(), report->nodes.size(), layers,
+                           util::human_bytes(bytes), util::human_bytes(skipped), util::human_seconds(report->seconds),
+                           failed > 0 ? fmt::format("; {} node(s) FAILED", failed) : ""));
+  if (options.json) {
+    std::cout << report_json(*report, options.dry_run).dump(2) << "\n";
+  }
+  return report->all_ok() ? 0 : 1;
+}
+
+} // namespace kload::cli

@@ -1,0 +1,1073 @@
+#include "kload/format/archive_reader.h"
+
+#include "kload/format/image_ref.h"
+#include "kload/util/process.h"
+#include "kload/util/sha256.h"
+#include "kload/util/temp_dir.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+namespace kload::format {
+
+using nlohmann::json;
+using util::Digest;
+using util::ErrorKind;
+using util::Result;
+
+namespace {
+
+constexpr std::size_t read_block = 256 * 1024;
+
+// One entry of the tar, as far as later steps care.
+struct Entry {
+  enum class Type { file, symlink };
+  Type type = Type::file;
+  std::string link_target;
+  std::uint64_t size = 0;
+  std::uint64_t offset = 0;                    // in-place: where the data starts
+  std::shared_ptr<const std::string> memory;   // small entries, or metadata
+  std::filesystem::path spool;                 // stream mode, large entries
+  std::optional<Digest> computed;              // hashed while streaming
+};
+
+// libarchive client callbacks over a file descriptor, counting what is read.
+struct Source {
+  int fd = -1;
+  bool seekable = false;
+  std::uint64_t bytes_read = 0;
+  std::vector<char> buffer = std::vector<char>(read_block);
+};
+
+la_ssize_t source_read(struct archive* a, void* data, const void** out) {
+  auto* s = static_cast<Source*>(data);
+  while (true) {
+    const ssize_t n = ::read(s->fd, s->buffer.data(), s->buffer.size());
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      archive_set_error(a, errno, "read failed: %s", std::strerror(errno));
+      return -1;
+    }
+    s->bytes_read += static_cast<std::uint64_t>(n);
+    *out = s->buffer.data();
+    return n;
+  }
+}
+
+la_int64_t source_skip(struct archive*, void* data, la_int64_t request) {
+  auto* s = static_cast<Source*>(data);
+  if (!s->seekable) {
+    return 0; // libarchive then reads and discards
+  }
+  if (::lseek(s->fd, request, SEEK_CUR) < 0) {
+    return 0;
+  }
+  return request;
+}
+
+la_int64_t source_seek(struct archive*, void* data, la_int64_t offset, int whence) {
+  auto* s = static_cast<Source*>(data);
+  return ::lseek(s->fd, offset, whence);
+}
+
+// Removes "./" prefixes and repeated slashes; nullopt when the name is absolute or
+// climbs out with "..".
+std::optional<std::string> clean_path(std::string_view name) {
+  if (name.starts_with("/")) {
+    return std::nullopt;
+  }
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  while (start <= name.size()) {
+    const auto end = name.find('/', start);
+    const auto part = name.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if (part == "..") {
+      return std::nullopt;
+    }
+    if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    if (end == std::string_view::npos) {
+      break;
+    }
+    start = end + 1;
+  }
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) {
+      out += '/';
+    }
+    out += p;
+  }
+  return out;
+}
+
+class Reader {
+public:
+  Reader(std::string input, ImageSet& set, const ReadLimits& limits)
+      : input_(std::move(input)), set_(set), limits_(limits) {}
+
+  ~Reader() {
+    if (source_.fd > 0) {
+      ::close(source_.fd);
+    }
+  }
+
+  Result<ReadStats> run() {
+    if (auto r = scan(); !r) {
+      return std::unexpected(r.error());
+    }
+    if (auto r = interpret(); !r) {
+      return std::unexpected(r.error());
+    }
+    stats_.bytes_read = source_.bytes_read;
+    return stats_;
+  }
+
+private:
+  Result<void> bad(const std::string& entry, const std::string& what) const {
+    if (entry.empty()) {
+      return util::fail(ErrorKind::bad_input, fmt::format("{}: {}", input_, what));
+    }
+    return util::fail(ErrorKind::bad_input, fmt::format("{}: {}: {}", input_, entry, what));
+  }
+
+  Result<void> open_input() {
+    if (input_ == "-") {
+      source_.fd = ::dup(0);
+    } else {
+      source_.fd = ::open(input_.c_str(), O_RDONLY | O_CLOEXEC);
+    }
+    if (source_.fd < 0) {
+      return util::fail(ErrorKind::bad_input, fmt::format("{}: cannot open: {}", input_, std::strerror(errno)));
+    }
+    struct stat st{};
+    if (::fstat(source_.fd, &st) == 0 && S_ISREG(st.st_mode) && input_ != "-") {
+      source_.seekable = true;
+      file_size_ = static_cast<std::uint64_t>(st.st_size);
+    } else if (::fstat(source_.fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+      return bad("", "is a directory, not an archive");
+    }
+    return {};
+  }
+
+  Result<std::filesystem::path> spool_path() {
+    if (!spool_) {
+      auto dir = util::TempDir::create("kload-spool");
+      if (!dir) {
+        return std::unexpected(dir.error());
+      }
+      spool_ = std::make_shared<util::TempDir>(std::move(*dir));
+      set_.spool_owner = spool_holder();
+    }
+    return spool_->path() / fmt::format("{}", spool_count_++);
+  }
+
+  // The ImageSet keeps every spool directory of every input alive.
+  std::shared_ptr<void> spool_holder() {
+    auto previous = set_.spool_owner;
+    auto mine = spool_;
+    return std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<util::TempDir>>>(previous, mine);
+  }
+
+  Result<void> check_expansion(struct archive* a) {
+    if (in_place_) {
+      return {};
+    }
+    const auto expanded = static_cast<std::uint64_t>(archive_filter_bytes(a, 0));
+    const auto raw = static_cast<std::uint64_t>(archive_filter_bytes(a, -1));
+    stats_.bytes_expanded = expanded;
+    if (expanded > limits_.max_expanded_bytes) {
+      return bad("", fmt::format("expands beyond {} bytes; refusing to read further", limits_.max_expanded_bytes));
+    }
+    if (expanded > limits_.ratio_grace && raw > 0 && expanded / raw > limits_.max_expansion_ratio) {
+      return bad("", fmt::format("decompresses to {} times its size; refusing a decompression bomb",
+                                 expanded / raw));
+    }
+    return {};
+  }
+
+  // Stream mode: keeps the entry in memory or spools it, hashing as it goes.
+  Result<void> store_entry_data(struct archive* a, const std::string& name, Entry& e) {
+    const bool to_memory = e.size <= limits_.memory_entry_bytes;
+    std::string mem;
+    int out = -1;
+    if (!to_memory) {
+      auto path = spool_path();
+      if (!path) {
+        return std::unexpected(path.error());
+      }
+      e.spool = *path;
+      out = ::open(e.spool.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (out < 0) {
+        return util::fail(ErrorKind::io, fmt::format("cannot create spool file {}: {}", e.spool.string(), std::strerror(errno)));
+      }
+      struct statvfs vfs{};
+      if (::fstatvfs(out, &vfs) == 0 &&
+          static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize < e.size + (64ull << 20)) {
+        ::close(out);
+        return bad(name, fmt::format("needs {} bytes of temporary space in {} and that disk is nearly full; set TMPDIR elsewhere",
+                                     e.size, e.spool.parent_path().string()));
+      }
+    } else {
+      mem.reserve(e.size);
+    }
+    util::Sha256 hash;
+    std::uint64_t got = 0;
+    const void* buf = nullptr;
+    size_t len = 0;
+    la_int64_t off = 0;
+    Result<void> status{};
+    while (true) {
+      const int r = archive_read_data_block(a, &buf, &len, &off);
+      if (r == ARCHIVE_EOF) {
+        break;
+      }
+      if (r < ARCHIVE_WARN) {
+        status = bad(name, fmt::format("cannot read: {}", archive_error_string(a)));
+        break;
+      }
+      if (static_cast<std::uint64_t>(off) != got) {
+        status = bad(name, "sparse entries are not supported");
+        break;
+      }
+      hash.update(std::string_view(static_cast<const char*>(buf), len));
+      got += len;
+      if (to_memory) {
+        mem.append(static_cast<const char*>(buf), len);
+      } else if (auto w = util::write_all(out, buf, len, e.spool.string()); !w) {
+        status = std::unexpected(w.error());
+        break;
+      }
+      if (auto c = check_expansion(a); !c) {
+        status = c;
+        break;
+      }
+    }
+    if (out >= 0) {
+      ::close(out);
+    }
+    if (!status) {
+      return status;
+    }
+    if (got != e.size) {
+      return bad(name, fmt::format("truncated: {} of {} bytes", got, e.size));
+    }
+    stats_.bytes_hashed += got;
+    if (to_memory) {
+      e.memory = std::make_shared<const std::string>(std::move(mem));
+    } else {
+      stats_.bytes_spooled += got;
+    }
+    e.computed = hash.finish();
+    return {};
+  }
+
+  Result<std::string> read_in_memory(struct archive* a, const std::string& name, std::uint64_t size) {
+    if (size > limits_.max_metadata_bytes) {
+      return std::unexpected(bad(name, fmt::format("{} bytes is too large for a metadata file (limit {})", size,
+                                                   limits_.max_metadata_bytes)).error());
+    }
+    std::string data(size, '\0');
+    const la_ssize_t n = archive_read_data(a, data.data(), data.size());
+    if (n < 0 || static_cast<std::uint64_t>(n) != size) {
+      return std::unexpected(bad(name, fmt::format("truncated or unreadable: {}",
+                                                   n < 0 ? archive_error_string(a) : "short read")).error());
+    }
+    return data;
+  }
+
+  static bool is_top_metadata(const std::string& name) {
+    return name == "manifest.json" || name == "index.json" || name == "oci-layout" ||
+           name == "repositories";
+  }
+
+  Result<void> scan() {
+    if (auto r = open_input(); !r) {
+      return r;
+    }
+    std::unique_ptr<struct archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
+    archive_read_support_filter_all(a.get());
+    archive_read_support_format_tar(a.get());
+    archive_read_support_format_gnutar(a.get());
+    archive_read_set_seek_callback(a.get(), source_seek);
+    if (archive_read_open2(a.get(), &source_, nullptr, source_read, source_skip, nullptr) != ARCHIVE_OK) {
+      return bad("", fmt::format("not a readable tar archive: {}", archive_error_string(a.get())));
+    }
+    bool first = true;
+    while (true) {
+      struct archive_entry* ae = nullptr;
+      const int r = archive_read_next_header(a.get(), &ae);
+      if (r == ARCHIVE_EOF) {
+        break;
+      }
+      if (r < ARCHIVE_WARN) {
+        const char* why = archive_error_string(a.get());
+        return bad(last_entry_.empty() ? "" : "after entry " + last_entry_,
+                   fmt::format("corrupt or truncated archive: {}", why != nullptr ? why : "unknown error"));
+      }
+      if (first) {
+        first = false;
+        // Only a plain tar in a regular file can be read in place later.
+        in_place_ = source_.seekable && archive_filter_count(a.get()) == 1;
+        stats_.indexed_in_place = in_place_;
+        if (!in_place_) {
+          source_.seekable = false; // never skip by seeking under a decompressor
+        }
+      }
+      if (++entry_count_ > limits_.max_entries) {
+        return bad("", fmt::format("more than {} entries", limits_.max_entries));
+      }
+      const char* raw_name = archive_entry_pathname(ae);
+      const std::string shown = raw_name != nullptr ? raw_name : "";
+      last_entry_ = shown;
+      auto name = clean_path(shown);
+      if (!name) {
+        return bad(shown, "unsafe entry path (absolute or containing \"..\")");
+      }
+      if (archive_entry_hardlink(ae) != nullptr) {
+        return bad(shown, "hard links are not supported in image archives");
+      }
+      const auto type = archive_entry_filetype(ae);
+      if (type == AE_IFDIR) {
+        continue;
+      }
+      if (type != AE_IFREG && type != AE_IFLNK) {
+        return bad(shown, "device, fifo and socket entries are not allowed in image archives");
+      }
+      if (name->empty()) {
+        return bad(shown, "empty entry name");
+      }
+      if (entries_.contains(*name)) {
+        return bad(shown, "duplicate entry");
+      }
+      Entry e;
+      if (type == AE_IFLNK) {
+        e.type = Entry::Type::symlink;
+        const char* target = archive_entry_symlink(ae);
+        e.link_target = target != nullptr ? target : "";
+        entries_.emplace(*name, std::move(e));
+        continue;
+      }
+      if (archive_entry_size_is_set(ae) == 0 || archive_entry_size(ae) < 0) {
+        return bad(shown, "entry without a size");
+      }
+      e.size = static_cast<std::uint64_t>(archive_entry_size(ae));
+      if (in_place_) {
+        e.offset = static_cast<std::uint64_t>(archive_filter_bytes(a.get(), 0));
+        if (e.offset + e.size > file_size_) {
+          return bad(shown, fmt::format("truncated: entry needs {} bytes past offset {}, file has {}", e.size,
+                                        e.offset, file_size_));
+        }
+        if (is_top_metadata(*name) || (name->find('/') == std::string::npos && name->ends_with(".json"))) {
+          auto data = read_in_memory(a.get(), shown, e.size);
+          if (!data) {
+            return std::unexpected(data.error());
+          }
+          e.memory = std::make_shared<const std::string>(std::move(*data));
+        }
+      } else {
+        if (auto s = store_entry_data(a.get(), shown, e); !s) {
+          return s;
+        }
+      }
+      entries_.emplace(*name, std::move(e));
+    }
+    if (first) {
+      return bad("", "empty archive");
+    }
+    return {};
+  }
+
+  // Follows symlinks inside the archive; nullptr when absent or escaping.
+  const Entry* lookup(const std::string& raw, std::string* resolved = nullptr) const {
+    auto name = clean_path(raw);
+    for (int depth = 0; name && depth < 8; ++depth) {
+      const auto it = entries_.find(*name);
+      if (it == entries_.end()) {
+        return nullptr;
+      }
+      if (it->second.type == Entry::Type::file) {
+        if (resolved != nullptr) {
+          *resolved = *name;
+        }
+        return &it->second;
+      }
+      const auto& target = it->second.link_target;
+      const auto slash = name->rfind('/');
+      const std::string dir = slash == std::string::npos ? "" : name->substr(0, slash + 1);
+      name = target.starts_with("/") ? std::nullopt : clean_path(dir + target);
+    }
+    return nullptr;
+  }
+
+  // Reads a whole entry (a metadata document), bounded by the metadata limit.
+  Result<std::string> entry_bytes(const std::string& name, const Entry& e) {
+    if (e.memory) {
+      return *e.memory;
+    }
+    if (e.size > limits_.max_metadata_bytes) {
+      return std::unexpected(bad(name, fmt::format("{} bytes is too large for a metadata document (limit {})",
+                                                   e.size, limits_.max_metadata_bytes)).error());
+    }
+    std::string data(e.size, '\0');
+    const int fd = in_place_ ? source_.fd : ::open(e.spool.c_str(), O_RDONLY | O_CLOEXEC);
+    const auto off = in_place_ ? static_cast<off_t>(e.offset) : 0;
+    const ssize_t n = ::pread(fd, data.data(), data.size(), off);
+    if (!in_place_ && fd >= 0) {
+      ::close(fd);
+    }
+    if (n < 0 || static_cast<std::uint64_t>(n) != e.size) {
+      return std::unexpected(bad(name, "cannot read entry").error());
+    }
+    source_.bytes_read += e.size;
+    return data;
+  }
+
+  Result<json> parse_json(const std::string& name, const std::string& text) const {
+    auto j = json::parse(text, nullptr, false);
+    if (j.is_discarded()) {
+      return std::unexpected(bad(name, "invalid JSON").error());
+    }
+    return j;
+  }
+
+  BlobLocation location_of(const std::string& name, const Entry& e) const {
+    BlobLocation loc;
+    loc.source = input_;
+    loc.entry = name;
+    if (e.memory) {
+      loc.memory = e.memory;
+    } else if (in_place_) {
+      loc.file = input_;
+      loc.offset = e.offset;
+    } else {
+      loc.file = e.spool;
+    }
+    return loc;
+  }
+
+  void add_blob(const Digest& d, std::uint64_t size, BlobLocation loc, std::optional<Digest> computed) {
+    if (set_.blobs.contains(d)) {
+      return;
+    }
+    set_.blobs.emplace(d, Blob{d, size, std::move(loc), computed});
+  }
+
+  void add_memory_blob(const Digest& d, const std::string& entry, const std::string& bytes) {
+    BlobLocation loc;
+    loc.source = input_;
+    loc.entry = entry;
+    loc.memory = std::make_shared<const std::string>(bytes);
+    add_blob(d, bytes.size(), std::move(loc), d);
+  }
+
+  // A metadata blob (manifest, index, config): read, size- and digest-checked.
+  Result<std::string> metadata_blob(const Digest& d, std::optional<std::uint64_t> size, const std::string& what,
+                                    std::string* entry_name) {
+    const std::string name = "blobs/sha256/" + d.hex();
+    const Entry* e = lookup(name, entry_name);
+    if (e == nullptr) {
+      return std::unexpected(bad(name, fmt::format("{} {} is not in the archive", what, d.str())).error());
+    }
+    auto bytes = entry_bytes(name, *e);
+    if (!bytes) {
+      return bytes;
+    }
+    const auto actual = util::Sha256::of(*bytes);
+    if (actual != d) {
+      return std::unexpected(bad(name, fmt::format("{} bytes hash to {}, expected {}", what, actual.str(), d.str())).error());
+    }
+    if (size && *size != bytes->size()) {
+      return std::unexpected(bad(name, fmt::format("{} is {} bytes, its descriptor says {}", what, bytes->size(), *size)).error());
+    }
+    return bytes;
+  }
+
+  static std::optional<std::vector<std::string>> string_array(const json& j, const char* key) {
+    if (!j.is_object() || !j.contains(key) || !j[key].is_array()) {
+      return std::nullopt;
+    }
+    std::vector<std::string> out;
+    for (const auto& v : j[key]) {
+      if (v.is_string()) {
+        out.push_back(v.get<std::string>());
+      }
+    }
+    return out;
+  }
+
+  struct ParsedConfig {
+    Platform platform;
+    std::vector<Digest> diff_ids;
+    RunConfig run;
+  };
+
+  Result<ParsedConfig> parse_config(const std::string& entry, const std::string& bytes) {
+    auto j = parse_json(entry, bytes);
+    if (!j) {
+      return std::unexpected(j.error());
+    }
+    if (!j->is_object()) {
+      return std::unexpected(bad(entry, "image config is not a JSON object").error());
+    }
+    ParsedConfig c;
+    c.platform.os = j->value("os", "");
+    c.platform.architecture = j->value("architecture", "");
+    c.platform.variant = j->value("variant", "");
+    const auto& rootfs = (*j)["rootfs"];
+    if (!rootfs.is_object() || !rootfs.contains("diff_ids") || !rootfs["diff_ids"].is_array()) {
+      return std::unexpected(bad(entry, "image config has no rootfs.diff_ids").error());
+    }
+    for (const auto& v : rootfs["diff_ids"]) {
+      auto d = v.is_string() ? Digest::parse(v.get<std::string>()) : std::nullopt;
+      if (!d) {
+        return std::unexpected(bad(entry, "image config has an invalid diff_id").error());
+      }
+      c.diff_ids.push_back(*d);
+    }
+    if (j->contains("config") && (*j)["config"].is_object()) {
+      c.run.entrypoint = string_array((*j)["config"], "Entrypoint");
+      c.run.cmd = string_array((*j)["config"], "Cmd");
+    }
+    return c;
+  }
+
+  static std::optional<Platform> descriptor_platform(const json& d) {
+    if (!d.contains("platform") || !d["platform"].is_object()) {
+      return std::nullopt;
+    }
+    const auto& p = d["platform"];
+    return Platform{p.value("os", ""), p.value("architecture", ""), p.value("variant", "")};
+  }
+
+  struct Parsed {
+    std::string media_type;
+    Digest digest;
+    std::optional<std::uint64_t> size;
+  };
+
+  Result<Parsed> parse_descriptor(const std::string& where, const json& d) const {
+    if (!d.is_object() || !d.contains("digest") || !d["digest"].is_string()) {
+      return std::unexpected(bad(where, "descriptor without a digest").error());
+    }
+    auto digest = Digest::parse(d["digest"].get<std::string>());
+    if (!digest) {
+      return std::unexpected(bad(where, fmt::format("unsupported digest \"{}\"", d["digest"].get<std::string>())).error());
+    }
+    Parsed p{d.value("mediaType", ""), *digest, std::nullopt};
+    if (d.contains("size")) {
+      if (!d["size"].is_number_unsigned()) {
+        return std::unexpected(bad(where, "descriptor with an invalid size").error());
+      }
+      p.size = d["size"].get<std::uint64_t>();
+    }
+    return p;
+  }
+
+  // One manifest of an OCI layout. `optional_platform` is set when the manifest is one
+  // platform of an index: then missing blobs make it unavailable instead of an error.
+  Result<void> oci_manifest(const Parsed& desc, const std::vector<std::string>& names,
+                            const std::optional<Platform>& platform_hint, bool in_index) {
+    const std::string manifest_entry = "blobs/sha256/" + desc.digest.hex();
+    auto unavailable = [&](const std::string& reason) -> Result<void> {
+      if (!in_index) {
+        return bad(manifest_entry, reason);
+      }
+      set_.unavailable.push_back(UnavailableImage{names, platform_hint.value_or(Platform{}), input_, reason});
+      return {};
+    };
+    if (lookup(manifest_entry) == nullptr) {
+      return unavailable(fmt::format("manifest {} is not in the archive", desc.digest.str()));
+    }
+    auto bytes = metadata_blob(desc.digest, desc.size, "manifest", nullptr);
+    if (!bytes) {
+      return std::unexpected(bytes.error());
+    }
+    auto j = parse_json(manifest_entry, *bytes);
+    if (!j) {
+      return std::unexpected(j.error());
+    }
+    if (!j->is_object() || !j->contains("config") || !j->contains("layers") || !(*j)["layers"].is_array()) {
+      return bad(manifest_entry, "manifest without config or layers");
+    }
+    auto config_desc = parse_descriptor(manifest_entry, (*j)["config"]);
+    if (!config_desc) {
+      return std::unexpected(config_desc.error());
+    }
+    const std::string config_entry = "blobs/sha256/" + config_desc->digest.hex();
+    if (lookup(config_entry) == nullptr) {
+      return unavailable(fmt::format("config {} named by manifest {} is not in the archive",
+                                     config_desc->digest.str(), desc.digest.str()));
+    }
+    auto config_bytes = metadata_blob(config_desc->digest, config_desc->size, "config", nullptr);
+    if (!config_bytes) {
+      return std::unexpected(config_bytes.error());
+    }
+    auto config = parse_config(config_entry, *config_bytes);
+    if (!config) {
+      return std::unexpected(config.error());
+    }
+    Image image;
+    image.names = names;
+    image.id = config_desc->digest;
+    image.platform = config->platform;
+    if (platform_hint && image.platform.os.empty()) {
+      image.platform = *platform_hint;
+    }
+    image.config = Descriptor{config_desc->media_type.empty() ? media_type::oci_config : config_desc->media_type,
+                              config_desc->digest, config_bytes->size()};
+    image.manifest = Descriptor{
+        !desc.media_type.empty() ? desc.media_type : j->value("mediaType", std::string(media_type::oci_manifest)),
+        desc.digest, bytes->size()};
+    image.manifest_bytes = *bytes;
+    image.run = config->run;
+    image.format = SourceFormat::oci_layout;
+    image.source = input_;
+    const auto& layers = (*j)["layers"];
+    if (layers.size() != config->diff_ids.size()) {
+      return bad(manifest_entry, fmt::format("manifest lists {} layers but config {} has {} diff_ids", layers.size(),
+                                             config_desc->digest.str(), config->diff_ids.size()));
+    }
+    std::vector<std::pair<std::string, const Entry*>> layer_entries;
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      auto ld = parse_descriptor(manifest_entry, layers[i]);
+      if (!ld) {
+        return std::unexpected(ld.error());
+      }
+      std::string resolved;
+      const std::string layer_entry = "blobs/sha256/" + ld->digest.hex();
+      const Entry* e = lookup(layer_entry, &resolved);
+      if (e == nullptr) {
+        return unavailable(fmt::format("layer {} named by manifest {} is not in the archive", ld->digest.str(),
+                                       desc.digest.str()));
+      }
+      if (ld->size && *ld->size != e->size) {
+        return bad(layer_entry, fmt::format("layer is {} bytes, the manifest says {}", e->size, *ld->size));
+      }
+      const bool uncompressed = ld->media_type == media_type::oci_layer || ld->media_type == media_type::docker_layer;
+      if (uncompressed && ld->digest != config->diff_ids[i]) {
+        return bad(layer_entry, fmt::format("uncompressed layer {} disagrees with the config's diff_id {}",
+                                            ld->digest.str(), config->diff_ids[i].str()));
+      }
+      image.layers.push_back(Layer{Descriptor{ld->media_type, ld->digest, e->size}, config->diff_ids[i]});
+      layer_entries.emplace_back(resolved, e);
+    }
+    add_memory_blob(desc.digest, manifest_entry, *bytes);
+    add_memory_blob(config_desc->digest, config_entry, *config_bytes);
+    for (std::size_t i = 0; i < layer_entries.size(); ++i) {
+      const auto& [name, e] = layer_entries[i];
+      add_blob(image.layers[i].blob.digest, e->size, location_of(name, *e), e->computed);
+    }
+    add_image(std::move(image));
+    return {};
+  }
+
+  static bool is_index_type(const std::string& mt) {
+    return mt == media_type::oci_index || mt == media_type::docker_list;
+  }
+
+  Result<void> oci_descriptor(const json& d, const std::string& where, const std::vector<std::string>& names,
+                              const std::optional<Platform>& platform, bool in_index, int depth) {
+    if (depth > 4) {
+      return bad(where, "indexes nested more than 4 deep");
+    }
+    auto desc = parse_descriptor(where, d);
+    if (!desc) {
+      return std::unexpected(desc.error());
+    }
+    if (!is_index_type(desc->media_type)) {
+      return oci_manifest(*desc, names, platform, in_index);
+    }
+    const std::string entry = "blobs/sha256/" + desc->digest.hex();
+    if (lookup(entry) == nullptr) {
+      if (in_index) {
+        set_.unavailable.push_back(UnavailableImage{names, platform.value_or(Platform{}), input_,
+                                                    fmt::format("index {} is not in the archive", desc->digest.str())});
+        return {};
+      }
+      return bad(entry, fmt::format("index {} named by {} is not in the archive", desc->digest.str(), where));
+    }
+    auto bytes = metadata_blob(desc->digest, desc->size, "index", nullptr);
+    if (!bytes) {
+      return std::unexpected(bytes.error());
+    }
+    auto j = parse_json(entry, *bytes);
+    if (!j) {
+      return std::unexpected(j.error());
+    }
+    if (!j->is_object() || !j->contains("manifests") || !(*j)["manifests"].is_array()) {
+      return bad(entry, "index without manifests");
+    }
+    add_memory_blob(desc->digest, entry, *bytes);
+    for (const auto& child : (*j)["manifests"]) {
+      if (auto r = oci_descriptor(child, entry, names, descriptor_platform(child), true, depth + 1); !r) {
+        return r;
+      }
+    }
+    return {};
+  }
+
+  Result<std::vector<std::string>> normalize_names(const std::string& entry, const std::vector<std::string>& raw) {
+    std::vector<std::string> out;
+    for (const auto& n : raw) {
+      auto norm = normalize_image_name(n);
+      if (!norm) {
+        return std::unexpected(bad(entry, norm.error().message).error());
+      }
+      if (std::find(out.begin(), out.end(), *norm) == out.end()) {
+        out.push_back(*norm);
+      }
+    }
+    return out;
+  }
+
+  Result<void> read_oci(const json& index) {
+    if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array()) {
+      return bad("index.json", "no \"manifests\" array");
+    }
+    for (const auto& d : index["manifests"]) {
+      std::vector<std::string> raw;
+      if (d.is_object() && d.contains("annotations") && d["annotations"].is_object()) {
+        const auto& ann = d["annotations"];
+        if (ann.contains("io.containerd.image.name") && ann["io.containerd.image.name"].is_string()) {
+          raw.push_back(ann["io.containerd.image.name"].get<std::string>());
+        } else if (ann.contains("org.opencontainers.image.ref.name") &&
+                   ann["org.opencontainers.image.ref.name"].is_string()) {
+          const auto ref = ann["org.opencontainers.image.ref.name"].get<std::string>();
+          if (looks_like_reference(ref)) {
+            raw.push_back(ref);
+          }
+        }
+      }
+      auto names = normalize_names("index.json", raw);
+      if (!names) {
+        return std::unexpected(names.error());
+      }
+      if (auto r = oci_descriptor(d, "index.json", *names, descriptor_platform(d), false, 0); !r) {
+        return r;
+      }
+    }
+    return {};
+  }
+
+  // The docker schema-2 manifest containerd's importer synthesises for a docker
+  // archive: compact JSON, keys in Go struct order, so its digest equals a full import's.
+  static std::string docker_manifest(const Descriptor& config, const std::vector<Layer>& layers) {
+    nlohmann::ordered_json m;
+    m["schemaVersion"] = 2;
+    m["mediaType"] = media_type::docker_manifest;
+    m["config"] = {{"mediaType", config.media_type}, {"digest", config.digest.str()}, {"size", config.size}};
+    m["layers"] = nlohmann::ordered_json::array();
+    for (const auto& l : layers) {
+      m["layers"].push_back({{"mediaType", l.blob.media_type}, {"digest", l.blob.digest.str()}, {"size", l.blob.size}});
+    }
+    return m.dump();
+  }
+
+  Result<std::string> peek(const Entry& e, std::size_t n) {
+    if (e.memory) {
+      return e.memory->substr(0, n);
+    }
+    std::string out(std::min<std::uint64_t>(n, e.size), '\0');
+    const int fd = in_place_ ? source_.fd : ::open(e.spool.c_str(), O_RDONLY | O_CLOEXEC);
+    const ssize_t got = ::pread(fd, out.data(), out.size(), in_place_ ? static_cast<off_t>(e.offset) : 0);
+    if (!in_place_ && fd >= 0) {
+      ::close(fd);
+    }
+    if (got != static_cast<ssize_t>(out.size())) {
+      return std::unexpected(util::Error{ErrorKind::io, "cannot read"});
+    }
+    source_.bytes_read += out.size();
+    return out;
+  }
+
+  // The digest a docker-archive file name promises: "<hex>.tar", "<hex>.json" or
+  // "blobs/sha256/<hex>".
+  static std::optional<Digest> digest_from_name(const std::string& name) {
+    auto base = name.substr(name.rfind('/') == std::string::npos ? 0 : name.rfind('/') + 1);
+    if (base.ends_with(".tar") || base.ends_with(".json")) {
+      base = base.substr(0, base.rfind('.'));
+    }
+    return Digest::parse_hex(base);
+  }
+
+  Result<void> read_docker(const json& manifest) {
+    if (!manifest.is_array()) {
+      return bad("manifest.json", "expected a JSON array");
+    }
+    for (std::size_t idx = 0; idx < manifest.size(); ++idx) {
+      const auto& m = manifest[idx];
+      const std::string where = fmt::format("manifest.json[{}]", idx);
+      if (!m.is_object() || !m.contains("Config") || !m["Config"].is_string() || !m.contains("Layers") ||
+          !m["Layers"].is_array()) {
+        return bad(where, "needs \"Config\" and \"Layers\"");
+      }
+      const auto config_name = m["Config"].get<std::string>();
+      std::string config_entry;
+      const Entry* ce = lookup(config_name, &config_entry);
+      if (ce == nullptr) {
+        return bad(config_name, fmt::format("config named by {} is not in the archive", where));
+      }
+      auto config_bytes = entry_bytes(config_name, *ce);
+      if (!config_bytes) {
+        return std::unexpected(config_bytes.error());
+      }
+      const auto config_digest = util::Sha256::of(*config_bytes);
+      if (auto claimed = digest_from_name(config_name); claimed && *claimed != config_digest) {
+        return bad(config_name, fmt::format("config bytes hash to {}, its name says {}", config_digest.str(),
+                                            claimed->str()));
+      }
+      auto config = parse_config(config_name, *config_bytes);
+      if (!config) {
+        return std::unexpected(config.error());
+      }
+      const auto& layer_names = m["Layers"];
+      if (layer_names.size() != config->diff_ids.size()) {
+        return bad(where, fmt::format("lists {} layers but config {} has {} diff_ids", layer_names.size(),
+                                      config_digest.str(), config->diff_ids.size()));
+      }
+      Image image;
+      auto tags = string_array(m, "RepoTags").value_or(std::vector<std::string>{});
+      auto names = normalize_names(where, tags);
+      if (!names) {
+        return std::unexpected(names.error());
+      }
+      image.names = *names;
+      image.id = config_digest;
+      image.platform = config->platform;
+      image.config = Descriptor{media_type::docker_config, config_digest, config_bytes->size()};
+      image.run = config->run;
+      image.format = SourceFormat::docker_archive;
+      image.source = input_;
+      std::vector<std::pair<std::string, const Entry*>> layer_entries;
+      for (std::size_t i = 0; i < layer_names.size(); ++i) {
+        if (!layer_names[i].is_string()) {
+          return bad(where, "layer names must be strings");
+        }
+        const auto lname = layer_names[i].get<std::string>();
+        std::string resolved;
+        const Entry* e = lookup(lname, &resolved);
+        if (e == nullptr) {
+          return bad(lname, fmt::format("layer {} named by {} is not in the archive", config->diff_ids[i].str(), where));
+        }
+        auto head = peek(*e, 2);
+        if (!head) {
+          return bad(lname, "cannot read layer");
+        }
+        Layer layer;
+        layer.diff_id = config->diff_ids[i];
+        layer.blob.size = e->size;
+        if (head->size() == 2 && static_cast<unsigned char>((*head)[0]) == 0x1f &&
+            static_cast<unsigned char>((*head)[1]) == 0x8b) {
+          // A compressed layer: its digest is not the diff_id and nothing names it, so
+          // it has to be hashed now.
+          layer.blob.media_type = media_type::docker_layer_gzip;
+          auto d = e->computed ? *e->computed : hash_entry(*e);
+          if (!d) {
+            return bad(lname, "cannot read layer");
+          }
+          layer.blob.digest = *d;
+        } else {
+          layer.blob.media_type = media_type::docker_layer;
+          layer.blob.digest = layer.diff_id;
+          const auto claimed = digest_from_name(resolved);
+          if (claimed && *claimed != layer.diff_id) {
+            return bad(lname, fmt::format("file name says {} but the config's diff_id is {}", claimed->str(),
+                                          layer.diff_id.str()));
+          }
+          if (e->computed && *e->computed != layer.diff_id) {
+            return bad(lname, fmt::format("layer bytes hash to {} but the config's diff_id is {}",
+                                          e->computed->str(), layer.diff_id.str()));
+          }
+        }
+        image.layers.push_back(layer);
+        layer_entries.emplace_back(resolved, e);
+      }
+      image.manifest_bytes = docker_manifest(image.config, image.layers);
+      image.manifest = Descriptor{media_type::docker_manifest, util::Sha256::of(image.manifest_bytes),
+                                  image.manifest_bytes.size()};
+      add_memory_blob(image.manifest.digest, where, image.manifest_bytes);
+      add_memory_blob(config_digest, config_entry, *config_bytes);
+      for (std::size_t i = 0; i < layer_entries.size(); ++i) {
+        const auto& [name, e] = layer_entries[i];
+        std::optional<Digest> computed = e->computed;
+        if (!computed && image.layers[i].blob.media_type == media_type::docker_layer_gzip) {
+          computed = image.layers[i].blob.digest;
+        }
+        add_blob(image.layers[i].blob.digest, e->size, location_of(name, *e), computed);
+      }
+      add_image(std::move(image));
+    }
+    return {};
+  }
+
+  std::optional<Digest> hash_entry(const Entry& e) {
+    util::Sha256 h;
+    std::vector<char> buf(1 << 20);
+    std::uint64_t done = 0;
+    const int fd = in_place_ ? source_.fd : ::open(e.spool.c_str(), O_RDONLY | O_CLOEXEC);
+    const std::uint64_t base = in_place_ ? e.offset : 0;
+    while (done < e.size) {
+      const auto want = std::min<std::uint64_t>(buf.size(), e.size - done);
+      const ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(base + done));
+      if (n <= 0) {
+        break;
+      }
+      h.update(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+      done += static_cast<std::uint64_t>(n);
+    }
+    if (!in_place_ && fd >= 0) {
+      ::close(fd);
+    }
+    source_.bytes_read += done;
+    if (done != e.size) {
+      return std::nullopt;
+    }
+    return h.finish();
+  }
+
+  void add_image(Image image) {
+    for (auto& existing : set_.images) {
+      if (existing.id == image.id && existing.manifest.digest == image.manifest.digest) {
+        for (auto& n : image.names) {
+          if (std::find(existing.names.begin(), existing.names.end(), n) == existing.names.end()) {
+            existing.names.push_back(n);
+          }
+        }
+        return;
+      }
+    }
+    set_.images.push_back(std::move(image));
+  }
+
+  Result<void> interpret() {
+    const Entry* index_entry = lookup("index.json");
+    const Entry* manifest_entry = lookup("manifest.json");
+    if (index_entry == nullptr && manifest_entry == nullptr) {
+      return bad("", "neither manifest.json nor index.json found: not a docker or OCI image archive");
+    }
+    try {
+      std::optional<json> docker;
+      if (manifest_entry != nullptr) {
+        auto bytes = entry_bytes("manifest.json", *manifest_entry);
+        if (!bytes) {
+          return std::unexpected(bytes.error());
+        }
+        auto j = parse_json("manifest.json", *bytes);
+        if (!j) {
+          return std::unexpected(j.error());
+        }
+        docker = std::move(*j);
+      }
+      if (index_entry != nullptr) {
+        auto bytes = entry_bytes("index.json", *index_entry);
+        if (!bytes) {
+          return std::unexpected(bytes.error());
+        }
+        auto j = parse_json("index.json", *bytes);
+        if (!j) {
+          return std::unexpected(j.error());
+        }
+        if (docker && docker->is_array()) {
+          for (const auto& m : *docker) {
+            // Docker >= 25 names a manifest only through its config/layer paths; map
+            // the config path back so index entries can borrow the repo tags.
+            if (m.is_object() && m.contains("Config") && m["Config"].is_string()) {
+              const auto d = digest_from_name(m["Config"].get<std::string>());
+              const auto t = string_array(m, "RepoTags");
+              if (d && t) {
+                config_tags_[*d] = *t;
+              }
+            }
+          }
+        }
+        if (auto r = read_oci(*j); !r) {
+          return r;
+        }
+        for (auto& image : set_.images) {
+          if (image.names.empty() && image.source == input_) {
+            if (auto it = config_tags_.find(image.id); it != config_tags_.end()) {
+              auto names = normalize_names("manifest.json", it->second);
+              if (!names) {
+                return std::unexpected(names.error());
+              }
+              image.names = *names;
+            }
+          }
+        }
+        return {};
+      }
+      return read_docker(*docker);
+    } catch (const json::exception& e) {
+      return bad("", fmt::format("unexpected JSON structure: {}", e.what()));
+    }
+  }
+
+  std::string input_;
+  ImageSet& set_;
+  const ReadLimits& limits_;
+  Source source_;
+  std::uint64_t file_size_ = 0;
+  bool in_place_ = false;
+  std::map<std::string, Entry> entries_;
+  std::string last_entry_;
+  std::uint64_t entry_count_ = 0;
+  std::shared_ptr<util::TempDir> spool_;
+  std::uint64_t spool_count_ = 0;
+  std::map<Digest, std::vector<std::string>> config_tags_;
+  ReadStats stats_;
+};
+
+} // namespace
+
+Result<ReadStats> read_archive(const std::string& input, ImageSet& set, const ReadLimits& limits) {
+  util::install_cleanup_signal_handlers();
+  ImageSet scratch;  // nothing of a failed archive reaches the caller's set
+  scratch.blobs = set.blobs;
+  scratch.spool_owner = set.spool_owner;
+  Reader reader(input, scratch, limits);
+  auto stats = reader.run();
+  if (!stats) {
+    return stats;
+  }
+  for (auto& image : scratch.images) {
+    bool merged = false;
+    for (auto& existing : set.images) {
+      if (existing.id == image.id && existing.manifest.digest == image.manifest.digest) {
+        for (auto& n : image.names) {
+          if (std::find(existing.names.begin(), existing.names.end(), n) == existing.names.end()) {
+            existing.names.push_back(n);
+          }
+        }
+        merged = true;
+      }
+    }
+    if (!merged) {
+      set.images.push_back(std::move(image));
+    }
+  }
+  for (auto& u : scratch.unavailable) {
+    set.unavailable.push_back(std::move(u));
+  }
+  for (auto& w : scratch.warnings) {
+    set.warnings.push_back(std::move(w));
+  }
+  set.blobs = std::move(scratch.blobs);
+  set.spool_owner = scratch.spool_owner;
+  return stats;
+}
+
+} // namespace kload::format

@@ -1,0 +1,89 @@
+#include "kload/format/model.h"
+
+#include <sys/utsname.h>
+
+namespace kload::format {
+
+std::string Platform::str() const {
+  if (os.empty() && architecture.empty()) {
+    return "unknown";
+  }
+  return variant.empty() ? os + "/" + architecture : os + "/" + architecture + "/" + variant;
+}
+
+std::optional<Platform> Platform::parse(std::string_view text) {
+  Platform p;
+  const auto a = text.find('/');
+  if (a == std::string_view::npos || a == 0) {
+    return std::nullopt;
+  }
+  p.os = std::string(text.substr(0, a));
+  const auto rest = text.substr(a + 1);
+  const auto b = rest.find('/');
+  p.architecture = std::string(rest.substr(0, b));
+  if (b != std::string_view::npos) {
+    p.variant = std::string(rest.substr(b + 1));
+    if (p.variant.empty() || p.variant.find('/') != std::string::npos) {
+      return std::nullopt;
+    }
+  }
+  if (p.architecture.empty()) {
+    return std::nullopt;
+  }
+  return p;
+}
+
+Platform Platform::host() {
+  Platform p{"linux", "amd64", ""};
+  utsname u{};
+  if (uname(&u) == 0) {
+    const std::string m = u.machine;
+    if (m == "aarch64" || m == "arm64") {
+      p.architecture = "arm64";
+    } else if (m.starts_with("armv7")) {
+      p.architecture = "arm";
+      p.variant = "v7";
+    } else if (m == "ppc64le" || m == "s390x" || m == "riscv64") {
+      p.architecture = m;
+    }
+  }
+  return p;
+}
+
+bool Platform::matches(const Platform& want) const {
+  return os == want.os && architecture == want.architecture &&
+         (want.variant.empty() || variant == want.variant);
+}
+
+std::uint64_t Image::layer_bytes() const {
+  std::uint64_t total = 0;
+  for (const auto& l : layers) {
+    total += l.blob.size;
+  }
+  return total;
+}
+
+const Blob* ImageSet::find(const util::Digest& d) const {
+  const auto it = blobs.find(d);
+  return it == blobs.end() ? nullptr : &it->second;
+}
+
+std::vector<util::Digest> ImageSet::blobs_of(const Image& image) {
+  std::vector<util::Digest> out{image.manifest.digest, image.config.digest};
+  for (const auto& l : image.layers) {
+    out.push_back(l.blob.digest);
+  }
+  return out;
+}
+
+std::unordered_map<util::Digest, int> ImageSet::layer_use_counts() const {
+  std::unordered_map<util::Digest, int> counts;
+  for (const auto& image : images) {
+    for (const auto& l : image.layers) {
+      ++counts[l.blob.digest];
+    }
+  }
+  return counts;
+}
+
+} // namespace kload::format

@@ -1,0 +1,199 @@
+#include "kload/format/oci_writer.h"
+
+#include "kload/format/verify.h"
+#include "kload/util/process.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <memory>
+
+namespace kload::format {
+
+using util::Digest;
+using util::ErrorKind;
+using util::Result;
+
+namespace {
+
+struct Sink {
+  int fd;
+  std::uint64_t written = 0;
+  std::optional<util::Error> error;
+};
+
+la_ssize_t sink_write(struct archive*, void* data, const void* buf, size_t len) {
+  auto* s = static_cast<Sink*>(data);
+  if (auto r = util::write_all(s->fd, buf, len, "the import stream"); !r) {
+    s->error = r.error();
+    return -1;
+  }
+  s->written += len;
+  return static_cast<la_ssize_t>(len);
+}
+
+class Writer {
+public:
+  explicit Writer(int fd) : sink_{fd, 0, std::nullopt}, a_(archive_write_new(), archive_write_free) {
+    archive_write_set_format_pax_restricted(a_.get());
+    archive_write_set_bytes_per_block(a_.get(), 64 * 1024);
+    archive_write_set_bytes_in_last_block(a_.get(), 1);
+  }
+
+  Result<void> open() {
+    if (archive_write_open2(a_.get(), &sink_, nullptr, sink_write, nullptr, nullptr) != ARCHIVE_OK) {
+      return failure("cannot start the archive");
+    }
+    return {};
+  }
+
+  // Starts a regular-file entry of `size` bytes.
+  Result<void> begin(const std::string& name, std::uint64_t size) {
+    std::unique_ptr<archive_entry, decltype(&archive_entry_free)> e(archive_entry_new(), archive_entry_free);
+    archive_entry_set_pathname(e.get(), name.c_str());
+    archive_entry_set_size(e.get(), static_cast<la_int64_t>(size));
+    archive_entry_set_filetype(e.get(), AE_IFREG);
+    archive_entry_set_perm(e.get(), 0644);
+    if (archive_write_header(a_.get(), e.get()) != ARCHIVE_OK) {
+      return failure("cannot write entry " + name);
+    }
+    return {};
+  }
+
+  Result<void> data(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const la_ssize_t n = archive_write_data(a_.get(), bytes.data(), bytes.size());
+      if (n <= 0) {
+        return failure("cannot write data");
+      }
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return {};
+  }
+
+  Result<void> file(const std::string& name, std::string_view bytes) {
+    if (auto r = begin(name, bytes.size()); !r) {
+      return r;
+    }
+    return data(bytes);
+  }
+
+  Result<std::uint64_t> close() {
+    if (archive_write_close(a_.get()) != ARCHIVE_OK) {
+      return std::unexpected(failure("cannot finish the archive").error());
+    }
+    return sink_.written;
+  }
+
+private:
+  Result<void> failure(const std::string& what) {
+    if (sink_.error) {
+      return std::unexpected(*sink_.error);
+    }
+    const char* why = archive_error_string(a_.get());
+    return util::fail(ErrorKind::io, fmt::format("{}: {}", what, why != nullptr ? why : "unknown error"));
+  }
+
+  Sink sink_;
+  std::unique_ptr<struct archive, decltype(&archive_write_free)> a_;
+};
+
+std::string blob_path(const Digest& d) { return "blobs/sha256/" + d.hex(); }
+
+} // namespace
+
+std::string thin_index_json(const std::vector<ThinEntry>& entries) {
+  nlohmann::ordered_json index;
+  index["schemaVersion"] = 2;
+  index["mediaType"] = media_type::oci_index;
+  index["manifests"] = nlohmann::ordered_json::array();
+  for (const auto& e : entries) {
+    index["manifests"].push_back({{"mediaType", e.image->manifest.media_type},
+                                  {"digest", e.image->manifest.digest.str()},
+                                  {"size", e.image->manifest.size},
+                                  {"annotations", {{"io.containerd.image.name", e.ref}}}});
+  }
+  return index.dump();
+}
+
+Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vector<ThinEntry>& entries,
+                                     const std::unordered_set<Digest>& layers, const ProgressFn& progress) {
+  Writer w(fd);
+  if (auto r = w.open(); !r) {
+    return std::unexpected(r.error());
+  }
+  ThinStats stats;
+  if (auto r = w.file("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"); !r) {
+    return std::unexpected(r.error());
+  }
+  std::unordered_set<Digest> written;
+  auto put_blob = [&](const Digest& d, bool is_layer) -> Result<void> {
+    if (!written.insert(d).second) {
+      return {};
+    }
+    const Blob* b = set.find(d);
+    if (b == nullptr) {
+      return util::fail(ErrorKind::bad_input, fmt::format("blob {} is not in the input", d.str()));
+    }
+    if (!b->computed) {
+      // Only proven bytes leave the machine: the caller hashes before sending.
+      return util::fail(ErrorKind::io, fmt::format("{}: {}: blob {} was not verified before sending",
+                                                   b->where.source, b->where.entry, d.str()));
+    }
+    if (*b->computed != b->digest) {
+      return util::fail(ErrorKind::bad_input, fmt::format("{}: {}: content is {}, expected {}; not sending it",
+                                                          b->where.source, b->where.entry, b->computed->str(),
+                                                          d.str()));
+    }
+    if (auto r = w.begin(blob_path(d), b->size); !r) {
+      return r;
+    }
+    auto r = read_blob(*b, [&](std::string_view chunk) -> Result<void> {
+      if (auto wr = w.data(chunk); !wr) {
+        return wr;
+      }
+      if (is_layer) {
+        stats.layer_bytes += chunk.size();
+        if (progress) {
+          progress(stats.layer_bytes);
+        }
+      }
+      return {};
+    });
+    if (r && is_layer) {
+      ++stats.layers_sent;
+    }
+    return r;
+  };
+  for (const auto& e : entries) {
+    if (auto r = put_blob(e.image->manifest.digest, false); !r) {
+      return std::unexpected(r.error());
+    }
+    if (auto r = put_blob(e.image->config.digest, false); !r) {
+      return std::unexpected(r.error());
+    }
+  }
+  for (const auto& e : entries) {
+    for (const auto& l : e.image->layers) {
+      if (layers.contains(l.blob.digest)) {
+        if (auto r = put_blob(l.blob.digest, true); !r) {
+          return std::unexpected(r.error());
+        }
+      }
+    }
+  }
+  // index.json last: a stream cut short before it can never name anything.
+  if (auto r = w.file("index.json", thin_index_json(entries)); !r) {
+    return std::unexpected(r.error());
+  }
+  auto total = w.close();
+  if (!total) {
+    return std::unexpected(total.error());
+  }
+  stats.total_bytes = *total;
+  return stats;
+}
+
+} // namespace kload::format

@@ -1,0 +1,401 @@
+#include "kload/load/loader.h"
+
+#include "kload/format/oci_writer.h"
+#include "kload/format/verify.h"
+#include "kload/node/ctr_client.h"
+#include "kload/util/parallel.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <random>
+#include <unistd.h>
+
+namespace kload::load {
+
+using util::Digest;
+
+namespace {
+
+constexpr std::string_view staging_prefix = "localhost/kload-staging/";
+
+std::string make_nonce() {
+  std::random_device rd;
+  return fmt::format("{}-{}-{:08x}", static_cast<long>(std::time(nullptr)), ::getpid(), rd());
+}
+
+// Builds what the planner needs from a full inventory plus image statuses.
+plan::NodeView view_from_inventory(const node::NodeInventory& inv, const std::vector<node::ImageStatus>& statuses) {
+  plan::NodeView view;
+  view.blobs = inv.blobs;
+  auto ids_of = [&](const Digest& target) {
+    std::vector<Digest> ids;
+    if (auto it = inv.manifest_config.find(target); it != inv.manifest_config.end()) {
+      ids.push_back(it->second);
+    }
+    if (auto it = inv.index_children.find(target); it != inv.index_children.end()) {
+      for (const auto& child : it->second) {
+        if (auto c = inv.manifest_config.find(child); c != inv.manifest_config.end()) {
+          ids.push_back(c->second);
+        }
+      }
+    }
+    return ids;
+  };
+  for (const auto& s : statuses) {
+    view.names[s.name] = plan::NamedImage{s.target, ids_of(s.target), s.complete};
+  }
+  return view;
+}
+
+// The view a single `images check` gives: a name counts as holding our image only
+// when it points at exactly our manifest. Anything else needs the full inventory.
+plan::NodeView view_from_check(const std::vector<const format::Image*>& images,
+                               const std::vector<node::ImageStatus>& statuses) {
+  plan::NodeView view;
+  for (const auto& s : statuses) {
+    plan::NamedImage named{s.target, {}, s.complete};
+    for (const auto* image : images) {
+      if (image->manifest.digest == s.target) {
+        named.ids.push_back(image->id);
+      }
+    }
+    view.names[s.name] = named;
+  }
+  return view;
+}
+
+std::vector<std::string> all_names(const std::vector<const format::Image*>& images) {
+  std::vector<std::string> names;
+  for (const auto* image : images) {
+    names.insert(names.end(), image->names.begin(), image->names.end());
+  }
+  return names;
+}
+
+class NodeLoader {
+public:
+  NodeLoader(format::ImageSet& set, const std::vector<const format::Image*>& images, const Target& target,
+             Observer& observer, std::mutex& verify_mutex)
+      : set_(set), images_(images), target_(target), client_(*target.transport), observer_(observer),
+        verify_mutex_(verify_mutex) {
+    report_.node = target.uri.display();
+    report_.uri = target.uri.text;
+  }
+
+  // Phase 1: find out what the node has and plan. False when the node failed.
+  bool plan() {
+    ++report_.ctr_calls;
+    auto quick = client_.check(all_names(images_));
+    if (!quick) {
+      return failed(quick.error().message);
+    }
+    plan_ = plan::plan_node(images_, view_from_check(images_, *quick));
+    if (plan_.nothing_to_do()) {
+      observer_.planned(report_.node, plan_);
+      return true;
+    }
+    if (!full_inventory()) {
+      return false;
+    }
+    observer_.planned(report_.node, plan_);
+    return true;
+  }
+
+  [[nodiscard]] const plan::NodePlan& node_plan() const { return plan_; }
+  [[nodiscard]] bool ok() const { return report_.status == NodeStatus::ok; }
+
+  // Phase 2: send and commit. Returns the final report.
+  NodeReport execute(DryRun dry_run) {
+    const auto start = std::chrono::steady_clock::now();
+    if (ok() && dry_run == DryRun::no) {
+      run_plan();
+    }
+    if (ok()) {
+      for (const auto& step : plan_.steps) {
+        report_.images.push_back(ImageOutcome{step.image, step.action, step.names, step.retag_from});
+      }
+      report_.layers_skipped = plan_.skipped_layers;
+      report_.bytes_skipped = plan_.skipped_bytes;
+    }
+    report_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report_;
+  }
+
+  NodeReport& report() { return report_; }
+
+private:
+  bool failed(const std::string& message) {
+    report_.status = NodeStatus::failed;
+    report_.error = message;
+    return false;
+  }
+
+  bool full_inventory() {
+    report_.ctr_calls += 2;
+    auto inv = client_.inventory();
+    if (!inv) {
+      return failed(inv.error().message);
+    }
+    auto statuses = client_.check({});
+    if (!statuses) {
+      return failed(statuses.error().message);
+    }
+    remove_stale_staging(*statuses);
+    plan_ = plan::plan_node(images_, view_from_inventory(*inv, *statuses));
+    return true;
+  }
+
+  // Staging names left by a run that died more than an hour ago.
+  void remove_stale_staging(const std::vector<node::ImageStatus>& statuses) {
+    std::vector<std::string> stale;
+    const auto now = static_cast<long>(std::time(nullptr));
+    for (const auto& s : statuses) {
+      if (!is_staging_name(s.name)) {
+        continue;
+      }
+      const auto colon = s.name.rfind(':');
+      const long when = colon == std::string::npos ? 0 : std::atol(s.name.c_str() + colon + 1);
+      if (now - when > 3600) {
+        stale.push_back(s.name);
+      }
+    }
+    if (!stale.empty()) {
+      ++report_.ctr_calls;
+      (void)client_.remove(stale); // best effort: a leftover name is harmless
+    }
+  }
+
+  void run_plan() {
+    if (plan_.count(plan::Action::send) > 0 && !send_and_commit()) {
+      return;
+    }
+    for (const auto& step : plan_.steps) {
+      if (step.action != plan::Action::retag) {
+        continue;
+      }
+      for (const auto& name : step.names) {
+        ++report_.ctr_calls;
+        if (auto r = client_.tag(step.retag_from, name); !r) {
+          failed(r.error().message);
+          return;
+        }
+      }
+    }
+    confirm();
+  }
+
+  bool send_and_commit() {
+    if (!snapshotter_) {
+      if (!target_.uri.snapshotter.empty()) {
+        snapshotter_ = target_.uri.snapshotter;
+      } else {
+        ++report_.ctr_calls;
+        auto s = client_.snapshotter();
+        if (!s) {
+          return failed(s.error().message);
+        }
+        snapshotter_ = *s;
+      }
+    }
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      const auto nonce = make_nonce();
+      std::vector<format::ThinEntry> entries;
+      for (const auto& step : plan_.steps) {
+        if (step.action == plan::Action::send) {
+          entries.push_back(format::ThinEntry{step.image, staging_name(*step.image, nonce)});
+        }
+      }
+      const std::unordered_set<Digest> layers(plan_.layers.begin(), plan_.layers.end());
+      std::optional<format::ThinStats> stats;
+      std::optional<util::Error> write_error;
+      const auto total = plan_.layer_bytes;
+      auto feed = [&](int fd) -> util::Result<void> {
+        auto r = format::write_thin_archive(fd, set_, entries, layers, [&](std::uint64_t done) {
+          observer_.progress(report_.node, done, total);
+        });
+        if (!r) {
+          write_error = r.error();
+          return std::unexpected(r.error());
+        }
+        stats = *r;
+        return {};
+      };
+      ++report_.ctr_calls;
+      auto imported = client_.import(feed, *snapshotter_, node::AllPlatforms::no);
+      std::vector<std::string> staging;
+      for (const auto& e : entries) {
+        staging.push_back(e.ref);
+      }
+      if (stats) {
+        report_.layers_sent += stats->layers_sent;
+        report_.layer_bytes_sent += stats->layer_bytes;
+        report_.bytes_sent += stats->total_bytes;
+      }
+      if (!imported) {
+        // The import may have created image records pointing at an incomplete image:
+        // they only ever carry staging names, and go now.
+        ++report_.ctr_calls;
+        (void)client_.remove(staging);
+        if (write_error && write_error->kind == util::ErrorKind::bad_input) {
+          return failed(write_error->message);
+        }
+        if (imported.error().failure == node::ImportFailure::missing_content && attempt == 0) {
+          // The node lost a blob since it was listed (GC, crictl rmi): list again, retry once.
+          report_.retried = true;
+          if (!full_inventory()) {
+            return false;
+          }
+          if (plan_.count(plan::Action::send) == 0) {
+            return true;
+          }
+          // The new plan may need blobs no node needed before: prove them first.
+          std::vector<Digest> more(plan_.layers.begin(), plan_.layers.end());
+          std::lock_guard lock(verify_mutex_);
+          if (auto v = format::verify_blobs(set_, more, 1); !v) {
+            return failed(v.error().message);
+          }
+          continue;
+        }
+        return failed(imported.error().error.message);
+      }
+      // Commit: point every real name at the now complete image, then drop staging.
+      for (std::size_t i = 0, e = 0; i < plan_.steps.size(); ++i) {
+        const auto& step = plan_.steps[i];
+        if (step.action != plan::Action::send) {
+          continue;
+        }
+        for (const auto& name : step.names) {
+          ++report_.ctr_calls;
+          if (auto r = client_.tag(entries[e].ref, name); !r) {
+            (void)client_.remove(staging);
+            return failed(r.error().message);
+          }
+        }
+        ++e;
+      }
+      ++report_.ctr_calls;
+      if (auto r = client_.remove(staging); !r) {
+        return failed(r.error().message);
+      }
+      return true;
+    }
+    return true;
+  }
+
+  // After commit, every name must resolve to a complete image with the right ID.
+  void confirm() {
+    std::vector<std::string> names;
+    for (const auto& step : plan_.steps) {
+      if (step.action != plan::Action::skip) {
+        names.insert(names.end(), step.names.begin(), step.names.end());
+      }
+    }
+    if (names.empty()) {
+      return;
+    }
+    ++report_.ctr_calls;
+    auto statuses = client_.check(names);
+    if (!statuses) {
+      failed(statuses.error().message);
+      return;
+    }
+    for (const auto& step : plan_.steps) {
+      for (const auto& name : step.names) {
+        const auto it = std::find_if(statuses->begin(), statuses->end(),
+                                     [&](const node::ImageStatus& s) { return s.name == name; });
+        if (it == statuses->end()) {
+          failed(fmt::format("node {}: {} is missing after the load", report_.node, name));
+          return;
+        }
+        if (!it->complete) {
+          failed(fmt::format("node {}: {} is incomplete after the load", report_.node, name));
+          return;
+        }
+        if (step.action == plan::Action::send && it->target != step.image->manifest.digest) {
+          failed(fmt::format("node {}: {} points at {}, expected {}", report_.node, name, it->target.str(),
+                             step.image->manifest.digest.str()));
+          return;
+        }
+      }
+    }
+  }
+
+  format::ImageSet& set_;
+  const std::vector<const format::Image*>& images_;
+  const Target& target_;
+  node::CtrClient client_;
+  Observer& observer_;
+  std::mutex& verify_mutex_;
+  plan::NodePlan plan_;
+  NodeReport report_;
+  std::optional<std::string> snapshotter_;
+};
+
+} // namespace
+
+bool LoadReport::all_ok() const {
+  return std::all_of(nodes.begin(), nodes.end(), [](const NodeReport& n) { return n.status == NodeStatus::ok; });
+}
+
+std::string staging_name(const format::Image& image, const std::string& nonce) {
+  return fmt::format("{}{}:{}", staging_prefix, image.id.short_hex(), nonce);
+}
+
+bool is_staging_name(const std::string& name) { return name.starts_with(staging_prefix); }
+
+util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const format::Image*>& images,
+                              const std::vector<Target>& targets, const LoadOptions& options, Observer& observer) {
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::unique_ptr<NodeLoader>> loaders;
+  std::mutex verify_mutex;
+  for (const auto& t : targets) {
+    loaders.push_back(std::make_unique<NodeLoader>(set, images, t, observer, verify_mutex));
+  }
+  // Phase 1: every node's inventory and plan, in parallel.
+  util::parallel_for(loaders.size(), options.jobs, [&](std::size_t i) { loaders[i]->plan(); });
+
+  // Phase 2: prove every blob some node will receive, once, before anything is sent.
+  std::vector<Digest> to_send;
+  std::unordered_set<Digest> seen;
+  for (const auto& l : loaders) {
+    if (!l->ok()) {
+      continue;
+    }
+    for (const auto& step : l->node_plan().steps) {
+      if (step.action != plan::Action::send) {
+        continue;
+      }
+      for (const auto& d : {step.image->manifest.digest, step.image->config.digest}) {
+        if (seen.insert(d).second) {
+          to_send.push_back(d);
+        }
+      }
+    }
+    for (const auto& d : l->node_plan().layers) {
+      if (seen.insert(d).second) {
+        to_send.push_back(d);
+      }
+    }
+  }
+  LoadReport report;
+  auto verified = format::verify_blobs(set, to_send, options.jobs);
+  if (!verified) {
+    return std::unexpected(verified.error());
+  }
+  report.blobs_hashed = verified->blobs_hashed;
+  report.bytes_hashed = verified->bytes_hashed;
+
+  // Phase 3: send and commit, nodes in parallel.
+  report.nodes.resize(loaders.size());
+  util::parallel_for(loaders.size(), options.jobs, [&](std::size_t i) {
+    report.nodes[i] = loaders[i]->execute(options.dry_run);
+    observer.finished(report.nodes[i]);
+  });
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+} // namespace kload::load

@@ -1,0 +1,565 @@
+#include "kload/node/ctr_client.h"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <string_view>
+
+namespace kload::node {
+
+namespace {
+
+using util::Digest;
+using util::Error;
+using util::ErrorKind;
+using util::ProcessResult;
+
+// Queries answer in well under a second (measured 40-70 ms); 30 s only catches a node
+// that accepted the connection and then hung. Imports get no limit: their duration
+// grows with the bytes sent, and ctr's connect timeout still catches a dead node.
+constexpr std::chrono::milliseconds query_timeout{30'000};
+constexpr std::chrono::milliseconds no_timeout{0};
+
+constexpr std::string_view gc_content_prefix = "containerd.io/gc.ref.content.";
+
+std::string_view trim(std::string_view s) {
+  const auto first = s.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) {
+    return {};
+  }
+  const auto last = s.find_last_not_of(" \t\r\n");
+  return s.substr(first, last - first + 1);
+}
+
+std::vector<std::string_view> lines_of(std::string_view text) {
+  std::vector<std::string_view> lines;
+  while (!text.empty()) {
+    const auto nl = text.find('\n');
+    lines.push_back(text.substr(0, nl));
+    if (nl == std::string_view::npos) {
+      break;
+    }
+    text.remove_prefix(nl + 1);
+  }
+  return lines;
+}
+
+// Splits on runs of any of `seps`, dropping empty pieces.
+std::vector<std::string_view> fields_of(std::string_view line, std::string_view seps) {
+  std::vector<std::string_view> out;
+  std::size_t pos = 0;
+  while (true) {
+    const auto start = line.find_first_not_of(seps, pos);
+    if (start == std::string_view::npos) {
+      break;
+    }
+    const auto end = line.find_first_of(seps, start);
+    out.push_back(line.substr(start, end == std::string_view::npos ? end : end - start));
+    if (end == std::string_view::npos) {
+      break;
+    }
+    pos = end;
+  }
+  return out;
+}
+
+// A line as it may appear inside a one-line message, cut at `max` characters.
+std::string excerpt(std::string_view line, std::size_t max = 120) {
+  std::string out(line.substr(0, max));
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20) {
+      c = ' ';
+    }
+  }
+  if (line.size() > max) {
+    out += "...";
+  }
+  return out;
+}
+
+// What ctr said last. ctr prints its fatal error as one "ctr: ..." line, possibly after
+// logrus lines (`time=... level=info msg="apply failure"`); docker and ssh print their
+// own single line instead. Trimmed, never empty unless stderr was.
+std::string last_message(std::string_view err) {
+  std::string_view last;
+  std::string_view last_ctr;
+  for (const auto line : lines_of(err)) {
+    const auto t = trim(line);
+    if (t.empty()) {
+      continue;
+    }
+    last = t;
+    if (t.starts_with("ctr: ")) {
+      last_ctr = t;
+    }
+  }
+  // ctr's messages chain every cause ("failed to extract layer ...: failed to get
+  // reader ...: content digest ...: not found"); keep them whole unless absurd.
+  return excerpt(last_ctr.empty() ? last : last_ctr, 1000);
+}
+
+bool has_ctr_message(std::string_view err) {
+  for (const auto line : lines_of(err)) {
+    if (trim(line).starts_with("ctr: ")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// The node could not be reached at all, as opposed to a ctr command that failed.
+bool unreachable(const NodeUri& uri, const ProcessResult& r) {
+  // ctr's gRPC dial: no socket, nobody listening, permission denied, connect timeout.
+  if (r.err.find("failed to dial \"") != std::string::npos) {
+    return true;
+  }
+  switch (uri.kind) {
+  case TransportKind::containerd_socket:
+    return false;
+  case TransportKind::docker:
+    // "No such container", "is not running", or no docker daemon at all.
+    return r.err.find("Error response from daemon:") != std::string::npos ||
+           r.err.find("Cannot connect to the Docker daemon") != std::string::npos;
+  case TransportKind::ssh:
+    // ssh reserves 255 for its own failures (resolve, connect, auth).
+    return r.exit_code == 255;
+  }
+  return false;
+}
+
+std::string node_prefix(const Transport& t) { return "node " + t.uri().display(); }
+
+// "node NAME: DOING: WHY", or "node NAME: not reachable: WHY".
+Error failure(const Transport& t, const std::string& doing, const ProcessResult& r) {
+  if (r.timed_out) {
+    return Error{ErrorKind::node, node_prefix(t) + ": " + doing + ": no answer within " +
+                                      std::to_string(query_timeout.count() / 1000) + " s"};
+  }
+  std::string why = last_message(r.err);
+  if (why.empty()) {
+    why = r.signal != 0 ? "ctr killed by signal " + std::to_string(r.signal)
+                        : "ctr exited with status " + std::to_string(r.exit_code);
+  }
+  if (unreachable(t.uri(), r)) {
+    return Error{ErrorKind::node, node_prefix(t) + ": not reachable: " + why};
+  }
+  return Error{ErrorKind::node, node_prefix(t) + ": " + doing + ": " + why};
+}
+
+std::unexpected<Error> unparsable(const Transport& t, std::string_view command,
+                                  std::size_t line_no, std::string_view line) {
+  return util::fail(ErrorKind::node, node_prefix(t) + ": unexpected output from \"ctr " +
+                                         std::string(command) + "\" (line " +
+                                         std::to_string(line_no) + ": \"" + excerpt(line) +
+                                         "\")");
+}
+
+// Runs a query and insists on exit status 0.
+util::Result<ProcessResult> query(Transport& t, const std::vector<std::string>& args,
+                                  const std::string& doing) {
+  auto r = t.ctr(args, {}, query_timeout);
+  if (!r) {
+    return std::unexpected(r.error().with_context(node_prefix(t) + ": " + doing));
+  }
+  if (r->exit_code != 0 || r->timed_out) {
+    return std::unexpected(failure(t, doing, *r));
+  }
+  return r;
+}
+
+enum class Algorithm { sha256, other, invalid };
+
+// containerd can hold non-sha256 content in principle; kload's world is sha256, so such
+// rows are skipped rather than treated as garbage.
+Algorithm algorithm_of(std::string_view digest) {
+  if (digest.starts_with("sha256:")) {
+    return Algorithm::sha256;
+  }
+  const auto colon = digest.find(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    return Algorithm::invalid;
+  }
+  for (char c : digest.substr(0, colon)) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) {
+      return Algorithm::invalid;
+    }
+  }
+  return Algorithm::other;
+}
+
+// `ctr version`: the "UUID:" line of the "Server:" section (absent before 1.5).
+util::Result<std::string> parse_version(const Transport& t, std::string_view out) {
+  bool in_server = false;
+  std::size_t no = 0;
+  for (const auto line : lines_of(out)) {
+    ++no;
+    const auto l = trim(line);
+    if (l == "Server:") {
+      in_server = true;
+    } else if (in_server && l.starts_with("UUID:")) {
+      const auto uuid = trim(l.substr(5));
+      if (uuid.empty() || uuid.find_first_of(" \t") != std::string_view::npos) {
+        return unparsable(t, "version", no, line);
+      }
+      return std::string(uuid);
+    }
+  }
+  if (!in_server) {
+    return unparsable(t, "version", 1, out.substr(0, out.find('\n')));
+  }
+  return std::string();
+}
+
+// The LABELS cell of `ctr content ls`: "k=v,k=v" or "-". Only containerd's own gc
+// references matter; other labels may hold commas in their values
+// (distribution.source lists repositories), so pieces that do not start with the gc
+// prefix are skipped rather than parsed.
+util::Result<void> parse_gc_labels(const Transport& t, const Digest& blob,
+                                   std::string_view labels, std::size_t no,
+                                   std::string_view line, NodeInventory& inv) {
+  std::map<int, Digest> children;
+  for (const auto piece : fields_of(labels, ",")) {
+    if (!piece.starts_with(gc_content_prefix)) {
+      continue;
+    }
+    const auto eq = piece.find('=');
+    if (eq == std::string_view::npos) {
+      return unparsable(t, "content ls", no, line);
+    }
+    const auto key = piece.substr(gc_content_prefix.size(), eq - gc_content_prefix.size());
+    const auto value = piece.substr(eq + 1);
+    if (key == "config") {
+      const auto d = Digest::parse(value);
+      if (!d) {
+        return unparsable(t, "content ls", no, line);
+      }
+      inv.manifest_config[blob] = *d;
+    } else if (key.starts_with("m.")) {
+      const auto index_text = key.substr(2);
+      int index = 0;
+      const auto [end, ec] =
+          std::from_chars(index_text.data(), index_text.data() + index_text.size(), index);
+      const auto d = Digest::parse(value);
+      if (ec != std::errc() || end != index_text.data() + index_text.size() || index < 0 ||
+          !d) {
+        return unparsable(t, "content ls", no, line);
+      }
+      children[index] = *d;
+    }
+    // l.N (layers) and anything newer (referrers, ...) are not needed for planning.
+  }
+  if (!children.empty()) {
+    auto& out = inv.index_children[blob];
+    out.clear();
+    for (const auto& [index, d] : children) {
+      out.push_back(d);
+    }
+  }
+  return {};
+}
+
+// `ctr content ls`: "DIGEST\tSIZE\tAGE\tLABELS", tab-padded (AGE holds spaces: "About a
+// minute", so only tabs separate cells).
+util::Result<void> parse_content_ls(const Transport& t, std::string_view out,
+                                    NodeInventory& inv) {
+  std::size_t no = 0;
+  for (const auto line : lines_of(out)) {
+    ++no;
+    if (trim(line).empty()) {
+      continue;
+    }
+    const auto cells = fields_of(line, "\t");
+    if (no == 1 && !cells.empty() && cells[0] == "DIGEST") {
+      continue;
+    }
+    if (cells.size() < 4) {
+      return unparsable(t, "content ls", no, line);
+    }
+    const auto first = trim(cells[0]);
+    switch (algorithm_of(first)) {
+    case Algorithm::other:
+      continue;
+    case Algorithm::invalid:
+      return unparsable(t, "content ls", no, line);
+    case Algorithm::sha256:
+      break;
+    }
+    const auto blob = Digest::parse(first);
+    if (!blob) {
+      return unparsable(t, "content ls", no, line);
+    }
+    inv.blobs.insert(*blob);
+    const auto labels = trim(cells.back());
+    if (labels != "-") {
+      if (auto r = parse_gc_labels(t, *blob, labels, no, line, inv); !r) {
+        return std::unexpected(r.error());
+      }
+    }
+  }
+  return {};
+}
+
+// `ctr images ls`: "REF TYPE DIGEST SIZE PLATFORMS LABELS", space-padded. REF, TYPE and
+// DIGEST never hold spaces; SIZE ("1.0 KiB") and LABELS may, so only the first three
+// columns are read.
+util::Result<std::vector<NodeImage>> parse_images_ls(const Transport& t, std::string_view out) {
+  std::vector<NodeImage> images;
+  std::size_t no = 0;
+  for (const auto line : lines_of(out)) {
+    ++no;
+    const auto cols = fields_of(line, " \t");
+    if (cols.empty() || (no == 1 && cols[0] == "REF")) {
+      continue;
+    }
+    if (cols.size() < 4) {
+      return unparsable(t, "images ls", no, line);
+    }
+    const auto target = Digest::parse(cols[2]);
+    if (!target) {
+      if (algorithm_of(cols[2]) == Algorithm::other) {
+        continue;
+      }
+      return unparsable(t, "images ls", no, line);
+    }
+    images.push_back(NodeImage{std::string(cols[0]), *target, std::string(cols[1])});
+  }
+  return images;
+}
+
+// `ctr images check`: "REF TYPE DIGEST STATUS SIZE UNPACKED" where STATUS is
+// "complete (3/3)", "incomplete (2/3)", "unavailable (0/?)" or "error".
+util::Result<std::vector<ImageStatus>> parse_images_check(const Transport& t,
+                                                         std::string_view out) {
+  std::vector<ImageStatus> statuses;
+  std::size_t no = 0;
+  for (const auto line : lines_of(out)) {
+    ++no;
+    const auto cols = fields_of(line, " \t");
+    if (cols.empty() || (no == 1 && cols[0] == "REF")) {
+      continue;
+    }
+    if (cols.size() < 5) {
+      return unparsable(t, "images check", no, line);
+    }
+    const auto target = Digest::parse(cols[2]);
+    if (!target) {
+      if (algorithm_of(cols[2]) == Algorithm::other) {
+        continue;
+      }
+      return unparsable(t, "images check", no, line);
+    }
+    const auto status = cols[3];
+    if (status != "complete" && status != "incomplete" && status != "unavailable" &&
+        status != "error") {
+      return unparsable(t, "images check", no, line);
+    }
+    statuses.push_back(ImageStatus{std::string(cols[0]), *target, status == "complete"});
+  }
+  return statuses;
+}
+
+// `ctr plugins ls`: "TYPE ID PLATFORMS STATUS". The node's CRI snapshotter is only in
+// its config file, which ctr cannot read; what is loaded is the next best thing.
+// overlayfs is every distribution's default; another loaded snapshotter (a proxy such
+// as fuse-overlayfs, or btrfs/zfs whose plugins only load on their own file system) was
+// set up on purpose; native loads everywhere, so it is the last resort.
+util::Result<std::string> parse_snapshotters(const Transport& t, std::string_view out) {
+  std::vector<std::string> ok;
+  std::size_t no = 0;
+  for (const auto line : lines_of(out)) {
+    ++no;
+    const auto cols = fields_of(line, " \t");
+    if (cols.empty() || (no == 1 && cols[0] == "TYPE")) {
+      continue;
+    }
+    if (cols.size() < 4) {
+      return unparsable(t, "plugins ls", no, line);
+    }
+    if (cols[0] == "io.containerd.snapshotter.v1" && cols.back() == "ok") {
+      ok.emplace_back(cols[1]);
+    }
+  }
+  const auto has = [&](std::string_view name) {
+    return std::find(ok.begin(), ok.end(), name) != ok.end();
+  };
+  if (has("overlayfs")) {
+    return std::string("overlayfs");
+  }
+  for (const auto& name : ok) {
+    if (name != "native") {
+      return name;
+    }
+  }
+  if (has("native")) {
+    return std::string("native");
+  }
+  return std::string("overlayfs");
+}
+
+// "content digest sha256:<hex>: not found": an import needed a blob that was neither in
+// the stream nor on the node.
+std::optional<Digest> missing_content(std::string_view err) {
+  constexpr std::string_view marker = "content digest sha256:";
+  std::optional<Digest> found;
+  std::size_t pos = 0;
+  while ((pos = err.find(marker, pos)) != std::string_view::npos) {
+    const auto hex_at = pos + marker.size() - std::string_view("sha256:").size();
+    const auto digest = err.substr(hex_at, 7 + 2 * Digest::size);
+    const auto tail = err.substr(hex_at + digest.size());
+    if (tail.starts_with(": not found")) {
+      if (auto d = Digest::parse(digest)) {
+        found = d;
+      }
+    }
+    pos += marker.size();
+  }
+  return found;
+}
+
+// Filter values are quoted so that every character of a ref stays literal.
+std::string name_filter(const std::string& name) {
+  std::string out = "name==\"";
+  for (char c : name) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+    }
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+} // namespace
+
+util::Result<std::string> CtrClient::server_uuid() {
+  auto r = query(transport_, {"version"}, "asking for its version");
+  if (!r) {
+    return std::unexpected(r.error());
+  }
+  return parse_version(transport_, r->out);
+}
+
+util::Result<std::string> CtrClient::snapshotter() {
+  if (!transport_.uri().snapshotter.empty()) {
+    return transport_.uri().snapshotter;
+  }
+  auto r = query(transport_, {"plugins", "ls"}, "listing plugins");
+  if (!r) {
+    return std::unexpected(r.error());
+  }
+  return parse_snapshotters(transport_, r->out);
+}
+
+util::Result<NodeInventory> CtrClient::inventory() {
+  NodeInventory inv;
+  // The UUID first: a dead node then fails once, within the connect timeout.
+  auto uuid = server_uuid();
+  if (!uuid) {
+    return std::unexpected(uuid.error());
+  }
+  inv.server_uuid = std::move(*uuid);
+
+  auto content = query(transport_, {"content", "ls"}, "listing content");
+  if (!content) {
+    return std::unexpected(content.error());
+  }
+  if (auto r = parse_content_ls(transport_, content->out, inv); !r) {
+    return std::unexpected(r.error());
+  }
+
+  auto images = query(transport_, {"images", "ls"}, "listing images");
+  if (!images) {
+    return std::unexpected(images.error());
+  }
+  auto parsed = parse_images_ls(transport_, images->out);
+  if (!parsed) {
+    return std::unexpected(parsed.error());
+  }
+  inv.images = std::move(*parsed);
+  return inv;
+}
+
+util::Result<std::vector<ImageStatus>> CtrClient::check(const std::vector<std::string>& names) {
+  std::vector<std::string> args{"images", "check"};
+  if (!names.empty()) {
+    args.emplace_back("--");
+    for (const auto& name : names) {
+      args.push_back(name_filter(name));
+    }
+  }
+  const std::string doing = "checking images";
+  auto r = transport_.ctr(args, {}, query_timeout);
+  if (!r) {
+    return std::unexpected(r.error().with_context(node_prefix(transport_) + ": " + doing));
+  }
+  // check exits 1 when one image cannot be checked ("unable to check unpack" when the
+  // default snapshotter is not loaded, a corrupt manifest) but still prints every row;
+  // those rows are the answer. Without a table there is nothing to go on.
+  if (r->timed_out || (r->exit_code != 0 && !trim(r->out).starts_with("REF"))) {
+    return std::unexpected(failure(transport_, doing, *r));
+  }
+  return parse_images_check(transport_, r->out);
+}
+
+std::expected<void, ImportError> CtrClient::import(const util::StdinFeeder& feed,
+                                                   const std::string& snapshotter,
+                                                   AllPlatforms all_platforms) {
+  // No --digests: it adds an "import-DATE@sha256:..." image for every manifest, which
+  // nothing removes and which keeps pointing at a broken image when unpack fails.
+  std::vector<std::string> args{"images", "import", "--snapshotter", snapshotter};
+  if (all_platforms == AllPlatforms::yes) {
+    args.emplace_back("--all-platforms");
+  }
+  args.emplace_back("-");
+  const std::string doing = "importing";
+
+  auto r = transport_.ctr(args, feed, no_timeout);
+  if (!r) {
+    return std::unexpected(ImportError{
+        ImportFailure::other, std::nullopt,
+        r.error().with_context(node_prefix(transport_) + ": " + doing)});
+  }
+  if (r->exit_code == 0 && !r->feed_error) {
+    return {};
+  }
+  // A feeder failure kills ctr. When ctr had already failed on its own (it stops
+  // reading, so the feeder then sees EPIPE) ctr's message is the cause; when ctr was
+  // still reading (or even finished), the feeder's error is.
+  const bool ctr_failed = r->exit_code > 0 || has_ctr_message(r->err);
+  if (r->feed_error && !ctr_failed) {
+    return std::unexpected(ImportError{
+        ImportFailure::other, std::nullopt,
+        r->feed_error->with_context(node_prefix(transport_) + ": " + doing)});
+  }
+  ImportError error{ImportFailure::other, std::nullopt, failure(transport_, doing, *r)};
+  if (auto missing = missing_content(r->err)) {
+    error.failure = ImportFailure::missing_content;
+    error.missing = missing;
+  }
+  return std::unexpected(std::move(error));
+}
+
+util::Result<void> CtrClient::tag(const std::string& source, const std::string& target) {
+  auto r = query(transport_, {"images", "tag", "--force", "--", source, target},
+                 "tagging " + source + " as " + target);
+  if (!r) {
+    return std::unexpected(r.error());
+  }
+  return {};
+}
+
+util::Result<void> CtrClient::remove(const std::vector<std::string>& names) {
+  if (names.empty()) {
+    return {};
+  }
+  std::vector<std::string> args{"images", "rm", "--"};
+  args.insert(args.end(), names.begin(), names.end());
+  auto r = query(transport_, args, names.size() == 1 ? "removing " + names.front()
+                                                      : "removing images");
+  if (!r) {
+    return std::unexpected(r.error());
+  }
+  return {};
+}
+
+} // namespace kload::node

@@ -1,0 +1,78 @@
+#include "kload/node/transport.h"
+
+namespace kload::node {
+
+namespace {
+
+// "5s": ctr parses Go durations.
+std::string go_duration(std::chrono::seconds s) { return std::to_string(s.count()) + "s"; }
+
+// The ctr words common to every transport; the namespace always travels explicitly
+// so a CONTAINERD_NAMESPACE in the node's environment cannot redirect kload.
+std::vector<std::string> ctr_words(const NodeUri& uri, const std::vector<std::string>& args) {
+  std::vector<std::string> words{"ctr", "--connect-timeout", go_duration(ctr_connect_timeout),
+                                 "-n", uri.ns};
+  words.insert(words.end(), args.begin(), args.end());
+  return words;
+}
+
+class ProcessTransport final : public Transport {
+public:
+  ProcessTransport(NodeUri uri, util::ProcessRunner& runner)
+      : uri_(std::move(uri)), runner_(runner) {}
+
+  util::Result<util::ProcessResult> ctr(const std::vector<std::string>& args,
+                                        const util::StdinFeeder& feed,
+                                        std::chrono::milliseconds timeout) override {
+    return runner_.run(ctr_argv(uri_, args), feed, timeout);
+  }
+
+  [[nodiscard]] const NodeUri& uri() const override { return uri_; }
+
+private:
+  NodeUri uri_;
+  util::ProcessRunner& runner_;
+};
+
+} // namespace
+
+std::vector<std::string> ctr_argv(const NodeUri& uri, const std::vector<std::string>& args) {
+  switch (uri.kind) {
+  case TransportKind::containerd_socket: {
+    std::vector<std::string> argv = ctr_words(uri, args);
+    argv.insert(argv.begin() + 1, {"-a", uri.target});
+    return argv;
+  }
+  case TransportKind::docker: {
+    std::vector<std::string> argv{"docker", "exec", "-i", uri.target};
+    const auto words = ctr_words(uri, args);
+    argv.insert(argv.end(), words.begin(), words.end());
+    return argv;
+  }
+  case TransportKind::ssh: {
+    // BatchMode: never prompt (kload may run many nodes at once, without a terminal).
+    // ConnectTimeout: a dead host fails in seconds, like a dead socket.
+    std::vector<std::string> argv{"ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"};
+    if (uri.port != 0) {
+      argv.insert(argv.end(), {"-p", std::to_string(uri.port)});
+    }
+    if (!uri.user.empty()) {
+      argv.insert(argv.end(), {"-l", uri.user});
+    }
+    argv.insert(argv.end(), {"--", uri.target});
+    // ssh joins the remote words with spaces and hands the line to the remote user's
+    // shell, so each word is quoted to arrive as exactly itself.
+    for (const auto& word : ctr_words(uri, args)) {
+      argv.push_back(util::shell_quote(word));
+    }
+    return argv;
+  }
+  }
+  return {};
+}
+
+std::unique_ptr<Transport> make_transport(const NodeUri& uri, util::ProcessRunner& runner) {
+  return std::make_unique<ProcessTransport>(uri, runner);
+}
+
+} // namespace kload::node

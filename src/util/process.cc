@@ -1,0 +1,209 @@
+#include "kload/util/process.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace kload::util {
+
+namespace {
+
+struct Pipe {
+  int read = -1;
+  int write = -1;
+  ~Pipe() { close_both(); }
+  void close_both() {
+    close_read();
+    close_write();
+  }
+  void close_read() {
+    if (read >= 0) {
+      ::close(read);
+      read = -1;
+    }
+  }
+  void close_write() {
+    if (write >= 0) {
+      ::close(write);
+      write = -1;
+    }
+  }
+};
+
+Result<void> make_pipe(Pipe& p) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    return fail(ErrorKind::io, std::string("pipe: ") + std::strerror(errno));
+  }
+  p.read = fds[0];
+  p.write = fds[1];
+  return {};
+}
+
+// Drains stdout and stderr until both close, killing the child when the deadline
+// passes. Runs on its own thread so that a child that writes a lot while we are still
+// feeding its stdin never deadlocks.
+void drain(int out_fd, int err_fd, pid_t pid, std::chrono::milliseconds timeout,
+           ProcessResult& result) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open_count = 2;
+  char buf[65536];
+  while (open_count > 0) {
+    int wait_ms = -1;
+    if (timeout.count() > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        if (!result.timed_out) {
+          result.timed_out = true;
+          ::kill(pid, SIGKILL);
+        }
+        wait_ms = 100;
+      } else {
+        wait_ms = static_cast<int>(left.count());
+      }
+    }
+    const int n = ::poll(fds, 2, wait_ms);
+    if (n < 0 && errno != EINTR) {
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+        const ssize_t got = ::read(fds[i].fd, buf, sizeof(buf));
+        if (got > 0) {
+          sinks[i]->append(buf, static_cast<std::size_t>(got));
+        } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+          fds[i].fd = -1;
+          --open_count;
+        }
+      }
+    }
+  }
+}
+
+} // namespace
+
+Result<void> write_all(int fd, const void* data, std::size_t size, const std::string& what) {
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd, p, size);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return fail(ErrorKind::io, "writing " + what + ": " + std::strerror(errno));
+    }
+    p += n;
+    size -= static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+std::string shell_quote(const std::string& arg) {
+  std::string out = "'";
+  for (char c : arg) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  out += "'";
+  return out;
+}
+
+Result<ProcessResult> SystemProcessRunner::run(const std::vector<std::string>& argv,
+                                               const StdinFeeder& feed,
+                                               std::chrono::milliseconds timeout) {
+  if (argv.empty()) {
+    return fail(ErrorKind::io, "empty command");
+  }
+  Pipe in;
+  Pipe out;
+  Pipe err;
+  if (auto r = make_pipe(in); !r) {
+    return std::unexpected(r.error());
+  }
+  if (auto r = make_pipe(out); !r) {
+    return std::unexpected(r.error());
+  }
+  if (auto r = make_pipe(err); !r) {
+    return std::unexpected(r.error());
+  }
+  int devnull = -1;
+  if (!feed) {
+    devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, feed ? in.read : devnull, 0);
+  posix_spawn_file_actions_adddup2(&actions, out.write, 1);
+  posix_spawn_file_actions_adddup2(&actions, err.write, 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  // The child must not inherit our SIGPIPE=ignore (ctr and ssh expect the default).
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGTERM);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+
+  std::vector<char*> cargv;
+  cargv.reserve(argv.size() + 1);
+  for (const auto& a : argv) {
+    cargv.push_back(const_cast<char*>(a.c_str()));
+  }
+  cargv.push_back(nullptr);
+  pid_t pid = 0;
+  const int rc = posix_spawnp(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (devnull >= 0) {
+    ::close(devnull);
+  }
+  if (rc != 0) {
+    return fail(ErrorKind::io, "cannot run " + argv[0] + ": " + std::strerror(rc));
+  }
+  in.close_read();
+  out.close_write();
+  err.close_write();
+
+  ProcessResult result;
+  std::thread reader(drain, out.read, err.read, pid, timeout, std::ref(result));
+  Result<void> fed{};
+  if (feed) {
+    fed = feed(in.write);
+    in.close_write();
+    if (!fed) {
+      ::kill(pid, SIGKILL);
+    }
+  }
+  reader.join();
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(status)) {
+    result.exit_code = WEXITSTATUS(status);
+  } else if (WIFSIGNALED(status)) {
+    result.signal = WTERMSIG(status);
+  }
+  if (!fed) {
+    result.feed_error = fed.error();
+  }
+  return result;
+}
+
+} // namespace kload::util
