@@ -87,6 +87,17 @@ public:
 
   // Phase 1: find out what the node has and plan. False when the node failed.
   bool plan() {
+    const auto start = std::chrono::steady_clock::now();
+    const bool ok = plan_node_now();
+    report_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return ok;
+  }
+
+  [[nodiscard]] const plan::NodePlan& node_plan() const { return plan_; }
+  [[nodiscard]] bool ok() const { return report_.status == NodeStatus::ok; }
+
+private:
+  bool plan_node_now() {
     ++report_.ctr_calls;
     auto quick = client_.check(all_names(images_));
     if (!quick) {
@@ -104,9 +115,7 @@ public:
     return true;
   }
 
-  [[nodiscard]] const plan::NodePlan& node_plan() const { return plan_; }
-  [[nodiscard]] bool ok() const { return report_.status == NodeStatus::ok; }
-
+public:
   // Phase 2: send and commit. Returns the final report.
   NodeReport execute(DryRun dry_run) {
     const auto start = std::chrono::steady_clock::now();
@@ -133,6 +142,7 @@ private:
     return false;
   }
 
+  // Lists the node's content and images, and plans from that.
   bool full_inventory() {
     report_.ctr_calls += 2;
     auto inv = client_.inventory();
@@ -234,7 +244,26 @@ private:
         report_.layer_bytes_sent += stats->layer_bytes;
         report_.bytes_sent += stats->total_bytes;
       }
-      if (!imported) {
+      std::optional<util::Digest> missing;
+      if (imported) {
+        // ctr can succeed and still leave an incomplete image (a blob the node was
+        // thought to hold is gone, but its snapshot is there): check before commit.
+        ++report_.ctr_calls;
+        auto statuses = client_.check(staging);
+        if (!statuses) {
+          ++report_.ctr_calls;
+          (void)client_.remove(staging);
+          return failed(statuses.error().message);
+        }
+        for (const auto& ref : staging) {
+          const auto it = std::find_if(statuses->begin(), statuses->end(),
+                                       [&](const node::ImageStatus& st) { return st.name == ref; });
+          if (it == statuses->end() || !it->complete) {
+            missing = util::Digest{};
+          }
+        }
+      }
+      if (!imported || missing) {
         // The import may have created image records pointing at an incomplete image:
         // they only ever carry staging names, and go now.
         ++report_.ctr_calls;
@@ -242,8 +271,10 @@ private:
         if (write_error && write_error->kind == util::ErrorKind::bad_input) {
           return failed(write_error->message);
         }
-        if (imported.error().failure == node::ImportFailure::missing_content && attempt == 0) {
-          // The node lost a blob since it was listed (GC, crictl rmi): list again, retry once.
+        const bool stale = missing || imported.error().failure == node::ImportFailure::missing_content;
+        if (stale && attempt == 0) {
+          // The node lost a blob since it was listed (GC, crictl rmi, discarded
+          // layers): list again and retry once.
           report_.retried = true;
           if (!full_inventory()) {
             return false;
@@ -258,6 +289,11 @@ private:
             return failed(v.error().message);
           }
           continue;
+        }
+        if (missing) {
+          return failed(fmt::format("node {}: the image is still incomplete after re-listing the node's content "
+                                    "and retrying",
+                                    report_.node));
         }
         return failed(imported.error().error.message);
       }

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <mutex>
 #include <thread>
 #include <unistd.h>
 
@@ -128,6 +129,9 @@ Result<ProcessResult> SystemProcessRunner::run(const std::vector<std::string>& a
   if (argv.empty()) {
     return fail(ErrorKind::io, "empty command");
   }
+  // A child that stops reading must give the feeder EPIPE, not kill this process.
+  static std::once_flag ignore_sigpipe;
+  std::call_once(ignore_sigpipe, [] { ::signal(SIGPIPE, SIG_IGN); });
   Pipe in;
   Pipe out;
   Pipe err;
@@ -186,10 +190,9 @@ Result<ProcessResult> SystemProcessRunner::run(const std::vector<std::string>& a
   Result<void> fed{};
   if (feed) {
     fed = feed(in.write);
+    // No kill on a feeder error: closing stdin ends the stream, the child fails on
+    // its own and says why (killing it first loses that message).
     in.close_write();
-    if (!fed) {
-      ::kill(pid, SIGKILL);
-    }
   }
   reader.join();
   int status = 0;

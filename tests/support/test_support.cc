@@ -30,7 +30,11 @@ Scratch::Scratch() {
     }
   }
   const char* base = std::getenv("TMPDIR");
-  std::string templ = std::string(base != nullptr ? base : "/tmp") + "/kload-test-" + name + ".XXXXXX";
+  // Short: lab sockets live inside and unix socket paths are limited to 108 bytes.
+  if (name.size() > 24) {
+    name = name.substr(name.size() - 24);
+  }
+  std::string templ = std::string(base != nullptr ? base : "/tmp") + "/kt-" + name + ".XXXXXX";
   if (mkdtemp(templ.data()) == nullptr) {
     ADD_FAILURE() << "mkdtemp failed";
   }
@@ -89,6 +93,89 @@ std::string read_file(const std::filesystem::path& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+} // namespace kload::testing
+
+namespace kload::testing {
+
+namespace {
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) {
+      lines.push_back(line);
+    }
+  }
+  return lines;
+}
+
+std::string lab_tool() { return (source_dir() / "tools" / "lab").string(); }
+} // namespace
+
+Lab::Lab(const std::filesystem::path& dir, int nodes) : dir_(dir) {
+  auto r = run_command({lab_tool(), "up", std::to_string(nodes), dir_.string()});
+  EXPECT_EQ(r.exit_code, 0) << "lab up failed: " << r.err;
+  uris_ = split_lines(r.out);
+  up_ = r.exit_code == 0 && static_cast<int>(uris_.size()) == nodes;
+}
+
+Lab::~Lab() { run_command({lab_tool(), "down", dir_.string()}); }
+
+std::filesystem::path Lab::socket(int node) const { return dir_ / ("node" + std::to_string(node)) / "sock"; }
+
+CommandResult Lab::ctr(int node, const std::vector<std::string>& args) const {
+  std::vector<std::string> argv{"ctr", "-a", socket(node).string(), "--connect-timeout", "2s", "-n", "k8s.io"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv);
+}
+
+bool Lab::stop(int node) const {
+  return run_command({lab_tool(), "stop", std::to_string(node), dir_.string()}).exit_code == 0;
+}
+
+bool Lab::start(int node) const {
+  return run_command({lab_tool(), "start", std::to_string(node), dir_.string()}).exit_code == 0;
+}
+
+std::vector<std::pair<std::string, Lab::Image>> Lab::images(int node) const {
+  std::vector<std::pair<std::string, Image>> out;
+  auto r = ctr(node, {"images", "check"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto lines = split_lines(r.out);
+  for (std::size_t i = 1; i < lines.size(); ++i) {
+    std::istringstream in(lines[i]);
+    std::string ref, type, digest, status;
+    in >> ref >> type >> digest >> status;
+    out.emplace_back(ref, Image{digest, status == "complete"});
+  }
+  return out;
+}
+
+std::string Lab::image_id(int node, const std::string& name) const {
+  for (const auto& [ref, image] : images(node)) {
+    if (ref != name) {
+      continue;
+    }
+    auto r = ctr(node, {"content", "ls"});
+    for (const auto& line : split_lines(r.out)) {
+      if (line.starts_with(image.target)) {
+        const auto at = line.find("containerd.io/gc.ref.content.config=");
+        if (at != std::string::npos) {
+          const auto start = at + std::string("containerd.io/gc.ref.content.config=").size();
+          return line.substr(start, 7 + 64);
+        }
+      }
+    }
+  }
+  return "";
+}
+
+CommandResult kload(const std::vector<std::string>& args, const std::string& stdin_file) {
+  std::vector<std::string> argv{kload_binary().string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, stdin_file);
 }
 
 } // namespace kload::testing

@@ -43,3 +43,43 @@ void write_file(const std::filesystem::path& path, const std::string& data);
 std::string read_file(const std::filesystem::path& path);
 
 } // namespace kload::testing
+
+namespace kload::testing {
+
+// A lab of real containerd nodes (tools/lab) in a directory of the test's scratch
+// space, stopped when the test ends.
+class Lab {
+public:
+  Lab(const std::filesystem::path& dir, int nodes);
+  ~Lab();
+  Lab(const Lab&) = delete;
+  Lab& operator=(const Lab&) = delete;
+
+  [[nodiscard]] bool up() const { return up_; }
+  [[nodiscard]] const std::vector<std::string>& uris() const { return uris_; }
+  [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
+  [[nodiscard]] std::filesystem::path socket(int node) const;  // 1-based
+  // Runs ctr on node `node` (1-based), namespace k8s.io.
+  CommandResult ctr(int node, const std::vector<std::string>& args) const;
+  // Stops (SIGKILL) or restarts one node.
+  bool stop(int node) const;
+  bool start(int node) const;
+  // name -> target digest and whether complete, from `ctr images check`.
+  struct Image {
+    std::string target;
+    bool complete = false;
+  };
+  [[nodiscard]] std::vector<std::pair<std::string, Image>> images(int node) const;
+  // The config digest (image ID) a name points at, via the manifest's gc label.
+  [[nodiscard]] std::string image_id(int node, const std::string& name) const;
+
+private:
+  std::filesystem::path dir_;
+  std::vector<std::string> uris_;
+  bool up_ = false;
+};
+
+// Runs the kload binary with `args`; stdin from `stdin_file` when given.
+CommandResult kload(const std::vector<std::string>& args, const std::string& stdin_file = "");
+
+} // namespace kload::testing

@@ -92,6 +92,7 @@ sha() { sha256sum "$1" | cut -d" " -f1; }
 
 have() { command -v "$1" >/dev/null 2>&1; }
 
+# shellcheck disable=SC2054 # the commas are part of the arguments
 IMGS=(--image app:v1=base:1M,app1:64K --image app:v2=base:1M,app2:64K)
 LAYOUTS=(docker-save skopeo docker25 oci)
 
@@ -101,10 +102,10 @@ echo "# scratch: $S"
 check "mkimage --help exits 0" "$MK" --help
 check_fails "mkimage without --image fails" "$MK" "$S/x.tar"
 "$MK" --layout nope --image a=b:1 "$S/x.tar" >/dev/null 2>&1
-[[ $? == 2 ]] && ok "mkimage bad --layout exits 2" || bad "mkimage bad --layout exits 2"
+if [[ $? == 2 ]]; then ok "mkimage bad --layout exits 2"; else bad "mkimage bad --layout exits 2"; fi
 check "lab --help exits 0" "$LAB" --help
 "$LAB" frobnicate >/dev/null 2>&1
-[[ $? == 2 ]] && ok "lab bad command exits 2" || bad "lab bad command exits 2"
+if [[ $? == 2 ]]; then ok "lab bad command exits 2"; else bad "lab bad command exits 2"; fi
 
 # ------------------------------------------------------------ generation + determinism
 for l in "${LAYOUTS[@]}"; do
@@ -225,6 +226,7 @@ dt=$(python3 -c "import time; print('%.2f' % (time.time() - $t))")
 check "256 MiB image generated in ${dt}s (< 8 s)" python3 -c "assert $dt < 8"
 
 # ------------------------------------------------------------ multi-platform
+# shellcheck disable=SC2054
 MP=(--platforms linux/amd64,linux/arm64 --image app:v1=base:64K,a:4K)
 "$MK" --layout oci "${MP[@]}" "$S/mp-flat.tar" --print-json >"$S/mp-flat.json" 2>/dev/null
 "$MK" --layout oci "${MP[@]}" --nested-index "$S/mp-nested.tar" --print-json >"$S/mp-nested.json" 2>/dev/null
@@ -421,6 +423,14 @@ if have containerd && have ctr; then
       <("$LAB" nodes "$LABDIR")
     check "lab env is evaluable" bash -c "eval \"\$('$LAB' env '$LABDIR')\" && test \"\$KLOAD_LAB\" == '$LABDIR' && test -n \"\$KLOAD_NODES\""
 
+    # Remove every image and collect its content and snapshots right away, so
+    # that no blob of one check can satisfy a later (thin) import.
+    rm_all_images() {
+      local refs
+      mapfile -t refs < <("${C[@]}" images ls -q 2>/dev/null)
+      if ((${#refs[@]})); then "${C[@]}" images rm --sync "${refs[@]}" >/dev/null 2>&1 || true; fi
+    }
+
     # import_check DESC FILE JSON [ctr import options]: import, then every
     # present image must be complete, unpacked and point at the described
     # config; then remove them.
@@ -464,8 +474,8 @@ for i in j["images"]:
         seen.add(i["ref"])
         print(i["ref"], i["config_digest"], i["index_digest"] or i["manifest_digest"] or "null")
 ' "$json")
-      if ((ok)); then ok "$desc"; else bad "$desc"; cat "$S/check.out" | sed 's/^/    /'; fi
-      "${C[@]}" images rm --sync $("${C[@]}" images ls -q) >/dev/null 2>&1 || true
+      if ((ok)); then ok "$desc"; else bad "$desc"; sed 's/^/    /' "$S/check.out"; fi
+      rm_all_images
     }
 
     for l in "${LAYOUTS[@]}"; do
@@ -481,12 +491,12 @@ for i in j["images"]:
       "$S/mp-miss.tar" "$S/mp-miss.json"
     check_fails "containerd --all-platforms import fails on the missing platform" \
       "${C[@]}" images import --all-platforms "$S/mp-miss.tar"
-    "${C[@]}" images rm --sync $("${C[@]}" images ls -q) >/dev/null 2>&1 || true
+    rm_all_images
     for l in "${LAYOUTS[@]}"; do
       for k in corrupt-layer missing-blob bad-diffid; do
         check_fails "containerd import of $l with $k fails" \
           "${C[@]}" images import --base-name docker.io/library/app "$S/f-$l-$k.tar"
-        "${C[@]}" images rm --sync $("${C[@]}" images ls -q) >/dev/null 2>&1 || true
+        rm_all_images
       done
     done
 

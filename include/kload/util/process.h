@@ -18,13 +18,13 @@ struct ProcessResult {
   bool timed_out = false;  // kload killed it after the timeout
   std::string out;         // stdout
   std::string err;         // stderr
-  // Set when the stdin feeder failed (the child was then killed). The child's own
+  // Set when the stdin feeder failed (stdin was then closed early). The child's own
   // stderr usually says why better, so callers look at both.
   std::optional<Error> feed_error;
 };
 
-// Writes the child's stdin through a file descriptor. Returning an error aborts the
-// run: the child's stdin is closed early and the child is killed.
+// Writes the child's stdin through a file descriptor. Returning an error ends the
+// child's stdin early; the child is left to fail on the short stream by itself.
 using StdinFeeder = std::function<Result<void>(int fd)>;
 
 class ProcessRunner {
@@ -38,7 +38,8 @@ public:
                                     std::chrono::milliseconds timeout) = 0;
 };
 
-// The real thing: posix_spawn, pipes, poll.
+// The real thing: posix_spawn, pipes, poll. The first run sets SIGPIPE to ignored for
+// the process, so that a child closing its stdin is an EPIPE error for the feeder.
 class SystemProcessRunner final : public ProcessRunner {
 public:
   Result<ProcessResult> run(const std::vector<std::string>& argv, const StdinFeeder& feed,

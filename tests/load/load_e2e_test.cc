@@ -1,0 +1,396 @@
+// End-to-end loads into real containerd nodes started by tools/lab, with archives
+// written by tools/mkimage. Suites are named E2E* so quick runs can leave them out.
+
+#include "support/test_support.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <thread>
+
+namespace kload::testing {
+namespace {
+
+using nlohmann::json;
+
+class E2ELoad : public ::testing::Test {
+protected:
+  Scratch scratch;
+
+  // Runs kload image-archive ARCHIVES into `uris` with --json and returns the report.
+  json load(const std::vector<std::string>& archives, const std::vector<std::string>& uris, int expect_exit = 0,
+            std::string* err = nullptr) {
+    std::vector<std::string> args{"image-archive", "--json"};
+    args.insert(args.end(), archives.begin(), archives.end());
+    for (const auto& u : uris) {
+      args.push_back("--node");
+      args.push_back(u);
+    }
+    auto r = kload(args);
+    EXPECT_EQ(r.exit_code, expect_exit) << r.err;
+    if (err != nullptr) {
+      *err = r.err;
+    }
+    auto j = json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << "no JSON report: " << r.out << r.err;
+    return j;
+  }
+
+  std::string archive(const std::string& name, const std::vector<std::string>& args) {
+    const auto path = (scratch / name).string();
+    std::vector<std::string> full = args;
+    full.push_back(path);
+    mkimage(full);
+    return path;
+  }
+
+  // The image ID inspect reports for the first image of an archive.
+  std::string id_of(const std::string& archive_path) {
+    auto r = kload({"inspect", "--json", archive_path});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return json::parse(r.out)["images"][0]["id"].get<std::string>();
+  }
+
+  static const json& node(const json& report, std::size_t i) { return report["nodes"][i]; }
+};
+
+constexpr const char* app_v1 = "app:v1=base:2M,mid:1M,top1:256K";
+constexpr const char* app_v2 = "app:v1=base:2M,mid:1M,top2:256K";
+
+TEST_F(E2ELoad, FirstLoadThenUnchangedReloadThenTopLayerChange) {
+  Lab lab(scratch / "lab", 3);
+  ASSERT_TRUE(lab.up());
+  const auto v1 = archive("v1.tar", {"--image", app_v1});
+  const auto v2 = archive("v2.tar", {"--image", app_v2});
+
+  // First load: every node gets all three layers once, and a complete image.
+  auto first = load({v1}, lab.uris());
+  ASSERT_EQ(first["nodes"].size(), 3u);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_TRUE(node(first, i)["ok"].get<bool>()) << node(first, i)["error"];
+    EXPECT_EQ(node(first, i)["layersSent"], 3);
+    EXPECT_EQ(node(first, i)["images"][0]["action"], "sent");
+  }
+  const auto id = id_of(v1);
+  for (int n = 1; n <= 3; ++n) {
+    EXPECT_EQ(lab.image_id(n, "docker.io/library/app:v1"), id);
+    for (const auto& [name, image] : lab.images(n)) {
+      EXPECT_TRUE(image.complete) << name;
+      EXPECT_EQ(name.find("kload-staging"), std::string::npos) << "staging name left: " << name;
+      EXPECT_EQ(name.find("import-"), std::string::npos) << "stray import name: " << name;
+    }
+  }
+
+  // Unchanged reload: nothing sent, one cheap call per node.
+  auto again = load({v1}, lab.uris());
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(node(again, i)["layersSent"], 0);
+    EXPECT_EQ(node(again, i)["bytesSent"], 0);
+    EXPECT_EQ(node(again, i)["ctrCalls"], 1);
+    EXPECT_EQ(node(again, i)["images"][0]["action"], "present");
+  }
+
+  // v2 changes only the top layer: only that layer travels.
+  auto dev = load({v2}, lab.uris());
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(node(dev, i)["layersSent"], 1);
+    EXPECT_EQ(node(dev, i)["layersSkipped"], 2);
+    EXPECT_GE(node(dev, i)["layerBytesSent"].get<std::uint64_t>(), 256u * 1024u);
+    EXPECT_LT(node(dev, i)["layerBytesSent"].get<std::uint64_t>(), 300u * 1024u);
+  }
+  const auto id2 = id_of(v2);
+  EXPECT_NE(id, id2);
+  for (int n = 1; n <= 3; ++n) {
+    EXPECT_EQ(lab.image_id(n, "docker.io/library/app:v1"), id2);
+  }
+}
+
+TEST_F(E2ELoad, ManifestDigestEqualsAFullImport) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto v1 = archive("v1.tar", {"--image", app_v1});
+  load({v1}, {lab.uris()[0]});
+  auto full = run_command({"sh", "-c",
+                           "ctr -a " + lab.socket(2).string() + " -n k8s.io images import - < " + v1});
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  const auto a = lab.images(1);
+  const auto b = lab.images(2);
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(a[0].first, b[0].first);
+  EXPECT_EQ(a[0].second.target, b[0].second.target);
+}
+
+TEST_F(E2ELoad, SharedBaseAcrossImagesAndArchivesIsSentOncePerNode) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto a = archive("a.tar", {"--image", "one:v1=base:2M,one:128K", "--image", "two:v1=base:2M,two:128K"});
+  const auto b = archive("b.tgz", {"--layout", "skopeo", "--image", "three:v1=base:2M,three:128K"});
+  auto report = load({a, b}, lab.uris());
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(node(report, i)["layersSent"], 4) << "base once plus three tops";
+    EXPECT_EQ(node(report, i)["images"].size(), 3u);
+  }
+  for (int n = 1; n <= 2; ++n) {
+    EXPECT_EQ(lab.images(n).size(), 3u);
+  }
+}
+
+TEST_F(E2ELoad, IdUnderAnotherNameIsOnlyRetagged) {
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  const auto first = archive("first.tar", {"--image", "app:v1=base:1M,top:128K"});
+  const auto renamed = archive("renamed.tar", {"--image", "registry.example.com/team/app:dev=base:1M,top:128K"});
+  load({first}, lab.uris());
+  auto report = load({renamed}, lab.uris());
+  EXPECT_EQ(node(report, 0)["images"][0]["action"], "retagged");
+  EXPECT_EQ(node(report, 0)["layersSent"], 0);
+  EXPECT_EQ(node(report, 0)["bytesSent"], 0);
+  EXPECT_EQ(lab.image_id(1, "registry.example.com/team/app:dev"), id_of(first));
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(first));
+}
+
+TEST_F(E2ELoad, PartiallyLoadedNodeGetsOnlyTheRest) {
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  const auto base = archive("base.tar", {"--image", "base:v1=base:1M,mid:512K"});
+  const auto app = archive("app.tar", {"--image", "app:v1=base:1M,mid:512K,app:128K"});
+  auto full = run_command({"sh", "-c", "ctr -a " + lab.socket(1).string() + " -n k8s.io images import - < " + base});
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  auto report = load({app}, lab.uris());
+  EXPECT_EQ(node(report, 0)["layersSent"], 1);
+  EXPECT_EQ(node(report, 0)["layersSkipped"], 2);
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(app));
+}
+
+TEST_F(E2ELoad, DockerAndOciArchivesOfOneImageGiveOneImageId) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto docker = archive("docker.tar", {"--image", "app:v1=base:1M,top:128K"});
+  const auto oci = archive("oci.tar", {"--layout", "docker25", "--layer-compression", "gzip", "--image",
+                                       "app:v1=base:1M,top:128K"});
+  load({docker}, {lab.uris()[0]});
+  load({oci}, {lab.uris()[1]});
+  const auto id = id_of(docker);
+  EXPECT_EQ(id_of(oci), id);
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id);
+  EXPECT_EQ(lab.image_id(2, "docker.io/library/app:v1"), id);
+  // Loading the docker archive where the OCI one is: same ID, nothing sent.
+  auto report = load({docker}, {lab.uris()[1]});
+  EXPECT_EQ(node(report, 0)["images"][0]["action"], "present");
+  EXPECT_EQ(node(report, 0)["layersSent"], 0);
+}
+
+TEST_F(E2ELoad, OneNodeDownIsNamedAndTheOthersComplete) {
+  Lab lab(scratch / "lab", 3);
+  ASSERT_TRUE(lab.up());
+  ASSERT_TRUE(lab.stop(2));
+  const auto v1 = archive("v1.tar", {"--image", app_v1});
+  std::string err;
+  auto report = load({v1}, lab.uris(), 1, &err);
+  EXPECT_TRUE(node(report, 0)["ok"].get<bool>());
+  EXPECT_FALSE(node(report, 1)["ok"].get<bool>());
+  EXPECT_TRUE(node(report, 2)["ok"].get<bool>());
+  EXPECT_NE(node(report, 1)["error"].get<std::string>().find("node2"), std::string::npos) << node(report, 1)["error"];
+  EXPECT_NE(err.find("node2"), std::string::npos) << err;
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(v1));
+  EXPECT_EQ(lab.image_id(3, "docker.io/library/app:v1"), id_of(v1));
+}
+
+TEST_F(E2ELoad, BlobRemovedBehindKloadsBackIsResentAfterOneRetry) {
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  const auto base = archive("base.tar", {"--image", "base:v1=base:1M"});
+  const auto app = archive("app.tar", {"--image", "app:v1=base:1M,app:128K"});
+  auto imported = run_command({"sh", "-c", "ctr -a " + lab.socket(1).string() + " -n k8s.io images import - < " + base});
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  auto inspect = json::parse(kload({"inspect", "--json", base}).out);
+  const auto base_layer = inspect["images"][0]["layers"][0]["digest"].get<std::string>();
+
+  // A ctr shim that deletes the base layer from the node right before the import,
+  // after kload has listed the node: the inventory kload planned from is now wrong.
+  const auto shim_dir = scratch / "shim";
+  std::filesystem::create_directories(shim_dir);
+  const auto real_ctr = run_command({"sh", "-c", "command -v ctr"}).out;
+  write_file(shim_dir / "ctr",
+             "#!/bin/sh\n"
+             "for a in \"$@\"; do if [ \"$a\" = import ] && [ ! -e " + (shim_dir / "done").string() + " ]; then\n"
+             "  touch " + (shim_dir / "done").string() + "\n"
+             "  " + real_ctr.substr(0, real_ctr.size() - 1) + " -a " + lab.socket(1).string() +
+                 " -n k8s.io content rm " + base_layer + " >/dev/null\n"
+             "fi; done\n"
+             "exec " + real_ctr.substr(0, real_ctr.size() - 1) + " \"$@\"\n");
+  std::filesystem::permissions(shim_dir / "ctr", std::filesystem::perms::owner_all);
+  const std::string path = shim_dir.string() + ":" + std::getenv("PATH");
+  auto r = run_command({"env", "PATH=" + path, kload_binary().string(), "image-archive", "--json", app, "--node",
+                        lab.uris()[0]});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto report = json::parse(r.out);
+  EXPECT_TRUE(std::filesystem::exists(shim_dir / "done")) << "the shim never ran";
+  EXPECT_TRUE(node(report, 0)["retried"].get<bool>());
+  EXPECT_EQ(node(report, 0)["layersSent"], 3) << "app first, then base and app again after the refresh";
+  for (const auto& [name, image] : lab.images(1)) {
+    if (name == "docker.io/library/app:v1") {
+      EXPECT_TRUE(image.complete);
+    }
+  }
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(app));
+}
+
+// The user's name must never point at an incomplete image, whatever dies when.
+void expect_name_absent_or_complete(const Lab& lab, int n, const std::string& name) {
+  for (const auto& [ref, image] : lab.images(n)) {
+    if (ref == name) {
+      EXPECT_TRUE(image.complete) << name << " points at an incomplete image on node " << n;
+    }
+  }
+}
+
+TEST_F(E2ELoad, KillingKloadMidTransferNeverExposesAnIncompleteImage) {
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  const auto big = archive("big.tar", {"--compressible", "0", "--image", "app:v1=base:96M,top:64M"});
+  const auto err_file = scratch / "err";
+  const std::string cmd = "exec " + kload_binary().string() + " image-archive " + big + " --node " + lab.uris()[0] +
+                          " 2>" + err_file.string();
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Kill as soon as it starts sending.
+  for (int i = 0; i < 500 && read_file(err_file).find("sending") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  expect_name_absent_or_complete(lab, 1, "docker.io/library/app:v1");
+  auto report = load({big}, lab.uris());
+  EXPECT_TRUE(node(report, 0)["ok"].get<bool>());
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(big));
+}
+
+TEST_F(E2ELoad, KillingTheNodeMidTransferFailsThatNodeAndARerunCompletes) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto old = archive("old.tar", {"--image", "app:v1=old:1M"});
+  load({old}, lab.uris());
+  const auto big = archive("big.tar", {"--compressible", "0", "--image", "app:v1=base:96M,top:64M"});
+  const auto err_file = scratch / "err";
+  const auto out_file = scratch / "out";
+  const std::string cmd = "exec " + kload_binary().string() + " image-archive --json " + big + " --node " +
+                          lab.uris()[0] + " --node " + lab.uris()[1] + " >" + out_file.string() + " 2>" +
+                          err_file.string();
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  for (int i = 0; i < 500 && read_file(err_file).find("sending") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(lab.stop(2));
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  const auto report = json::parse(read_file(out_file), nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << read_file(err_file);
+  if (node(report, 1)["ok"].get<bool>()) {
+    GTEST_SKIP() << "the transfer finished before the node was killed; nothing to observe";
+  }
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+  EXPECT_TRUE(node(report, 0)["ok"].get<bool>());
+  ASSERT_TRUE(lab.start(2));
+  // The name still points at the old, complete image (or at the new one if the
+  // commit made it before the kill), never at an incomplete one.
+  expect_name_absent_or_complete(lab, 2, "docker.io/library/app:v1");
+  const auto id = lab.image_id(2, "docker.io/library/app:v1");
+  EXPECT_TRUE(id == id_of(old) || id == id_of(big)) << id;
+  auto rerun = load({big}, lab.uris());
+  EXPECT_TRUE(node(rerun, 1)["ok"].get<bool>());
+  EXPECT_EQ(node(rerun, 0)["layersSent"], 0);
+  EXPECT_EQ(lab.image_id(2, "docker.io/library/app:v1"), id_of(big));
+}
+
+TEST_F(E2ELoad, CompressedArchiveFromStdinIsReadOnce) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto zst = archive("app.tar.zst", {"--image", app_v1});
+  std::vector<std::string> args{"image-archive", "--json", "-"};
+  for (const auto& u : lab.uris()) {
+    args.push_back("--node");
+    args.push_back(u);
+  }
+  auto r = kload(args, zst);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto report = json::parse(r.out);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(node(report, i)["layersSent"], 3);
+  }
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), lab.image_id(2, "docker.io/library/app:v1"));
+}
+
+TEST_F(E2ELoad, DryRunChangesNothing) {
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  const auto v1 = archive("v1.tar", {"--image", app_v1});
+  auto r = kload({"image-archive", "--dry-run", "--json", v1, "--node", lab.uris()[0]});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("sending 3 of 3 layers"), std::string::npos) << r.err;
+  EXPECT_TRUE(lab.images(1).empty());
+}
+
+TEST_F(E2ELoad, DockerTransportGivesRealDockerTheExactArgv) {
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  // A docker shim: logs its argv, then runs `ctr ARGS` against the lab node the
+  // container name stands for.
+  const auto shim_dir = scratch / "shim";
+  std::filesystem::create_directories(shim_dir);
+  const auto log = shim_dir / "argv.log";
+  write_file(log, "\n");  // every logged line then starts after a newline
+  write_file(shim_dir / "docker",
+             "#!/bin/sh\n"
+             "printf '%s\\n' \"$*\" >> " + log.string() + "\n"
+             "[ \"$1\" = exec ] && [ \"$2\" = -i ] && [ \"$3\" = kind-worker ] || { echo \"shim: unexpected: $*\" >&2; exit 2; }\n"
+             "shift 3\n"
+             "[ \"$1\" = ctr ] || exit 2\n"
+             "shift\n"
+             "exec ctr -a " + lab.socket(1).string() + " \"$@\"\n");
+  std::filesystem::permissions(shim_dir / "docker", std::filesystem::perms::owner_all);
+  const auto v1 = archive("v1.tar", {"--image", app_v1});
+  const std::string path = shim_dir.string() + ":" + std::getenv("PATH");
+  auto r = run_command({"env", "PATH=" + path, kload_binary().string(), "image-archive", "--json", v1, "--node",
+                        "docker://kind-worker?snapshotter=overlayfs"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(v1));
+  const auto argv = read_file(log);
+  // Exactly what real Docker would be asked to run, in order.
+  const std::vector<std::string> expected_prefixes{
+      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images check -- name==\"docker.io/library/app:v1\"",
+      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images import --snapshotter overlayfs -",
+      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images check -- name==\"localhost/kload-staging/",
+      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images tag --force -- localhost/kload-staging/",
+      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images rm -- localhost/kload-staging/",
+  };
+  std::size_t at = 0;
+  for (const auto& prefix : expected_prefixes) {
+    const auto found = argv.find("\n" + prefix, at == 0 ? 0 : at - 1);
+    EXPECT_NE(found, std::string::npos) << "missing, in order: " << prefix << "\nin:\n" << argv;
+    if (found != std::string::npos) {
+      at = found + 1;
+    }
+  }
+  EXPECT_EQ(argv.find("--digests"), std::string::npos) << "--digests leaves stray import-<date> names";
+}
+
+} // namespace
+} // namespace kload::testing

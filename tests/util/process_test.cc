@@ -1,0 +1,226 @@
+#include "kload/util/process.h"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <string>
+#include <sys/wait.h>
+
+namespace kload::util {
+namespace {
+
+using namespace std::chrono_literals;
+
+ProcessResult run_ok(const std::vector<std::string>& argv, const StdinFeeder& feed = {},
+                     std::chrono::milliseconds timeout = 30s) {
+  SystemProcessRunner runner;
+  auto r = runner.run(argv, feed, timeout);
+  EXPECT_TRUE(r.has_value()) << (r ? "" : r.error().message);
+  return r ? *r : ProcessResult{};
+}
+
+// True when this process has no child left to reap (none running, no zombie).
+bool no_children_left() { return ::waitpid(-1, nullptr, WNOHANG) < 0 && errno == ECHILD; }
+
+TEST(Process, CapturesStdoutStderrAndExitCode) {
+  const auto r = run_ok({"sh", "-c", "echo out; echo err >&2; printf more; exit 3"});
+  EXPECT_EQ(r.out, "out\nmore");
+  EXPECT_EQ(r.err, "err\n");
+  EXPECT_EQ(r.exit_code, 3);
+  EXPECT_EQ(r.signal, 0);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_FALSE(r.feed_error.has_value());
+  EXPECT_TRUE(no_children_left());
+}
+
+TEST(Process, StdinIsEmptyWithoutFeeder) {
+  const auto r = run_ok({"wc", "-c"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(std::stoi(r.out), 0);
+}
+
+TEST(Process, ReportsTheKillingSignal) {
+  const auto r = run_ok({"sh", "-c", "kill -TERM $$"});
+  EXPECT_EQ(r.exit_code, -1);
+  EXPECT_EQ(r.signal, SIGTERM);
+  EXPECT_FALSE(r.timed_out);
+}
+
+TEST(Process, ChildGetsDefaultSignalDispositions) {
+  // Even when the parent ignores SIGPIPE (kload does), the child must not inherit it.
+  struct sigaction old{};
+  struct sigaction ign{};
+  ign.sa_handler = SIG_IGN;
+  sigemptyset(&ign.sa_mask);
+  ::sigaction(SIGPIPE, &ign, &old);
+  const auto r = run_ok({"sh", "-c", "yes | head -c 10 >/dev/null; echo ${PIPESTATUS:-done}"});
+  ::sigaction(SIGPIPE, &old, nullptr);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.err, "") << "yes must die of SIGPIPE quietly, not report a write error";
+}
+
+TEST(Process, FeedsStdinWhileDrainingStdout) {
+  // cat echoes 5 MiB back: far more than a pipe buffer in both directions, so feeding
+  // and draining must overlap or this deadlocks (the timeout turns that into a failure).
+  std::string data(5 << 20, '\0');
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    data[i] = static_cast<char>((i * 2654435761u) >> 13);
+  }
+  std::size_t calls = 0;
+  const auto r = run_ok({"cat"},
+                        [&](int fd) -> Result<void> {
+                          ++calls;
+                          // Odd-sized writes.
+                          for (std::size_t off = 0; off < data.size(); off += 100003) {
+                            const auto n = std::min<std::size_t>(100003, data.size() - off);
+                            if (auto w = write_all(fd, data.data() + off, n, "cat's stdin"); !w) {
+                              return w;
+                            }
+                          }
+                          return {};
+                        },
+                        20s);
+  EXPECT_EQ(calls, 1u);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out.size(), data.size());
+  EXPECT_TRUE(r.out == data) << "echoed bytes differ";
+  EXPECT_FALSE(r.feed_error.has_value());
+}
+
+TEST(Process, TimeoutKillsTheChild) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = run_ok({"sleep", "10"}, {}, 200ms);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_EQ(r.signal, SIGKILL);
+  EXPECT_EQ(r.exit_code, -1);
+  EXPECT_GE(elapsed, 200ms);
+  EXPECT_LT(elapsed, 1500ms);
+  EXPECT_TRUE(no_children_left());
+}
+
+TEST(Process, ZeroTimeoutMeansNoLimit) {
+  const auto r = run_ok({"sh", "-c", "sleep 0.3; echo done"}, {}, 0ms);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.out, "done\n");
+}
+
+TEST(Process, FeederErrorIsReportedAndTheChildReaped) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = run_ok({"sleep", "10"}, [](int fd) -> Result<void> {
+    if (auto w = write_all(fd, "abc", 3, "stdin"); !w) {
+      return w;
+    }
+    return fail(ErrorKind::bad_input, "archive.tar: layer.tar: truncated");
+  });
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.feed_error.has_value());
+  EXPECT_EQ(r.feed_error->kind, ErrorKind::bad_input);
+  EXPECT_EQ(r.feed_error->message, "archive.tar: layer.tar: truncated");
+  EXPECT_EQ(r.signal, SIGKILL) << "the child is killed when its feeder fails";
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_LT(elapsed, 2s);
+  EXPECT_TRUE(no_children_left());
+}
+
+TEST(Process, FeedingAChildThatExitsEarlyIsAnErrorNotADeath) {
+  // The child never reads its stdin; the feeder's writes then fail with EPIPE. The
+  // runner's contract is that this is reported in the result: the calling process
+  // must survive even when it has not set SIGPIPE to ignored itself. Run it in a
+  // child process so that a SIGPIPE death fails this test instead of the binary.
+  EXPECT_EXIT(
+      {
+        ::signal(SIGPIPE, SIG_DFL);
+        SystemProcessRunner runner;
+        const std::string chunk(1 << 20, 'x');
+        auto r = runner.run({"true"},
+                            [&](int fd) -> Result<void> {
+                              for (int i = 0; i < 8; ++i) {
+                                if (auto w = write_all(fd, chunk.data(), chunk.size(), "stdin"); !w) {
+                                  return w;
+                                }
+                              }
+                              return {};
+                            },
+                            10s);
+        const bool ok = r && r->feed_error && r->feed_error->message.find("stdin") != std::string::npos;
+        std::_Exit(ok ? 0 : 3);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+
+TEST(Process, MissingProgramIsAnError) {
+  SystemProcessRunner runner;
+  auto r = runner.run({"kload-test-no-such-program"}, {}, 5s);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("kload-test-no-such-program"), std::string::npos) << r.error().message;
+
+  r = runner.run({"/nonexistent/dir/prog", "arg"}, {}, 5s);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("/nonexistent/dir/prog"), std::string::npos) << r.error().message;
+
+  r = runner.run({}, {}, 5s);
+  EXPECT_FALSE(r.has_value());
+  EXPECT_TRUE(no_children_left());
+}
+
+TEST(Process, WriteAllReportsFailures) {
+  auto r = write_all(-1, "x", 1, "the void");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("the void"), std::string::npos) << r.error().message;
+  EXPECT_TRUE(write_all(-1, "", 0, "nothing").has_value()) << "writing nothing cannot fail";
+}
+
+TEST(Process, ShellQuoteRoundTripsHostileStrings) {
+  std::string all_printable;
+  for (int c = 1; c < 128; ++c) {
+    all_printable += static_cast<char>(c);
+  }
+  const std::vector<std::string> hostile = {
+      "",
+      "plain",
+      "two words",
+      "it's",
+      "'",
+      "''",
+      "'\\''",
+      "\"double\"",
+      "$HOME ${HOME} $(id) `id`",
+      "a;b && c || d | e & f",
+      "*?[a-z]~",
+      "back\\slash\\",
+      "new\nline\ttab\r",
+      "-n",
+      "--",
+      "%s %d %%",
+      "!event !!",
+      "#comment",
+      "  leading and trailing  ",
+      "caf\xc3\xa9 \xe2\x9c\x93 \xff\xfe",
+      all_printable,
+  };
+  SystemProcessRunner runner;
+  for (const auto& s : hostile) {
+    auto r = runner.run({"sh", "-c", "printf %s " + shell_quote(s)}, {}, 10s);
+    ASSERT_TRUE(r.has_value());
+    EXPECT_EQ(r->exit_code, 0) << r->err;
+    EXPECT_EQ(r->out, s) << "quoted as " << shell_quote(s);
+  }
+  EXPECT_EQ(shell_quote("it's"), "'it'\\''s'");
+  EXPECT_EQ(shell_quote(""), "''");
+}
+
+TEST(Process, ShellQuotedWordsStaySeparate) {
+  SystemProcessRunner runner;
+  const std::string script = "for a in " + shell_quote("a b") + " " + shell_quote("") + " " + shell_quote("c'd") +
+                             "; do printf '<%s>' \"$a\"; done";
+  auto r = runner.run({"sh", "-c", script}, {}, 10s);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->out, "<a b><><c'd>");
+}
+
+} // namespace
+} // namespace kload::util

@@ -1,0 +1,229 @@
+#include "kload/util/temp_dir.h"
+
+#include "support/test_support.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace kload::util {
+namespace {
+
+namespace fs = std::filesystem;
+using kload::testing::Scratch;
+
+// Sets TMPDIR for the lifetime of the guard.
+class TmpdirGuard {
+public:
+  explicit TmpdirGuard(const char* value) {
+    if (const char* old = std::getenv("TMPDIR"); old != nullptr) {
+      old_ = old;
+    }
+    if (value != nullptr) {
+      ::setenv("TMPDIR", value, 1);
+    } else {
+      ::unsetenv("TMPDIR");
+    }
+  }
+  ~TmpdirGuard() {
+    if (old_) {
+      ::setenv("TMPDIR", old_->c_str(), 1);
+    } else {
+      ::unsetenv("TMPDIR");
+    }
+  }
+
+private:
+  std::optional<std::string> old_;
+};
+
+std::vector<fs::path> spool_dirs_in(const fs::path& dir) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().filename().string().starts_with("kload-spool.")) {
+      out.push_back(e.path());
+    }
+  }
+  return out;
+}
+
+TEST(TempDir, CreatedPrivateAndRemovedOnDestruction) {
+  Scratch scratch;
+  TmpdirGuard tmp(scratch.path().c_str());
+  fs::path path;
+  {
+    auto dir = TempDir::create("kload-test");
+    ASSERT_TRUE(dir.has_value()) << dir.error().message;
+    path = dir->path();
+    EXPECT_EQ(path.parent_path(), scratch.path());
+    EXPECT_TRUE(path.filename().string().starts_with("kload-test.")) << path;
+    EXPECT_EQ(path.filename().string().size(), std::string("kload-test.XXXXXX").size()) << path;
+    struct stat st{};
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_TRUE(S_ISDIR(st.st_mode));
+    EXPECT_EQ(st.st_mode & 07777, 0700u);
+    // Contents, nested and read-only, go with it.
+    fs::create_directories(path / "a" / "b");
+    kload::testing::write_file(path / "a" / "b" / "file", "data");
+    kload::testing::write_file(path / "top", "data");
+    fs::permissions(path / "top", fs::perms::owner_read);
+  }
+  EXPECT_FALSE(fs::exists(path));
+}
+
+TEST(TempDir, DefaultPrefixAndFreshNames) {
+  Scratch scratch;
+  TmpdirGuard tmp(scratch.path().c_str());
+  auto a = TempDir::create();
+  auto b = TempDir::create();
+  ASSERT_TRUE(a && b);
+  EXPECT_TRUE(a->path().filename().string().starts_with("kload.")) << a->path();
+  EXPECT_NE(a->path(), b->path());
+}
+
+TEST(TempDir, FallsBackToTmpWhenTmpdirIsUnsetOrEmpty) {
+  for (const char* value : {static_cast<const char*>(nullptr), ""}) {
+    TmpdirGuard tmp(value);
+    auto dir = TempDir::create("kload-test");
+    ASSERT_TRUE(dir.has_value()) << dir.error().message;
+    EXPECT_EQ(dir->path().parent_path(), fs::path("/tmp"));
+  }
+}
+
+TEST(TempDir, UnusableTmpdirIsAnError) {
+  Scratch scratch;
+  const auto missing = scratch / "does-not-exist";
+  TmpdirGuard tmp(missing.c_str());
+  auto dir = TempDir::create("kload-test");
+  ASSERT_FALSE(dir.has_value());
+  EXPECT_EQ(dir.error().kind, ErrorKind::io);
+  EXPECT_NE(dir.error().message.find(missing.string()), std::string::npos) << dir.error().message;
+}
+
+TEST(TempDir, MoveConstructionTransfersOwnership) {
+  Scratch scratch;
+  TmpdirGuard tmp(scratch.path().c_str());
+  fs::path path;
+  {
+    auto a = TempDir::create("kload-test");
+    ASSERT_TRUE(a.has_value());
+    path = a->path();
+    TempDir moved(std::move(*a));
+    EXPECT_EQ(moved.path(), path);
+    { TempDir gone(std::move(*a)); } // moved-from: owns nothing, removes nothing
+    EXPECT_TRUE(fs::exists(path));
+  }
+  EXPECT_FALSE(fs::exists(path));
+}
+
+TEST(TempDir, MoveAssignmentRemovesTheDirectoryItOwned) {
+  Scratch scratch;
+  TmpdirGuard tmp(scratch.path().c_str());
+  fs::path first;
+  fs::path second;
+  {
+    auto a = TempDir::create("kload-test");
+    auto b = TempDir::create("kload-test");
+    ASSERT_TRUE(a && b);
+    first = a->path();
+    second = b->path();
+    *a = std::move(*b);
+    EXPECT_FALSE(fs::exists(first));
+    EXPECT_EQ(a->path(), second);
+    EXPECT_TRUE(fs::exists(second));
+  }
+  EXPECT_FALSE(fs::exists(second));
+}
+
+// Runs `kload inspect -` reading from a pipe that stalls in the middle of a large
+// layer (so a spool directory exists), then sends `sig`.
+void interrupt_while_spooling(int sig, int expected_exit) {
+  Scratch scratch;
+  const auto archive = scratch / "big.tar";
+  ASSERT_TRUE(kload::testing::mkimage({"--image", "app:v1=base:8K,big:6M", archive.string()}));
+  const auto tmp = scratch / "tmp";
+  fs::create_directory(tmp);
+  const std::string data = kload::testing::read_file(archive);
+
+  int in[2];
+  ASSERT_EQ(::pipe2(in, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGTERM);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+  std::vector<std::string> env_strings{"TMPDIR=" + tmp.string()};
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!std::string_view(*e).starts_with("TMPDIR=")) {
+      env_strings.emplace_back(*e);
+    }
+  }
+  std::vector<char*> envp;
+  for (auto& s : env_strings) {
+    envp.push_back(s.data());
+  }
+  envp.push_back(nullptr);
+  std::string bin = kload::testing::kload_binary().string();
+  std::string cmd = "inspect";
+  std::string dash = "-";
+  char* argv[] = {bin.data(), cmd.data(), dash.data(), nullptr};
+  pid_t pid = 0;
+  const int rc = ::posix_spawn(&pid, bin.c_str(), &actions, &attr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  ::close(in[0]);
+  ASSERT_EQ(rc, 0) << std::strerror(rc);
+
+  // Half the archive ends inside the 6 MiB layer; then the writer stalls.
+  std::signal(SIGPIPE, SIG_IGN);
+  const auto half = data.size() / 2;
+  std::size_t off = 0;
+  while (off < half) {
+    const ssize_t n = ::write(in[1], data.data() + off, half - off);
+    if (n <= 0) {
+      break;
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  EXPECT_EQ(off, half) << "kload stopped reading early";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (spool_dirs_in(tmp).empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(spool_dirs_in(tmp).size(), 1u) << "kload should be spooling the large layer by now";
+
+  ::kill(pid, sig);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  ::close(in[1]);
+  ASSERT_TRUE(WIFEXITED(status)) << "kload died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  EXPECT_EQ(WEXITSTATUS(status), expected_exit);
+  EXPECT_TRUE(spool_dirs_in(tmp).empty()) << "spool directory left behind: " << spool_dirs_in(tmp).front();
+}
+
+TEST(TempDir, InterruptedKloadLeavesNoSpoolDirectory) { interrupt_while_spooling(SIGINT, 130); }
+
+TEST(TempDir, TerminatedKloadLeavesNoSpoolDirectory) { interrupt_while_spooling(SIGTERM, 143); }
+
+} // namespace
+} // namespace kload::util
