@@ -79,7 +79,9 @@ int run(int argc, char** argv) {
   load_cmd->add_option("--platform", platform_text, "Load this platform of multi-platform images (default: the host's)");
   load_cmd->add_flag("--dry-run", load_options.dry_run, "Show what each node would get; change nothing");
   load_cmd->add_flag("--json", load_options.json, "Print a JSON report (schema kload.load/v1) on stdout");
-  load_cmd->add_option("-j,--jobs", jobs, "Serve at most this many nodes at once, and hash with as many threads")
+  load_cmd->add_option("-j,--jobs", jobs,
+                       "Serve at most this many nodes at once (default 8); hashing uses at most one\n"
+                       "thread per core")
       ->check(CLI::Range(1u, 256u));
   load_cmd->footer("Examples:\n"
                    "  kload image-archive app.tar --node containerd:///run/containerd/containerd.sock\n"
@@ -107,7 +109,8 @@ int run(int argc, char** argv) {
       result = inspect(inspect_options, console);
     } else if (load_cmd->parsed()) {
       load_options.platform = parse_platform(platform_text);
-      load_options.jobs = jobs;
+      // Serving a node is mostly waiting on it, so more nodes than cores run at once.
+      load_options.jobs = load_cmd->count("--jobs") > 0 ? jobs : std::max(8u, jobs);
       result = image_archive(load_options, console);
     }
   } catch (const CLI::ValidationError& e) {

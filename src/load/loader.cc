@@ -417,7 +417,7 @@ util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const for
     }
   }
   LoadReport report;
-  auto verified = format::verify_blobs(set, to_send, options.jobs);
+  auto verified = format::verify_blobs(set, to_send, std::min(options.jobs, util::default_jobs()));
   if (!verified) {
     return std::unexpected(verified.error());
   }

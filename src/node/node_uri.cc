@@ -1,5 +1,7 @@
 #include "kload/node/node_uri.h"
 
+#include <filesystem>
+
 #include <charconv>
 #include <optional>
 
@@ -206,7 +208,16 @@ util::Result<void> parse_query(std::string_view text, std::string_view query, No
 
 } // namespace
 
-std::string NodeUri::display() const { return target; }
+std::string NodeUri::display() const {
+  if (kind != TransportKind::containerd_socket) {
+    return target;
+  }
+  // A socket path is long and its file name says little ("sock", "containerd.sock"):
+  // the directory holding it names the node better (/run/containerd, lab/node1).
+  const std::filesystem::path p(target);
+  const auto dir = p.parent_path().filename().string();
+  return dir.empty() ? target : dir;
+}
 
 util::Result<NodeUri> parse_node_uri(std::string_view text) {
   NodeUri uri;

@@ -19,7 +19,7 @@ namespace kload::load {
 enum class DryRun { no, yes };
 
 struct LoadOptions {
-  unsigned jobs = 1;           // nodes served at once, and hashing threads
+  unsigned jobs = 1;           // nodes served at once; hashing uses min(jobs, cores)
   DryRun dry_run = DryRun::no;
 };
 

@@ -24,7 +24,8 @@ struct NodeUri {
   std::string snapshotter;     // empty: ask the node, else overlayfs
   std::string text;            // the URI as the user wrote it, for messages and keys
 
-  // A short name for messages: the container, host or socket path.
+  // A short name for messages: the container, the host, or for a socket the name of
+  // the directory holding it ("node1" for /lab/node1/sock).
   [[nodiscard]] std::string display() const;
 };
 
