@@ -90,6 +90,23 @@ int run(int argc, char** argv) {
                    "Each image is imported under a private staging name and its real names are set only\n"
                    "once it is complete, so a failed load never leaves a name on a broken image.");
 
+  load_cmd->add_option("--cache", load_options.cache_dir,
+                       "Inventory cache directory (default $KLOAD_CACHE, else $XDG_CACHE_HOME/kload,\n"
+                       "else ~/.cache/kload)");
+  load_cmd->add_flag("--no-cache", load_options.no_cache, "Ask every node afresh; remember nothing");
+
+  CacheCommandOptions cache_options;
+  auto* cache_cmd = app.add_subcommand("cache", "Show or prune what kload remembers about nodes");
+  cache_cmd->add_option("action", cache_options.action,
+                        "ls: what each node holds; stats: size and counts; forget: drop nodes (all when no\n"
+                        "--node) and with --inputs the input-file records; refresh: list nodes again")
+      ->required()
+      ->check(CLI::IsMember({"ls", "stats", "forget", "refresh"}));
+  cache_cmd->add_option("-n,--node", cache_options.nodes, "Only this node URI (repeatable)");
+  cache_cmd->add_flag("--inputs", cache_options.inputs, "forget: also forget which input blobs were verified");
+  cache_cmd->add_flag("--json", cache_options.json, "ls: print JSON");
+  cache_cmd->add_option("--cache", cache_options.cache_dir, "Cache directory (as for image-archive)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -112,6 +129,8 @@ int run(int argc, char** argv) {
       // Serving a node is mostly waiting on it, so more nodes than cores run at once.
       load_options.jobs = load_cmd->count("--jobs") > 0 ? jobs : std::max(8u, jobs);
       result = image_archive(load_options, console);
+    } else if (cache_cmd->parsed()) {
+      result = cache_command(cache_options, console);
     }
   } catch (const CLI::ValidationError& e) {
     console.line(fmt::format("kload: error: {}", e.what()));

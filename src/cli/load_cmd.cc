@@ -1,3 +1,4 @@
+#include "kload/cache/cache.h"
 #include "kload/cli/commands.h"
 #include "kload/cli/console.h"
 #include "kload/load/loader.h"
@@ -145,6 +146,7 @@ nlohmann::json report_json(const load::LoadReport& report, bool dry_run) {
                             {"layersSkipped", n.layers_skipped},
                             {"bytesSkipped", n.bytes_skipped},
                             {"ctrCalls", n.ctr_calls},
+                            {"listings", n.listings},
                             {"retried", n.retried},
                             {"seconds", n.seconds}});
   }
@@ -152,6 +154,42 @@ nlohmann::json report_json(const load::LoadReport& report, bool dry_run) {
 }
 
 } // namespace
+
+// Marks blobs of unchanged input files that an earlier run already proved, so they
+// are not hashed again.
+void trust_verified(cache::Cache& c, const std::vector<std::string>& inputs, format::ImageSet& set) {
+  for (const auto& input : inputs) {
+    const auto key = cache::InputKey::of(input);
+    if (!key) {
+      continue;
+    }
+    auto verified = c.verified(*key);
+    if (!verified || verified->empty()) {
+      continue;
+    }
+    for (auto& [digest, blob] : set.blobs) {
+      if (!blob.computed && !blob.where.memory && blob.where.source == input && verified->contains(digest)) {
+        blob.computed = digest;
+      }
+    }
+  }
+}
+
+void remember_verified(cache::Cache& c, const std::vector<std::string>& inputs, const format::ImageSet& set) {
+  for (const auto& input : inputs) {
+    const auto key = cache::InputKey::of(input);
+    if (!key) {
+      continue;
+    }
+    std::vector<util::Digest> proven;
+    for (const auto& [digest, blob] : set.blobs) {
+      if (!blob.where.memory && blob.where.source == input && blob.computed == digest) {
+        proven.push_back(digest);
+      }
+    }
+    (void)c.add_verified(*key, proven);
+  }
+}
 
 Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
   std::vector<node::NodeUri> uris;
@@ -170,6 +208,17 @@ Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
   if (!images) {
     return std::unexpected(images.error());
   }
+  std::unique_ptr<cache::Cache> cache;
+  if (!options.no_cache) {
+    const auto dir = options.cache_dir.empty() ? cache::Cache::default_dir() : std::filesystem::path(options.cache_dir);
+    auto opened = cache::Cache::open(dir, [&](const std::string& w) { console.warn(w); });
+    if (opened) {
+      cache = std::move(*opened);
+      trust_verified(*cache, options.archives, *set);
+    } else {
+      console.warn(opened.error().message + "; running without the cache");
+    }
+  }
   util::SystemProcessRunner runner;
   std::vector<std::unique_ptr<node::Transport>> transports;
   std::vector<load::Target> targets;
@@ -181,9 +230,13 @@ Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
   load::LoadOptions load_options;
   load_options.jobs = options.jobs;
   load_options.dry_run = options.dry_run ? load::DryRun::yes : load::DryRun::no;
+  load_options.cache = cache.get();
   auto report = load::load(*set, *images, targets, load_options, observer);
   if (!report) {
     return std::unexpected(report.error());
+  }
+  if (cache) {
+    remember_verified(*cache, options.archives, *set);
   }
   std::uint64_t layers = 0;
   std::uint64_t bytes = 0;

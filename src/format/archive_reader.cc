@@ -116,8 +116,8 @@ std::optional<std::string> clean_path(std::string_view name) {
 
 class Reader {
 public:
-  Reader(std::string input, ImageSet& set, const ReadLimits& limits)
-      : input_(std::move(input)), set_(set), limits_(limits) {}
+  Reader(std::string input, ImageSet& set, const ReadLimits& limits, int fd = -1)
+      : input_(std::move(input)), set_(set), limits_(limits), given_fd_(fd) {}
 
   ~Reader() {
     if (source_.fd > 0) {
@@ -145,6 +145,10 @@ private:
   }
 
   Result<void> open_input() {
+    if (given_fd_ >= 0) {
+      source_.fd = ::dup(given_fd_);
+      return source_.fd >= 0 ? Result<void>{} : bad("", "cannot read the stream");
+    }
     if (input_ == "-") {
       source_.fd = ::dup(0);
     } else {
@@ -1019,6 +1023,7 @@ private:
   std::string input_;
   ImageSet& set_;
   const ReadLimits& limits_;
+  int given_fd_ = -1;
   Source source_;
   std::uint64_t file_size_ = 0;
   bool in_place_ = false;
@@ -1033,12 +1038,13 @@ private:
 
 } // namespace
 
-Result<ReadStats> read_archive(const std::string& input, ImageSet& set, const ReadLimits& limits) {
+namespace {
+Result<ReadStats> read_into(const std::string& input, int fd, ImageSet& set, const ReadLimits& limits) {
   util::install_cleanup_signal_handlers();
   ImageSet scratch;  // nothing of a failed archive reaches the caller's set
   scratch.blobs = set.blobs;
   scratch.spool_owner = set.spool_owner;
-  Reader reader(input, scratch, limits);
+  Reader reader(input, scratch, limits, fd);
   auto stats = reader.run();
   if (!stats) {
     return stats;
@@ -1068,6 +1074,15 @@ Result<ReadStats> read_archive(const std::string& input, ImageSet& set, const Re
   set.blobs = std::move(scratch.blobs);
   set.spool_owner = scratch.spool_owner;
   return stats;
+}
+} // namespace
+
+Result<ReadStats> read_archive(const std::string& input, ImageSet& set, const ReadLimits& limits) {
+  return read_into(input, -1, set, limits);
+}
+
+Result<ReadStats> read_archive_fd(int fd, const std::string& name, ImageSet& set, const ReadLimits& limits) {
+  return read_into(name, fd, set, limits);
 }
 
 } // namespace kload::format

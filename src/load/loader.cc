@@ -1,5 +1,6 @@
 #include "kload/load/loader.h"
 
+#include "kload/cache/cache.h"
 #include "kload/format/oci_writer.h"
 #include "kload/format/verify.h"
 #include "kload/node/ctr_client.h"
@@ -67,6 +68,37 @@ plan::NodeView view_from_check(const std::vector<const format::Image*>& images,
   return view;
 }
 
+// The view from a cached record, corrected by a fresh `images check` of the wanted
+// names: the check is the truth for those names, the record a hint for the rest.
+plan::NodeView view_from_record(const cache::NodeRecord& record, const std::vector<const format::Image*>& images,
+                                const std::vector<std::string>& wanted,
+                                const std::vector<node::ImageStatus>& statuses) {
+  plan::NodeView view;
+  view.blobs = record.blobs;
+  for (const auto& [name, n] : record.names) {
+    view.names[name] = plan::NamedImage{n.target, n.ids, n.complete};
+  }
+  for (const auto& name : wanted) {
+    view.names.erase(name);
+  }
+  for (const auto& st : statuses) {
+    plan::NamedImage named{st.target, {}, st.complete};
+    if (auto it = record.target_ids.find(st.target); it != record.target_ids.end()) {
+      named.ids = it->second;
+    }
+    for (const auto* image : images) {
+      if (image->manifest.digest == st.target &&
+          std::find(named.ids.begin(), named.ids.end(), image->id) == named.ids.end()) {
+        named.ids.push_back(image->id);
+      }
+    }
+    view.names[st.name] = named;
+  }
+  return view;
+}
+
+std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
 std::vector<std::string> all_names(const std::vector<const format::Image*>& images) {
   std::vector<std::string> names;
   for (const auto* image : images) {
@@ -78,9 +110,9 @@ std::vector<std::string> all_names(const std::vector<const format::Image*>& imag
 class NodeLoader {
 public:
   NodeLoader(format::ImageSet& set, const std::vector<const format::Image*>& images, const Target& target,
-             Observer& observer, std::mutex& verify_mutex)
+             Observer& observer, std::mutex& verify_mutex, cache::Cache* cache)
       : set_(set), images_(images), target_(target), client_(*target.transport), observer_(observer),
-        verify_mutex_(verify_mutex) {
+        verify_mutex_(verify_mutex), cache_(cache) {
     report_.node = target.uri.display();
     report_.uri = target.uri.text;
   }
@@ -96,6 +128,14 @@ public:
   [[nodiscard]] const plan::NodePlan& node_plan() const { return plan_; }
   [[nodiscard]] bool ok() const { return report_.status == NodeStatus::ok; }
 
+  // Lists the node and stores what it holds in the cache.
+  util::Result<void> refresh() {
+    if (!full_inventory()) {
+      return util::fail(util::ErrorKind::node, report_.error);
+    }
+    return {};
+  }
+
 private:
   bool plan_node_now() {
     ++report_.ctr_calls;
@@ -108,10 +148,35 @@ private:
       observer_.planned(report_.node, plan_);
       return true;
     }
+    if (plan_from_cache(*quick)) {
+      observer_.planned(report_.node, plan_);
+      return true;
+    }
     if (!full_inventory()) {
       return false;
     }
     observer_.planned(report_.node, plan_);
+    return true;
+  }
+
+  // Plans from the cached record when there is one from this node's current life
+  // (same containerd UUID): no listing. Mistakes surface at import or tag time and
+  // lead to one re-listing and retry.
+  bool plan_from_cache(const std::vector<node::ImageStatus>& quick) {
+    if (cache_ == nullptr) {
+      return false;
+    }
+    auto record = cache_->node(target_.uri.text);
+    if (!record || !*record || (*record)->listed_at == 0) {
+      return false;
+    }
+    ++report_.ctr_calls;
+    auto uuid = client_.server_uuid();
+    if (!uuid || *uuid != (*record)->server_uuid) {
+      return false;  // a recreated node, or no answer: list it (which reports errors)
+    }
+    plan_ = plan::plan_node(images_, view_from_record(**record, images_, all_names(images_), quick));
+    from_cache_ = true;
     return true;
   }
 
@@ -144,7 +209,7 @@ private:
 
   // Lists the node's content and images, and plans from that.
   bool full_inventory() {
-    report_.ctr_calls += 2;
+    report_.ctr_calls += 4;  // version, content ls, images ls, images check
     auto inv = client_.inventory();
     if (!inv) {
       return failed(inv.error().message);
@@ -154,7 +219,41 @@ private:
       return failed(statuses.error().message);
     }
     remove_stale_staging(*statuses);
-    plan_ = plan::plan_node(images_, view_from_inventory(*inv, *statuses));
+    const auto view = view_from_inventory(*inv, *statuses);
+    plan_ = plan::plan_node(images_, view);
+    from_cache_ = false;
+    ++report_.listings;
+    if (cache_ != nullptr) {
+      cache::NodeRecord record;
+      record.server_uuid = inv->server_uuid;
+      record.listed_at = unix_now();
+      record.blobs = view.blobs;
+      for (const auto& [name, named] : view.names) {
+        if (!is_staging_name(name)) {
+          record.names[name] = cache::NameRecord{named.target, named.ids, named.complete, false, record.listed_at};
+        }
+        record.target_ids[named.target] = named.ids;
+      }
+      // What each listed manifest (and index) needs, so that re-pointing a name later
+      // tells the cache which blobs GC will take.
+      for (const auto& [manifest, config] : inv->manifest_config) {
+        auto& blobs = record.target_blobs[manifest];
+        blobs = {manifest, config};
+        if (auto it = inv->manifest_layers.find(manifest); it != inv->manifest_layers.end()) {
+          blobs.insert(blobs.end(), it->second.begin(), it->second.end());
+        }
+      }
+      for (const auto& [index, children] : inv->index_children) {
+        auto& blobs = record.target_blobs[index];
+        blobs = {index};
+        for (const auto& child : children) {
+          if (auto it = record.target_blobs.find(child); it != record.target_blobs.end()) {
+            blobs.insert(blobs.end(), it->second.begin(), it->second.end());
+          }
+        }
+      }
+      (void)cache_->put_node(target_.uri.text, record);  // a cache that cannot be written is only slower
+    }
     return true;
   }
 
@@ -189,12 +288,49 @@ private:
       for (const auto& name : step.names) {
         ++report_.ctr_calls;
         if (auto r = client_.tag(step.retag_from, name); !r) {
+          if (from_cache_ && !report_.retried) {
+            // The cached source name may be gone: list the node and start over once.
+            report_.retried = true;
+            if (full_inventory()) {
+              run_plan();
+            }
+            return;
+          }
           failed(r.error().message);
           return;
         }
       }
     }
-    confirm();
+    if (confirm()) {
+      remember();
+    }
+  }
+
+  // Records in the cache what this load put on the node.
+  void remember() {
+    if (cache_ == nullptr) {
+      return;
+    }
+    const auto now = unix_now();
+    (void)cache_->update_node(target_.uri.text, [&](cache::NodeRecord& r) {
+      for (const auto& step : plan_.steps) {
+        const auto& image = *step.image;
+        if (step.action == plan::Action::send) {
+          for (const auto& d : format::ImageSet::blobs_of(image)) {
+            r.blobs.insert(d);
+          }
+          r.target_ids[image.manifest.digest] = {image.id};
+          r.target_blobs[image.manifest.digest] = format::ImageSet::blobs_of(image);
+        }
+        const auto target = step.action == plan::Action::retag && r.names.contains(step.retag_from)
+                                ? r.names[step.retag_from].target
+                                : image.manifest.digest;
+        for (const auto& name : step.names) {
+          r.names[name] = cache::NameRecord{target, {image.id}, true, true, now};
+        }
+      }
+      r.forget_unreferenced();
+    });
   }
 
   bool send_and_commit() {
@@ -322,7 +458,7 @@ private:
   }
 
   // After commit, every name must resolve to a complete image with the right ID.
-  void confirm() {
+  bool confirm() {
     std::vector<std::string> names;
     for (const auto& step : plan_.steps) {
       if (step.action != plan::Action::skip) {
@@ -330,13 +466,13 @@ private:
       }
     }
     if (names.empty()) {
-      return;
+      return true;
     }
     ++report_.ctr_calls;
     auto statuses = client_.check(names);
     if (!statuses) {
       failed(statuses.error().message);
-      return;
+      return false;
     }
     for (const auto& step : plan_.steps) {
       for (const auto& name : step.names) {
@@ -344,19 +480,20 @@ private:
                                      [&](const node::ImageStatus& s) { return s.name == name; });
         if (it == statuses->end()) {
           failed(fmt::format("node {}: {} is missing after the load", report_.node, name));
-          return;
+          return false;
         }
         if (!it->complete) {
           failed(fmt::format("node {}: {} is incomplete after the load", report_.node, name));
-          return;
+          return false;
         }
         if (step.action == plan::Action::send && it->target != step.image->manifest.digest) {
           failed(fmt::format("node {}: {} points at {}, expected {}", report_.node, name, it->target.str(),
                              step.image->manifest.digest.str()));
-          return;
+          return false;
         }
       }
     }
+    return true;
   }
 
   format::ImageSet& set_;
@@ -365,6 +502,8 @@ private:
   node::CtrClient client_;
   Observer& observer_;
   std::mutex& verify_mutex_;
+  cache::Cache* cache_;
+  bool from_cache_ = false;  // the plan came from the cache, not a listing
   plan::NodePlan plan_;
   NodeReport report_;
   std::optional<std::string> snapshotter_;
@@ -374,6 +513,19 @@ private:
 
 bool LoadReport::all_ok() const {
   return std::all_of(nodes.begin(), nodes.end(), [](const NodeReport& n) { return n.status == NodeStatus::ok; });
+}
+
+util::Result<void> refresh_node(const Target& target, cache::Cache& cache) {
+  format::ImageSet set;
+  const std::vector<const format::Image*> none;
+  std::mutex verify_mutex;
+  struct Quiet final : Observer {
+    void planned(const std::string&, const plan::NodePlan&) override {}
+    void progress(const std::string&, std::uint64_t, std::uint64_t) override {}
+    void finished(const NodeReport&) override {}
+  } quiet;
+  NodeLoader loader(set, none, target, quiet, verify_mutex, &cache);
+  return loader.refresh();
 }
 
 std::string staging_name(const format::Image& image, const std::string& nonce) {
@@ -388,7 +540,7 @@ util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const for
   std::vector<std::unique_ptr<NodeLoader>> loaders;
   std::mutex verify_mutex;
   for (const auto& t : targets) {
-    loaders.push_back(std::make_unique<NodeLoader>(set, images, t, observer, verify_mutex));
+    loaders.push_back(std::make_unique<NodeLoader>(set, images, t, observer, verify_mutex, options.cache));
   }
   // Phase 1: every node's inventory and plan, in parallel.
   util::parallel_for(loaders.size(), options.jobs, [&](std::size_t i) { loaders[i]->plan(); });

@@ -245,8 +245,14 @@ util::Result<void> parse_gc_labels(const Transport& t, const Digest& blob,
         return unparsable(t, "content ls", no, line);
       }
       children[index] = *d;
+    } else if (key.starts_with("l.")) {
+      // A manifest's layers: the cache uses them to know which blobs GC takes when no
+      // name points at the manifest any more.
+      if (const auto d = Digest::parse(value)) {
+        inv.manifest_layers[blob].push_back(*d);
+      }
     }
-    // l.N (layers) and anything newer (referrers, ...) are not needed for planning.
+    // Anything newer (referrers, ...) is not needed for planning.
   }
   if (!children.empty()) {
     auto& out = inv.index_children[blob];

@@ -80,6 +80,21 @@ bool is_printable_path(std::string_view s) {
   return true;
 }
 
+// What is wrong with a containerd socket path (the target of containerd://, or an
+// address= on the node), named `what` in the reason; nothing when it is usable.
+std::optional<std::string> socket_path_problem(std::string_view path, const std::string& what) {
+  if (!path.starts_with('/')) {
+    return what + " must be an absolute path";
+  }
+  if (path.ends_with('/')) {
+    return what + " names a directory";
+  }
+  if (!is_printable_path(path)) {
+    return "control character in " + what;
+  }
+  return std::nullopt;
+}
+
 // The URI as it may appear in a one-line message: control characters shown as '?'.
 std::string printable(std::string_view text) {
   std::string out(text);
@@ -168,6 +183,7 @@ util::Result<void> parse_ssh_authority(std::string_view text, std::string_view a
 util::Result<void> parse_query(std::string_view text, std::string_view query, NodeUri& uri) {
   bool seen_namespace = false;
   bool seen_snapshotter = false;
+  bool seen_address = false;
   while (true) {
     const auto amp = query.find('&');
     const auto param = query.substr(0, amp);
@@ -195,9 +211,23 @@ util::Result<void> parse_query(std::string_view text, std::string_view query, No
       }
       seen_snapshotter = true;
       uri.snapshotter = std::string(value);
+    } else if (key == "address") {
+      // One socket per URI: for containerd:// it is the target already, and two
+      // spellings of it could disagree.
+      if (uri.kind == TransportKind::containerd_socket) {
+        return bad(text, "address is for docker:// and ssh:// nodes (containerd:///SOCKET "
+                         "names the socket itself)");
+      }
+      if (seen_address) {
+        return bad(text, "address given twice");
+      }
+      if (const auto why = socket_path_problem(value, "address")) {
+        return bad(text, *why);
+      }
+      seen_address = true;
+      uri.address = std::string(value);
     } else {
-      return bad(text, "unknown query parameter \"" + printable(key) +
-                           "\" (known: namespace, snapshotter)");
+      return bad(text, "unknown query parameter \"" + printable(key) + "\" (known: namespace, snapshotter, address)");
     }
     if (amp == std::string_view::npos) {
       return {};
@@ -247,11 +277,8 @@ util::Result<NodeUri> parse_node_uri(std::string_view text) {
     if (!rest.starts_with('/')) {
       return bad(text, "socket path must be absolute (containerd:///path/to/sock)");
     }
-    if (rest.ends_with('/')) {
-      return bad(text, "socket path names a directory");
-    }
-    if (!is_printable_path(rest)) {
-      return bad(text, "control character in socket path");
+    if (const auto why = socket_path_problem(rest, "socket path")) {
+      return bad(text, *why);
     }
     uri.target = std::string(rest);
   } else if (scheme == "docker") {

@@ -8,10 +8,16 @@ namespace {
 std::string go_duration(std::chrono::seconds s) { return std::to_string(s.count()) + "s"; }
 
 // The ctr words common to every transport; the namespace always travels explicitly
-// so a CONTAINERD_NAMESPACE in the node's environment cannot redirect kload.
+// so a CONTAINERD_NAMESPACE in the node's environment cannot redirect kload. The
+// address only when the URI names one (the socket of containerd://, address= on the
+// others): without it ctr on the node finds its own socket, as it would for the user.
 std::vector<std::string> ctr_words(const NodeUri& uri, const std::vector<std::string>& args) {
-  std::vector<std::string> words{"ctr", "--connect-timeout", go_duration(ctr_connect_timeout),
-                                 "-n", uri.ns};
+  std::vector<std::string> words{"ctr"};
+  const std::string& address = uri.kind == TransportKind::containerd_socket ? uri.target : uri.address;
+  if (!address.empty()) {
+    words.insert(words.end(), {"-a", address});
+  }
+  words.insert(words.end(), {"--connect-timeout", go_duration(ctr_connect_timeout), "-n", uri.ns});
   words.insert(words.end(), args.begin(), args.end());
   return words;
 }
@@ -38,11 +44,8 @@ private:
 
 std::vector<std::string> ctr_argv(const NodeUri& uri, const std::vector<std::string>& args) {
   switch (uri.kind) {
-  case TransportKind::containerd_socket: {
-    std::vector<std::string> argv = ctr_words(uri, args);
-    argv.insert(argv.begin() + 1, {"-a", uri.target});
-    return argv;
-  }
+  case TransportKind::containerd_socket:
+    return ctr_words(uri, args);
   case TransportKind::docker: {
     std::vector<std::string> argv{"docker", "exec", "-i", uri.target};
     const auto words = ctr_words(uri, args);

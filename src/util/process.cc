@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
+#include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <thread>
 #include <unistd.h>
@@ -53,7 +55,7 @@ Result<void> make_pipe(Pipe& p) {
 // passes. Runs on its own thread so that a child that writes a lot while we are still
 // feeding its stdin never deadlocks.
 void drain(int out_fd, int err_fd, pid_t pid, std::chrono::milliseconds timeout,
-           ProcessResult& result) {
+           const std::atomic<std::int64_t>& kill_at_ms, ProcessResult& result) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
   std::string* sinks[2] = {&result.out, &result.err};
@@ -61,6 +63,15 @@ void drain(int out_fd, int err_fd, pid_t pid, std::chrono::milliseconds timeout,
   char buf[65536];
   while (open_count > 0) {
     int wait_ms = -1;
+    if (const auto k = kill_at_ms.load(); k > 0) {
+      const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now().time_since_epoch())
+                              .count();
+      if (now_ms >= k) {
+        ::kill(pid, SIGKILL);
+      }
+      wait_ms = 100;
+    }
     if (timeout.count() > 0) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
           deadline - std::chrono::steady_clock::now());
@@ -71,7 +82,7 @@ void drain(int out_fd, int err_fd, pid_t pid, std::chrono::milliseconds timeout,
         }
         wait_ms = 100;
       } else {
-        wait_ms = static_cast<int>(left.count());
+        wait_ms = wait_ms < 0 ? static_cast<int>(left.count()) : std::min(wait_ms, static_cast<int>(left.count()));
       }
     }
     const int n = ::poll(fds, 2, wait_ms);
@@ -130,8 +141,7 @@ Result<ProcessResult> SystemProcessRunner::run(const std::vector<std::string>& a
     return fail(ErrorKind::io, "empty command");
   }
   // A child that stops reading must give the feeder EPIPE, not kill this process.
-  static std::once_flag ignore_sigpipe;
-  std::call_once(ignore_sigpipe, [] { ::signal(SIGPIPE, SIG_IGN); });
+  ::signal(SIGPIPE, SIG_IGN);
   Pipe in;
   Pipe out;
   Pipe err;
@@ -186,13 +196,20 @@ Result<ProcessResult> SystemProcessRunner::run(const std::vector<std::string>& a
   err.close_write();
 
   ProcessResult result;
-  std::thread reader(drain, out.read, err.read, pid, timeout, std::ref(result));
+  std::atomic<std::int64_t> kill_at_ms{0};
+  std::thread reader(drain, out.read, err.read, pid, timeout, std::cref(kill_at_ms), std::ref(result));
   Result<void> fed{};
   if (feed) {
     fed = feed(in.write);
-    // No kill on a feeder error: closing stdin ends the stream, the child fails on
-    // its own and says why (killing it first loses that message).
     in.close_write();
+    if (!fed) {
+      // Closing stdin ends the stream and the child usually fails on its own, saying
+      // why; killing it at once would lose that message. One that lingers is killed.
+      kill_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count() +
+                   1000;
+    }
   }
   reader.join();
   int status = 0;

@@ -66,20 +66,23 @@ TempDir::TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)) { oth
 
 TempDir& TempDir::operator=(TempDir&& other) noexcept {
   if (this != &other) {
-    this->~TempDir();
+    remove();
     path_ = std::move(other.path_);
     other.path_.clear();
   }
   return *this;
 }
 
-TempDir::~TempDir() {
+TempDir::~TempDir() { remove(); }
+
+void TempDir::remove() noexcept {
   if (path_.empty()) {
     return;
   }
   unregister_dir(path_);
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+  path_.clear();
 }
 
 void install_cleanup_signal_handlers() {

@@ -31,12 +31,12 @@ for layout in docker-save skopeo docker25 oci; do
   done
 done
 
-make docker-save.tar.gz --layout docker-save $two_images --compress gzip
-make oci.tar.zst --layout oci $two_images --compress zstd
-make skopeo.tar.xz --layout skopeo $two_images --compress xz
-make docker-save-gzip-layers.tar --layout docker-save --layer-compression gzip $two_images
-make oci-plain-layers.tar --layout oci --layer-compression none $two_images
-make oci-zstd-layers.tar --layout oci --layer-compression zstd $two_images
+gen docker-save.tar.gz --layout docker-save $two_images --compress gzip
+gen oci.tar.zst --layout oci $two_images --compress zstd
+gen skopeo.tar.xz --layout skopeo $two_images --compress xz
+gen docker-save-gzip-layers.tar --layout docker-save --layer-compression gzip $two_images
+gen oci-plain-layers.tar --layout oci --layer-compression none $two_images
+gen oci-zstd-layers.tar --layout oci --layer-compression zstd $two_images
 
 for layout in docker25 oci; do
   platforms="--platforms linux/amd64,linux/arm64/v8"

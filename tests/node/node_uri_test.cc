@@ -18,7 +18,8 @@ TEST(NodeUri, ContainerdSocket) {
   EXPECT_EQ(uri.ns, "k8s.io");
   EXPECT_EQ(uri.snapshotter, "");
   EXPECT_EQ(uri.text, "containerd:///run/containerd/containerd.sock");
-  EXPECT_EQ(uri.display(), "/run/containerd/containerd.sock");
+  EXPECT_EQ(uri.address, "");
+  EXPECT_EQ(uri.display(), "containerd"); // the directory holding the socket
 }
 
 TEST(NodeUri, LabUriWithSnapshotter) {
@@ -58,6 +59,50 @@ TEST(NodeUri, SshForms) {
   uri = parsed("ssh://[::ffff:10.0.0.1]");
   EXPECT_EQ(uri.target, "::ffff:10.0.0.1");
   EXPECT_EQ(uri.port, 0);
+}
+
+TEST(NodeUri, AddressNamesTheSocketOnTheNode) {
+  auto uri = parsed("ssh://root@k3s-1?address=/run/k3s/containerd/containerd.sock");
+  EXPECT_EQ(uri.kind, TransportKind::ssh);
+  EXPECT_EQ(uri.target, "k3s-1");
+  EXPECT_EQ(uri.address, "/run/k3s/containerd/containerd.sock");
+  EXPECT_EQ(uri.display(), "k3s-1");
+
+  uri = parsed("docker://k3d-dev-server-0?namespace=k8s.io&address=/run/k3s/containerd/"
+               "containerd.sock&snapshotter=overlayfs");
+  EXPECT_EQ(uri.address, "/run/k3s/containerd/containerd.sock");
+  EXPECT_EQ(uri.snapshotter, "overlayfs");
+  EXPECT_EQ(uri.ns, "k8s.io");
+
+  // Only what would break a one-line message is refused; the path travels as one word
+  // (quoted for ssh), so characters a shell cares about are the socket's business.
+  EXPECT_EQ(parsed("ssh://h?address=/tmp/a b/$(x);`y`'\"/sock").address, "/tmp/a b/$(x);`y`'\"/sock");
+  EXPECT_EQ(parsed("ssh://h?address=/s?x").address, "/s?x");
+}
+
+TEST(NodeUri, AddressErrors) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"containerd:///run/containerd/containerd.sock?address=/other.sock",
+       "address is for docker:// and ssh:// nodes (containerd:///SOCKET names the socket "
+       "itself)"},
+      {"ssh://h?address=", "address must be an absolute path"},
+      {"ssh://h?address=run/containerd.sock", "address must be an absolute path"},
+      {"ssh://h?address=~/containerd.sock", "address must be an absolute path"},
+      {"docker://n?address=/run/containerd/", "address names a directory"},
+      {"ssh://h?address=/", "address names a directory"},
+      {"ssh://h?address=/run/a\tb.sock", "control character in address"},
+      {"ssh://h?address=/a.sock&address=/a.sock", "address given twice"},
+  };
+  for (const auto& [text, why] : cases) {
+    const auto r = parse_node_uri(text);
+    ASSERT_FALSE(r.has_value()) << "accepted: " << text;
+    EXPECT_EQ(r.error().kind, util::ErrorKind::usage) << text;
+    EXPECT_NE(r.error().message.find(std::string("\": ") + why), std::string::npos) << r.error().message;
+  }
+  const auto r = parse_node_uri("ssh://h?addr=/x");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message, "bad node URI \"ssh://h?addr=/x\": unknown query parameter "
+                               "\"addr\" (known: namespace, snapshotter, address)");
 }
 
 TEST(NodeUri, ErrorsAreUsageErrorsNamingTheUri) {

@@ -43,6 +43,24 @@ TEST(CtrArgv, SshUserAndPort) {
                           "'--connect-timeout'", "'5s'", "'-n'", "'k8s.io'", "'version'"));
 }
 
+TEST(CtrArgv, DockerWithAddress) {
+  EXPECT_THAT(ctr_argv(uri_of("docker://k3d-dev-server-0?address=/run/k3s/containerd/"
+                              "containerd.sock"),
+                       {"version"}),
+              ElementsAre("docker", "exec", "-i", "k3d-dev-server-0", "ctr", "-a",
+                          "/run/k3s/containerd/containerd.sock", "--connect-timeout", "5s", "-n", "k8s.io", "version"));
+}
+
+TEST(CtrArgv, SshWithAddress) {
+  EXPECT_THAT(ctr_argv(uri_of("ssh://root@k3s-1:2222?address=/run/k3s/containerd/containerd.sock"
+                              "&namespace=default"),
+                       {"images", "check", "--", "name==\"docker.io/library/app:v1\""}),
+              ElementsAre("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", "2222", "-l", "root", "--",
+                          "k3s-1", "'ctr'", "'-a'", "'/run/k3s/containerd/containerd.sock'", "'--connect-timeout'",
+                          "'5s'", "'-n'", "'default'", "'images'", "'check'", "'--'",
+                          "'name==\"docker.io/library/app:v1\"'"));
+}
+
 TEST(CtrArgv, SocketPathsAndArgumentsAreSingleWordsLocally) {
   // No shell between kload and a local or docker ctr: words pass untouched.
   const std::string hostile = "x'; rm -rf / #";
@@ -93,12 +111,13 @@ TEST(CtrArgv, SshRemoteWordsSurviveTheRemoteShell) {
                                       "",
                                       "'",
                                       "''"};
+  uri.address = "/run/a b/$(touch /tmp/kload-pwned);`id`'\"/containerd.sock";
   const auto argv = ctr_argv(uri, args);
   const auto host = std::find(argv.begin(), argv.end(), "node1");
   ASSERT_NE(host, argv.end());
   const std::vector<std::string> remote(host + 1, argv.end());
 
-  std::vector<std::string> expected{"ctr", "--connect-timeout", "5s", "-n", uri.ns};
+  std::vector<std::string> expected{"ctr", "-a", uri.address, "--connect-timeout", "5s", "-n", uri.ns};
   expected.insert(expected.end(), args.begin(), args.end());
   EXPECT_THAT(as_remote_shell_sees(remote), ElementsAreArray(expected));
 }
@@ -136,7 +155,8 @@ TEST(MakeTransport, StartFailureIsAnError) {
 }
 
 TEST(FakeRunner, KeysCtrSubcommandsForEveryTransport) {
-  for (const char* text : {"containerd:///s", "docker://n", "ssh://u@h:2"}) {
+  for (const char* text :
+       {"containerd:///s", "docker://n", "ssh://u@h:2", "docker://n?address=/s", "ssh://u@h:2?address=/s"}) {
     const auto uri = uri_of(text);
     EXPECT_EQ(test::FakeRunner::key_of(ctr_argv(uri, {"version"})), "version") << text;
     EXPECT_EQ(test::FakeRunner::key_of(ctr_argv(uri, {"images", "check", "--", "x"})),

@@ -12,6 +12,24 @@
 
 namespace kload::testing {
 
+namespace {
+// Tests never touch the user's own cache: each test process gets a private one.
+struct PrivateCache {
+  std::string dir;
+  PrivateCache() {
+    const char* base = std::getenv("TMPDIR");
+    dir = std::string(base != nullptr ? base : "/tmp") + "/kload-test-cache.XXXXXX";
+    if (mkdtemp(dir.data()) != nullptr) {
+      setenv("KLOAD_CACHE", dir.c_str(), 1);
+    }
+  }
+  ~PrivateCache() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+} private_cache;
+} // namespace
+
 std::filesystem::path source_dir() {
   if (const char* env = std::getenv("KLOAD_SOURCE_DIR"); env != nullptr && *env != '\0') {
     return env;

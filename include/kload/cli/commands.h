@@ -33,12 +33,26 @@ struct LoadCommandOptions {
   bool dry_run = false;
   bool json = false;
   unsigned jobs = 1;
+  std::string cache_dir;  // empty: the default location
+  bool no_cache = false;
 };
 
 // `kload image-archive`: loads the archives' images into every node. Returns 0 when
 // every node holds every image, 1 when some node failed. Error (bad_input/usage):
 // unreadable input, bad node URI, a blob that does not match its digest.
 util::Result<int> image_archive(const LoadCommandOptions& options, Console& console);
+
+struct CacheCommandOptions {
+  std::string action;              // ls, stats, forget, refresh
+  std::vector<std::string> nodes;  // node URIs; empty: all known
+  bool inputs = false;             // forget: the input-file records too
+  bool json = false;
+  std::string cache_dir;
+  unsigned jobs = 8;
+};
+
+// `kload cache ls|stats|forget|refresh`. Error (usage/io/node).
+util::Result<int> cache_command(const CacheCommandOptions& options, Console& console);
 
 // Reads every archive into one set, with a progress line per archive. Error
 // (bad_input): the first archive that cannot be read.

@@ -43,4 +43,10 @@ struct ReadStats {
 util::Result<ReadStats> read_archive(const std::string& input, ImageSet& set,
                                      const ReadLimits& limits = {});
 
+// As read_archive, from an open file descriptor (a pipe from `docker save`, say),
+// always streamed; `name` stands for the input in messages. The descriptor is not
+// closed.
+util::Result<ReadStats> read_archive_fd(int fd, const std::string& name, ImageSet& set,
+                                        const ReadLimits& limits = {});
+
 } // namespace kload::format

@@ -14,13 +14,18 @@
 #include <string>
 #include <vector>
 
+namespace kload::cache {
+class Cache;
+}
+
 namespace kload::load {
 
 enum class DryRun { no, yes };
 
 struct LoadOptions {
-  unsigned jobs = 1;           // nodes served at once; hashing uses min(jobs, cores)
+  unsigned jobs = 1;               // nodes served at once; hashing uses min(jobs, cores)
   DryRun dry_run = DryRun::no;
+  cache::Cache* cache = nullptr;   // the inventory cache, or none
 };
 
 // What happened to one image on one node.
@@ -45,6 +50,7 @@ struct NodeReport {
   std::uint64_t layers_skipped = 0;
   std::uint64_t bytes_skipped = 0;
   int ctr_calls = 0;
+  int listings = 0;                   // full inventory listings (content ls, images ls)
   bool retried = false;               // the inventory was stale and the load retried once
   double seconds = 0;
 };
@@ -80,6 +86,10 @@ struct Target {
 // be sent does not match its digest -- then nothing is sent or committed anywhere.
 util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const format::Image*>& images,
                               const std::vector<Target>& targets, const LoadOptions& options, Observer& observer);
+
+// Lists one node in full and replaces its record in `cache`. Error (node): the node
+// cannot be listed.
+util::Result<void> refresh_node(const Target& target, cache::Cache& cache);
 
 // The staging name an image is imported under before its real names are committed.
 std::string staging_name(const format::Image& image, const std::string& nonce);

@@ -29,6 +29,8 @@ struct NodeInventory {
   // manifest -> config, index -> its child manifests.
   std::unordered_map<util::Digest, util::Digest> manifest_config;
   std::unordered_map<util::Digest, std::vector<util::Digest>> index_children;
+  // manifest -> its layer blobs (gc.ref.content.l.N), in no particular order.
+  std::unordered_map<util::Digest, std::vector<util::Digest>> manifest_layers;
 };
 
 // One line of `ctr images check`.

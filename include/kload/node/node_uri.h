@@ -4,7 +4,9 @@
 //   docker://CONTAINER                             `docker exec -i CONTAINER ctr ...`
 //   ssh://[user@]host[:port]                       `ssh host ctr ...`
 // Query parameters: ?namespace=k8s.io (default) &snapshotter=overlayfs (default: the
-// node's own, else overlayfs).
+// node's own, else overlayfs) &address=/run/k3s/containerd/containerd.sock (docker and
+// ssh only: the containerd socket on the node, given to ctr as `-a`; default: ctr's
+// own, $CONTAINERD_ADDRESS there or /run/containerd/containerd.sock).
 
 #include "kload/util/error.h"
 
@@ -22,6 +24,7 @@ struct NodeUri {
   int port = 0;                // ssh only, 0 = ssh's default
   std::string ns = "k8s.io";   // containerd namespace
   std::string snapshotter;     // empty: ask the node, else overlayfs
+  std::string address;         // docker and ssh only: ctr's -a on the node; empty: its default
   std::string text;            // the URI as the user wrote it, for messages and keys
 
   // A short name for messages: the container, the host, or for a socket the name of
@@ -30,7 +33,9 @@ struct NodeUri {
 };
 
 // Parses a node URI. Error (usage): unknown scheme, empty target, bad port, unknown
-// query parameter, or characters that could never be a container, host or user name.
+// or repeated query parameter, an address that is not an absolute socket path (or any
+// address on containerd://, whose socket is the target), or characters that could
+// never be a container, host or user name.
 util::Result<NodeUri> parse_node_uri(std::string_view text);
 
 } // namespace kload::node

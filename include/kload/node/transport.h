@@ -30,11 +30,14 @@ public:
 
 // The exact local argv that runs `ctr ARGS` on the node described by `uri`:
 //   containerd: ctr -a SOCK --connect-timeout 5s -n NS ARGS
-//   docker:     docker exec -i CONTAINER ctr --connect-timeout 5s -n NS ARGS
+//   docker:     docker exec -i CONTAINER ctr [-a ADDRESS] --connect-timeout 5s -n NS ARGS
 //   ssh:        ssh -o BatchMode=yes -o ConnectTimeout=10 [-p PORT] [-l USER] -- HOST
-//               'ctr' '--connect-timeout' '5s' '-n' 'NS' 'ARGS'... (every remote word
-//               shell-quoted: ssh hands one joined line to the remote shell, so names
-//               can never inject commands)
+//               'ctr' ['-a' 'ADDRESS'] '--connect-timeout' '5s' '-n' 'NS' 'ARGS'...
+//               (every remote word shell-quoted: ssh hands one joined line to the
+//               remote shell, so names can never inject commands)
+// ADDRESS is the URI's address= (absent when it has none). ssh is whatever `ssh` is on
+// PATH, run with the caller's environment, so the user's ~/.ssh/config (host aliases,
+// keys, jump hosts) and ssh-agent apply; only BatchMode and ConnectTimeout are fixed.
 std::vector<std::string> ctr_argv(const NodeUri& uri, const std::vector<std::string>& args);
 
 // A Transport running ctr_argv through `runner`, which must outlive it.

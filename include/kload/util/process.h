@@ -24,7 +24,8 @@ struct ProcessResult {
 };
 
 // Writes the child's stdin through a file descriptor. Returning an error ends the
-// child's stdin early; the child is left to fail on the short stream by itself.
+// child's stdin early; the child gets 1 s to fail on the short stream by itself (and
+// say why) before it is killed.
 using StdinFeeder = std::function<Result<void>(int fd)>;
 
 class ProcessRunner {
@@ -38,7 +39,7 @@ public:
                                     std::chrono::milliseconds timeout) = 0;
 };
 
-// The real thing: posix_spawn, pipes, poll. The first run sets SIGPIPE to ignored for
+// The real thing: posix_spawn, pipes, poll. Every run sets SIGPIPE to ignored for
 // the process, so that a child closing its stdin is an EPIPE error for the feeder.
 class SystemProcessRunner final : public ProcessRunner {
 public:

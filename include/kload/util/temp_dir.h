@@ -22,6 +22,7 @@ public:
 
 private:
   explicit TempDir(std::filesystem::path p);
+  void remove() noexcept;
   std::filesystem::path path_;
 };
 

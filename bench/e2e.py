@@ -1,0 +1,1169 @@
+#!/usr/bin/env python3
+"""End-to-end comparison of kload with kind's own loading method, on real containerd.
+
+Runs, on this machine and in this run, kload and the baseline on identical inputs
+(written by tools/mkimage) and fresh nodes (tools/lab), and writes bench/RESULTS.md:
+machine facts, the exact commands, the table, and a reading of it.
+
+The baseline is exactly what `kind load image-archive` does: the whole archive fed to
+`ctr -n k8s.io images import --all-platforms --digests --snapshotter S -` on every
+node at once, each node re-reading the file, no presence check; several archives one
+after another. The floor is what a perfect loader would cost: one `ctr images import`
+per node, all at once, of only the bytes that node had to receive (the thin archive
+kload itself sends, captured once by a `ctr` wrapper that tees the stream).
+
+Standard library only. Numbers are measured and reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MKIMAGE = ROOT / "tools" / "mkimage"
+LAB = ROOT / "tools" / "lab"
+MiB = 1 << 20
+NAMESPACE = "k8s.io"
+SNAPSHOTTER = "overlayfs"
+CONNECT_TIMEOUT = "5s"
+COMMAND_TIMEOUT = 1800  # seconds; a hung node must not hang the harness
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Sizes in MiB. Layer seeds are shared between images on purpose: the same SEED:SIZE
+# gives the same blob in every archive (tools/mkimage), so v1 and v2 share their base.
+PROFILES = {
+    "full": {
+        "runs": 3,
+        "app_base": [("app-a", 400), ("app-b", 256), ("app-c", 160), ("app-d", 96), ("app-e", 48),
+                     ("app-f", 32), ("app-g", 16)],
+        "app_top": 16,
+        "set_base": [("base-a", 200), ("base-b", 150), ("base-c", 100), ("base-d", 100), ("base-e", 50)],
+        "set_top": 8,
+        "set_images": 10,
+        "small": [("small-a", 16), ("small-b", 8), ("small-c", 8)],
+        "scale": [1, 3, 10, 30],
+    },
+    "quick": {
+        "runs": 1,
+        "app_base": [("app-a", 8), ("app-b", 6), ("app-c", 4), ("app-d", 4), ("app-e", 4), ("app-f", 2),
+                     ("app-g", 2)],
+        "app_top": 2,
+        "set_base": [("base-a", 8), ("base-b", 4), ("base-c", 4)],
+        "set_top": 1,
+        "set_images": 10,
+        "small": [("small-a", 2), ("small-b", 1), ("small-c", 1)],
+        "scale": [1, 3, 10],
+    },
+}
+
+# The wrapper put first in PATH for the one traced kload run per scenario: it logs
+# every ctr call (start, end, exit code, socket, words) and tees the import stream of
+# one node to a file, which becomes that scenario's floor archive.
+CTR_SHIM = r"""#!/usr/bin/env bash
+real=@REAL@
+start=$EPOCHREALTIME
+sock="" prev="" import=0
+for a in "$@"; do
+  [[ $prev == -a ]] && sock=$a
+  [[ $a == import ]] && import=1
+  prev=$a
+done
+if [[ $import == 1 && -n ${KLOAD_BENCH_CAPTURE:-} && $sock == "${KLOAD_BENCH_CAPTURE_SOCK:-}" ]]; then
+  tee "$KLOAD_BENCH_CAPTURE" | "$real" "$@"
+  rc=${PIPESTATUS[1]}
+else
+  "$real" "$@"
+  rc=$?
+fi
+printf '%s\t%s\t%s\t%s\t%s\n' "$start" "$EPOCHREALTIME" "$rc" "$sock" "$*" >> "$KLOAD_BENCH_TRACE"
+exit $rc
+"""
+
+
+def log(msg: str) -> None:
+    print(f"e2e: {msg}", file=sys.stderr, flush=True)
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- processes
+
+
+@dataclass
+class Proc:
+    """A finished child: wall time, its own CPU and that of its reaped children."""
+    argv: list[str]
+    rc: int
+    start: float  # time.time() just before spawning
+    wall: float
+    cpu_own: float  # utime+stime of the process itself (all its threads)
+    cpu_total: float  # the same plus every child it reaped (ctr clients)
+    rchar: int  # bytes it and its reaped children read through read()/pread()
+    out: str
+    err: str
+    report: dict | None = None  # kload's --json report, for kload runs
+
+
+class Runner:
+    """Spawns children with stdout/stderr in files and reaps them with waitid(WNOWAIT)
+    first, so /proc/PID/stat still holds the finished process's own CPU time (wait4's
+    rusage alone would mix in the ctr clients kload runs)."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.live: set[int] = set()
+        self.lock = threading.Lock()
+        self.serial = 0
+
+    def spawn(self, argv: list[str], stdin: Path | None = None, env: dict | None = None):
+        with self.lock:
+            self.serial += 1
+            n = self.serial
+        out = open(self.work / f"proc-{n}.out", "w+b")
+        err = open(self.work / f"proc-{n}.err", "w+b")
+        fin = open(stdin, "rb") if stdin else subprocess.DEVNULL
+        start = time.time()
+        t0 = time.perf_counter()
+        p = subprocess.Popen(argv, stdin=fin, stdout=out, stderr=err, env=env, start_new_session=True)
+        if stdin:
+            fin.close()
+        with self.lock:
+            self.live.add(p.pid)
+        return (p, argv, out, err, start, t0)
+
+    def reap(self, handle, timeout: float = COMMAND_TIMEOUT) -> Proc:
+        p, argv, out, err, start, t0 = handle
+        timer = threading.Timer(timeout, lambda: self._kill(p.pid))
+        timer.start()
+        try:
+            while True:
+                try:
+                    os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+                    break
+                except InterruptedError:
+                    continue
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        cpu_own, rchar = 0.0, 0
+        try:
+            stat = Path(f"/proc/{p.pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            cpu_own = (int(fields[11]) + int(fields[12])) / CLK_TCK
+            for line in Path(f"/proc/{p.pid}/io").read_text().splitlines():
+                if line.startswith("rchar:"):
+                    rchar = int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        with self.lock:
+            self.live.discard(p.pid)
+        out.seek(0)
+        err.seek(0)
+        proc = Proc(argv, p.returncode, start, wall, cpu_own, usage.ru_utime + usage.ru_stime, rchar,
+                    out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        out.close()
+        err.close()
+        return proc
+
+    def run(self, argv, stdin=None, env=None, check=True, timeout=COMMAND_TIMEOUT) -> Proc:
+        proc = self.reap(self.spawn(argv, stdin, env), timeout)
+        if check and proc.rc != 0:
+            raise BenchError(f"{' '.join(argv[:6])}... exited {proc.rc}: {proc.err.strip()[-800:]}")
+        return proc
+
+    def group(self, jobs: list[tuple[list[str], Path | None]], check=True) -> tuple[float, list[Proc]]:
+        """Starts every job at once and waits for all; returns the wall time of the group."""
+        t0 = time.perf_counter()
+        handles = [self.spawn(argv, stdin) for argv, stdin in jobs]
+        procs = [self.reap(h) for h in handles]
+        wall = time.perf_counter() - t0
+        if check:
+            for p in procs:
+                if p.rc != 0:
+                    raise BenchError(f"{' '.join(p.argv[:8])}... exited {p.rc}: {p.err.strip()[-800:]}")
+        return wall, procs
+
+    def _kill(self, pid: int) -> None:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+    def kill_all(self) -> None:
+        with self.lock:
+            pids = list(self.live)
+        for pid in pids:
+            self._kill(pid)
+
+
+# ---------------------------------------------------------------- nodes
+
+
+def sock_of(uri: str) -> str:
+    return uri[len("containerd://"):].split("?")[0]
+
+
+def ctr(sock: str, *args: str) -> list[str]:
+    return ["ctr", "-a", sock, "--connect-timeout", CONNECT_TIMEOUT, "-n", NAMESPACE, *args]
+
+
+class Labs:
+    """Lab directories under the work dir; every one ever started is downed at the end."""
+
+    def __init__(self, runner: Runner, work: Path):
+        self.runner = runner
+        self.work = work
+        self.dirs: set[Path] = set()
+
+    def up(self, name: str, n: int) -> list[str]:
+        d = self.work / f"lab-{name}"
+        self.dirs.add(d)
+        p = self.runner.run([str(LAB), "up", str(n), str(d), "--snapshotter", SNAPSHOTTER], timeout=300)
+        uris = [line.strip() for line in p.out.splitlines() if line.startswith("containerd://")]
+        if len(uris) != n:
+            raise BenchError(f"lab up {n} printed {len(uris)} node URIs")
+        os.sync()  # start every timed run without the previous run's dirty pages
+        return uris
+
+    def down_all(self) -> None:
+        for d in sorted(self.dirs):
+            if d.exists():
+                subprocess.run([str(LAB), "down", str(d)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               timeout=300, check=False)
+
+
+@dataclass
+class NodeState:
+    names: set[str]
+    content: set[str]
+    snapshots: int
+
+
+def node_state(runner: Runner, sock: str) -> NodeState:
+    names = set(runner.run(ctr(sock, "images", "ls", "-q")).out.split())
+    content = set(runner.run(ctr(sock, "content", "ls", "-q")).out.split())
+    snaps = runner.run(ctr(sock, "snapshots", "--snapshotter", SNAPSHOTTER, "ls")).out.strip().splitlines()
+    return NodeState(names, content, max(0, len(snaps) - 1))
+
+
+def collect_garbage(runner: Runner, sock: str) -> None:
+    """Runs containerd's GC now (it runs after a deletion): an import leaves unreferenced
+    blobs that the first later deletion would collect, which would make a restored
+    node differ from the state before the run."""
+    names = runner.run(ctr(sock, "images", "ls", "-q")).out.split()
+    if names:
+        runner.run(ctr(sock, "images", "tag", "--force", names[0], "localhost/e2e-gc:trigger"))
+        runner.run(ctr(sock, "images", "rm", "--sync", "localhost/e2e-gc:trigger"))
+
+
+def restore(runner: Runner, socks: list[str], before: list[NodeState]) -> None:
+    """Puts reload nodes back into their pre-run state: removes every image name the
+    run added (synchronous GC then drops its blobs and snapshots) and checks."""
+    for sock, state in zip(socks, before):
+        names = set(runner.run(ctr(sock, "images", "ls", "-q")).out.split())
+        extra = sorted(names - state.names)
+        if extra:
+            runner.run(ctr(sock, "images", "rm", "--sync", *extra))
+        now = node_state(runner, sock)
+        if now.content != state.content:
+            # An import that added no name (so no deletion, so no GC) can leave garbage.
+            collect_garbage(runner, sock)
+            now = node_state(runner, sock)
+        if now.names != state.names or now.content != state.content or now.snapshots != state.snapshots:
+            raise BenchError(f"{sock}: could not restore the node: {len(now.content)} blobs / {now.snapshots} "
+                             f"snapshots, expected {len(state.content)} / {state.snapshots}")
+
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass
+class Archive:
+    path: Path
+    size: int
+    images: list[dict]  # kload inspect --json "images"
+    mkimage_args: list[str]
+
+
+def mkimage(runner: Runner, kload: str, out: Path, images: list[tuple[str, list[tuple[str, int]]]]) -> Archive:
+    args = []
+    for name, layers in images:
+        args += ["--image", name + "=" + ",".join(f"{seed}:{size}M" for seed, size in layers)]
+    args += ["--compressible", "0.5"]
+    runner.run([sys.executable, str(MKIMAGE), *args, str(out)], timeout=600)
+    info = json.loads(runner.run([kload, "inspect", "--json", str(out)]).out)
+    return Archive(out, out.stat().st_size, info["images"], args)
+
+
+def unique_bytes(archives: list[Archive]) -> int:
+    """Layer, manifest and config bytes of a set of archives, each blob once."""
+    blobs = {}
+    for a in archives:
+        for image in a.images:
+            for d in [image["manifest"], image["config"], *image["layers"]]:
+                blobs[d["digest"]] = d["size"]
+    return sum(blobs.values())
+
+
+# ---------------------------------------------------------------- measurements
+
+
+@dataclass
+class Row:
+    scenario: str
+    method: str  # baseline | kload | kload -j N | floor
+    nodes: int
+    walls: list[float] = field(default_factory=list)
+    cpu_own: list[float] = field(default_factory=list)
+    cpu_total: list[float] = field(default_factory=list)
+    bytes_sent: int = 0
+    layer_bytes: int | None = None
+    input_passes: float | None = None
+    reports: list[dict] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(self.walls) if self.walls else float("nan")
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpu_own) if self.cpu_own else float("nan")
+
+    @property
+    def cpu_all(self) -> float:
+        return statistics.median(self.cpu_total) if self.cpu_total else float("nan")
+
+
+@dataclass
+class Trace:
+    scenario: str
+    nodes: int
+    wall: float
+    report: dict
+    calls: list[dict]
+    start: float
+    capture: Path | None
+    capture_size: int
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str  # short, for the tables
+    nodes: int
+    about: str = ""  # one sentence, for the list above the tables
+    rows: dict[str, Row] = field(default_factory=dict)
+    trace: Trace | None = None
+    expected_bytes: int | None = None  # what a perfect loader sends, all nodes
+    input_bytes: int = 0
+    reload: bool = False
+    floor_zero: bool = False  # nothing needs to change on any node
+
+    def row(self, method: str) -> Row:
+        if method not in self.rows:
+            self.rows[method] = Row(self.key, method, self.nodes)
+        return self.rows[method]
+
+
+class Bench:
+    def __init__(self, args, work: Path):
+        self.args = args
+        self.work = work
+        self.profile = PROFILES["quick" if args.quick else "full"]
+        self.runs = args.runs or self.profile["runs"]
+        self.kload = args.kload
+        self.runner = Runner(work)
+        self.labs = Labs(self.runner, work)
+        self.scenarios: list[Scenario] = []
+        self.commands: dict[str, str] = {}
+        self.kload_node_jobs = self._kload_default_node_jobs()
+        self.real_ctr = shutil.which("ctr")
+        if not self.real_ctr:
+            raise BenchError("ctr is not installed (apt-get install containerd)")
+        shim_dir = work / "shim"
+        shim_dir.mkdir()
+        (shim_dir / "ctr").write_text(CTR_SHIM.replace("@REAL@", self.real_ctr))
+        (shim_dir / "ctr").chmod(0o755)
+        self.shim_dir = shim_dir
+
+    def _kload_default_node_jobs(self) -> int:
+        text = subprocess.run([self.kload, "image-archive", "--help"], capture_output=True, text=True).stdout
+        m = re.search(r"at once \(default (\d+)\)", text)
+        return int(m.group(1)) if m else (os.cpu_count() or 1)
+
+    # ------------------------------------------------ one measurement of each kind
+
+    def kload_run(self, archives: list[Archive], uris: list[str], extra: list[str] = (), env=None) -> Proc:
+        argv = [self.kload, "image-archive", *[str(a.path) for a in archives], "--json", *extra]
+        for u in uris:
+            argv += ["-n", u]
+        p = self.runner.run(argv, env=env)
+        report = json.loads(p.out)
+        if not report.get("ok"):
+            raise BenchError(f"kload reported a failure: {[n['error'] for n in report['nodes'] if not n['ok']]}")
+        p.report = report
+        return p
+
+    def baseline_run(self, archives: list[Archive], socks: list[str]) -> tuple[float, float]:
+        """kind's method: archives one after another, each into every node at once."""
+        wall, cpu = 0.0, 0.0
+        for a in archives:
+            w, procs = self.runner.group([(ctr(s, "images", "import", "--all-platforms", "--digests",
+                                               "--snapshotter", SNAPSHOTTER, "-"), a.path) for s in socks])
+            wall += w
+            cpu += sum(p.cpu_total for p in procs)
+        return wall, cpu
+
+    def floor_run(self, thin: Path, socks: list[str]) -> tuple[float, float]:
+        wall, procs = self.runner.group([(ctr(s, "images", "import", "--snapshotter", SNAPSHOTTER, "-"), thin)
+                                         for s in socks])
+        return wall, sum(p.cpu_total for p in procs)
+
+    def preload(self, archive: Archive, socks: list[str]) -> list[NodeState]:
+        """Puts `archive` on every node with a plain ctr import (neither tool's own
+        path), collects the import's garbage, and returns each node's state."""
+        self.runner.group([(ctr(s, "images", "import", "--snapshotter", SNAPSHOTTER, "-"), archive.path)
+                           for s in socks])
+        states = []
+        for s in socks:
+            collect_garbage(self.runner, s)
+            states.append(node_state(self.runner, s))
+        os.sync()
+        return states
+
+    def record_kload(self, sc: Scenario, method: str, p: Proc, input_bytes: int) -> None:
+        row = sc.row(method)
+        row.walls.append(p.wall)
+        row.cpu_own.append(p.cpu_own)
+        row.cpu_total.append(p.cpu_total)
+        nodes = p.report["nodes"]
+        row.bytes_sent = sum(n["bytesSent"] for n in nodes)
+        row.layer_bytes = sum(n["layerBytesSent"] for n in nodes)
+        # rchar counts kload's reads and those of the ctr clients it reaped; each ctr
+        # import read exactly its stream (bytesSent) from its stdin.
+        if input_bytes:
+            row.input_passes = max(0, p.rchar - row.bytes_sent) / input_bytes
+        row.reports.append(p.report)
+
+    def kload_methods(self, n: int) -> list[tuple[str, list[str]]]:
+        methods = [("kload", [])]
+        if n > self.kload_node_jobs:
+            methods.append((f"kload -j {n}", ["-j", str(n)]))
+        return methods
+
+    def traced(self, sc: Scenario, archives: list[Archive], uris: list[str]) -> Trace:
+        """One extra kload run (not timed for the table) through the ctr wrapper: every
+        ctr call it makes, with times, and node 1's import stream as the floor archive."""
+        trace_file = self.work / f"trace-{sc.key}.tsv"
+        capture = self.work / f"floor-{sc.key}.tar"
+        trace_file.unlink(missing_ok=True)
+        capture.unlink(missing_ok=True)
+        env = dict(os.environ)
+        env["PATH"] = f"{self.shim_dir}:{env.get('PATH', '')}"
+        env["KLOAD_BENCH_TRACE"] = str(trace_file)
+        env["KLOAD_BENCH_CAPTURE"] = str(capture)
+        env["KLOAD_BENCH_CAPTURE_SOCK"] = sock_of(uris[0])
+        p = self.kload_run(archives, uris, env=env)
+        calls = []
+        if trace_file.exists():
+            for line in trace_file.read_text().splitlines():
+                start, end, rc, sock, words = line.split("\t", 4)
+                calls.append({"start": float(start), "end": float(end), "rc": int(rc), "sock": sock,
+                              "kind": ctr_kind(words.split())})
+        size = capture.stat().st_size if capture.exists() else 0
+        sent = p.report["nodes"][0]["bytesSent"]
+        if size and size != sent:
+            log(f"{sc.key}: captured {size} bytes, kload reported {sent} for node 1")
+        return Trace(sc.key, sc.nodes, p.wall, p.report, calls, p.start, capture if size else None, size)
+
+    # ------------------------------------------------ scenarios
+
+    def first_load(self, sc: Scenario, archives: list[Archive]) -> None:
+        n = sc.nodes
+        sc.input_bytes = sum(a.size for a in archives)
+        for r in range(self.runs):
+            order = ["baseline", "kload"] if r % 2 == 0 else ["kload", "baseline"]
+            for what in order:
+                if what == "baseline":
+                    socks = [sock_of(u) for u in self.labs.up(sc.key, n)]
+                    wall, cpu = self.baseline_run(archives, socks)
+                    row = sc.row("baseline")
+                    row.walls.append(wall)
+                    row.cpu_total.append(cpu)
+                    row.bytes_sent = sc.input_bytes * n
+                    log(f"{sc.key}: baseline run {r + 1}: {wall:.2f} s")
+                else:
+                    for method, extra in self.kload_methods(n):
+                        uris = self.labs.up(sc.key, n)
+                        p = self.kload_run(archives, uris, extra)
+                        self.record_kload(sc, method, p, sc.input_bytes)
+                        log(f"{sc.key}: {method} run {r + 1}: {p.wall:.2f} s")
+        uris = self.labs.up(sc.key, n)
+        sc.trace = self.traced(sc, archives, uris)
+        if sc.trace.capture is None:
+            raise BenchError(f"{sc.key}: the traced run captured no import stream")
+        for r in range(self.runs):
+            socks = [sock_of(u) for u in self.labs.up(sc.key, n)]
+            wall, cpu = self.floor_run(sc.trace.capture, socks)
+            row = sc.row("floor")
+            row.walls.append(wall)
+            row.cpu_total.append(cpu)
+            row.bytes_sent = sc.trace.capture_size * n
+            log(f"{sc.key}: floor run {r + 1}: {wall:.2f} s")
+        sc.trace.capture.unlink()
+
+    def reload(self, sc: Scenario, before: Archive, after: Archive, restore_each: bool) -> None:
+        """Nodes hold `before`; load `after` with each method, putting the nodes back
+        into the same state between runs when the load changes them."""
+        n = sc.nodes
+        sc.reload = True
+        sc.input_bytes = after.size
+        uris = self.labs.up(sc.key, n)
+        socks = [sock_of(u) for u in uris]
+        states = self.preload(before, socks)
+        for r in range(self.runs):
+            for method, extra in self.kload_methods(n):
+                p = self.kload_run([after], uris, extra)
+                self.record_kload(sc, method, p, sc.input_bytes)
+                log(f"{sc.key}: {method} run {r + 1}: {p.wall:.2f} s")
+                if restore_each:
+                    restore(self.runner, socks, states)
+                os.sync()
+            wall, cpu = self.baseline_run([after], socks)
+            row = sc.row("baseline")
+            row.walls.append(wall)
+            row.cpu_total.append(cpu)
+            row.bytes_sent = after.size * n
+            log(f"{sc.key}: baseline run {r + 1}: {wall:.2f} s")
+            restore(self.runner, socks, states)
+            os.sync()
+        sc.trace = self.traced(sc, [after], uris)
+        restore(self.runner, socks, states)
+        row = sc.row("floor")
+        if sc.trace.capture is None:
+            sc.floor_zero = True
+            row.walls = [0.0]
+            row.note = "nothing to import"
+            return
+        for r in range(self.runs):
+            os.sync()
+            wall, cpu = self.floor_run(sc.trace.capture, socks)
+            row.walls.append(wall)
+            row.cpu_total.append(cpu)
+            row.bytes_sent = sc.trace.capture_size * n
+            log(f"{sc.key}: floor run {r + 1}: {wall:.2f} s")
+            restore(self.runner, socks, states)
+        sc.trace.capture.unlink()
+
+    # ------------------------------------------------ the whole run
+
+    def run(self) -> None:
+        p = self.profile
+        w = self.work
+        log(f"generating inputs in {w}")
+        app_v1 = mkimage(self.runner, self.kload, w / "app-v1.tar",
+                         [("app:v1", p["app_base"] + [("app-top-v1", p["app_top"])])])
+        app_v2 = mkimage(self.runner, self.kload, w / "app-v2.tar",
+                         [("app:v2", p["app_base"] + [("app-top-v2", p["app_top"])])])
+        sets = [mkimage(self.runner, self.kload, w / f"set-{i}.tar",
+                        [(f"svc{i}:v1", p["set_base"] + [(f"svc{i}-top", p["set_top"])])])
+                for i in range(p["set_images"])]
+        small = mkimage(self.runner, self.kload, w / "small.tar", [("small:v1", p["small"])])
+        self.inputs = {"app-v1": app_v1, "app-v2": app_v2, "set": sets, "small": small}
+        only = set(self.args.only.split(",")) if self.args.only else None
+
+        def want(key):
+            return only is None or key in only or key.split("-")[0] in only
+
+        mib = lambda b: f"{b / MiB:.0f} MiB"
+        if want("first"):
+            sc = Scenario("first", "first load", 3, f"app v1 ({mib(app_v1.size)}, 8 layers) into 3 empty nodes.")
+            sc.expected_bytes = unique_bytes([app_v1]) * sc.nodes
+            self.scenarios.append(sc)
+            self.first_load(sc, [app_v1])
+        if want("unchanged"):
+            sc = Scenario("unchanged", "unchanged reload", 3,
+                          "app v1 again into 3 nodes that hold it (warm-cache target; kload has no cache yet).")
+            sc.expected_bytes = 0
+            self.scenarios.append(sc)
+            self.reload(sc, app_v1, app_v1, restore_each=False)
+        if want("dev"):
+            sc = Scenario("dev", "dev reload", 3, f"app v2 into 3 nodes that hold v1; v2 differs only in its "
+                                                  f"{p['app_top']} MiB top layer.")
+            top = app_v2.images[0]["layers"][-1]["size"]
+            sc.expected_bytes = (top + app_v2.images[0]["manifest"]["size"] + app_v2.images[0]["config"]["size"]) * 3
+            self.scenarios.append(sc)
+            self.reload(sc, app_v1, app_v2, restore_each=True)
+        if want("set"):
+            base = sum(s for _, s in p["set_base"])
+            sc = Scenario("set", "image set", 3, f"{len(sets)} archives, one image each, sharing a {base} MiB base "
+                                                 f"with an own {p['set_top']} MiB top layer, into 3 empty nodes; "
+                                                 "kload takes all archives in one run, the baseline loads them one "
+                                                 "by one, as `kind load image-archive` does.")
+            sc.expected_bytes = unique_bytes(sets) * sc.nodes
+            self.scenarios.append(sc)
+            self.first_load(sc, sets)
+        for n in p["scale"]:
+            if want(f"scale-{n}"):
+                sc = Scenario(f"scale-{n}", f"scaling, {n} node{'s' if n > 1 else ''}", n,
+                              f"a small image ({mib(small.size)}, 3 layers) into {n} empty node(s).")
+                sc.expected_bytes = unique_bytes([small]) * n
+                self.scenarios.append(sc)
+                self.first_load(sc, [small])
+
+
+def ctr_kind(words: list[str]) -> str:
+    """'images import' from 'ctr -a S --connect-timeout 5s -n k8s.io images import ... -'."""
+    rest = []
+    i = 0
+    while i < len(words):
+        if words[i] in ("-a", "--address", "--connect-timeout", "-n", "--namespace"):
+            i += 2
+            continue
+        rest.append(words[i])
+        i += 1
+    if not rest:
+        return "?"
+    if rest[0] in ("images", "image", "content", "snapshots", "snapshot", "plugins", "plugin", "leases"):
+        return " ".join(rest[:2])
+    return rest[0]
+
+
+# ---------------------------------------------------------------- the report
+
+
+def fmt_s(x: float) -> str:
+    if x != x:  # nan
+        return "-"
+    if x == 0:
+        return "0"
+    if x < 1:
+        return f"{x:.3f}"
+    if x < 10:
+        return f"{x:.2f}"
+    return f"{x:.1f}"
+
+
+def fmt_bytes(b: int | None) -> str:
+    if b is None:
+        return "-"
+    if b == 0:
+        return "0 B"
+    if b >= 10 * (1 << 30):
+        return f"{b / (1 << 30):.1f} GiB"
+    if b >= MiB:
+        return f"{b / MiB:.1f} MiB"
+    if b >= 1024:
+        return f"{b / 1024:.1f} KiB"
+    return f"{b} B"
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b if b > 0 else float("inf")
+
+
+@dataclass
+class Phases:
+    """Where one traced kload run spent its time, from the ctr wrapper's log."""
+    wall: float
+    startup: float  # process start to the first ctr call: exec, read/index the input
+    plan: float  # first ctr call to the end of the last planning call
+    plan_calls: float  # ctr processes per node before the import
+    plan_call_s: float  # their summed duration per node
+    hash_gap: float  # planning done -> first import: verify_blobs
+    import_mean: float
+    import_max: float
+    post_calls: float  # ctr processes per node after its import
+    post_call_s: float
+    after_last: float  # last ctr call done -> process exit
+    ctr_per_node: float  # ctr processes per node, counted by the wrapper
+    reported_calls: float  # ctrCalls per node, as kload reports them
+    node_seconds_max: float
+    kinds: dict[str, tuple[int, float]]
+
+
+def phases(t: Trace) -> Phases | None:
+    if not t.calls:
+        return None
+    calls = sorted(t.calls, key=lambda c: c["start"])
+    imports = [c for c in calls if c["kind"] == "images import"]
+    first_import = min((c["start"] for c in imports), default=None)
+    before = [c for c in calls if first_import is None or c["start"] < first_import]
+    after = [c for c in calls if first_import is not None and c["start"] > first_import and c not in imports]
+    plan_end = max(c["end"] for c in before) if before else calls[0]["start"]
+    n = max(1, t.nodes)
+    kinds: dict[str, tuple[int, float]] = {}
+    for c in calls:
+        k, s = kinds.get(c["kind"], (0, 0.0))
+        kinds[c["kind"]] = (k + 1, s + c["end"] - c["start"])
+    durations = [c["end"] - c["start"] for c in imports]
+    return Phases(
+        wall=t.wall,
+        startup=calls[0]["start"] - t.start,
+        plan=plan_end - calls[0]["start"],
+        plan_calls=len(before) / n,
+        plan_call_s=sum(c["end"] - c["start"] for c in before) / n,
+        hash_gap=(first_import - plan_end) if first_import is not None else 0.0,
+        import_mean=statistics.mean(durations) if durations else 0.0,
+        import_max=max(durations) if durations else 0.0,
+        post_calls=len(after) / n,
+        post_call_s=sum(c["end"] - c["start"] for c in after) / n,
+        after_last=(t.start + t.wall) - max(c["end"] for c in calls),
+        ctr_per_node=len(calls) / n,
+        reported_calls=sum(x["ctrCalls"] for x in t.report["nodes"]) / n,
+        node_seconds_max=max(x["seconds"] for x in t.report["nodes"]),
+        kinds=kinds,
+    )
+
+
+def machine_facts(kload: str) -> list[tuple[str, str]]:
+    def out(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+        except OSError:
+            return "?"
+
+    mem = "?"
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem = f"{int(line.split()[1]) / (1 << 20):.1f} GiB"
+    cpu = "?"
+    for line in out(["lscpu"]).splitlines():
+        if line.startswith("Model name:"):
+            cpu = line.split(":", 1)[1].strip()
+    commit = out(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
+    return [
+        ("cores (nproc)", out(["nproc"])),
+        ("CPU", cpu + (" (SHA-NI)" if "sha_ni" in Path("/proc/cpuinfo").read_text() else "")),
+        ("memory", mem),
+        ("kernel", platform.release()),
+        ("containerd", out(["containerd", "--version"])),
+        ("ctr", out(["ctr", "--version"])),
+        ("kload", out([kload, "--version"]) + (f" (build/kload of the source tree at {commit})"
+                                                 if Path(kload) == (ROOT / "build" / "kload").resolve()
+                                                 else f" (a binary given with --kload; source tree at {commit})")),
+        ("python", platform.python_version()),
+    ]
+
+
+def write_results(bench: Bench, path: Path, started: float, load_start: str, load_end: str, cmdline: str) -> None:
+    L: list[str] = []
+    add = L.append
+    mode = "quick (small sizes, 1 run; a smoke test, not the figures)" if bench.args.quick else \
+        f"full ({bench.runs} runs per method)"
+    add("# kload end-to-end benchmark results")
+    add("")
+    add("Written by `bench/e2e.py`; do not edit by hand (re-run `tools/dev bench` or `bench/e2e.py`). "
+        "Every figure below was measured in the same run, on the same machine, on fresh "
+        "`tools/lab` containerd nodes (overlayfs snapshotter, CRI disabled).")
+    add("")
+    add(f"Mode: {mode}. Run took {(time.time() - started) / 60:.1f} min; "
+        f"load average {load_start} at the start, {load_end} at the end "
+        "(other work on the machine shows up as noise; compare ratios within this run).")
+    add("")
+    add("## Machine")
+    add("")
+    add("| | |")
+    add("|---|---|")
+    for k, v in machine_facts(bench.kload):
+        add(f"| {k} | {v} |")
+    add("")
+
+    # ---- the table
+    add("## Results")
+    add("")
+    add("Scenarios:")
+    add("")
+    for sc in bench.scenarios:
+        add(f"* **{sc.title}** (`{sc.key}`): {sc.about}")
+    add("")
+    add("Wall: median of the runs (each run listed). Sent: bytes written to the nodes' "
+        "import streams, all nodes together (baseline: archive size x nodes; kload: "
+        "`bytesSent` summed from its `--json` report, layer payload in brackets from "
+        "`layerBytesSent`; floor: the thin archive x nodes). kload CPU: user+sys of the kload "
+        "process itself (10 ms resolution). Client CPU: user+sys of everything the loading side ran "
+        "(kload with its ctr children; for the baseline and the floor, the ctr clients). The "
+        "containerd daemons' own CPU is in none of them. Ratio: baseline wall / "
+        "this wall. Over floor: this wall minus the floor's.")
+    add("")
+    add("| Scenario | Method | Nodes | Wall (s) | Runs (s) | Sent | kload CPU (s) | Client CPU (s) | Ratio "
+        "| Over floor |")
+    add("|---|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    for sc in bench.scenarios:
+        base = sc.rows.get("baseline")
+        floor = sc.rows.get("floor")
+        order = ["baseline"] + [m for m in sc.rows if m.startswith("kload")] + ["floor"]
+        for m in order:
+            row = sc.rows.get(m)
+            if row is None:
+                continue
+            label = {"baseline": "baseline (kind)", "floor": "floor"}.get(
+                m, m + (" (without cache)" if sc.key == "unchanged" else ""))
+            sent = fmt_bytes(row.bytes_sent)
+            if row.layer_bytes is not None:
+                sent += f" [{fmt_bytes(row.layer_bytes)}]"
+            if row.note:
+                sent = row.note
+            runs = ", ".join(fmt_s(x) for x in row.walls)
+            r = fmt_s(ratio(base.wall, row.wall)) + "x" if base and m != "baseline" and row.wall > 0 else "-"
+            over = "-"
+            if floor and m.startswith("kload"):
+                d = row.wall - floor.wall
+                over = f"+{fmt_s(d)} s" if floor.wall == 0 else f"{d:+.2f} s ({100 * d / floor.wall:+.0f}%)"
+            cpu = fmt_s(row.cpu) if row.cpu_own else "-"
+            cpu_all = fmt_s(row.cpu_all) if row.cpu_total else "-"
+            add(f"| {sc.title} | {label} | {sc.nodes} | {fmt_s(row.wall)} | {runs} | {sent} | {cpu} | {cpu_all} "
+                f"| {r} | {over} |")
+    add("")
+
+    # ---- scaling
+    scale = [sc for sc in bench.scenarios if sc.key.startswith("scale-")]
+    if scale:
+        add("### Scaling: kload's own CPU per node")
+        add("")
+        add("| Nodes | kload wall (s) | kload -j N wall (s) | baseline wall (s) | floor (s) | kload CPU (s) "
+            "| kload CPU/node (ms) | client CPU/node (ms) | ctr processes/node |")
+        add("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for sc in scale:
+            k = sc.rows["kload"]
+            kj = sc.rows.get(f"kload -j {sc.nodes}")
+            ph = phases(sc.trace) if sc.trace else None
+            add(f"| {sc.nodes} | {fmt_s(k.wall)} | {fmt_s(kj.wall) if kj else '-'} | {fmt_s(sc.rows['baseline'].wall)} "
+                f"| {fmt_s(sc.rows['floor'].wall)} | {fmt_s(k.cpu)} | {1000 * k.cpu / sc.nodes:.0f} "
+                f"| {1000 * k.cpu_all / sc.nodes:.0f} | {ph.ctr_per_node if ph else float('nan'):.1f} |")
+        add("")
+
+    # ---- phases
+    add("### Where kload's time goes (one traced run per scenario)")
+    add("")
+    add("From one extra kload run per scenario (not in the table above) with a `ctr` wrapper "
+        "first in PATH that logs every ctr process kload starts (and tees node 1's import "
+        "stream: that is the floor archive). Start: process start to its first ctr call "
+        "(exec, reading/indexing the archives). Plan: first ctr call until every node is "
+        "planned (ctr processes and their summed seconds per node). Hash: planning done to "
+        "the first import (`verify_blobs`). Import: `ctr images import` per node, mean/max. "
+        "After: ctr processes per node after its import (check, tag, rm, confirm). Exit: last "
+        "ctr call to process exit. ctr/node: processes counted by the wrapper vs `ctrCalls` "
+        "in kload's report. The wrapper costs a few ms per call.")
+    add("")
+    add("| Scenario | Wall (s) | Start | Plan: s (ctr/node, s/node) | Hash | Import mean/max | "
+        "After: ctr/node, s/node | Exit | ctr/node (reported) |")
+    add("|---|---:|---:|---|---:|---|---|---:|---|")
+    for sc in bench.scenarios:
+        ph = phases(sc.trace) if sc.trace else None
+        if ph is None:
+            continue
+        add(f"| {sc.key} | {fmt_s(ph.wall)} | {fmt_s(ph.startup)} | {fmt_s(ph.plan)} ({ph.plan_calls:.1f}, "
+            f"{fmt_s(ph.plan_call_s)}) | {fmt_s(ph.hash_gap)} | {fmt_s(ph.import_mean)} / {fmt_s(ph.import_max)} "
+            f"| {ph.post_calls:.1f}, {fmt_s(ph.post_call_s)} | {fmt_s(ph.after_last)} "
+            f"| {ph.ctr_per_node:.1f} ({ph.reported_calls:.1f}) |")
+    add("")
+    kinds: dict[str, list] = {}
+    for sc in bench.scenarios:
+        ph = phases(sc.trace) if sc.trace else None
+        if ph:
+            for k, (count, secs) in ph.kinds.items():
+                kinds.setdefault(k, [0, 0.0])
+                kinds[k][0] += count
+                kinds[k][1] += secs
+    if kinds:
+        add("ctr calls by kind over all traced runs: " + "; ".join(
+            f"`{k}` x{c} (mean {1000 * s / c:.0f} ms)" for k, (c, s) in sorted(kinds.items(), key=lambda x: -x[1][0]))
+            + ".")
+        add("")
+
+    # ---- targets
+    add("## Targets (issue 5)")
+    add("")
+    for line in reading(bench):
+        add(line)
+    add("")
+
+    # ---- method
+    add("## Method and commands")
+    add("")
+    for line in method_text(bench, cmdline):
+        add(line)
+    path.write_text("\n".join(L) + "\n")
+
+
+def reading(bench: Bench) -> list[str]:
+    by = {sc.key: sc for sc in bench.scenarios}
+    out = ["| Target | Measured | Met |", "|---|---|---|"]
+    notes: list[str] = []
+
+    def met(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+    if "dev" in by:
+        sc = by["dev"]
+        k, b = sc.rows["kload"], sc.rows["baseline"]
+        r = ratio(b.wall, k.wall)
+        dev_bytes = k.bytes_sent / sc.expected_bytes - 1 if sc.expected_bytes else float("nan")
+        out.append(f"| dev reload >= 20x faster than the baseline | {r:.1f}x ({fmt_s(b.wall)} s vs {fmt_s(k.wall)} s) "
+                   f"| {met(r >= 20)} |")
+        out.append(f"| dev reload bytes within 5% of nodes x (top layer + manifest + config) = "
+                   f"{fmt_bytes(sc.expected_bytes)} | {fmt_bytes(k.bytes_sent)} ({100 * dev_bytes:+.2f}%; layer "
+                   f"payload {fmt_bytes(k.layer_bytes)}) | {met(abs(dev_bytes) <= 0.05)} |")
+    if "unchanged" in by:
+        sc = by["unchanged"]
+        k, b = sc.rows["kload"], sc.rows["baseline"]
+        out.append(f"| unchanged reload < 0.1 s with a warm cache, no layer bytes | no cache exists yet; "
+                   f"**without** a cache (one `ctr images check` per node): {fmt_s(k.wall)} s, layer bytes "
+                   f"{fmt_bytes(k.layer_bytes)}; baseline {fmt_s(b.wall)} s | n/a; without a cache: "
+                   f"{'under' if k.wall < 0.1 else 'over'} 0.1 s{', no layer bytes' if k.layer_bytes == 0 else ''} |")
+    if "set" in by:
+        sc = by["set"]
+        k, b = sc.rows["kload"], sc.rows["baseline"]
+        r = ratio(b.wall, k.wall)
+        over = k.bytes_sent / sc.expected_bytes - 1 if sc.expected_bytes else float("nan")
+        out.append(f"| image set: bytes = unique bytes x nodes ({fmt_bytes(sc.expected_bytes)}) | "
+                   f"{fmt_bytes(k.bytes_sent)} ({100 * over:+.2f}%, tar framing) | {met(abs(over) <= 0.01)} |")
+        out.append(f"| image set: >= 4x faster than the archives one by one the kind way | {r:.2f}x "
+                   f"({fmt_s(b.wall)} s vs {fmt_s(k.wall)} s) | {met(r >= 4)} |")
+    if "first" in by:
+        sc = by["first"]
+        k, b = sc.rows["kload"], sc.rows["baseline"]
+        r = ratio(b.wall, k.wall)
+        out.append(f"| first load: ratio >= 0.95 | {r:.2f} ({fmt_s(b.wall)} s vs {fmt_s(k.wall)} s) | {met(r >= 0.95)} |")
+        if k.input_passes is not None:
+            out.append(f"| first load: input read once whatever the node count | kload read {k.input_passes:.2f}x "
+                       f"the input size through read()/pread() (in place from the page cache: once to hash, then "
+                       f"once per node's stream) | {met(k.input_passes < 1.5)} |")
+    floor_rows = []
+    for sc in bench.scenarios:
+        f = sc.rows.get("floor")
+        k = sc.rows.get("kload")
+        if not f or not k:
+            continue
+        if sc.floor_zero:
+            floor_rows.append(f"{sc.key}: floor 0 (nothing to send), kload {fmt_s(k.wall)} s")
+            continue
+        floor_rows.append(f"{sc.key}: {100 * (k.wall / f.wall - 1):+.0f}%")
+    within = [sc for sc in bench.scenarios if "floor" in sc.rows and "kload" in sc.rows and not sc.floor_zero]
+    all_within = all(sc.rows["kload"].wall <= 1.1 * sc.rows["floor"].wall for sc in within) if within else None
+    out.append(f"| kload within 10% of the floor in every scenario | {'; '.join(floor_rows)} | {met(all_within)} |")
+    scale = [sc for sc in bench.scenarios if sc.key.startswith("scale-")]
+    if len(scale) >= 2:
+        per = [sc.rows["kload"].cpu / sc.nodes for sc in scale]
+        out.append("| scaling: kload's own CPU per node roughly constant | " +
+                   ", ".join(f"{sc.nodes}: {p * 1000:.0f} ms" for sc, p in zip(scale, per)) +
+                   f" (with ctr clients: " + ", ".join(f"{sc.nodes}: {sc.rows['kload'].cpu_all / sc.nodes * 1000:.0f} ms"
+                                                       for sc in scale) + ")" +
+                   f" | {met(max(per) <= 2 * min(per) + 0.02)} |")
+    out.append("")
+    out.extend(explain(bench))
+    return out
+
+
+def explain(bench: Bench) -> list[str]:
+    """A short reading of the numbers, from the traced runs' phases."""
+    by = {sc.key: sc for sc in bench.scenarios}
+    out = ["### Reading", ""]
+    ph = {k: phases(sc.trace) for k, sc in by.items() if sc.trace}
+    if "dev" in by and ph.get("dev"):
+        sc, p = by["dev"], ph["dev"]
+        k, f = sc.rows["kload"], sc.rows["floor"]
+        out.append(f"* **Dev reload.** kload sends only the changed layer, so the nodes' work drops from "
+                   f"re-reading and re-ingesting the whole archive ({fmt_s(sc.rows['baseline'].wall)} s) to one thin "
+                   f"import ({fmt_s(p.import_mean)} s per node in the traced run). The rest of kload's "
+                   f"{fmt_s(k.wall)} s is ctr processes: {p.plan_calls:.0f} per node before the import "
+                   f"({fmt_s(p.plan_call_s)} s summed per node: the name check, then the full inventory: version, "
+                   f"content ls, images ls, images check) and {p.post_calls:.0f} after it ({fmt_s(p.post_call_s)} s: "
+                   f"check the staging image, tag, rm, confirm). The floor ({fmt_s(f.wall)} s) is the import alone; "
+                   f"kload is {fmt_s(k.wall - f.wall)} s above it, and that gap is those ctr round trips "
+                   f"(each a Go process start plus an RPC), not hashing ({fmt_s(p.hash_gap)} s).")
+    if "unchanged" in by and ph.get("unchanged"):
+        sc, p = by["unchanged"], ph["unchanged"]
+        k = sc.rows["kload"]
+        out.append(f"* **Unchanged reload.** Without the cache kload asks each node once (`ctr images check`, "
+                   f"{p.ctr_per_node:.0f} ctr process per node, all nodes at once) and sends nothing: "
+                   f"{fmt_s(k.wall)} s against {fmt_s(sc.rows['baseline'].wall)} s for the kind method, which "
+                   f"re-imports the whole archive into every node. In the traced run {fmt_s(p.startup)} s went to "
+                   f"process start and indexing the archive and {fmt_s(p.plan)} s to the ctr round trip. "
+                   + ("That is already under 0.1 s without the cache, but only just and only on an idle node; the "
+                      "warm cache removes the node call altogether."
+                      if k.wall < 0.1 else
+                      "Getting under 0.1 s needs the warm cache (no node call at all) or a cheaper node query "
+                      "than a ctr process."))
+    if "first" in by and ph.get("first"):
+        sc, p = by["first"], ph["first"]
+        k, b, f = sc.rows["kload"], sc.rows["baseline"], sc.rows["floor"]
+        out.append(f"* **First load.** Every node needs every byte, so all three methods are bound by containerd "
+                   f"ingesting and unpacking {fmt_bytes(bench.inputs['app-v1'].size)} per node at once on "
+                   f"{os.cpu_count()} cores: imports took {fmt_s(p.import_mean)} s per node (max "
+                   f"{fmt_s(p.import_max)} s) in the traced run. kload adds hashing the input before sending "
+                   f"({fmt_s(p.hash_gap)} s, one pass, while no node is busy yet), {p.plan_calls + p.post_calls:.0f} "
+                   f"extra ctr processes per node ({fmt_s(p.plan_call_s + p.post_call_s)} s per node), and "
+                   f"{fmt_s(k.cpu)} s of its own CPU (hashing plus writing the streams) competing with containerd "
+                   f"for the cores. Floor {fmt_s(f.wall)} s, baseline {fmt_s(b.wall)} s, kload {fmt_s(k.wall)} s. "
+                   f"kload reads the archive in place: once to hash it, then once more per node as it streams "
+                   f"({k.input_passes:.1f}x the input in all), from the page cache here.")
+    if "set" in by and ph.get("set"):
+        sc, p = by["set"], ph["set"]
+        k, b, f = sc.rows["kload"], sc.rows["baseline"], sc.rows["floor"]
+        out.append(f"* **Image set.** The kind way imports the shared base once per archive into every node "
+                   f"({len(bench.inputs['set'])} x); kload sends the base once and each top layer once, in one "
+                   f"import per node ({fmt_s(p.import_mean)} s per node traced). kload {fmt_s(k.wall)} s vs floor "
+                   f"{fmt_s(f.wall)} s; the difference is hashing ({fmt_s(p.hash_gap)} s) and "
+                   f"{p.plan_calls + p.post_calls:.0f} ctr processes per node (tag and check per image).")
+    scale = [sc for sc in bench.scenarios if sc.key.startswith("scale-")]
+    if scale:
+        last = scale[-1]
+        pl = ph.get(last.key)
+        k = last.rows["kload"]
+        msg = (f"* **Scaling.** kload's own CPU per node: " +
+               ", ".join(f"{sc.nodes} node(s) {1000 * sc.rows['kload'].cpu / sc.nodes:.0f} ms" for sc in scale) +
+               "; with the ctr clients it starts: " +
+               ", ".join(f"{1000 * sc.rows['kload'].cpu_all / sc.nodes:.0f} ms" for sc in scale) + ".")
+        if pl:
+            msg += (f" At {last.nodes} nodes each node costs {pl.ctr_per_node:.0f} ctr processes (kload reports "
+                    f"{pl.reported_calls:.0f} `ctrCalls`), and on {os.cpu_count()} cores those processes, not "
+                    f"kload, set the wall time: {fmt_s(k.wall)} s vs floor {fmt_s(last.rows['floor'].wall)} s.")
+        out.append(msg)
+    out.append("")
+    out.append("What would close the gaps: fewer ctr processes per node (one inventory call instead of "
+               "version + content ls + images ls + check; fold the post-import check, tag, rm and confirm "
+               "into fewer calls, or talk to containerd's API directly), and the warm cache so that an "
+               "unchanged reload makes no node call at all.")
+    return out
+
+
+def method_text(bench: Bench, cmdline: str) -> list[str]:
+    inputs = bench.inputs
+    W = "$WORK"
+
+    def rel(p: Path) -> str:
+        return f"{W}/{p.name}"
+
+    out = [f"Harness: `{cmdline}` (`$WORK` is its private temporary directory, removed at the end).",
+           "",
+           "Inputs (docker-save layout, deterministic; `--compressible 0.5`: half of every MiB is repeated "
+           "text, half pseudo-random):",
+           "",
+           "```"]
+    for a in [inputs["app-v1"], inputs["app-v2"], inputs["set"][0], inputs["small"]]:
+        out.append(f"tools/mkimage {' '.join(a.mkimage_args)} {rel(a.path)}")
+    n = len(inputs["set"])
+    if n > 1:
+        out.append(f"# ... and likewise set-1.tar .. set-{n - 1}.tar (svcI:v1, seed svcI-top)")
+    out.append("```")
+    out += ["",
+            f"Archive sizes: app v1 {fmt_bytes(inputs['app-v1'].size)}, app v2 {fmt_bytes(inputs['app-v2'].size)}, "
+            f"each set archive {fmt_bytes(inputs['set'][0].size)} ({n} archives, "
+            f"{fmt_bytes(unique_bytes(inputs['set']))} unique), small {fmt_bytes(inputs['small'].size)}. "
+            "All inputs sit in the page cache (just written; 24 GiB RAM), for every method alike.",
+            "",
+            "Nodes: `tools/lab up N $WORK/lab-SCENARIO --snapshotter overlayfs`, re-created (fresh, empty) "
+            "before every run of a first-load scenario; `sync` before every timed run.",
+            "",
+            "```",
+            "# kload (stdout: the JSON report; the harness times the process and reads its CPU",
+            "# from /proc/PID/stat before reaping it, and the ctr children's from wait4)",
+            f"build/kload image-archive ARCHIVE... --json [-j N] -n containerd://{W}/lab-S/node1/sock?snapshotter=overlayfs "
+            "-n ... (one -n per node)",
+            "",
+            "# baseline, kind's method: per archive, on every node at once, each reading the file",
+            f"ctr -a {W}/lab-S/nodeI/sock --connect-timeout 5s -n k8s.io images import --all-platforms --digests "
+            "--snapshotter overlayfs - < ARCHIVE",
+            "",
+            "# floor: on every node at once, the thin archive kload sent node 1 in the traced run",
+            f"ctr -a {W}/lab-S/nodeI/sock --connect-timeout 5s -n k8s.io images import --snapshotter overlayfs "
+            f"- < {W}/floor-S.tar",
+            "```",
+            "",
+            "Reload scenarios: nodes are loaded once with a plain `ctr images import` of app v1 (neither "
+            "tool's own path), then containerd's GC is run (`images tag` + `images rm --sync` of a "
+            "throw-away name) and each node's names, content and snapshot count are recorded. Every "
+            "method then runs on those nodes; after each run that changed them, the names the run "
+            "added are removed with `ctr images rm --sync` (synchronous GC drops their blobs and "
+            "snapshots) and the state is checked to be exactly the recorded one. The unchanged reload "
+            "changes nothing, so its runs follow each other on the same nodes.",
+            "",
+            "kload runs with its defaults (it serves up to "
+            f"{bench.kload_node_jobs} nodes at once); where a scenario has more nodes than that, a "
+            "`kload -j N` row shows it serving all nodes at once. The floor for the unchanged reload is "
+            "0: nothing has to change on any node.",
+            "",
+            "Bytes read by kload (`input read once`): `rchar` of the kload process after it exited "
+            "(it includes the ctr clients it reaped) minus the bytes those clients read from their "
+            "import streams, divided by the input size.",
+            ""]
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small inputs, 1 run: a smoke test (< 2 min)")
+    ap.add_argument("--runs", type=int, default=0, help="runs per method (default 3, quick 1)")
+    ap.add_argument("--kload", default=str(ROOT / "build" / "kload"), help="the kload binary (default build/kload)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"), help="where to write the results")
+    ap.add_argument("--only", default="", help="comma-separated scenarios: first,unchanged,dev,set,scale[-N]")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (inputs, traces) for a look")
+    args = ap.parse_args()
+    args.kload = str(Path(args.kload).resolve())
+    if not os.access(args.kload, os.X_OK):
+        print(f"e2e: no kload binary at {args.kload} (build first: tools/dev build)", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("e2e: the lab's containerd nodes need root", file=sys.stderr)
+        return 2
+    cmdline = "bench/e2e.py" + (" --quick" if args.quick else "") + (f" --runs {args.runs}" if args.runs else "") + \
+        (f" --only {args.only}" if args.only else "")
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    work = Path(tempfile.mkdtemp(prefix="kload-e2e."))
+    started = time.time()
+    load_start = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    bench = None
+    try:
+        bench = Bench(args, work)
+        bench.run()
+        load_end = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        write_results(bench, Path(args.out), started, load_start, load_end, cmdline)
+        log(f"wrote {args.out} in {(time.time() - started) / 60:.1f} min")
+        return 0
+    except BenchError as e:
+        print(f"e2e: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("e2e: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if bench:
+            bench.runner.kill_all()
+            bench.labs.down_all()
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
