@@ -396,6 +396,7 @@ TEST_F(E2ESsh, DroppedConnectionMidTransferNeverExposesAnIncompleteImageAndAReru
   if (killed == 0 || node0(report)["ok"].get<bool>()) {
     GTEST_SKIP() << "the transfer finished before the connection was dropped; nothing to observe";
   }
+  std::cerr << "DBG killed=" << killed << "\n" << err << "\n";
   EXPECT_EQ(WEXITSTATUS(status), 1) << err;
   EXPECT_NE(node0(report)["error"].get<std::string>().find("node " + std::string(host_alias)), std::string::npos)
       << node0(report)["error"];
@@ -423,7 +424,9 @@ TEST_F(E2ESsh, DroppedConnectionMidTransferNeverExposesAnIncompleteImageAndAReru
   for (const auto& layer : big_model["images"][0]["layers"]) {
     present += content.find(layer["digest"].get<std::string>()) != std::string::npos ? 1 : 0;
   }
+  std::cerr << "DBG present=" << present << "\n";
   auto rerun = load(big, uri);
+  std::cerr << "DBG rerun " << rerun.dump() << "\n";
   EXPECT_TRUE(node0(rerun)["ok"].get<bool>()) << node0(rerun)["error"];
   EXPECT_EQ(node0(rerun)["layersSent"], 2 - present);
   EXPECT_EQ(node0(rerun)["layersSkipped"], present);

@@ -1,0 +1,138 @@
+// The inventory cache against real nodes: warm reloads make no listing, a recreated
+// node is listed again, a cache that lies is corrected, a damaged cache is rebuilt.
+
+#include "support/test_support.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace kload::testing {
+namespace {
+
+using nlohmann::json;
+
+class E2ECache : public ::testing::Test {
+protected:
+  Scratch scratch;
+  std::string cache_dir = (scratch / "cache").string();
+
+  json load(const std::string& archive, const std::vector<std::string>& uris, const std::vector<std::string>& extra = {},
+            std::string* err = nullptr) {
+    std::vector<std::string> args{"image-archive", "--json", "--cache", cache_dir, archive};
+    args.insert(args.end(), extra.begin(), extra.end());
+    for (const auto& u : uris) {
+      args.push_back("--node");
+      args.push_back(u);
+    }
+    auto r = kload(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    if (err != nullptr) {
+      *err = r.err;
+    }
+    auto j = json::parse(r.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << r.out << r.err;
+    return j;
+  }
+
+  std::string archive(const std::string& name, const std::string& spec) {
+    const auto path = (scratch / name).string();
+    mkimage({"--image", spec, path});
+    return path;
+  }
+};
+
+TEST_F(E2ECache, WarmReloadsMakeNoListing) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto v1 = archive("v1.tar", "app:v1=base:2M,top1:256K");
+  const auto v2 = archive("v2.tar", "app:v1=base:2M,top2:256K");
+  auto first = load(v1, lab.uris());
+  auto unchanged = load(v1, lab.uris());
+  auto changed = load(v2, lab.uris());
+  auto back = load(v1, lab.uris());
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(first["nodes"][i]["listings"], 1);
+    EXPECT_EQ(unchanged["nodes"][i]["ctrCalls"], 1) << "only the image-ID check";
+    EXPECT_EQ(unchanged["nodes"][i]["listings"], 0);
+    EXPECT_EQ(changed["nodes"][i]["listings"], 0) << "the check and the import, no listing";
+    EXPECT_EQ(changed["nodes"][i]["layersSent"], 1);
+    EXPECT_FALSE(changed["nodes"][i]["retried"].get<bool>());
+    // Back to v1: containerd collected top1 when the name moved to v2, and the cache
+    // knew it would, so top1 is planned and sent without a failed first attempt.
+    EXPECT_EQ(back["nodes"][i]["listings"], 0);
+    EXPECT_EQ(back["nodes"][i]["layersSent"], 1);
+    EXPECT_FALSE(back["nodes"][i]["retried"].get<bool>());
+  }
+  EXPECT_EQ(unchanged["hashed"]["bytes"], 0);
+  EXPECT_EQ(back["hashed"]["bytes"], 0) << "top1 was proven by the first run and the file is unchanged";
+  auto ls = kload({"cache", "ls", "--json", "--cache", cache_dir});
+  ASSERT_EQ(ls.exit_code, 0) << ls.err;
+  auto nodes = json::parse(ls.out);
+  ASSERT_EQ(nodes.size(), 2u);
+  EXPECT_TRUE(nodes[0]["names"]["docker.io/library/app:v1"]["byKload"].get<bool>());
+}
+
+TEST_F(E2ECache, RecreatedNodeIsListedAgain) {
+  const auto v1 = archive("v1.tar", "app:v1=base:1M,top1:128K");
+  std::vector<std::string> uris;
+  {
+    Lab lab(scratch / "lab", 1);
+    ASSERT_TRUE(lab.up());
+    uris = lab.uris();
+    load(v1, uris);
+  }
+  Lab again(scratch / "lab", 1);  // same directory and URI, a new containerd
+  ASSERT_TRUE(again.up());
+  ASSERT_EQ(again.uris(), uris);
+  auto report = load(v1, uris);
+  EXPECT_EQ(report["nodes"][0]["layersSent"], 2);
+  EXPECT_EQ(report["nodes"][0]["listings"], 1);
+  EXPECT_FALSE(report["nodes"][0]["retried"].get<bool>()) << "the new UUID was noticed before importing";
+}
+
+TEST_F(E2ECache, CacheThatClaimsTooMuchIsCorrected) {
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  const auto v1 = archive("v1.tar", "app:v1=base:1M,top1:128K");
+  const auto v2 = archive("v2.tar", "app:v1=base:1M,top2:128K");
+  load(v1, lab.uris());
+  // Behind kload's back: the image and its content go.
+  ASSERT_EQ(lab.ctr(1, {"images", "rm", "--sync", "docker.io/library/app:v1"}).exit_code, 0);
+  auto report = load(v2, lab.uris());
+  EXPECT_TRUE(report["nodes"][0]["ok"].get<bool>());
+  EXPECT_TRUE(report["nodes"][0]["retried"].get<bool>());
+  for (const auto& [name, image] : lab.images(1)) {
+    EXPECT_TRUE(image.complete) << name;
+  }
+  auto again = load(v2, lab.uris());
+  EXPECT_EQ(again["nodes"][0]["ctrCalls"], 1);
+}
+
+TEST_F(E2ECache, NoCacheListsEveryTimeAndWritesNothing) {
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  const auto v1 = archive("v1.tar", "app:v1=base:1M,top1:128K");
+  const auto v2 = archive("v2.tar", "app:v1=base:1M,top2:128K");
+  load(v1, lab.uris(), {"--no-cache"});
+  auto report = load(v2, lab.uris(), {"--no-cache"});
+  EXPECT_EQ(report["nodes"][0]["listings"], 1);
+  EXPECT_FALSE(std::filesystem::exists(cache_dir));
+}
+
+TEST_F(E2ECache, DamagedCacheIsReportedOnceAndRebuilt) {
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  const auto v1 = archive("v1.tar", "app:v1=base:1M,top1:128K");
+  std::filesystem::create_directories(cache_dir);
+  write_file(std::filesystem::path(cache_dir) / "data.mdb", std::string(8192, '\x07'));
+  std::string err;
+  auto report = load(v1, lab.uris(), {}, &err);
+  EXPECT_TRUE(report["ok"].get<bool>());
+  EXPECT_NE(err.find("warning: cache"), std::string::npos) << err;
+  std::string err2;
+  load(v1, lab.uris(), {}, &err2);
+  EXPECT_EQ(err2.find("warning: cache"), std::string::npos) << "reported once: " << err2;
+}
+
+} // namespace
+} // namespace kload::testing
