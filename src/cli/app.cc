@@ -65,17 +65,30 @@ int run(int argc, char** argv) {
   inspect_cmd->add_option("-j,--jobs", jobs, "Hash with at most this many threads")->check(CLI::Range(1u, 256u));
   inspect_cmd->footer("Example:\n  docker save app:dev | kload inspect --verify -");
 
+  // --node, --name and --nodes mean the same on image-archive and docker-image.
+  const auto add_node_options = [](CLI::App* cmd, std::vector<std::string>& nodes, std::string& cluster,
+                                   std::vector<std::string>& kind_nodes) {
+    auto* node = cmd->add_option("-n,--node", nodes,
+                                 "A node: docker://CONTAINER, containerd:///path/to.sock or ssh://[user@]host[:port];\n"
+                                 "add ?namespace=NS (default k8s.io) or &snapshotter=S (default: the node's).\n"
+                                 "Repeatable. Without --node: the nodes of the kind cluster --name");
+    auto* name = cmd->add_option("--name", cluster,
+                                 "The kind cluster whose nodes to load into (default \"kind\", like kind's --name):\n"
+                                 "its node containers, found with docker ps, less the external load balancer");
+    auto* picks = cmd->add_option("--nodes", kind_nodes,
+                                  "Only these nodes of the kind cluster, by container name: a,b")
+                      ->delimiter(',');
+    node->excludes(name);
+    node->excludes(picks);
+  };
+
   LoadCommandOptions load_options;
   auto* load_cmd = app.add_subcommand(
       "image-archive", "Load images from archives into nodes, sending each node only the layers it lacks");
   load_cmd->add_option("archive", load_options.archives,
                        "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
       ->required();
-  load_cmd
-      ->add_option("-n,--node", load_options.nodes,
-                   "A node: containerd:///path/to.sock, docker://CONTAINER or ssh://[user@]host[:port];\n"
-                   "add ?namespace=NS (default k8s.io) or &snapshotter=S (default: the node's). Repeatable")
-      ->required();
+  add_node_options(load_cmd, load_options.nodes, load_options.cluster, load_options.kind_nodes);
   load_cmd->add_option("--platform", platform_text, "Load this platform of multi-platform images (default: the host's)");
   load_cmd->add_flag("--dry-run", load_options.dry_run, "Show what each node would get; change nothing");
   load_cmd->add_flag("--json", load_options.json, "Print a JSON report (schema kload.load/v1) on stdout");
@@ -84,9 +97,11 @@ int run(int argc, char** argv) {
                        "thread per core")
       ->check(CLI::Range(1u, 256u));
   load_cmd->footer("Examples:\n"
+                   "  kload image-archive app.tar                        # every node of the kind cluster \"kind\"\n"
+                   "  kload image-archive app.tar --name dev --nodes dev-worker,dev-worker2\n"
+                   "  docker save app:dev | kload image-archive - --name dev\n"
                    "  kload image-archive app.tar --node containerd:///run/containerd/containerd.sock\n"
-                   "  docker save app:dev | kload image-archive - --node docker://kind-control-plane \\\n"
-                   "      --node docker://kind-worker\n"
+                   "  kload image-archive app.tar --node docker://kind-worker --node ssh://root@10.0.0.5\n"
                    "Each image is imported under a private staging name and its real names are set only\n"
                    "once it is complete, so a failed load never leaves a name on a broken image.");
 
@@ -94,6 +109,35 @@ int run(int argc, char** argv) {
                        "Inventory cache directory (default $KLOAD_CACHE, else $XDG_CACHE_HOME/kload,\n"
                        "else ~/.cache/kload)");
   load_cmd->add_flag("--no-cache", load_options.no_cache, "Ask every node afresh; remember nothing");
+
+  DockerImageOptions docker_options;
+  auto* docker_cmd = app.add_subcommand(
+      "docker-image", "Load images from the local Docker engine; docker save runs only if some node lacks them");
+  docker_cmd->add_option("image", docker_options.images, "Images by name, as Docker knows them: app:dev, "
+                                                         "registry.example.com/team/app:v1")
+      ->required();
+  add_node_options(docker_cmd, docker_options.nodes, docker_options.cluster, docker_options.kind_nodes);
+  docker_cmd->add_option("--platform", platform_text,
+                         "Load this platform (default: the host's; with Docker's containerd image store a\n"
+                         "saved multi-platform image holds only the platforms that were pulled)");
+  docker_cmd->add_flag("--dry-run", docker_options.dry_run, "Show what each node would get; change nothing");
+  docker_cmd->add_flag("--json", docker_options.json,
+                       "Print a JSON report (schema kload.load/v1, plus \"dockerSaved\") on stdout");
+  docker_cmd->add_option("-j,--jobs", jobs, "Serve at most this many nodes at once (default 8)")
+      ->check(CLI::Range(1u, 256u));
+  docker_cmd->add_option("--cache", docker_options.cache_dir, "Inventory cache directory (as for image-archive)");
+  docker_cmd->add_flag("--no-cache", docker_options.no_cache, "Ask every node afresh; remember nothing");
+  docker_cmd->footer(
+      "Examples:\n"
+      "  kload docker-image app:dev                         # every node of the kind cluster \"kind\"\n"
+      "  kload docker-image app:dev sidecar:dev --name dev   # cluster \"dev\"\n"
+      "  kload docker-image app:dev --name dev --nodes dev-worker\n"
+      "  kload docker-image app:dev --node docker://kind-worker --dry-run\n"
+      "First 'docker image inspect' (one call) and one 'ctr images check' per node: a node\n"
+      "whose names already point at the image, complete, is done. 'docker save' runs only if\n"
+      "some node lacks something, is read once, and those nodes get only the layers they lack.\n"
+      "Works with both Docker image stores: classic, and containerd (where the image ID is a\n"
+      "manifest digest and a save may list platforms it does not hold).");
 
   CacheCommandOptions cache_options;
   auto* cache_cmd = app.add_subcommand("cache", "Show or prune what kload remembers about nodes");
@@ -129,6 +173,10 @@ int run(int argc, char** argv) {
       // Serving a node is mostly waiting on it, so more nodes than cores run at once.
       load_options.jobs = load_cmd->count("--jobs") > 0 ? jobs : std::max(8u, jobs);
       result = image_archive(load_options, console);
+    } else if (docker_cmd->parsed()) {
+      docker_options.platform = parse_platform(platform_text);
+      docker_options.jobs = docker_cmd->count("--jobs") > 0 ? jobs : std::max(8u, jobs);
+      result = docker_image(docker_options, console);
     } else if (cache_cmd->parsed()) {
       result = cache_command(cache_options, console);
     }

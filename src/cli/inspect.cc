@@ -98,6 +98,11 @@ Result<int> inspect(const InspectOptions& options, Console& console) {
     if (!v) {
       return std::unexpected(v.error());
     }
+    auto diff = format::verify_diff_ids(*set, options.jobs);
+    if (!diff) {
+      return std::unexpected(diff.error());
+    }
+    v->bytes_decompressed = diff->bytes_hashed;
     verify_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     verified = *v;
   }
@@ -136,7 +141,9 @@ Result<int> inspect(const InspectOptions& options, Console& console) {
           {{"names", u.names}, {"platform", u.platform.str()}, {"source", u.source}, {"reason", u.reason}});
     }
     if (verified) {
-      out["verified"] = {{"blobs", verified->blobs_hashed}, {"bytes", verified->bytes_hashed}};
+      out["verified"] = {{"blobs", verified->blobs_hashed},
+                         {"bytes", verified->bytes_hashed},
+                         {"decompressedBytes", verified->bytes_decompressed}};
     } else {
       out["verified"] = nullptr;
     }
@@ -167,8 +174,11 @@ Result<int> inspect(const InspectOptions& options, Console& console) {
                         u.reason);
   }
   if (verified) {
-    text += fmt::format("verified: {} blobs, {} hashed in {} ({} jobs)\n", verified->blobs_hashed,
-                        util::human_bytes(verified->bytes_hashed), util::human_seconds(verify_secs), options.jobs);
+    text += fmt::format("verified: {} blobs, {} hashed, {} of compressed layers checked against their "
+                        "diff_ids, in {} ({} jobs)\n",
+                        verified->blobs_hashed, util::human_bytes(verified->bytes_hashed),
+                        util::human_bytes(verified->bytes_decompressed), util::human_seconds(verify_secs),
+                        options.jobs);
   }
   std::fputs(text.c_str(), stdout);
   return 0;

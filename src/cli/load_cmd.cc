@@ -2,6 +2,7 @@
 #include "kload/cli/commands.h"
 #include "kload/cli/console.h"
 #include "kload/load/loader.h"
+#include "kload/node/kind.h"
 #include "kload/node/node_uri.h"
 #include "kload/util/human.h"
 
@@ -155,6 +156,100 @@ nlohmann::json report_json(const load::LoadReport& report, bool dry_run) {
 
 } // namespace
 
+std::unique_ptr<load::Observer> make_console_observer(Console& console) {
+  return std::make_unique<ConsoleObserver>(console);
+}
+
+int print_load_report(const load::LoadReport& report, const LoadSummary& summary, Console& console) {
+  std::uint64_t layers = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t skipped = 0;
+  std::size_t failed = 0;
+  for (const auto& n : report.nodes) {
+    layers += n.layers_sent;
+    bytes += n.layer_bytes_sent;
+    skipped += n.bytes_skipped;
+    failed += n.status == load::NodeStatus::failed ? 1 : 0;
+  }
+  console.line(fmt::format("{}{} image(s) on {} node(s): sent {} layers ({}), skipped {}, in {}{}",
+                           summary.dry_run ? "dry run: " : "", summary.images, report.nodes.size(), layers,
+                           util::human_bytes(bytes), util::human_bytes(skipped), util::human_seconds(report.seconds),
+                           failed > 0 ? fmt::format("; {} node(s) FAILED", failed) : ""));
+  if (summary.json) {
+    auto out = report_json(report, summary.dry_run);
+    if (summary.docker_saved) {
+      out["dockerSaved"] = *summary.docker_saved;
+    }
+    std::cout << out.dump(2) << "\n";
+  }
+  return report.all_ok() ? 0 : 1;
+}
+
+std::unique_ptr<cache::Cache> open_cache(bool no_cache, const std::string& dir, Console& console) {
+  if (no_cache) {
+    return nullptr;
+  }
+  const auto path = dir.empty() ? cache::Cache::default_dir() : std::filesystem::path(dir);
+  auto opened = cache::Cache::open(path, [&](const std::string& w) { console.warn(w); });
+  if (!opened) {
+    console.warn(opened.error().message + "; running without the cache");
+    return nullptr;
+  }
+  return std::move(*opened);
+}
+
+Result<std::vector<node::NodeUri>> select_nodes(const NodeSelection& selection, util::ProcessRunner& runner,
+                                                Console& console) {
+  std::vector<node::NodeUri> uris;
+  if (!selection.uris.empty()) {
+    if (!selection.cluster.empty() || !selection.picks.empty()) {
+      return util::fail(util::ErrorKind::usage, "--node names nodes one by one, --name and --nodes pick them from a "
+                                                "kind cluster: use one or the other");
+    }
+    for (const auto& text : selection.uris) {
+      if (text.find("://") == std::string::npos) {
+        // kind's own -n is --name; here -n is --node, so a bare cluster name lands here.
+        return util::fail(util::ErrorKind::usage,
+                          fmt::format("--node \"{}\" is not a node URI (docker://CONTAINER, containerd:///SOCKET or "
+                                      "ssh://HOST); for the nodes of a kind cluster use --name {}",
+                                      text, text));
+      }
+      auto uri = node::parse_node_uri(text);
+      if (!uri) {
+        return std::unexpected(uri.error());
+      }
+      uris.push_back(*uri);
+    }
+    return uris;
+  }
+  const std::string cluster = selection.cluster.empty() ? std::string(node::kind_default_cluster) : selection.cluster;
+  auto all = node::list_kind_nodes(cluster, runner);
+  if (!all) {
+    return std::unexpected(all.error());
+  }
+  std::vector<std::string> picks;
+  for (const auto& p : selection.picks) {
+    if (!p.empty()) {
+      picks.push_back(p);
+    }
+  }
+  auto nodes = node::pick_kind_nodes(*all, picks, cluster);
+  if (!nodes) {
+    return std::unexpected(nodes.error());
+  }
+  std::string names;
+  for (const auto& n : *nodes) {
+    auto uri = node::parse_node_uri(n.uri());
+    if (!uri) {
+      return std::unexpected(uri.error().with_context(fmt::format("kind cluster \"{}\"", cluster)));
+    }
+    uris.push_back(*uri);
+    names += (names.empty() ? "" : ", ") + n.name;
+  }
+  console.line(fmt::format("kind cluster \"{}\": {} of {} node(s): {}", cluster, nodes->size(), all->size(), names));
+  return uris;
+}
+
 // Marks blobs of unchanged input files that an earlier run already proved, so they
 // are not hashed again.
 void trust_verified(cache::Cache& c, const std::vector<std::string>& inputs, format::ImageSet& set) {
@@ -192,13 +287,10 @@ void remember_verified(cache::Cache& c, const std::vector<std::string>& inputs, 
 }
 
 Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
-  std::vector<node::NodeUri> uris;
-  for (const auto& text : options.nodes) {
-    auto uri = node::parse_node_uri(text);
-    if (!uri) {
-      return std::unexpected(uri.error());
-    }
-    uris.push_back(*uri);
+  util::SystemProcessRunner runner;
+  auto uris = select_nodes(NodeSelection{options.nodes, options.cluster, options.kind_nodes}, runner, console);
+  if (!uris) {
+    return std::unexpected(uris.error());
   }
   auto set = read_inputs(options.archives, console);
   if (!set) {
@@ -208,54 +300,29 @@ Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
   if (!images) {
     return std::unexpected(images.error());
   }
-  std::unique_ptr<cache::Cache> cache;
-  if (!options.no_cache) {
-    const auto dir = options.cache_dir.empty() ? cache::Cache::default_dir() : std::filesystem::path(options.cache_dir);
-    auto opened = cache::Cache::open(dir, [&](const std::string& w) { console.warn(w); });
-    if (opened) {
-      cache = std::move(*opened);
-      trust_verified(*cache, options.archives, *set);
-    } else {
-      console.warn(opened.error().message + "; running without the cache");
-    }
+  auto cache = open_cache(options.no_cache, options.cache_dir, console);
+  if (cache) {
+    trust_verified(*cache, options.archives, *set);
   }
-  util::SystemProcessRunner runner;
   std::vector<std::unique_ptr<node::Transport>> transports;
   std::vector<load::Target> targets;
-  for (const auto& uri : uris) {
+  for (const auto& uri : *uris) {
     transports.push_back(node::make_transport(uri, runner));
     targets.push_back(load::Target{uri, transports.back().get()});
   }
-  ConsoleObserver observer(console);
+  auto observer = make_console_observer(console);
   load::LoadOptions load_options;
   load_options.jobs = options.jobs;
   load_options.dry_run = options.dry_run ? load::DryRun::yes : load::DryRun::no;
   load_options.cache = cache.get();
-  auto report = load::load(*set, *images, targets, load_options, observer);
+  auto report = load::load(*set, *images, targets, load_options, *observer);
   if (!report) {
     return std::unexpected(report.error());
   }
   if (cache) {
     remember_verified(*cache, options.archives, *set);
   }
-  std::uint64_t layers = 0;
-  std::uint64_t bytes = 0;
-  std::uint64_t skipped = 0;
-  std::size_t failed = 0;
-  for (const auto& n : report->nodes) {
-    layers += n.layers_sent;
-    bytes += n.layer_bytes_sent;
-    skipped += n.bytes_skipped;
-    failed += n.status == load::NodeStatus::failed ? 1 : 0;
-  }
-  console.line(fmt::format("{}{} image(s) on {} node(s): sent {} layers ({}), skipped {}, in {}{}",
-                           options.dry_run ? "dry run: " : "", images->size(), report->nodes.size(), layers,
-                           util::human_bytes(bytes), util::human_bytes(skipped), util::human_seconds(report->seconds),
-                           failed > 0 ? fmt::format("; {} node(s) FAILED", failed) : ""));
-  if (options.json) {
-    std::cout << report_json(*report, options.dry_run).dump(2) << "\n";
-  }
-  return report->all_ok() ? 0 : 1;
+  return print_load_report(*report, LoadSummary{images->size(), options.dry_run, options.json, std::nullopt}, console);
 }
 
 } // namespace kload::cli

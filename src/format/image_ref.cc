@@ -1,5 +1,7 @@
 #include "kload/format/image_ref.h"
 
+#include "kload/util/digest.h"
+
 #include <algorithm>
 
 namespace kload::format {
@@ -52,7 +54,7 @@ util::Result<std::string> normalize_image_name(std::string_view name) {
   if (const auto at = name.find('@'); at != std::string_view::npos) {
     digest = std::string(name.substr(at));
     name = name.substr(0, at);
-    if (digest.size() != 1 + 7 + 64 || !digest.starts_with("@sha256:")) {
+    if (!util::Digest::parse(std::string_view(digest).substr(1))) {
       return bad("digest must be sha256:<64 hex>");
     }
   }

@@ -84,7 +84,16 @@ public:
     if (archive_write_close(a_.get()) != ARCHIVE_OK) {
       return std::unexpected(failure("cannot finish the archive").error());
     }
+    closed_ = true;
     return sink_.written;
+  }
+
+  ~Writer() {
+    if (!closed_) {
+      // Failed half-way: the reader must see a cut stream, never a tidy end-of-archive
+      // that could pass for a complete (if smaller) archive.
+      archive_write_fail(a_.get());
+    }
   }
 
 private:
@@ -98,6 +107,7 @@ private:
 
   Sink sink_;
   std::unique_ptr<struct archive, decltype(&archive_write_free)> a_;
+  bool closed_ = false;
 };
 
 std::string blob_path(const Digest& d) { return "blobs/sha256/" + d.hex(); }

@@ -3,6 +3,7 @@
 #include "kload/util/parallel.h"
 #include "kload/util/sha256.h"
 
+#include <archive.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -49,6 +50,137 @@ Result<void> read_blob(const Blob& blob, const std::function<Result<void>(std::s
   }
   ::close(fd);
   return status;
+}
+
+namespace {
+
+// Streams a blob through libarchive's decompressors (raw format: no tar parsing) and
+// returns the digest of the decompressed bytes and their count.
+Result<std::pair<Digest, std::uint64_t>> uncompressed_digest(const Blob& blob) {
+  std::unique_ptr<struct archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
+  archive_read_support_filter_all(a.get());
+  archive_read_support_format_raw(a.get());
+  // The compressed bytes are read in place, 1 MiB at a time, never all in memory.
+  struct Source {
+    const Blob* blob;
+    int fd = -1;
+    std::uint64_t done = 0;
+    std::vector<char> buf = std::vector<char>(1 << 20);
+  } src{&blob};
+  if (!blob.where.memory) {
+    src.fd = ::open(blob.where.file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (src.fd < 0) {
+      return util::fail(ErrorKind::io, fmt::format("{}: {}: cannot open: {}", blob.where.source, blob.where.entry,
+                                                   std::strerror(errno)));
+    }
+  }
+  auto read_cb = [](struct archive*, void* data, const void** out) -> la_ssize_t {
+    auto* s = static_cast<Source*>(data);
+    const auto left = s->blob->size - s->done;
+    if (left == 0) {
+      return 0;
+    }
+    if (s->blob->where.memory) {
+      *out = s->blob->where.memory->data() + s->done;
+      s->done = s->blob->size;
+      return static_cast<la_ssize_t>(left);
+    }
+    const auto want = std::min<std::uint64_t>(left, s->buf.size());
+    const ssize_t n = ::pread(s->fd, s->buf.data(), want, static_cast<off_t>(s->blob->where.offset + s->done));
+    if (n <= 0) {
+      return n == 0 ? 0 : -1;
+    }
+    s->done += static_cast<std::uint64_t>(n);
+    *out = s->buf.data();
+    return n;
+  };
+  struct CloseFd {
+    int fd;
+    ~CloseFd() {
+      if (fd >= 0) {
+        ::close(fd);
+      }
+    }
+  } close_fd{src.fd};
+  if (archive_read_open(a.get(), &src, nullptr, read_cb, nullptr) != ARCHIVE_OK) {
+    return util::fail(ErrorKind::bad_input, fmt::format("{}: {}: cannot decompress: {}", blob.where.source,
+                                                        blob.where.entry, archive_error_string(a.get())));
+  }
+  struct archive_entry* e = nullptr;
+  if (archive_read_next_header(a.get(), &e) != ARCHIVE_OK) {
+    return util::fail(ErrorKind::bad_input,
+                      fmt::format("{}: {}: cannot decompress layer", blob.where.source, blob.where.entry));
+  }
+  util::Sha256 h;
+  std::uint64_t total = 0;
+  std::vector<char> buf(1 << 20);
+  while (true) {
+    const la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
+    if (n < 0) {
+      return util::fail(ErrorKind::bad_input, fmt::format("{}: {}: corrupt compressed layer: {}", blob.where.source,
+                                                          blob.where.entry, archive_error_string(a.get())));
+    }
+    if (n == 0) {
+      break;
+    }
+    h.update(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+    total += static_cast<std::uint64_t>(n);
+  }
+  return std::make_pair(h.finish(), total);
+}
+
+} // namespace
+
+Result<VerifyStats> verify_diff_ids(const ImageSet& set, unsigned jobs) {
+  struct Item {
+    const Blob* blob;
+    Digest diff_id;
+  };
+  std::vector<Item> items;
+  std::unordered_map<Digest, bool> seen;
+  for (const auto& image : set.images) {
+    for (const auto& l : image.layers) {
+      if (l.blob.digest == l.diff_id || seen.contains(l.blob.digest)) {
+        continue;
+      }
+      const Blob* b = set.find(l.blob.digest);
+      if (b != nullptr) {
+        seen[l.blob.digest] = true;
+        items.push_back(Item{b, l.diff_id});
+      }
+    }
+  }
+  std::vector<std::optional<std::string>> errors(items.size());
+  std::vector<std::uint64_t> sizes(items.size());
+  util::parallel_for(items.size(), jobs, [&](std::size_t i) {
+    auto r = uncompressed_digest(*items[i].blob);
+    if (!r) {
+      errors[i] = r.error().message;
+    } else if (r->first != items[i].diff_id) {
+      errors[i] = fmt::format("{}: {}: layer decompresses to {} but the config's diff_id is {}",
+                              items[i].blob->where.source, items[i].blob->where.entry, r->first.str(),
+                              items[i].diff_id.str());
+    } else {
+      sizes[i] = r->second;
+    }
+  });
+  VerifyStats stats;
+  std::string report;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (errors[i]) {
+      if (!report.empty()) {
+        report += '\n';
+      }
+      report += *errors[i];
+    } else {
+      ++stats.blobs_hashed;
+      stats.bytes_hashed += sizes[i];
+    }
+  }
+  if (!report.empty()) {
+    return util::fail(ErrorKind::bad_input, report);
+  }
+  return stats;
 }
 
 Result<VerifyStats> verify_blobs(ImageSet& set, const std::vector<Digest>& which, unsigned jobs) {

@@ -394,3 +394,45 @@ TEST_F(E2ELoad, DockerTransportGivesRealDockerTheExactArgv) {
 
 } // namespace
 } // namespace kload::testing
+
+namespace kload::testing {
+namespace {
+
+// With the CRI plugin on (as on every kind node), containerd adds its own
+// sha256:<image ID> reference to every image it sees; kload's staging and commit
+// must leave exactly the user's name and CRI's reference behind.
+TEST(E2ELoadCri, CriNodeEndsWithTheNameAndCrisIdReference) {
+  Scratch scratch;
+  const auto lab_dir = scratch / "lab";
+  auto up = run_command({(source_dir() / "tools" / "lab").string(), "up", "1", lab_dir.string(), "--cri"});
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  struct Down {
+    std::filesystem::path dir;
+    ~Down() { run_command({(source_dir() / "tools" / "lab").string(), "down", dir.string()}); }
+  } down{lab_dir};
+  const auto uri = up.out.substr(0, up.out.find('\n'));
+  const auto v1 = (scratch / "v1.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:1M,top:128K", v1}));
+  auto r = kload({"image-archive", "--json", v1, "--node", uri});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto id = nlohmann::json::parse(kload({"inspect", "--json", v1}).out)["images"][0]["id"].get<std::string>();
+  const auto sock = (lab_dir / "node1" / "sock").string();
+  // CRI adds its reference asynchronously, within milliseconds.
+  std::string refs;
+  for (int i = 0; i < 50; ++i) {
+    refs = run_command({"ctr", "-a", sock, "-n", "k8s.io", "images", "ls", "-q"}).out;
+    if (refs.find(id) != std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(refs.find("docker.io/library/app:v1\n"), std::string::npos) << refs;
+  EXPECT_NE(refs.find(id), std::string::npos) << "CRI's own reference: " << refs;
+  EXPECT_EQ(refs.find("kload-staging"), std::string::npos) << refs;
+  auto again = nlohmann::json::parse(kload({"image-archive", "--json", v1, "--node", uri}).out);
+  EXPECT_EQ(again["nodes"][0]["images"][0]["action"], "present");
+  EXPECT_EQ(again["nodes"][0]["ctrCalls"], 1);
+}
+
+} // namespace
+} // namespace kload::testing

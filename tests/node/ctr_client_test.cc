@@ -159,7 +159,7 @@ TEST_F(CtrClientUnit, VersionWithoutServerIsUnparsable) {
   const auto r = client_->server_uuid();
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind, ErrorKind::node);
-  EXPECT_EQ(r.error().message, "node /run/k/containerd.sock: unexpected output from \"ctr "
+  EXPECT_EQ(r.error().message, "node k: unexpected output from \"ctr "
                                "version\" (line 1: \"something else\")");
 }
 
@@ -174,7 +174,7 @@ TEST_F(CtrClientUnit, DeadSocketIsNotReachable) {
   ASSERT_FALSE(uuid.has_value());
   EXPECT_EQ(uuid.error().kind, ErrorKind::node);
   EXPECT_EQ(uuid.error().message,
-            "node /run/k/containerd.sock: not reachable: ctr: failed to dial "
+            "node k: not reachable: ctr: failed to dial "
             "\"/run/kload/dead.sock\": context deadline exceeded: connection error: desc = "
             "\"transport: error while dialing: dial unix:///run/kload/dead.sock: timeout\"");
 }
@@ -211,7 +211,7 @@ TEST_F(CtrClientUnit, CommandFailureNamesWhatKloadWasDoing) {
 TEST_F(CtrClientUnit, SilentFailureReportsTheExitStatus) {
   runner_.fails("version", "");
   EXPECT_EQ(client_->server_uuid().error().message,
-            "node /run/k/containerd.sock: asking for its version: ctr exited with status 1");
+            "node k: asking for its version: ctr exited with status 1");
 }
 
 TEST_F(CtrClientUnit, QueryTimeout) {
@@ -220,7 +220,7 @@ TEST_F(CtrClientUnit, QueryTimeout) {
   r.signal = 9;
   runner_.script("version", r);
   EXPECT_EQ(client_->server_uuid().error().message,
-            "node /run/k/containerd.sock: asking for its version: no answer within 30 s");
+            "node k: asking for its version: no answer within 30 s");
 }
 
 TEST_F(CtrClientUnit, ProgramThatCannotStart) {
@@ -228,7 +228,7 @@ TEST_F(CtrClientUnit, ProgramThatCannotStart) {
   const auto r = client_->server_uuid();
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind, ErrorKind::io);
-  EXPECT_EQ(r.error().message, "node /run/k/containerd.sock: asking for its version: cannot run "
+  EXPECT_EQ(r.error().message, "node k: asking for its version: cannot run "
                                "ctr: No such file or directory");
 }
 
@@ -315,7 +315,7 @@ TEST_F(CtrClientUnit, UnparsableContentList) {
   const auto r = client_->inventory();
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind, ErrorKind::node);
-  EXPECT_EQ(r.error().message, "node /run/k/containerd.sock: unexpected output from \"ctr "
+  EXPECT_EQ(r.error().message, "node k: unexpected output from \"ctr "
                                "content ls\" (line 2: \"hello world\")");
 }
 
@@ -336,7 +336,7 @@ TEST_F(CtrClientUnit, UnparsableImageList) {
   runner_.ok("images ls", "REF TYPE DIGEST SIZE PLATFORMS LABELS \nx y sha256:nothex 1 B - -\n");
   const auto r = client_->inventory();
   ASSERT_FALSE(r.has_value());
-  EXPECT_EQ(r.error().message, "node /run/k/containerd.sock: unexpected output from \"ctr "
+  EXPECT_EQ(r.error().message, "node k: unexpected output from \"ctr "
                                "images ls\" (line 2: \"x y sha256:nothex 1 B - -\")");
 }
 
@@ -394,7 +394,7 @@ TEST_F(CtrClientUnit, CheckStatusesAndPartialFailure) {
 TEST_F(CtrClientUnit, CheckFailureAndGarbage) {
   runner_.fails("images check", dial_err);
   EXPECT_THAT(client_->check({"x"}).error().message,
-              StartsWith("node /run/k/containerd.sock: not reachable: ctr: failed to dial"));
+              StartsWith("node k: not reachable: ctr: failed to dial"));
 
   test::FakeRunner other;
   const auto t = make_transport(transport_->uri(), other);
@@ -440,7 +440,7 @@ TEST_F(CtrClientUnit, ImportMissingContent) {
             digest("sha256:4d9eca8159a6e2246ade398e7e327c855581f3b5a3906470ab7570cce1438c3d"));
   EXPECT_EQ(r.error().error.kind, ErrorKind::node);
   EXPECT_EQ(r.error().error.message,
-            "node /run/k/containerd.sock: importing: ctr: failed to extract layer "
+            "node k: importing: ctr: failed to extract layer "
             "sha256:7d570c28d59fdd167ae8ec5e765fa01b5c1e23bc72b4092a119c3db545e3c1a9: failed "
             "to get reader from content store: content digest "
             "sha256:4d9eca8159a6e2246ade398e7e327c855581f3b5a3906470ab7570cce1438c3d: not found");
@@ -465,7 +465,7 @@ TEST_F(CtrClientUnit, ImportOtherFailure) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().failure, ImportFailure::other);
   EXPECT_FALSE(r.error().missing.has_value());
-  EXPECT_EQ(r.error().error.message, "node /run/k/containerd.sock: importing: ctr: unexpected EOF");
+  EXPECT_EQ(r.error().error.message, "node k: importing: ctr: unexpected EOF");
 }
 
 TEST_F(CtrClientUnit, ImportUnreachable) {
@@ -473,7 +473,7 @@ TEST_F(CtrClientUnit, ImportUnreachable) {
   const auto r = client_->import(feed_of("x"), "overlayfs", AllPlatforms::no);
   ASSERT_FALSE(r.has_value());
   EXPECT_THAT(r.error().error.message,
-              StartsWith("node /run/k/containerd.sock: not reachable: ctr: failed to dial"));
+              StartsWith("node k: not reachable: ctr: failed to dial"));
 }
 
 TEST_F(CtrClientUnit, FeederFailureWhileCtrWasReading) {
@@ -490,7 +490,7 @@ TEST_F(CtrClientUnit, FeederFailureWhileCtrWasReading) {
   EXPECT_EQ(r.error().failure, ImportFailure::other);
   EXPECT_EQ(r.error().error.kind, ErrorKind::bad_input);
   EXPECT_EQ(r.error().error.message,
-            "node /run/k/containerd.sock: importing: app.tar: layer 3: digest mismatch");
+            "node k: importing: app.tar: layer 3: digest mismatch");
 }
 
 TEST_F(CtrClientUnit, FeederBrokenPipeAfterCtrFailed) {
@@ -516,7 +516,7 @@ TEST_F(CtrClientUnit, FeederFailureIsNeverSwallowed) {
   const auto result = client_->import(feed_of("x"), "overlayfs", AllPlatforms::no);
   ASSERT_FALSE(result.has_value());
   EXPECT_EQ(result.error().error.message,
-            "node /run/k/containerd.sock: importing: reading app.tar: Input/output error");
+            "node k: importing: reading app.tar: Input/output error");
 }
 
 TEST_F(CtrClientUnit, Tag) {
@@ -531,7 +531,7 @@ TEST_F(CtrClientUnit, TagMissingSource) {
   const auto r = client_->tag("docker.io/library/nope:v1", "x:y");
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind, ErrorKind::node);
-  EXPECT_EQ(r.error().message, "node /run/k/containerd.sock: tagging docker.io/library/nope:v1 "
+  EXPECT_EQ(r.error().message, "node k: tagging docker.io/library/nope:v1 "
                                "as x:y: ctr: image \"docker.io/library/nope:v1\": not found");
 }
 
@@ -557,7 +557,7 @@ TEST_F(CtrClientUnit, RemoveFailure) {
   const auto r = client_->remove({"a:1"});
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().message,
-            "node /run/k/containerd.sock: removing a:1: ctr: unable to delete a:1: boom");
+            "node k: removing a:1: ctr: unable to delete a:1: boom");
 }
 
 TEST_F(CtrClientUnit, SnapshotterFromUriNeedsNoCall) {
@@ -1151,7 +1151,8 @@ TEST(ContainerdUnreachable, DeadSocket) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind, ErrorKind::node);
   EXPECT_THAT(r.error().message,
-              StartsWith("node " + sock + ": not reachable: ctr: failed to dial \"" + sock + "\""));
+              StartsWith("node " + fs::path(templ).filename().string() + ": not reachable: ctr: failed to dial \"" +
+                         sock + "\""));
 }
 
 } // namespace

@@ -108,7 +108,29 @@ TEST(Process, ZeroTimeoutMeansNoLimit) {
   EXPECT_EQ(r.out, "done\n");
 }
 
-TEST(Process, FeederErrorIsReportedAndTheChildReaped) {
+TEST(Process, FeederErrorLetsTheChildSayWhy) {
+  // The stream ends early; a child that notices fails on its own, and its exit code
+  // and message are kept.
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = run_ok({"sh", "-c", "cat >/dev/null; echo 'ctr: unexpected EOF' >&2; exit 4"},
+                        [](int fd) -> Result<void> {
+                          if (auto w = write_all(fd, "abc", 3, "stdin"); !w) {
+                            return w;
+                          }
+                          return fail(ErrorKind::bad_input, "archive.tar: layer.tar: truncated");
+                        });
+  ASSERT_TRUE(r.feed_error.has_value());
+  EXPECT_EQ(r.feed_error->message, "archive.tar: layer.tar: truncated");
+  EXPECT_EQ(r.exit_code, 4);
+  EXPECT_EQ(r.signal, 0);
+  EXPECT_EQ(r.err, "ctr: unexpected EOF\n");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 900ms) << "no need to wait for a kill";
+  EXPECT_TRUE(no_children_left());
+}
+
+TEST(Process, FeederErrorKillsALingeringChild) {
+  // A child that does not react to the end of its input is killed after a grace
+  // period of about a second, and reaped.
   const auto start = std::chrono::steady_clock::now();
   const auto r = run_ok({"sleep", "10"}, [](int fd) -> Result<void> {
     if (auto w = write_all(fd, "abc", 3, "stdin"); !w) {
@@ -120,9 +142,10 @@ TEST(Process, FeederErrorIsReportedAndTheChildReaped) {
   ASSERT_TRUE(r.feed_error.has_value());
   EXPECT_EQ(r.feed_error->kind, ErrorKind::bad_input);
   EXPECT_EQ(r.feed_error->message, "archive.tar: layer.tar: truncated");
-  EXPECT_EQ(r.signal, SIGKILL) << "the child is killed when its feeder fails";
+  EXPECT_EQ(r.signal, SIGKILL);
+  EXPECT_EQ(r.exit_code, -1);
   EXPECT_FALSE(r.timed_out);
-  EXPECT_LT(elapsed, 2s);
+  EXPECT_LT(elapsed, 3s);
   EXPECT_TRUE(no_children_left());
 }
 

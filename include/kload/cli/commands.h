@@ -3,11 +3,20 @@
 // are returned to run(), which prints them.
 
 #include "kload/format/model.h"
+#include "kload/load/loader.h"
+#include "kload/node/node_uri.h"
 #include "kload/util/error.h"
+#include "kload/util/process.h"
 
+#include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
+
+namespace kload::cache {
+class Cache;
+}
 
 namespace kload::cli {
 
@@ -28,7 +37,9 @@ util::Result<int> inspect(const InspectOptions& options, Console& console);
 
 struct LoadCommandOptions {
   std::vector<std::string> archives;
-  std::vector<std::string> nodes;  // node URIs
+  std::vector<std::string> nodes;  // node URIs; when empty, the nodes of the kind cluster `cluster`
+  std::string cluster;             // --name: a kind cluster (empty: "kind" when no node URI is given)
+  std::vector<std::string> kind_nodes;  // --nodes: only these node containers of the cluster
   std::optional<format::Platform> platform;
   bool dry_run = false;
   bool json = false;
@@ -39,8 +50,66 @@ struct LoadCommandOptions {
 
 // `kload image-archive`: loads the archives' images into every node. Returns 0 when
 // every node holds every image, 1 when some node failed. Error (bad_input/usage):
-// unreadable input, bad node URI, a blob that does not match its digest.
+// unreadable input, bad node URI, a kind cluster that cannot be listed or an unknown
+// --nodes name, a blob that does not match its digest.
 util::Result<int> image_archive(const LoadCommandOptions& options, Console& console);
+
+struct DockerImageOptions {
+  std::vector<std::string> images;      // as the user named them: app:dev, registry.example.com/team/app:v1
+  std::vector<std::string> nodes;       // node URIs; when empty, the nodes of the kind cluster `cluster`
+  std::string cluster;                  // --name (empty: "kind" when no node URI is given)
+  std::vector<std::string> kind_nodes;  // --nodes
+  std::optional<format::Platform> platform;
+  bool dry_run = false;
+  bool json = false;
+  unsigned jobs = 1;
+  std::string cache_dir;  // empty: the default location
+  bool no_cache = false;
+};
+
+// `kload docker-image`: loads images from the local Docker engine. Asks Docker for
+// the images' IDs (`docker image inspect`, one call) and each node whether its names
+// already hold them (one `ctr images check` per node); runs `docker save` once, only
+// if some node lacks something, and loads the stream into those nodes only. Returns 0
+// when every node holds every image, 1 when some node failed. Error (bad_input/usage):
+// docker not installed or not running, an image Docker does not have or names that
+// are not one of its tags, a failing or truncated `docker save` (nothing is then sent
+// to any node), node selection errors as for image_archive.
+util::Result<int> docker_image(const DockerImageOptions& options, Console& console);
+
+// Where to load: node URIs given one by one, or the nodes of a kind cluster.
+struct NodeSelection {
+  std::vector<std::string> uris;   // --node; when empty, the kind cluster
+  std::string cluster;             // --name; empty: "kind"
+  std::vector<std::string> picks;  // --nodes: container names within the cluster
+};
+
+// The nodes to load into: the URIs as given, else the kind cluster's node containers
+// (docker ps through `runner`, see node/kind.h) as docker:// URIs, narrowed to
+// `picks`. Prints one line naming the cluster's nodes. Error (usage): a bad URI (a
+// bare word gets a hint towards --name), URIs together with --name or --nodes, a
+// cluster that cannot be listed or has no nodes, an unknown --nodes name.
+util::Result<std::vector<node::NodeUri>> select_nodes(const NodeSelection& selection, util::ProcessRunner& runner,
+                                                      Console& console);
+
+// Opens the inventory cache unless `no_cache`: `dir`, or the default location when
+// empty. A cache that cannot be opened is a warning, and the run goes on without.
+std::unique_ptr<cache::Cache> open_cache(bool no_cache, const std::string& dir, Console& console);
+
+// The per-node lines image-archive and docker-image print while loading, with a live
+// progress line on terminals.
+std::unique_ptr<load::Observer> make_console_observer(Console& console);
+
+struct LoadSummary {
+  std::size_t images = 0;
+  bool dry_run = false;
+  bool json = false;
+  std::optional<bool> docker_saved;  // docker-image: whether `docker save` ran (JSON "dockerSaved")
+};
+
+// Prints the one-line summary of a load and, with `json`, its kload.load/v1 document
+// on stdout. Returns the exit code: 0 when every node is fine, else 1.
+int print_load_report(const load::LoadReport& report, const LoadSummary& summary, Console& console);
 
 struct CacheCommandOptions {
   std::string action;              // ls, stats, forget, refresh

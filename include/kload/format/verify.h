@@ -12,6 +12,7 @@ namespace kload::format {
 struct VerifyStats {
   std::uint64_t blobs_hashed = 0;
   std::uint64_t bytes_hashed = 0;
+  std::uint64_t bytes_decompressed = 0;  // verify_diff_ids: uncompressed bytes checked
 };
 
 // Hashes every blob in `which` that has not been hashed yet in this run, on up to
@@ -20,6 +21,12 @@ struct VerifyStats {
 // digest), joined with newlines; blobs that did hash are still recorded.
 util::Result<VerifyStats> verify_blobs(ImageSet& set, const std::vector<util::Digest>& which,
                                        unsigned jobs);
+
+// Decompresses every compressed layer (gzip, zstd) of `images` once, on up to `jobs`
+// threads, and checks the SHA-256 of the result against the config's diff_id.
+// Uncompressed layers need no work here: their digest is their diff_id. Error
+// (bad_input): each disagreement (input, entry, both digests) or unreadable layer.
+util::Result<VerifyStats> verify_diff_ids(const ImageSet& set, unsigned jobs);
 
 // Calls `sink` with successive chunks of the blob's bytes (at most 1 MiB each).
 // Error (io): the bytes cannot be read; or whatever `sink` returns.

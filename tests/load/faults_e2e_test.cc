@@ -1,0 +1,233 @@
+// Faults on real nodes: kload killed at seeded random points, interrupted with
+// SIGINT, several kload processes at once. After every trial no name points at an
+// incomplete image, no good image is lost, and a rerun completes.
+
+#include "support/test_support.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <csignal>
+#include <map>
+#include <random>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace kload::testing {
+namespace {
+
+using nlohmann::json;
+using Names = std::map<std::string, Lab::Image>;
+
+Names names_on(const Lab& lab, int node) {
+  Names out;
+  for (auto& [name, image] : lab.images(node)) {
+    out[name] = image;
+  }
+  return out;
+}
+
+// Starts kload with `args` in the background; stderr to `err`.
+pid_t spawn_kload(const std::vector<std::string>& args, const std::filesystem::path& err) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::vector<std::string> argv{kload_binary().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargv;
+    for (auto& a : argv) {
+      cargv.push_back(a.data());
+    }
+    cargv.push_back(nullptr);
+    FILE* f = std::fopen(err.c_str(), "w");
+    if (f != nullptr) {
+      dup2(fileno(f), 2);
+    }
+    FILE* devnull = std::fopen("/dev/null", "w");
+    if (devnull != nullptr) {
+      dup2(fileno(devnull), 1);
+    }
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// The invariant: every name that was complete before still is, pointing at what it
+// pointed at or at the image being loaded; nothing is incomplete.
+void check_invariants(const Lab& lab, int nodes, const std::vector<Names>& before, const std::string& name,
+                      const std::string& new_target, const std::string& what) {
+  for (int n = 1; n <= nodes; ++n) {
+    const auto after = names_on(lab, n);
+    for (const auto& [ref, image] : after) {
+      if (ref.find("kload-staging") == std::string::npos) {
+        EXPECT_TRUE(image.complete) << what << ": node " << n << ": " << ref << " is incomplete";
+      }
+    }
+    for (const auto& [ref, image] : before[n - 1]) {
+      if (!image.complete || ref.find("kload-staging") != std::string::npos) {
+        continue;
+      }
+      const auto it = after.find(ref);
+      ASSERT_NE(it, after.end()) << what << ": node " << n << " lost " << ref;
+      const bool same = it->second.target == image.target;
+      const bool replaced = ref == name && it->second.target == new_target;
+      EXPECT_TRUE(same || replaced) << what << ": node " << n << ": " << ref << " changed to " << it->second.target;
+    }
+  }
+}
+
+// Manifest digests of the two versions, as a full import would produce them.
+std::string manifest_of(const std::string& archive) {
+  auto r = kload({"inspect", "--json", archive});
+  return json::parse(r.out)["images"][0]["manifest"]["digest"].get<std::string>();
+}
+
+TEST(E2EFaults, KillAtSeededRandomPointsNeverLeavesAHalfLoadedNode) {
+  Scratch scratch;
+  Lab lab(scratch / "lab", 3);
+  ASSERT_TRUE(lab.up());
+  const int trials = std::getenv("KLOAD_FAULT_TRIALS") != nullptr ? std::atoi(std::getenv("KLOAD_FAULT_TRIALS")) : 6;
+  const unsigned seed = std::getenv("KLOAD_FAULT_SEED") != nullptr ? std::atoi(std::getenv("KLOAD_FAULT_SEED")) : 380;
+  std::mt19937 rng(seed);
+  const std::vector<std::string> archives{(scratch / "v1.tar").string(), (scratch / "v2.tar").string()};
+  ASSERT_TRUE(mkimage({"--compressible", "0", "--image", "app:v1=base:24M,top1:24M", archives[0]}));
+  ASSERT_TRUE(mkimage({"--compressible", "0", "--image", "app:v1=base:24M,top2:24M", archives[1]}));
+  const std::vector<std::string> manifests{manifest_of(archives[0]), manifest_of(archives[1])};
+  const auto cache = (scratch / "cache").string();
+  auto args_for = [&](const std::string& archive) {
+    std::vector<std::string> args{"image-archive", archive, "--cache", cache};
+    for (const auto& u : lab.uris()) {
+      args.push_back("--node");
+      args.push_back(u);
+    }
+    return args;
+  };
+  // Measure one full load to know where "random points" can fall.
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(wait_exit(spawn_kload(args_for(archives[0]), scratch / "warmup.err")), 0);
+  const auto full_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  std::uniform_int_distribution<int> when(0, static_cast<int>(full_ms.count()) + 50);
+  for (int t = 0; t < trials; ++t) {
+    const int version = (t + 1) % 2;
+    std::vector<Names> before;
+    for (int n = 1; n <= 3; ++n) {
+      before.push_back(names_on(lab, n));
+    }
+    const int delay = when(rng);
+    const pid_t pid = spawn_kload(args_for(archives[version]), scratch / "trial.err");
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+    kill(pid, SIGKILL);
+    wait_exit(pid);
+    const std::string what = "trial " + std::to_string(t) + " (seed " + std::to_string(seed) + ", killed after " +
+                             std::to_string(delay) + " ms)";
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let ctr notice the closed stream
+    check_invariants(lab, 3, before, "docker.io/library/app:v1", manifests[version], what);
+    // A rerun completes; the cache agrees with the nodes afterwards.
+    const int rc = wait_exit(spawn_kload(args_for(archives[version]), scratch / "rerun.err"));
+    EXPECT_EQ(rc, 0) << what << ": " << read_file(scratch / "rerun.err");
+    for (int n = 1; n <= 3; ++n) {
+      const auto after = names_on(lab, n);
+      ASSERT_TRUE(after.contains("docker.io/library/app:v1")) << what;
+      EXPECT_EQ(after.at("docker.io/library/app:v1").target, manifests[version]) << what;
+      EXPECT_TRUE(after.at("docker.io/library/app:v1").complete) << what;
+    }
+  }
+  RecordProperty("trials", trials);
+}
+
+TEST(E2EFaults, CtrlCDuringALoadExitsCleanlyAndRemovesTemporaryFiles) {
+  Scratch scratch;
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  const auto zst = (scratch / "app.tar.zst").string();
+  ASSERT_TRUE(mkimage({"--compressible", "0", "--image", "app:v1=base:64M,top:32M", zst}));
+  const auto tmp = scratch / "tmp";
+  std::filesystem::create_directories(tmp);
+  setenv("TMPDIR", tmp.c_str(), 1);
+  const pid_t pid = spawn_kload({"image-archive", zst, "--no-cache", "--node", lab.uris()[0]}, scratch / "err");
+  unsetenv("TMPDIR");
+  // Interrupt once it is sending (the compressed input has been spooled by then).
+  for (int i = 0; i < 1000 && read_file(scratch / "err").find("sending") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  kill(pid, SIGINT);
+  const int rc = wait_exit(pid);
+  EXPECT_TRUE(rc == 130 || rc == 0) << "interrupted: exit " << rc;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(std::filesystem::is_empty(tmp)) << "temporary files left behind";
+  for (const auto& [ref, image] : lab.images(1)) {
+    if (ref.find("kload-staging") == std::string::npos) {
+      EXPECT_TRUE(image.complete) << ref;
+    }
+  }
+}
+
+TEST(E2EFaults, SeveralKloadsAtOnceShareNodesAndCache) {
+  Scratch scratch;
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto cache = (scratch / "cache").string();
+  std::vector<std::string> archives;
+  for (int i = 0; i < 4; ++i) {
+    archives.push_back((scratch / ("a" + std::to_string(i) + ".tar")).string());
+    // Two processes load the same image, two load others; all share a base.
+    const std::string tag = "app" + std::to_string(i % 3) + ":v1";
+    ASSERT_TRUE(mkimage({"--image", tag + "=base:8M,top" + std::to_string(i % 3) + ":2M", archives.back()}));
+  }
+  for (int round = 0; round < 2; ++round) {
+    std::vector<pid_t> pids;
+    for (int i = 0; i < 4; ++i) {
+      pids.push_back(spawn_kload({"image-archive", archives[i], "--cache", cache, "--node", lab.uris()[0], "--node",
+                                  lab.uris()[1]},
+                                 scratch / ("err" + std::to_string(i))));
+    }
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_EQ(wait_exit(pids[i]), 0) << read_file(scratch / ("err" + std::to_string(i)));
+    }
+  }
+  for (int n = 1; n <= 2; ++n) {
+    const auto names = names_on(lab, n);
+    for (int i = 0; i < 3; ++i) {
+      const auto name = "docker.io/library/app" + std::to_string(i) + ":v1";
+      ASSERT_TRUE(names.contains(name)) << name;
+      EXPECT_TRUE(names.at(name).complete) << name;
+    }
+  }
+  // The cache agrees with the nodes: a further run is the one-call reload.
+  auto r = kload({"image-archive", "--json", archives[0], "--cache", cache, "--node", lab.uris()[0]});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["nodes"][0]["ctrCalls"], 1);
+}
+
+TEST(E2EFaults, HostileImageNamesAreRejectedBeforeAnyNodeIsTouched) {
+  Scratch scratch;
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  const auto marker = scratch / "pwned";
+  const std::vector<std::string> hostile{"app:$(touch " + marker.string() + ")",
+                                         "app`touch " + marker.string() + "`:v1", "app;touch:v1", "app:v1 --all",
+                                         "app\":v1"};
+  for (const auto& name : hostile) {
+    const auto archive = (scratch / "hostile.tar").string();
+    std::filesystem::remove(archive);
+    auto mk = run_command({(source_dir() / "tools" / "mkimage").string(), "--image", name + "=base:64K", archive});
+    if (mk.exit_code != 0) {
+      continue;  // the generator itself refused the name
+    }
+    auto r = kload({"image-archive", archive, "--node", lab.uris()[0]});
+    EXPECT_EQ(r.exit_code, 2) << name << ": " << r.err;
+    EXPECT_NE(r.err.find("invalid image name"), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(marker));
+  EXPECT_TRUE(lab.images(1).empty());
+}
+
+} // namespace
+} // namespace kload::testing
