@@ -699,7 +699,16 @@ TEST_F(ArchiveTest, SpoolsOfSeveralArchivesLiveAsLongAsTheSet) {
 struct Failure {
   std::vector<std::string> substrings;  // all of them in the message
   bool needs_verify = false;            // only `inspect --verify` notices
+  std::size_t distinct_digests = 0;     // at least this many different digests named
 };
+
+void expect_message(const std::string& message, const Failure& f) {
+  for (const auto& s : f.substrings) {
+    EXPECT_NE(message.find(s), std::string::npos) << "\"" << s << "\" not in: " << message;
+  }
+  const auto digests = digests_in(message);
+  EXPECT_GE(std::set<std::string>(digests.begin(), digests.end()).size(), f.distinct_digests) << message;
+}
 
 enum class Mode { file, stdin_pipe, gzip_file };
 
@@ -735,9 +744,7 @@ void expect_inspect_fails(const fs::path& archive, Mode mode, const Failure& f, 
   ASSERT_EQ(lines.size(), 1u) << r.err;
   const auto& line = lines[0];
   EXPECT_TRUE(line.starts_with("kload: error: " + shown + ": ")) << line;
-  for (const auto& s : f.substrings) {
-    EXPECT_NE(line.find(s), std::string::npos) << "\"" << s << "\" not in: " << line;
-  }
+  expect_message(line, f);
   EXPECT_EQ(r.out, "") << "nothing on stdout after an error";
   EXPECT_TRUE(spool_dirs_in(tmp).empty()) << "spool directory left behind";
 }
@@ -763,9 +770,7 @@ void expect_read_fails(const fs::path& archive, Mode mode, const Failure& f) {
   EXPECT_EQ(message.find('\n'), std::string::npos) << message;
   const std::string shown = mode == Mode::stdin_pipe ? "-" : archive.string();
   EXPECT_TRUE(message.starts_with(shown + ": ")) << message;
-  for (const auto& s : f.substrings) {
-    EXPECT_NE(message.find(s), std::string::npos) << "\"" << s << "\" not in: " << message;
-  }
+  expect_message(message, f);
 }
 
 struct FaultCase {
@@ -787,16 +792,23 @@ std::optional<Failure> expected_failure(const std::string& fault, const std::str
     // In place, layers are not read: only --verify notices. Streamed bytes are
     // hashed as they go by, so a mismatch is found while reading.
     const std::string layer = first["layers"][0]["path"];
-    return Failure{{layer, desc["fault_details"]["corrupt_layer"]}, mode == Mode::file};
+    // Both digests: what the bytes are and what they should be.
+    return Failure{{layer, desc["fault_details"]["corrupt_layer"]}, mode == Mode::file, 2};
   }
   if (fault == "missing-blob") {
-    return Failure{{desc["fault_details"]["missing_blob"], "is not in the archive"}};
+    Failure f{{desc["fault_details"]["missing_blob"], "is not in the archive"}};
+    if (!docker) {
+      // The manifest that names the missing layer.
+      f.substrings.push_back("blobs/sha256/" + first["manifest_digest"].get<std::string>().substr(7));
+    }
+    return f;
   }
   if (fault == "bad-diffid") {
     const auto& d = desc["fault_details"]["bad_diffid"];
+    const std::string layer = first["layers"][0]["path"];
     // docker-save names layers "<v1id>/layer.tar": nothing but their bytes says what
     // they are, so in place only --verify can tell.
-    return Failure{{d["real"], d["listed"]}, layout == "docker-save" && mode == Mode::file};
+    return Failure{{layer, d["real"], d["listed"]}, layout == "docker-save" && mode == Mode::file, 2};
   }
   if (fault == "missing-manifest") {
     return Failure{{"neither manifest.json nor index.json"}};

@@ -136,8 +136,10 @@ protected:
   }
 
   // Makes Docker "have" `ref`: inspect describes the archive's first image, with
-  // `id` as .Id (default: its config digest, as the classic image store reports).
-  std::string docker_has(const std::string& ref, const std::string& archive_path, const std::string& id = "") {
+  // `id` as .Id (default: its config digest, as the classic image store reports) and
+  // `tags` as .RepoTags (default: `ref`).
+  std::string docker_has(const std::string& ref, const std::string& archive_path, const std::string& id = "",
+                         const std::vector<std::string>& tags = {}) {
     const auto image = inspect_of(archive_path);
     json layers = json::array();
     for (const auto& l : image["layers"]) {
@@ -147,7 +149,7 @@ protected:
     const auto slash = platform.find('/');
     const std::string the_id = id.empty() ? image["id"].get<std::string>() : id;
     json out = {{"Id", the_id},
-                {"RepoTags", {ref}},
+                {"RepoTags", tags.empty() ? std::vector<std::string>{ref} : tags},
                 {"RepoDigests", json::array()},
                 {"Os", platform.substr(0, slash)},
                 {"Architecture", platform.substr(slash + 1)},
@@ -524,7 +526,7 @@ TEST_F(E2EDockerImage, TagsAreRequiredAndIdsRefused) {
   const auto v1 = archive("v1.tar", {"--image", app_v1});
   const auto id = docker_has("app:v1", v1);
   // Docker resolves an ID prefix to the image, but an ID is no name to set on nodes.
-  docker_has(id.substr(7, 12), v1);
+  docker_has(id.substr(7, 12), v1, "", {"app:v1"});
   auto r = run({"docker-image", id.substr(7, 12), "--name", "dev"});
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_THAT(r.err, HasSubstr("is not one of the image's tags in Docker"));
