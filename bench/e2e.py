@@ -355,7 +355,7 @@ class Row:
 
 @dataclass
 class Trace:
-    scenario: str
+    label: str  # which kload method was traced
     nodes: int
     wall: float
     report: dict
@@ -363,6 +363,20 @@ class Trace:
     start: float
     capture: Path | None
     capture_size: int
+    node1: str  # node 1's socket, for its call sequence
+
+
+# How kload finds its inventory cache in a run: none (--no-cache, or a kload without a
+# cache), cold (a fresh, empty cache directory: a first load), warm (a copy of the
+# cache as kload left it after loading the scenario's starting state).
+NO_CACHE, COLD, WARM = "none", "cold", "warm"
+
+
+@dataclass
+class Method:
+    label: str
+    extra: list[str]
+    cache: str
 
 
 @dataclass
@@ -372,7 +386,8 @@ class Scenario:
     nodes: int
     about: str = ""  # one sentence, for the list above the tables
     rows: dict[str, Row] = field(default_factory=dict)
-    trace: Trace | None = None
+    traces: list[Trace] = field(default_factory=list)
+    primary: str = "kload"  # the kload row the targets are read from
     expected_bytes: int | None = None  # what a perfect loader sends, all nodes
     input_bytes: int = 0
     reload: bool = False
@@ -382,6 +397,14 @@ class Scenario:
         if method not in self.rows:
             self.rows[method] = Row(self.key, method, self.nodes)
         return self.rows[method]
+
+    @property
+    def trace(self) -> Trace | None:
+        """The traced run of the primary method."""
+        for t in self.traces:
+            if t.label == self.primary:
+                return t
+        return self.traces[0] if self.traces else None
 
 
 class Bench:
@@ -394,8 +417,12 @@ class Bench:
         self.runner = Runner(work)
         self.labs = Labs(self.runner, work)
         self.scenarios: list[Scenario] = []
-        self.commands: dict[str, str] = {}
-        self.kload_node_jobs = self._kload_default_node_jobs()
+        help_text = subprocess.run([self.kload, "image-archive", "--help"], capture_output=True, text=True).stdout
+        m = re.search(r"at once \(default (\d+)\)", help_text)
+        self.kload_node_jobs = int(m.group(1)) if m else (os.cpu_count() or 1)
+        self.has_cache = "--no-cache" in help_text
+        self.cache_serial = 0
+        self.warm_snapshot: Path | None = None
         self.real_ctr = shutil.which("ctr")
         if not self.real_ctr:
             raise BenchError("ctr is not installed (apt-get install containerd)")
@@ -405,15 +432,25 @@ class Bench:
         (shim_dir / "ctr").chmod(0o755)
         self.shim_dir = shim_dir
 
-    def _kload_default_node_jobs(self) -> int:
-        text = subprocess.run([self.kload, "image-archive", "--help"], capture_output=True, text=True).stdout
-        m = re.search(r"at once \(default (\d+)\)", text)
-        return int(m.group(1)) if m else (os.cpu_count() or 1)
-
     # ------------------------------------------------ one measurement of each kind
 
-    def kload_run(self, archives: list[Archive], uris: list[str], extra: list[str] = (), env=None) -> Proc:
-        argv = [self.kload, "image-archive", *[str(a.path) for a in archives], "--json", *extra]
+    def cache_args(self, mode: str) -> list[str]:
+        """kload's cache arguments for `mode`; never the user's own cache."""
+        if not self.has_cache:
+            return []
+        if mode == NO_CACHE:
+            return ["--no-cache"]
+        self.cache_serial += 1
+        d = self.work / f"cache-{self.cache_serial}"
+        if mode == WARM:
+            if self.warm_snapshot is None:
+                raise BenchError("no warm cache to start from")
+            shutil.copytree(self.warm_snapshot, d)
+        return ["--cache", str(d)]
+
+    def kload_run(self, archives: list[Archive], uris: list[str], method: Method, env=None) -> Proc:
+        argv = [self.kload, "image-archive", *[str(a.path) for a in archives], "--json", *method.extra,
+                *self.cache_args(method.cache)]
         for u in uris:
             argv += ["-n", u]
         p = self.runner.run(argv, env=env)
@@ -438,11 +475,25 @@ class Bench:
                                          for s in socks])
         return wall, sum(p.cpu_total for p in procs)
 
-    def preload(self, archive: Archive, socks: list[str]) -> list[NodeState]:
-        """Puts `archive` on every node with a plain ctr import (neither tool's own
-        path), collects the import's garbage, and returns each node's state."""
-        self.runner.group([(ctr(s, "images", "import", "--snapshotter", SNAPSHOTTER, "-"), archive.path)
-                           for s in socks])
+    def preload(self, archive: Archive, uris: list[str]) -> list[NodeState]:
+        """Loads `archive` into every node as a user would have: with kload, into a
+        fresh cache that becomes the warm cache of the scenario (a kload without a
+        cache: plain ctr import). Then collects the garbage and returns each node's
+        state, which every run starts from."""
+        socks = [sock_of(u) for u in uris]
+        if self.has_cache:
+            self.cache_serial += 1
+            cache = self.work / f"cache-{self.cache_serial}"
+            argv = [self.kload, "image-archive", str(archive.path), "--cache", str(cache)]
+            for u in uris:
+                argv += ["-n", u]
+            self.runner.run(argv)
+            snapshot = self.work / f"cache-warm-{self.cache_serial}"
+            shutil.copytree(cache, snapshot)
+            self.warm_snapshot = snapshot
+        else:
+            self.runner.group([(ctr(s, "images", "import", "--snapshotter", SNAPSHOTTER, "-"), archive.path)
+                               for s in socks])
         states = []
         for s in socks:
             collect_garbage(self.runner, s)
@@ -464,36 +515,45 @@ class Bench:
             row.input_passes = max(0, p.rchar - row.bytes_sent) / input_bytes
         row.reports.append(p.report)
 
-    def kload_methods(self, n: int) -> list[tuple[str, list[str]]]:
-        methods = [("kload", [])]
+    def first_load_methods(self, n: int) -> list[Method]:
+        methods = [Method("kload", [], COLD)]
         if n > self.kload_node_jobs:
-            methods.append((f"kload -j {n}", ["-j", str(n)]))
+            methods.append(Method(f"kload -j {n}", ["-j", str(n)], COLD))
         return methods
 
-    def traced(self, sc: Scenario, archives: list[Archive], uris: list[str]) -> Trace:
+    def reload_methods(self) -> list[Method]:
+        if not self.has_cache:
+            return [Method("kload", [], NO_CACHE)]
+        return [Method("kload, warm cache", [], WARM), Method("kload --no-cache", [], NO_CACHE)]
+
+    def traced(self, sc: Scenario, archives: list[Archive], uris: list[str], method: Method,
+               capture: bool) -> Trace:
         """One extra kload run (not timed for the table) through the ctr wrapper: every
         ctr call it makes, with times, and node 1's import stream as the floor archive."""
-        trace_file = self.work / f"trace-{sc.key}.tsv"
-        capture = self.work / f"floor-{sc.key}.tar"
-        trace_file.unlink(missing_ok=True)
-        capture.unlink(missing_ok=True)
+        tag = f"{sc.key}-{len(sc.traces)}"
+        trace_file = self.work / f"trace-{tag}.tsv"
+        capture_file = self.work / f"floor-{tag}.tar"
         env = dict(os.environ)
         env["PATH"] = f"{self.shim_dir}:{env.get('PATH', '')}"
         env["KLOAD_BENCH_TRACE"] = str(trace_file)
-        env["KLOAD_BENCH_CAPTURE"] = str(capture)
-        env["KLOAD_BENCH_CAPTURE_SOCK"] = sock_of(uris[0])
-        p = self.kload_run(archives, uris, env=env)
+        if capture:
+            env["KLOAD_BENCH_CAPTURE"] = str(capture_file)
+            env["KLOAD_BENCH_CAPTURE_SOCK"] = sock_of(uris[0])
+        p = self.kload_run(archives, uris, method, env=env)
         calls = []
         if trace_file.exists():
             for line in trace_file.read_text().splitlines():
                 start, end, rc, sock, words = line.split("\t", 4)
                 calls.append({"start": float(start), "end": float(end), "rc": int(rc), "sock": sock,
                               "kind": ctr_kind(words.split())})
-        size = capture.stat().st_size if capture.exists() else 0
+        size = capture_file.stat().st_size if capture and capture_file.exists() else 0
         sent = p.report["nodes"][0]["bytesSent"]
         if size and size != sent:
             log(f"{sc.key}: captured {size} bytes, kload reported {sent} for node 1")
-        return Trace(sc.key, sc.nodes, p.wall, p.report, calls, p.start, capture if size else None, size)
+        t = Trace(method.label, sc.nodes, p.wall, p.report, calls, p.start, capture_file if size else None, size,
+                  sock_of(uris[0]))
+        sc.traces.append(t)
+        return t
 
     # ------------------------------------------------ scenarios
 
@@ -512,41 +572,43 @@ class Bench:
                     row.bytes_sent = sc.input_bytes * n
                     log(f"{sc.key}: baseline run {r + 1}: {wall:.2f} s")
                 else:
-                    for method, extra in self.kload_methods(n):
+                    for method in self.first_load_methods(n):
                         uris = self.labs.up(sc.key, n)
-                        p = self.kload_run(archives, uris, extra)
-                        self.record_kload(sc, method, p, sc.input_bytes)
-                        log(f"{sc.key}: {method} run {r + 1}: {p.wall:.2f} s")
+                        p = self.kload_run(archives, uris, method)
+                        self.record_kload(sc, method.label, p, sc.input_bytes)
+                        log(f"{sc.key}: {method.label} run {r + 1}: {p.wall:.2f} s")
         uris = self.labs.up(sc.key, n)
-        sc.trace = self.traced(sc, archives, uris)
-        if sc.trace.capture is None:
+        trace = self.traced(sc, archives, uris, self.first_load_methods(n)[0], capture=True)
+        if trace.capture is None:
             raise BenchError(f"{sc.key}: the traced run captured no import stream")
         for r in range(self.runs):
             socks = [sock_of(u) for u in self.labs.up(sc.key, n)]
-            wall, cpu = self.floor_run(sc.trace.capture, socks)
+            wall, cpu = self.floor_run(trace.capture, socks)
             row = sc.row("floor")
             row.walls.append(wall)
             row.cpu_total.append(cpu)
-            row.bytes_sent = sc.trace.capture_size * n
+            row.bytes_sent = trace.capture_size * n
             log(f"{sc.key}: floor run {r + 1}: {wall:.2f} s")
-        sc.trace.capture.unlink()
+        trace.capture.unlink()
 
-    def reload(self, sc: Scenario, before: Archive, after: Archive, restore_each: bool) -> None:
-        """Nodes hold `before`; load `after` with each method, putting the nodes back
-        into the same state between runs when the load changes them."""
+    def reload(self, sc: Scenario, before: Archive, after: Archive) -> None:
+        """Nodes hold `before` (loaded by kload, whose cache is the warm cache); load
+        `after` with each method, putting the nodes back into the same state after
+        every run, and every warm run starting from the same cache."""
         n = sc.nodes
         sc.reload = True
         sc.input_bytes = after.size
+        methods = self.reload_methods()
+        sc.primary = methods[0].label
         uris = self.labs.up(sc.key, n)
         socks = [sock_of(u) for u in uris]
-        states = self.preload(before, socks)
+        states = self.preload(before, uris)
         for r in range(self.runs):
-            for method, extra in self.kload_methods(n):
-                p = self.kload_run([after], uris, extra)
-                self.record_kload(sc, method, p, sc.input_bytes)
-                log(f"{sc.key}: {method} run {r + 1}: {p.wall:.2f} s")
-                if restore_each:
-                    restore(self.runner, socks, states)
+            for method in methods:
+                p = self.kload_run([after], uris, method)
+                self.record_kload(sc, method.label, p, sc.input_bytes)
+                log(f"{sc.key}: {method.label} run {r + 1}: {p.wall:.3f} s")
+                restore(self.runner, socks, states)
                 os.sync()
             wall, cpu = self.baseline_run([after], socks)
             row = sc.row("baseline")
@@ -556,23 +618,26 @@ class Bench:
             log(f"{sc.key}: baseline run {r + 1}: {wall:.2f} s")
             restore(self.runner, socks, states)
             os.sync()
-        sc.trace = self.traced(sc, [after], uris)
-        restore(self.runner, socks, states)
+        for i, method in enumerate(methods):
+            self.traced(sc, [after], uris, method, capture=i == 0)
+            restore(self.runner, socks, states)
+        trace = sc.trace
         row = sc.row("floor")
-        if sc.trace.capture is None:
+        if trace.capture is None:
             sc.floor_zero = True
             row.walls = [0.0]
             row.note = "nothing to import"
             return
         for r in range(self.runs):
             os.sync()
-            wall, cpu = self.floor_run(sc.trace.capture, socks)
+            wall, cpu = self.floor_run(trace.capture, socks)
             row.walls.append(wall)
             row.cpu_total.append(cpu)
-            row.bytes_sent = sc.trace.capture_size * n
+            row.bytes_sent = trace.capture_size * n
             log(f"{sc.key}: floor run {r + 1}: {wall:.2f} s")
             restore(self.runner, socks, states)
-        sc.trace.capture.unlink()
+        trace.capture.unlink()
+
 
     # ------------------------------------------------ the whole run
 
@@ -605,14 +670,14 @@ class Bench:
                           "app v1 again into 3 nodes that hold it (warm-cache target; kload has no cache yet).")
             sc.expected_bytes = 0
             self.scenarios.append(sc)
-            self.reload(sc, app_v1, app_v1, restore_each=False)
+            self.reload(sc, app_v1, app_v1)
         if want("dev"):
             sc = Scenario("dev", "dev reload", 3, f"app v2 into 3 nodes that hold v1; v2 differs only in its "
                                                   f"{p['app_top']} MiB top layer.")
             top = app_v2.images[0]["layers"][-1]["size"]
             sc.expected_bytes = (top + app_v2.images[0]["manifest"]["size"] + app_v2.images[0]["config"]["size"]) * 3
             self.scenarios.append(sc)
-            self.reload(sc, app_v1, app_v2, restore_each=True)
+            self.reload(sc, app_v1, app_v2)
         if want("set"):
             base = sum(s for _, s in p["set_base"])
             sc = Scenario("set", "image set", 3, f"{len(sets)} archives, one image each, sharing a {base} MiB base "

@@ -358,8 +358,10 @@ private:
       std::optional<format::ThinStats> stats;
       std::optional<util::Error> write_error;
       const auto total = plan_.layer_bytes;
+      std::uint64_t streamed = 0;  // layer bytes written, also when the stream broke
       auto feed = [&](int fd) -> util::Result<void> {
         auto r = format::write_thin_archive(fd, set_, entries, layers, [&](std::uint64_t done) {
+          streamed = done;
           observer_.progress(report_.node, done, total);
         });
         if (!r) {
@@ -379,6 +381,9 @@ private:
         report_.layers_sent += stats->layers_sent;
         report_.layer_bytes_sent += stats->layer_bytes;
         report_.bytes_sent += stats->total_bytes;
+      } else {
+        report_.layer_bytes_sent += streamed;
+        report_.bytes_sent += streamed;
       }
       std::optional<util::Digest> missing;
       if (imported) {

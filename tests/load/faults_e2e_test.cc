@@ -234,3 +234,43 @@ TEST(E2EFaults, HostileImageNamesAreRejectedBeforeAnyNodeIsTouched) {
 
 } // namespace
 } // namespace kload::testing
+
+namespace kload::testing {
+namespace {
+
+TEST(E2EFaults, NodeWhoseDiskFillsUpFailsAloneAndKeepsItsGoodImage) {
+  Scratch scratch;
+  const auto lab_dir = scratch / "lab";
+  const auto tool = (source_dir() / "tools" / "lab").string();
+  auto up = run_command({tool, "up", "1", lab_dir.string(), "--disk", "48m"});
+  if (up.exit_code != 0 && up.err.find("cannot mount") != std::string::npos) {
+    GTEST_SKIP() << "tmpfs mounts are not allowed here: " << up.err;
+  }
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  struct Down {
+    std::string tool, dir;
+    ~Down() { run_command({tool, "down", dir}); }
+  } down{tool, lab_dir.string()};
+  Lab roomy(scratch / "roomy", 1);
+  ASSERT_TRUE(roomy.up());
+  const auto small_uri = up.out.substr(0, up.out.find('\n'));
+  const auto old = (scratch / "old.tar").string();
+  const auto big = (scratch / "big.tar").string();
+  ASSERT_TRUE(mkimage({"--compressible", "0", "--image", "app:v1=old:4M", old}));
+  ASSERT_TRUE(mkimage({"--compressible", "0", "--image", "app:v1=base:40M,top:24M", big}));
+  auto first = kload({"image-archive", old, "--no-cache", "--node", small_uri});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const auto sock = (lab_dir / "node1" / "sock").string();
+  auto before = run_command({"ctr", "-a", sock, "-n", "k8s.io", "images", "check"}).out;
+  auto r = kload({"image-archive", big, "--no-cache", "--node", small_uri, "--node", roomy.uris()[0]});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("no space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("node1"), std::string::npos) << r.err;
+  auto after = run_command({"ctr", "-a", sock, "-n", "k8s.io", "images", "check"}).out;
+  EXPECT_EQ(after, before) << "the full node's good image must be untouched";
+  const auto id = nlohmann::json::parse(kload({"inspect", "--json", big}).out)["images"][0]["id"].get<std::string>();
+  EXPECT_EQ(roomy.image_id(1, "docker.io/library/app:v1"), id);
+}
+
+} // namespace
+} // namespace kload::testing
