@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+
 #ifndef KLOAD_SOURCE_DIR
 #error "KLOAD_SOURCE_DIR must name the source tree (set by bench/CMakeLists.txt)"
 #endif
@@ -88,6 +90,16 @@ private:
   std::optional<util::TempDir> dir_;
   std::map<std::string, std::filesystem::path> made_;
 };
+
+// User+system CPU seconds of the whole process, all threads: with it a benchmark can
+// report throughput per CPU-second, which other load on the machine does not skew
+// the way it skews wall time.
+inline double process_cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
 
 // "NAME=seed0:SIZE,seed1:SIZE,..." with `layers` layers of `layer_size` each.
 inline std::string image_spec(const std::string& name, int layers, const std::string& layer_size,

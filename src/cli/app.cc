@@ -97,7 +97,8 @@ int run(int argc, char** argv) {
                        "thread per core")
       ->check(CLI::Range(1u, 256u));
   load_cmd->footer("Examples:\n"
-                   "  kload image-archive app.tar                        # every node of the kind cluster \"kind\"\n"
+                   "  kload image-archive app.tar                   # every node of kind cluster \"kind\"\n"
+                   "  kload image-archive app.tar --name dev        # every node of cluster \"dev\"\n"
                    "  kload image-archive app.tar --name dev --nodes dev-worker,dev-worker2\n"
                    "  docker save app:dev | kload image-archive - --name dev\n"
                    "  kload image-archive app.tar --node containerd:///run/containerd/containerd.sock\n"
@@ -129,15 +130,16 @@ int run(int argc, char** argv) {
   docker_cmd->add_flag("--no-cache", docker_options.no_cache, "Ask every node afresh; remember nothing");
   docker_cmd->footer(
       "Examples:\n"
-      "  kload docker-image app:dev                         # every node of the kind cluster \"kind\"\n"
-      "  kload docker-image app:dev sidecar:dev --name dev   # cluster \"dev\"\n"
-      "  kload docker-image app:dev --name dev --nodes dev-worker\n"
-      "  kload docker-image app:dev --node docker://kind-worker --dry-run\n"
+      "  kload docker-image app:dev                          # every node of kind cluster \"kind\"\n"
+      "  kload docker-image app:dev sidecar:dev --name dev   # every node of cluster \"dev\"\n"
+      "  kload docker-image app:dev --name dev --nodes dev-worker,dev-worker2\n"
+      "  kload docker-image app:dev --node docker://kind-worker --dry-run --json\n"
       "First 'docker image inspect' (one call) and one 'ctr images check' per node: a node\n"
-      "whose names already point at the image, complete, is done. 'docker save' runs only if\n"
-      "some node lacks something, is read once, and those nodes get only the layers they lack.\n"
-      "Works with both Docker image stores: classic, and containerd (where the image ID is a\n"
-      "manifest digest and a save may list platforms it does not hold).");
+      "whose names already point at the images, complete, is done. Only if some node lacks an\n"
+      "image does 'docker save' run, once, for the images lacked; its stream is read once and\n"
+      "each of those nodes gets only the layers it lacks. Both Docker image stores work: the\n"
+      "classic one and the containerd one (whose image ID is a manifest or index digest, and\n"
+      "whose saves list platforms they do not hold: the host's, or --platform, is loaded).");
 
   CacheCommandOptions cache_options;
   auto* cache_cmd = app.add_subcommand("cache", "Show or prune what kload remembers about nodes");

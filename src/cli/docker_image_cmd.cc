@@ -6,10 +6,10 @@
 //   2. inspect: one `docker image inspect` of every image: IDs, tags, platform
 //   3. pre-check: one `ctr images check` per node, in parallel: does every name
 //      already point, complete, at this image?
-//   4. save: one `docker save` of every image, read once as a stream, only if some
-//      node said no
-//   5. load: load::load into exactly the nodes that said no; its plan skips, retags
-//      or sends per image, as for image-archive
+//   4. save: only if some node said no, one `docker save` of the images lacked, read
+//      once as a stream
+//   5. load: load::load of those images into exactly the nodes that said no; its plan
+//      skips, retags or sends per image, as for image-archive
 //   6. remember (cache): which config a containerd-store index stands for, so the
 //      next pre-check recognises the image without a save
 
@@ -24,11 +24,10 @@
 #include "kload/util/human.h"
 #include "kload/util/parallel.h"
 
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace kload::cli {
 
@@ -39,9 +38,9 @@ namespace {
 
 // One image as asked for: a Docker image and the names it is to have on the nodes.
 struct Wanted {
-  source::DockerImage docker;      // what inspect said (the first ref naming it)
-  std::vector<std::string> refs;   // every ref the user gave for it, tagged for `docker save`
-  std::vector<std::string> names;  // normalised: what the nodes' names must point at
+  source::DockerImage docker;     // what inspect said (the first ref naming it)
+  std::vector<std::string> refs;  // every ref the user gave for it, tagged for `docker save`
+  std::vector<std::string> names; // normalised: what the nodes' names must point at
   // False when --platform asks for another platform than the one inspect describes:
   // Docker's ID then says nothing about what is to be loaded.
   bool platform_ok = true;
@@ -51,6 +50,7 @@ struct Wanted {
 struct NodeCheck {
   bool failed = false;
   std::string error;
+  std::vector<bool> held; // per wanted image: every name of it points at it, complete
   bool holds_all = false;
   double seconds = 0;
 };
@@ -63,7 +63,9 @@ std::string joined(const std::vector<std::string>& words) {
   return out;
 }
 
-bool contains(const std::vector<Digest>& v, const Digest& d) { return std::find(v.begin(), v.end(), d) != v.end(); }
+bool contains(const std::vector<Digest>& v, const Digest& d) {
+  return std::find(v.begin(), v.end(), d) != v.end();
+}
 
 // `ref` with ":latest" when it names no tag or digest. Docker saves every tag of a
 // repository named without one; the tag keeps the save to what was asked for.
@@ -123,13 +125,13 @@ bool holds(const Wanted& w, const node::ImageStatus& status, const std::vector<n
            const cache::NodeRecord* record) {
   const auto& id = w.docker.id;
   if (!status.complete || !w.platform_ok) {
-    return false;  // another platform than inspect describes: the loader decides, after a save
+    return false; // another platform than inspect describes: the loader decides, after a save
   }
   if (status.target == id) {
     return true;
   }
-  const auto id_ref = std::find_if(statuses.begin(), statuses.end(),
-                                   [&](const node::ImageStatus& s) { return s.name == id.str(); });
+  const auto id_ref =
+      std::find_if(statuses.begin(), statuses.end(), [&](const node::ImageStatus& s) { return s.name == id.str(); });
   if (id_ref != statuses.end() && id_ref->target == status.target) {
     return true;
   }
@@ -149,7 +151,7 @@ bool holds(const Wanted& w, const node::ImageStatus& status, const std::vector<n
                      [&](const Digest& c) { return contains(held->second, c); });
 }
 
-// Asks one node (one `ctr images check`) whether it holds every wanted image.
+// Asks one node (one `ctr images check`) which wanted images it holds.
 NodeCheck check_node(node::Transport& transport, const std::vector<Wanted>& wanted, cache::Cache* cache) {
   const auto start = std::chrono::steady_clock::now();
   NodeCheck out;
@@ -172,13 +174,14 @@ NodeCheck check_node(node::Transport& transport, const std::vector<Wanted>& want
         record = std::move(**r);
       }
     }
-    out.holds_all = std::all_of(wanted.begin(), wanted.end(), [&](const Wanted& w) {
-      return std::all_of(w.names.begin(), w.names.end(), [&](const std::string& name) {
+    for (const auto& w : wanted) {
+      out.held.push_back(std::all_of(w.names.begin(), w.names.end(), [&](const std::string& name) {
         const auto it = std::find_if(statuses->begin(), statuses->end(),
                                      [&](const node::ImageStatus& s) { return s.name == name; });
         return it != statuses->end() && holds(w, *it, *statuses, record ? &*record : nullptr);
-      });
-    });
+      }));
+    }
+    out.holds_all = std::all_of(out.held.begin(), out.held.end(), [](bool b) { return b; });
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;
@@ -203,8 +206,8 @@ Result<void> keep_wanted(format::ImageSet& set, const std::vector<Wanted>& wante
     const auto named = [&](const auto& i) { return std::count(i.names.begin(), i.names.end(), name) > 0; };
     if (std::none_of(set.images.begin(), set.images.end(), named) &&
         std::none_of(set.unavailable.begin(), set.unavailable.end(), named)) {
-      return util::fail(util::ErrorKind::bad_input, fmt::format("{}: the archive Docker wrote has no image named {}",
-                                                                input, name));
+      return util::fail(util::ErrorKind::bad_input,
+                        fmt::format("{}: the archive Docker wrote has no image named {}", input, name));
     }
   }
   return {};
@@ -214,7 +217,8 @@ Result<void> keep_wanted(format::ImageSet& set, const std::vector<Wanted>& wante
 // proves it: the index blob itself (hashed as it streamed by) lists the manifest of
 // the image that was loaded, on the platform inspect described.
 std::optional<Digest> config_of_index(const format::ImageSet& set, const Wanted& w, const format::Image& loaded) {
-  if (loaded.id == w.docker.id || loaded.manifest.digest == w.docker.id || !loaded.platform.matches(w.docker.platform)) {
+  if (loaded.id == w.docker.id || loaded.manifest.digest == w.docker.id ||
+      !loaded.platform.matches(w.docker.platform)) {
     return std::nullopt;
   }
   const auto* blob = set.find(w.docker.id);
@@ -342,9 +346,21 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
     return print_load_report(report, LoadSummary{wanted->size(), options.dry_run, options.json, false}, console);
   }
 
-  // 4. Save, once, for the nodes that lack something.
+  // 4. Save, once, the images some node lacks (an unchanged sidecar next to a rebuilt
+  // app is not saved).
+  std::vector<Wanted> to_save;
+  std::vector<const format::Image*> not_saved;
+  for (std::size_t j = 0; j < wanted->size(); ++j) {
+    const bool lacked =
+        std::any_of(needy_at.begin(), needy_at.end(), [&](std::size_t i) { return !checks[i].held[j]; });
+    if (lacked) {
+      to_save.push_back((*wanted)[j]);
+    } else {
+      not_saved.push_back(&stand_ins[j]);
+    }
+  }
   std::vector<std::string> save_refs;
-  for (const auto& w : *wanted) {
+  for (const auto& w : to_save) {
     save_refs.insert(save_refs.end(), w.refs.begin(), w.refs.end());
   }
   const std::string input = "docker save " + joined(save_refs);
@@ -354,19 +370,18 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
   if (!saved) {
     return std::unexpected(saved.error());
   }
-  console.line(fmt::format("docker save: read {} in {}", util::human_bytes(saved->stats.bytes_expanded),
-                           util::human_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                                                             save_start)
-                                                   .count())));
+  console.line(fmt::format(
+      "docker save: read {} in {}", util::human_bytes(saved->stats.bytes_expanded),
+      util::human_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - save_start).count())));
   auto& set = saved->set;
-  if (auto kept = keep_wanted(set, *wanted, input); !kept) {
+  if (auto kept = keep_wanted(set, to_save, input); !kept) {
     return std::unexpected(kept.error());
   }
   auto images = plan::select_images(set, options.platform);
   if (!images) {
     return std::unexpected(images.error());
   }
-  for (const auto& w : *wanted) {
+  for (const auto& w : to_save) {
     const auto* loaded = loaded_image(*images, w);
     if (loaded != nullptr && w.platform_ok && !saved_as_inspected(set, w, *loaded)) {
       console.warn(fmt::format("{} changed in Docker while kload ran (inspect said {}, docker save wrote {}); loading "
@@ -375,7 +390,8 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
     }
   }
 
-  // 5. Load into the nodes that need it; the loader plans each of them afresh.
+  // 5. Load into the nodes that lack something; the loader plans each of them afresh.
+  // What it was not given, they hold (the pre-check said so).
   load::LoadOptions load_options;
   load_options.jobs = options.jobs;
   load_options.dry_run = options.dry_run ? load::DryRun::yes : load::DryRun::no;
@@ -391,6 +407,9 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
     r = loaded->nodes[k];
     r.ctr_calls += precheck_calls;
     r.seconds += precheck_seconds;
+    for (const auto* image : not_saved) {
+      r.images.push_back(load::ImageOutcome{image, plan::Action::skip, {}, ""});
+    }
   }
   report.blobs_hashed = loaded->blobs_hashed;
   report.bytes_hashed = loaded->bytes_hashed;
@@ -398,7 +417,7 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
   // 6. Remember which config each containerd-store index stands for on the nodes now
   // holding it, so the next pre-check recognises it (kind issue 4236).
   if (cache && !options.dry_run) {
-    for (const auto& w : *wanted) {
+    for (const auto& w : to_save) {
       const auto* image = loaded_image(*images, w);
       const auto config = image != nullptr ? config_of_index(set, w, *image) : std::nullopt;
       if (!config) {
@@ -406,13 +425,14 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
       }
       for (std::size_t k = 0; k < needy.size(); ++k) {
         if (loaded->nodes[k].status == load::NodeStatus::ok) {
-          (void)cache->update_node(needy[k].uri.text, [&](cache::NodeRecord& r) { r.target_ids[w.docker.id] = {*config}; });
+          (void)cache->update_node(needy[k].uri.text,
+                                   [&](cache::NodeRecord& r) { r.target_ids[w.docker.id] = {*config}; });
         }
       }
     }
   }
   report.seconds = elapsed();
-  return print_load_report(report, LoadSummary{images->size(), options.dry_run, options.json, true}, console);
+  return print_load_report(report, LoadSummary{wanted->size(), options.dry_run, options.json, true}, console);
 }
 
 } // namespace kload::cli

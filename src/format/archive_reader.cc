@@ -1,4 +1,5 @@
 #include "kload/format/archive_reader.h"
+#include "libarchive_error.h"
 
 #include "kload/format/image_ref.h"
 #include "kload/util/process.h"
@@ -120,7 +121,7 @@ public:
       : input_(std::move(input)), set_(set), limits_(limits), given_fd_(fd) {}
 
   ~Reader() {
-    if (source_.fd > 0) {
+    if (source_.fd >= 0) {
       ::close(source_.fd);
     }
   }
@@ -240,7 +241,7 @@ private:
         break;
       }
       if (r < ARCHIVE_WARN) {
-        status = bad(name, fmt::format("cannot read: {}", archive_error_string(a)));
+        status = bad(name, fmt::format("cannot read: {}", archive_why(a)));
         break;
       }
       if (static_cast<std::uint64_t>(off) != got) {
@@ -288,7 +289,7 @@ private:
     const la_ssize_t n = archive_read_data(a, data.data(), data.size());
     if (n < 0 || static_cast<std::uint64_t>(n) != size) {
       return std::unexpected(bad(name, fmt::format("truncated or unreadable: {}",
-                                                   n < 0 ? archive_error_string(a) : "short read")).error());
+                                                   n < 0 ? archive_why(a) : "short read")).error());
     }
     return data;
   }
@@ -308,7 +309,7 @@ private:
     archive_read_support_format_gnutar(a.get());
     archive_read_set_seek_callback(a.get(), source_seek);
     if (archive_read_open2(a.get(), &source_, nullptr, source_read, source_skip, nullptr) != ARCHIVE_OK) {
-      return bad("", fmt::format("not a readable tar archive: {}", archive_error_string(a.get())));
+      return bad("", fmt::format("not a readable tar archive: {}", archive_why(a.get())));
     }
     bool first = true;
     while (true) {
@@ -318,9 +319,8 @@ private:
         break;
       }
       if (r < ARCHIVE_WARN) {
-        const char* why = archive_error_string(a.get());
         return bad(last_entry_.empty() ? "" : "after entry " + last_entry_,
-                   fmt::format("corrupt or truncated archive: {}", why != nullptr ? why : "unknown error"));
+                   fmt::format("corrupt or truncated archive: {}", archive_why(a.get())));
       }
       if (first) {
         first = false;
@@ -419,12 +419,12 @@ private:
 
   // Reads a whole entry (a metadata document), bounded by the metadata limit.
   Result<std::string> entry_bytes(const std::string& name, const Entry& e) {
-    if (e.memory) {
-      return *e.memory;
-    }
     if (e.size > limits_.max_metadata_bytes) {
       return std::unexpected(bad(name, fmt::format("{} bytes is too large for a metadata document (limit {})",
                                                    e.size, limits_.max_metadata_bytes)).error());
+    }
+    if (e.memory) {
+      return *e.memory;
     }
     std::string data(e.size, '\0');
     const int fd = in_place_ ? source_.fd : ::open(e.spool.c_str(), O_RDONLY | O_CLOEXEC);
@@ -436,7 +436,9 @@ private:
     if (n < 0 || static_cast<std::uint64_t>(n) != e.size) {
       return std::unexpected(bad(name, "cannot read entry").error());
     }
-    source_.bytes_read += e.size;
+    if (in_place_) {
+      source_.bytes_read += e.size;
+    }
     return data;
   }
 
@@ -661,6 +663,10 @@ private:
       if (ld->size && *ld->size != e->size) {
         return bad(layer_entry, fmt::format("layer is {} bytes, the manifest says {}", e->size, *ld->size));
       }
+      if (e->computed && *e->computed != ld->digest) {
+        return bad(layer_entry, fmt::format("layer bytes hash to {}, the manifest says {}", e->computed->str(),
+                                            ld->digest.str()));
+      }
       const bool uncompressed = ld->media_type == media_type::oci_layer || ld->media_type == media_type::docker_layer;
       if (uncompressed && ld->digest != config->diff_ids[i]) {
         return bad(layer_entry, fmt::format("uncompressed layer {} disagrees with the config's diff_id {}",
@@ -760,7 +766,10 @@ private:
       if (!names) {
         return std::unexpected(names.error());
       }
-      if (auto r = oci_descriptor(d, "index.json", *names, descriptor_platform(d), false, 0); !r) {
+      // A descriptor that names its platform is one platform of a multi-platform image:
+      // if its blobs are absent it is unavailable, not an error.
+      const auto platform = descriptor_platform(d);
+      if (auto r = oci_descriptor(d, "index.json", *names, platform, platform.has_value(), 0); !r) {
         return r;
       }
     }
@@ -794,7 +803,9 @@ private:
     if (got != static_cast<ssize_t>(out.size())) {
       return std::unexpected(util::Error{ErrorKind::io, "cannot read"});
     }
-    source_.bytes_read += out.size();
+    if (in_place_) {
+      source_.bytes_read += out.size();
+    }
     return out;
   }
 
@@ -936,7 +947,9 @@ private:
     if (!in_place_ && fd >= 0) {
       ::close(fd);
     }
-    source_.bytes_read += done;
+    if (in_place_) {
+      source_.bytes_read += done;
+    }
     if (done != e.size) {
       return std::nullopt;
     }

@@ -1,4 +1,5 @@
 #include "kload/format/oci_writer.h"
+#include "libarchive_error.h"
 
 #include "kload/format/verify.h"
 #include "kload/util/process.h"
@@ -101,8 +102,7 @@ private:
     if (sink_.error) {
       return std::unexpected(*sink_.error);
     }
-    const char* why = archive_error_string(a_.get());
-    return util::fail(ErrorKind::io, fmt::format("{}: {}", what, why != nullptr ? why : "unknown error"));
+    return util::fail(ErrorKind::io, fmt::format("{}: {}", what, archive_why(a_.get())));
   }
 
   Sink sink_;

@@ -1,4 +1,5 @@
 #include "kload/format/verify.h"
+#include "libarchive_error.h"
 
 #include "kload/util/parallel.h"
 #include "kload/util/sha256.h"
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
+#include <unordered_set>
 
 namespace kload::format {
 
@@ -104,7 +106,7 @@ Result<std::pair<Digest, std::uint64_t>> uncompressed_digest(const Blob& blob) {
   } close_fd{src.fd};
   if (archive_read_open(a.get(), &src, nullptr, read_cb, nullptr) != ARCHIVE_OK) {
     return util::fail(ErrorKind::bad_input, fmt::format("{}: {}: cannot decompress: {}", blob.where.source,
-                                                        blob.where.entry, archive_error_string(a.get())));
+                                                        blob.where.entry, archive_why(a.get())));
   }
   struct archive_entry* e = nullptr;
   if (archive_read_next_header(a.get(), &e) != ARCHIVE_OK) {
@@ -118,7 +120,7 @@ Result<std::pair<Digest, std::uint64_t>> uncompressed_digest(const Blob& blob) {
     const la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
     if (n < 0) {
       return util::fail(ErrorKind::bad_input, fmt::format("{}: {}: corrupt compressed layer: {}", blob.where.source,
-                                                          blob.where.entry, archive_error_string(a.get())));
+                                                          blob.where.entry, archive_why(a.get())));
     }
     if (n == 0) {
       break;
@@ -224,10 +226,12 @@ Result<VerifyStats> verify_blobs(ImageSet& set, const std::vector<Digest>& which
     ++stats.blobs_hashed;
     stats.bytes_hashed += b.size;
   }
-  // Mismatches include blobs hashed while streaming, so report from the whole list.
+  // Mismatches include blobs hashed while streaming, so report from the whole list,
+  // each digest once however many images share it.
+  std::unordered_set<Digest> reported;
   for (const auto& d : which) {
     const Blob* b = set.find(d);
-    if (b != nullptr && b->computed && *b->computed != b->digest) {
+    if (b != nullptr && b->computed && *b->computed != b->digest && reported.insert(d).second) {
       add(fmt::format("{}: {}: content is {}, expected {}", b->where.source, b->where.entry,
                             b->computed->str(), b->digest.str()));
     }

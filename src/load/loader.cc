@@ -346,6 +346,7 @@ private:
         snapshotter_ = *s;
       }
     }
+    std::vector<std::string> kept_staging;  // from a first attempt, until the retry ends
     for (int attempt = 0; attempt < 2; ++attempt) {
       const auto nonce = make_nonce();
       std::vector<format::ThinEntry> entries;
@@ -373,7 +374,7 @@ private:
       };
       ++report_.ctr_calls;
       auto imported = client_.import(feed, *snapshotter_, node::AllPlatforms::no);
-      std::vector<std::string> staging;
+      std::vector<std::string> staging = kept_staging;
       for (const auto& e : entries) {
         staging.push_back(e.ref);
       }
@@ -389,14 +390,18 @@ private:
       if (imported) {
         // ctr can succeed and still leave an incomplete image (a blob the node was
         // thought to hold is gone, but its snapshot is there): check before commit.
+        std::vector<std::string> current;
+        for (const auto& e : entries) {
+          current.push_back(e.ref);
+        }
         ++report_.ctr_calls;
-        auto statuses = client_.check(staging);
+        auto statuses = client_.check(current);
         if (!statuses) {
           ++report_.ctr_calls;
           (void)client_.remove(staging);
           return failed(statuses.error().message);
         }
-        for (const auto& ref : staging) {
+        for (const auto& ref : current) {
           const auto it = std::find_if(statuses->begin(), statuses->end(),
                                        [&](const node::ImageStatus& st) { return st.name == ref; });
           if (it == statuses->end() || !it->complete) {
@@ -405,31 +410,40 @@ private:
         }
       }
       if (!imported || missing) {
-        // The import may have created image records pointing at an incomplete image:
-        // they only ever carry staging names, and go now.
-        ++report_.ctr_calls;
-        (void)client_.remove(staging);
-        if (write_error && write_error->kind == util::ErrorKind::bad_input) {
-          return failed(write_error->message);
-        }
         const bool stale = missing || imported.error().failure == node::ImportFailure::missing_content;
-        if (stale && attempt == 0) {
+        if (stale && attempt == 0 && !(write_error && write_error->kind == util::ErrorKind::bad_input)) {
+          // The import may have created image records pointing at an incomplete
+          // image, under staging names only. They stay until the retry is done: they
+          // hold what did arrive, which GC would otherwise take while we re-list.
+          kept_staging = staging;
           // The node lost a blob since it was listed (GC, crictl rmi, discarded
           // layers): list again and retry once.
           report_.retried = true;
           if (!full_inventory()) {
+            ++report_.ctr_calls;
+            (void)client_.remove(staging);
             return false;
           }
           if (plan_.count(plan::Action::send) == 0) {
+            ++report_.ctr_calls;
+            (void)client_.remove(staging);
             return true;
           }
           // The new plan may need blobs no node needed before: prove them first.
           std::vector<Digest> more(plan_.layers.begin(), plan_.layers.end());
           std::lock_guard lock(verify_mutex_);
           if (auto v = format::verify_blobs(set_, more, 1); !v) {
+            ++report_.ctr_calls;
+            (void)client_.remove(staging);
             return failed(v.error().message);
           }
           continue;
+        }
+        // Incomplete records carry staging names only, and go now.
+        ++report_.ctr_calls;
+        (void)client_.remove(staging);
+        if (write_error && write_error->kind == util::ErrorKind::bad_input) {
+          return failed(write_error->message);
         }
         if (missing) {
           return failed(fmt::format("node {}: the image is still incomplete after re-listing the node's content "

@@ -1,9 +1,8 @@
 #include "kload/node/kind.h"
 
-#include <fmt/format.h>
-
 #include <algorithm>
 #include <chrono>
+#include <fmt/format.h>
 
 namespace kload::node {
 
@@ -81,9 +80,9 @@ std::vector<KindNode> parse_kind_nodes(std::string_view out) {
     nodes.push_back(KindNode{std::string(name), std::string(role)});
   }
   std::sort(nodes.begin(), nodes.end(), [](const KindNode& a, const KindNode& b) { return a.name < b.name; });
-  nodes.erase(std::unique(nodes.begin(), nodes.end(),
-                          [](const KindNode& a, const KindNode& b) { return a.name == b.name; }),
-              nodes.end());
+  nodes.erase(
+      std::unique(nodes.begin(), nodes.end(), [](const KindNode& a, const KindNode& b) { return a.name == b.name; }),
+      nodes.end());
   return nodes;
 }
 
@@ -99,8 +98,8 @@ util::Result<std::vector<KindNode>> list_kind_nodes(std::string_view cluster, ut
                       fmt::format("{}: docker is not installed or not on PATH ({})", context, r.error().message));
   }
   if (r->timed_out) {
-    return util::fail(ErrorKind::usage, fmt::format("{}: docker ps gave no answer within {} s", context,
-                                                    list_timeout.count() / 1000));
+    return util::fail(ErrorKind::usage,
+                      fmt::format("{}: docker ps gave no answer within {} s", context, list_timeout.count() / 1000));
   }
   if (r->exit_code != 0) {
     auto why = last_line(r->err);
@@ -112,16 +111,14 @@ util::Result<std::vector<KindNode>> list_kind_nodes(std::string_view cluster, ut
   }
   auto nodes = parse_kind_nodes(r->out);
   if (nodes.empty()) {
-    return util::fail(ErrorKind::usage,
-                      fmt::format("no nodes for kind cluster \"{}\"; is it running? ({})", cluster,
-                                  command_line({argv.begin(), argv.begin() + 5})));
+    return util::fail(ErrorKind::usage, fmt::format("no nodes for kind cluster \"{}\"; is it running? ({})", cluster,
+                                                    command_line({argv.begin(), argv.begin() + 5})));
   }
   return nodes;
 }
 
 util::Result<std::vector<KindNode>> pick_kind_nodes(const std::vector<KindNode>& nodes,
-                                                    const std::vector<std::string>& picks,
-                                                    std::string_view cluster) {
+                                                    const std::vector<std::string>& picks, std::string_view cluster) {
   if (picks.empty()) {
     return nodes;
   }

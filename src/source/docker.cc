@@ -2,13 +2,12 @@
 
 #include "kload/format/image_ref.h"
 
-#include <fmt/format.h>
-#include <nlohmann/json.hpp>
-
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <thread>
@@ -72,7 +71,8 @@ std::string why_failed(const util::ProcessResult& r) {
   if (!why.empty()) {
     return why;
   }
-  return r.signal != 0 ? fmt::format("killed by signal {}", r.signal) : fmt::format("exited with status {}", r.exit_code);
+  return r.signal != 0 ? fmt::format("killed by signal {}", r.signal)
+                       : fmt::format("exited with status {}", r.exit_code);
 }
 
 // The image names Docker says it does not have: from "No such image: NAME" lines, which
@@ -234,7 +234,8 @@ std::vector<std::string> inspect_argv(const std::vector<std::string>& refs) {
 util::Result<std::vector<DockerImage>> parse_inspect(std::string_view text, const std::vector<std::string>& refs) {
   const auto j = nlohmann::json::parse(text, nullptr, false);
   auto unexpected = [&](const std::string& what) {
-    return util::fail(ErrorKind::bad_input, fmt::format("docker image inspect {}: unexpected output: {}", joined(refs), what));
+    return util::fail(ErrorKind::bad_input,
+                      fmt::format("docker image inspect {}: unexpected output: {}", joined(refs), what));
   };
   if (j.is_discarded() || !j.is_array()) {
     return unexpected("not a JSON array");
@@ -295,8 +296,8 @@ util::Result<std::vector<DockerImage>> inspect_images(const std::vector<std::str
   }
   if (r->exit_code != 0) {
     if (const auto missing = missing_images(r->err); !missing.empty()) {
-      return util::fail(ErrorKind::bad_input, fmt::format("no such image in Docker: {} (see docker images)",
-                                                          joined(missing, ", ")));
+      return util::fail(ErrorKind::bad_input,
+                        fmt::format("no such image in Docker: {} (see docker images)", joined(missing, ", ")));
     }
     return util::fail(ErrorKind::bad_input, fmt::format("{}: {}", doing, why_failed(*r)));
   }
@@ -327,7 +328,8 @@ util::Result<SavedImages> save_images(const std::vector<std::string>& refs, cons
   const bool docker_failed = result.exit_code != 0 && result.signal != SIGPIPE;
   if (docker_failed && (read || !last_line(result.err).empty())) {
     if (const auto missing = missing_images(result.err); !missing.empty()) {
-      return util::fail(ErrorKind::bad_input, fmt::format("{}: no such image in Docker: {}", name, joined(missing, ", ")));
+      return util::fail(ErrorKind::bad_input,
+                        fmt::format("{}: no such image in Docker: {}", name, joined(missing, ", ")));
     }
     return util::fail(ErrorKind::bad_input, fmt::format("{}: docker failed: {}", name, why_failed(result)));
   }

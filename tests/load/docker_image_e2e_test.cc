@@ -7,12 +7,11 @@
 #include "kload/source/docker.h"
 #include "support/test_support.h"
 
+#include <algorithm>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 namespace kload::testing {
@@ -52,6 +51,48 @@ std::string check_line(const std::string& node, const std::string& id) {
                  "name==\"docker.io/library/app:v1\"", "name==\"" + id + "\""});
 }
 
+// The docker shim. Logs each argv as one line (so parallel nodes never interleave),
+// then answers: ps from ps.out (only for the exact discovery argv), image inspect from
+// inspect/<ref> files, save by sourcing save.sh, exec -i NODE ctr ... by running ctr
+// against the lab node that container stands for (@CASES@). A file "down" makes it
+// answer like a docker CLI whose daemon is not running.
+// clang-format off
+constexpr const char* shim_script = R"SH(#!/bin/sh
+D=@DIR@
+line=''
+for a in "$@"; do line="$line[$a]"; done
+printf '%s\n' "$line" >> "$D/argv.log"
+down() { echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?' >&2; exit 1; }
+case "$1" in
+ps)
+  [ -e "$D/down" ] && down
+  [ "$*" = 'ps -a --filter label=io.x-k8s.kind.cluster=dev --format {{.Names}}\t{{.Label "io.x-k8s.kind.role"}}' ] || exit 0
+  cat "$D/ps.out" ;;
+image)
+  [ "$2" = inspect ] || exit 2
+  [ -e "$D/down" ] && { echo '[]'; down; }
+  shift 2; sep=''; status=0; printf '['
+  for ref in "$@"; do
+    f="$D/inspect/$(printf '%s' "$ref" | tr '/:@' '___')"
+    if [ -f "$f" ]; then printf '%s' "$sep"; cat "$f"; sep=,
+    else echo "Error response from daemon: No such image: $ref" >&2; status=1; fi
+  done
+  printf ']\n'; exit $status ;;
+save)
+  [ -e "$D/down" ] && down
+  shift; . "$D/save.sh" ;;
+exec)
+  [ "$2" = -i ] || exit 2
+  case "$3" in
+@CASES@    *) echo "Error response from daemon: No such container: $3" >&2; exit 1 ;;
+  esac
+  shift 3; [ "$1" = ctr ] || exit 2; shift
+  exec ctr -a "$sock" "$@" ;;
+*) echo "shim: unexpected: $*" >&2; exit 2 ;;
+esac
+)SH";
+// clang-format on
+
 class E2EDockerImage : public ::testing::Test {
 protected:
   Scratch scratch;
@@ -65,7 +106,7 @@ protected:
   }
 
   // Writes the shim. `containers` maps container names to lab node sockets; the
-  // cluster "dev" lists them (and a load balancer, which runs no containerd) in ps.
+  // cluster "dev" lists them, and a load balancer that runs no containerd, in ps.
   void shim(const std::vector<std::pair<std::string, std::filesystem::path>>& containers) {
     std::string ps;
     std::string cases;
@@ -75,51 +116,15 @@ protected:
     }
     ps += "dev-external-load-balancer\texternal-load-balancer\n";
     write_file(shim_dir / "ps.out", ps);
-    const auto d = shim_dir.string();
-    write_file(shim_dir / "docker",
-               "#!/bin/sh\n"
-               "D=" + d + "\n"
-               "line=''\n"
-               "for a in \"$@\"; do line=\"$line[$a]\"; done\n"
-               "printf '%s\\n' \"$line\" >> \"$D/argv.log\"\n"
-               "down() { echo 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker "
-               "daemon running?' >&2; exit 1; }\n"
-               "case \"$1\" in\n"
-               "ps)\n"
-               "  [ -e \"$D/down\" ] && down\n"
-               "  [ \"$*\" = \"ps -a --filter label=io.x-k8s.kind.cluster=dev --format {{.Names}}\\t{{.Label "
-               "\\\"io.x-k8s.kind.role\\\"}}\" ] || exit 0\n"
-               "  cat \"$D/ps.out\" ;;\n"
-               "image)\n"
-               "  [ \"$2\" = inspect ] || exit 2\n"
-               "  [ -e \"$D/down\" ] && { echo '[]'; down; }\n"
-               "  shift 2; sep=''; status=0; printf '['\n"
-               "  for ref in \"$@\"; do\n"
-               "    f=\"$D/inspect/$(printf '%s' \"$ref\" | tr '/:@' '___')\"\n"
-               "    if [ -f \"$f\" ]; then printf '%s' \"$sep\"; cat \"$f\"; sep=,\n"
-               "    else echo \"Error response from daemon: No such image: $ref\" >&2; status=1; fi\n"
-               "  done\n"
-               "  printf ']\\n'; exit $status ;;\n"
-               "save)\n"
-               "  [ -e \"$D/down\" ] && down\n"
-               "  shift; . \"$D/save.sh\" ;;\n"
-               "exec)\n"
-               "  [ \"$2\" = -i ] || exit 2\n"
-               "  case \"$3\" in\n" +
-                   cases +
-                   "    *) echo \"Error response from daemon: No such container: $3\" >&2; exit 1 ;;\n"
-                   "  esac\n"
-                   "  shift 3; [ \"$1\" = ctr ] || exit 2; shift\n"
-                   "  exec ctr -a \"$sock\" \"$@\" ;;\n"
-                   "*) echo \"shim: unexpected: $*\" >&2; exit 2 ;;\n"
-                   "esac\n");
+    std::string script = shim_script;
+    script.replace(script.find("@DIR@"), 5, shim_dir.string());
+    script.replace(script.find("@CASES@"), 7, cases);
+    write_file(shim_dir / "docker", script);
     std::filesystem::permissions(shim_dir / "docker", std::filesystem::perms::owner_all);
   }
 
   // The two kind nodes of cluster "dev" on a lab of two nodes.
-  void dev_cluster(const Lab& lab) {
-    shim({{"dev-control-plane", lab.socket(1)}, {"dev-worker", lab.socket(2)}});
-  }
+  void dev_cluster(const Lab& lab) { shim({{"dev-control-plane", lab.socket(1)}, {"dev-worker", lab.socket(2)}}); }
 
   std::string archive(const std::string& name, const std::vector<std::string>& args) {
     const auto path = (scratch / name).string();
@@ -155,7 +160,8 @@ protected:
                 {"Architecture", platform.substr(slash + 1)},
                 {"RootFS", {{"Type", "layers"}, {"Layers", layers}}}};
     std::string file = ref;
-    std::replace_if(file.begin(), file.end(), [](char c) { return c == '/' || c == ':' || c == '@'; }, '_');
+    std::replace_if(
+        file.begin(), file.end(), [](char c) { return c == '/' || c == ':' || c == '@'; }, '_');
     write_file(shim_dir / "inspect" / file, out.dump(2));
     return the_id;
   }
@@ -287,23 +293,33 @@ TEST_F(E2EDockerImage, ChangedTopLayerIsSavedAndOnlyThatLayerTravels) {
   Lab lab(scratch / "lab", 2);
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
-  const auto v1 = archive("v1.tar", {"--image", app_v1});
-  docker_has("app:v1", v1);
-  save_cats(v1);
-  run_json({"docker-image", "app:v1", "--name", "dev"});
+  constexpr const char* sidecar = "sidecar:v1=sbase:1M,sidecar:64K";
+  const auto both = archive("both.tar", {"--image", app_v1, "--image", sidecar});
+  docker_has("app:v1", archive("v1.tar", {"--image", app_v1}));
+  const auto sidecar_id = docker_has("sidecar:v1", archive("sidecar.tar", {"--image", sidecar}));
+  save_cats(both);
+  run_json({"docker-image", "app:v1", "sidecar:v1", "--name", "dev"});
+  EXPECT_THAT(calls_starting("[save]"), ElementsAre(logged({"save", "app:v1", "sidecar:v1"})));
 
+  // The app is rebuilt, the sidecar is not: only the app is saved, only its new top
+  // layer travels, and the nodes are planned from the cache, without a listing.
   const auto v2 = archive("v2.tar", {"--image", app_v2});
   const auto id2 = docker_has("app:v1", v2);
   save_cats(v2);
-  auto report = run_json({"docker-image", "app:v1", "--name", "dev"});
-  EXPECT_EQ(saves(), 1u);
+  auto report = run_json({"docker-image", "app:v1", "sidecar:v1", "--name", "dev"});
+  EXPECT_THAT(calls_starting("[save]"), ElementsAre(logged({"save", "app:v1"})));
   for (const auto& n : report["nodes"]) {
     EXPECT_EQ(n["layersSent"], 1);
     EXPECT_EQ(n["layersSkipped"], 2);
-    EXPECT_EQ(n["listings"], 0) << "planned from the cache, without listing the node";
+    EXPECT_EQ(n["listings"], 0);
+    ASSERT_EQ(n["images"].size(), 2u);
+    EXPECT_EQ(n["images"][0]["action"], "sent");
+    EXPECT_EQ(n["images"][1]["action"], "present");
+    EXPECT_EQ(n["images"][1]["id"], sidecar_id);
   }
   for (int n = 1; n <= 2; ++n) {
     EXPECT_EQ(lab.image_id(n, "docker.io/library/app:v1"), id2);
+    EXPECT_EQ(lab.image_id(n, "docker.io/library/sidecar:v1"), sidecar_id);
   }
 }
 
@@ -334,6 +350,22 @@ TEST_F(E2EDockerImage, OnlyTheNodesMissingTheImageAreLoaded) {
   EXPECT_THAT(last_err, HasSubstr("docker save app:v1: needed by 1 of 2 node(s)"));
 }
 
+TEST_F(E2EDockerImage, AnUnreachableNodeFailsAloneAndExitsOne) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  dev_cluster(lab);
+  ASSERT_TRUE(lab.stop(2));
+  const auto v1 = archive("v1.tar", {"--image", app_v1});
+  const auto id = docker_has("app:v1", v1);
+  save_cats(v1);
+  auto report = run_json({"docker-image", "app:v1", "--name", "dev"}, 1);
+  EXPECT_TRUE(node_of(report, "dev-control-plane")["ok"].get<bool>());
+  EXPECT_FALSE(node_of(report, "dev-worker")["ok"].get<bool>());
+  EXPECT_THAT(node_of(report, "dev-worker")["error"].get<std::string>(), HasSubstr("node dev-worker"));
+  EXPECT_EQ(calls_starting("[exec][-i][dev-worker]").size(), 1u) << "only the pre-check";
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id);
+}
+
 TEST_F(E2EDockerImage, ContainerdStoreIndexIdIsRecognisedWithoutSave) {
   // Docker's containerd image store: .Id is the index digest (kind 4236), and the save
   // lists a platform whose blobs it does not hold (kind 3795).
@@ -341,10 +373,10 @@ TEST_F(E2EDockerImage, ContainerdStoreIndexIdIsRecognisedWithoutSave) {
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   const auto described = scratch / "c.json";
-  const auto c = archive("c.tar", {"--layout", "docker25", "--nested-index", "--platforms",
-                                   std::string(host_platform) + "," + other_platform, "--missing-platform",
-                                   other_platform, "--json-out", described.string(), "--image",
-                                   "app:v1=base:2M,top:256K"});
+  const auto c =
+      archive("c.tar", {"--layout", "docker25", "--nested-index", "--platforms",
+                        std::string(host_platform) + "," + other_platform, "--missing-platform", other_platform,
+                        "--json-out", described.string(), "--image", "app:v1=base:2M,top:256K"});
   const auto index = json::parse(read_file(described))["images"][0]["index_digest"].get<std::string>();
   docker_has("app:v1", c, index);
   save_cats(c);
@@ -382,14 +414,13 @@ TEST_F(E2EDockerImage, ContainerdStoreImageKindLoadedIsRecognisedWithoutCache) {
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   const auto described = scratch / "c.json";
-  const auto c = archive("c.tar", {"--layout", "docker25", "--nested-index", "--platforms",
-                                   std::string(host_platform) + "," + other_platform, "--missing-platform",
-                                   other_platform, "--json-out", described.string(), "--image",
-                                   "app:v1=base:1M,top:128K"});
+  const auto c =
+      archive("c.tar", {"--layout", "docker25", "--nested-index", "--platforms",
+                        std::string(host_platform) + "," + other_platform, "--missing-platform", other_platform,
+                        "--json-out", described.string(), "--image", "app:v1=base:1M,top:128K"});
   const auto index = json::parse(read_file(described))["images"][0]["index_digest"].get<std::string>();
   for (int n = 1; n <= 2; ++n) {
-    auto imported =
-        run_command({"sh", "-c", "ctr -a " + lab.socket(n).string() + " -n k8s.io images import - < " + c});
+    auto imported = run_command({"sh", "-c", "ctr -a " + lab.socket(n).string() + " -n k8s.io images import - < " + c});
     ASSERT_EQ(imported.exit_code, 0) << imported.err;
   }
   docker_has("app:v1", c, index);
@@ -500,8 +531,8 @@ TEST_F(E2EDockerImage, NoNodesAndNoDockerAreClearErrors) {
   EXPECT_EQ(down.exit_code, 2) << down.err;
   EXPECT_THAT(down.err, HasSubstr("kload: error: docker image inspect app:v1: Cannot connect to the Docker daemon"));
 
-  auto missing = run_command({"env", "PATH=/nonexistent", kload_binary().string(), "docker-image", "app:v1",
-                              "--node", "docker://dev-worker"});
+  auto missing = run_command(
+      {"env", "PATH=/nonexistent", kload_binary().string(), "docker-image", "app:v1", "--node", "docker://dev-worker"});
   EXPECT_EQ(missing.exit_code, 2) << missing.err;
   EXPECT_THAT(missing.err, HasSubstr("docker is not installed or not on PATH"));
 }
@@ -537,7 +568,8 @@ TEST_F(E2EDockerImage, TagsAreRequiredAndIdsRefused) {
 TEST(DockerInspect, ParsesIdTagsLayersAndPlatform) {
   const std::string out = R"([{"Id": "sha256:)" + std::string(64, 'a') + R"(",
     "RepoTags": ["app:v1", "registry.example.com/team/app:dev", "Bad:Tag"],
-    "RootFS": {"Type": "layers", "Layers": ["sha256:)" + std::string(64, 'b') + R"("]},
+    "RootFS": {"Type": "layers", "Layers": ["sha256:)" +
+                          std::string(64, 'b') + R"("]},
     "Os": "linux", "Architecture": "arm64", "Variant": "v8"}])";
   auto images = source::parse_inspect(out, {"app:v1"});
   ASSERT_TRUE(images.has_value()) << images.error().message;

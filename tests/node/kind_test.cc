@@ -1,6 +1,5 @@
-#include "kload/node/kind.h"
-
 #include "fake_runner.h"
+#include "kload/node/kind.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -20,12 +19,11 @@ std::vector<std::string> names_of(const std::vector<KindNode>& nodes) {
 }
 
 // docker ps lists newest first; a multi-control-plane cluster has a load balancer.
-constexpr const char* ha_cluster =
-    "dev-worker2\tworker\n"
-    "dev-worker\tworker\n"
-    "dev-external-load-balancer\texternal-load-balancer\n"
-    "dev-control-plane2\tcontrol-plane\n"
-    "dev-control-plane\tcontrol-plane\n";
+constexpr const char* ha_cluster = "dev-worker2\tworker\n"
+                                   "dev-worker\tworker\n"
+                                   "dev-external-load-balancer\texternal-load-balancer\n"
+                                   "dev-control-plane2\tcontrol-plane\n"
+                                   "dev-control-plane\tcontrol-plane\n";
 
 TEST(KindNodes, ListsWithOneDockerPsAndTheExactArgv) {
   test::FakeRunner runner;
@@ -33,9 +31,8 @@ TEST(KindNodes, ListsWithOneDockerPsAndTheExactArgv) {
   auto nodes = list_kind_nodes("dev", runner);
   ASSERT_TRUE(nodes.has_value()) << nodes.error().message;
   ASSERT_EQ(runner.calls().size(), 1u);
-  EXPECT_THAT(runner.calls()[0].argv,
-              ElementsAre("docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster=dev", "--format",
-                          "{{.Names}}\\t{{.Label \"io.x-k8s.kind.role\"}}"));
+  EXPECT_THAT(runner.calls()[0].argv, ElementsAre("docker", "ps", "-a", "--filter", "label=io.x-k8s.kind.cluster=dev",
+                                                  "--format", "{{.Names}}\\t{{.Label \"io.x-k8s.kind.role\"}}"));
 }
 
 TEST(KindNodes, LeavesOutTheLoadBalancerAndSortsByName) {
@@ -91,12 +88,13 @@ TEST(KindNodes, DockerNotRunningQuotesDocker) {
   auto nodes = list_kind_nodes("kind", runner);
   ASSERT_FALSE(nodes.has_value());
   EXPECT_EQ(nodes.error().kind, util::ErrorKind::usage);
-  EXPECT_EQ(nodes.error().message, "cannot list the nodes of kind cluster \"kind\": docker ps failed: Cannot connect "
-                                   "to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?");
+  EXPECT_EQ(nodes.error().message,
+            "cannot list the nodes of kind cluster \"kind\": docker ps failed: Cannot connect "
+            "to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?");
 }
 
 TEST(KindNodes, DockerNotInstalled) {
-  test::FakeRunner runner;  // nothing scripted: the runner cannot start the program
+  test::FakeRunner runner; // nothing scripted: the runner cannot start the program
   auto nodes = list_kind_nodes("kind", runner);
   ASSERT_FALSE(nodes.has_value());
   EXPECT_EQ(nodes.error().kind, util::ErrorKind::usage);

@@ -69,12 +69,13 @@ struct DockerImageOptions {
 
 // `kload docker-image`: loads images from the local Docker engine. Asks Docker for
 // the images' IDs (`docker image inspect`, one call) and each node whether its names
-// already hold them (one `ctr images check` per node); runs `docker save` once, only
-// if some node lacks something, and loads the stream into those nodes only. Returns 0
-// when every node holds every image, 1 when some node failed. Error (bad_input/usage):
-// docker not installed or not running, an image Docker does not have or names that
-// are not one of its tags, a failing or truncated `docker save` (nothing is then sent
-// to any node), node selection errors as for image_archive.
+// already hold them (one `ctr images check` per node); only if some node lacks an
+// image runs `docker save` once, of the images lacked, and loads the stream into the
+// nodes lacking something. Returns 0 when every node holds every image, 1 when some
+// node failed. Error (bad_input/usage): docker not installed or not running, an image
+// Docker does not have or a name that is not one of its tags, a failing or truncated
+// `docker save` (nothing is then sent to any node), node selection errors as for
+// image_archive.
 util::Result<int> docker_image(const DockerImageOptions& options, Console& console);
 
 // Where to load: node URIs given one by one, or the nodes of a kind cluster.

@@ -23,8 +23,8 @@ inline constexpr std::string_view kind_role_label = "io.x-k8s.kind.role";
 inline constexpr std::string_view kind_load_balancer_role = "external-load-balancer";
 
 struct KindNode {
-  std::string name;  // the container name, e.g. kind-worker
-  std::string role;  // control-plane or worker (empty if the label is missing)
+  std::string name; // the container name, e.g. kind-worker
+  std::string role; // control-plane or worker (empty if the label is missing)
 
   // The node URI that reaches it: "docker://NAME".
   [[nodiscard]] std::string uri() const { return "docker://" + name; }
@@ -54,7 +54,6 @@ util::Result<std::vector<KindNode>> list_kind_nodes(std::string_view cluster, ut
 // each once; all of `nodes` when `picks` is empty. Error (usage): a name that is not
 // a node of the cluster, with the names that are.
 util::Result<std::vector<KindNode>> pick_kind_nodes(const std::vector<KindNode>& nodes,
-                                                    const std::vector<std::string>& picks,
-                                                    std::string_view cluster);
+                                                    const std::vector<std::string>& picks, std::string_view cluster);
 
 } // namespace kload::node

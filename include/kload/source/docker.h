@@ -22,11 +22,11 @@ namespace kload::source {
 
 // One image as `docker image inspect` describes it.
 struct DockerImage {
-  std::string ref;                     // the reference asked for, as the user wrote it
-  util::Digest id;                     // .Id: config digest, or manifest/index digest (containerd store)
-  std::vector<std::string> repo_tags;  // .RepoTags, normalised (docker.io/library/app:v1)
-  std::vector<util::Digest> diff_ids;  // .RootFS.Layers, bottom first
-  format::Platform platform;           // .Os, .Architecture, .Variant
+  std::string ref;                    // the reference asked for, as the user wrote it
+  util::Digest id;                    // .Id: config digest, or manifest/index digest (containerd store)
+  std::vector<std::string> repo_tags; // .RepoTags, normalised (docker.io/library/app:v1)
+  std::vector<util::Digest> diff_ids; // .RootFS.Layers, bottom first
+  format::Platform platform;          // .Os, .Architecture, .Variant
 };
 
 // The exact argv: docker image inspect REF...
