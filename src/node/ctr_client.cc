@@ -1,4 +1,5 @@
 #include "kload/node/ctr_client.h"
+#include "kload/util/text.h"
 
 #include <algorithm>
 #include <charconv>
@@ -22,14 +23,7 @@ constexpr std::chrono::milliseconds no_timeout{0};
 
 constexpr std::string_view gc_content_prefix = "containerd.io/gc.ref.content.";
 
-std::string_view trim(std::string_view s) {
-  const auto first = s.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) {
-    return {};
-  }
-  const auto last = s.find_last_not_of(" \t\r\n");
-  return s.substr(first, last - first + 1);
-}
+using util::trim;
 
 std::vector<std::string_view> lines_of(std::string_view text) {
   std::vector<std::string_view> lines;

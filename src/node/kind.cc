@@ -1,4 +1,5 @@
 #include "kload/node/kind.h"
+#include "kload/util/text.h"
 
 #include <algorithm>
 #include <chrono>
@@ -13,14 +14,7 @@ using util::ErrorKind;
 // `docker ps` answers in well under a second; this only catches a hung daemon.
 constexpr std::chrono::milliseconds list_timeout{60'000};
 
-std::string_view trim(std::string_view s) {
-  const auto first = s.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) {
-    return {};
-  }
-  const auto last = s.find_last_not_of(" \t\r\n");
-  return s.substr(first, last - first + 1);
-}
+using util::trim;
 
 // Docker's last non-empty stderr line ("Cannot connect to the Docker daemon at ...").
 std::string last_line(std::string_view err) {

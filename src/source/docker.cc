@@ -1,4 +1,5 @@
 #include "kload/source/docker.h"
+#include "kload/util/text.h"
 
 #include "kload/format/image_ref.h"
 
@@ -26,14 +27,7 @@ constexpr std::chrono::milliseconds inspect_timeout{60'000};
 // Enough of docker's stderr to quote its last line; the rest is dropped as it comes.
 constexpr std::size_t stderr_keep = 64 * 1024;
 
-std::string_view trim(std::string_view s) {
-  const auto first = s.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) {
-    return {};
-  }
-  const auto last = s.find_last_not_of(" \t\r\n");
-  return s.substr(first, last - first + 1);
-}
+using util::trim;
 
 std::vector<std::string_view> nonblank_lines(std::string_view text) {
   std::vector<std::string_view> out;
