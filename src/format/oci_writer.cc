@@ -23,10 +23,14 @@ struct Sink {
   int fd;
   std::uint64_t written = 0;
   std::optional<util::Error> error;
+  bool aborted = false;  // set after a failure: nothing more reaches the reader
 };
 
 la_ssize_t sink_write(struct archive*, void* data, const void* buf, size_t len) {
   auto* s = static_cast<Sink*>(data);
+  if (s->aborted) {
+    return -1;
+  }
   if (auto r = util::write_all(s->fd, buf, len, "the import stream"); !r) {
     s->error = r.error();
     return -1;
@@ -37,7 +41,7 @@ la_ssize_t sink_write(struct archive*, void* data, const void* buf, size_t len) 
 
 class Writer {
 public:
-  explicit Writer(int fd) : sink_{fd, 0, std::nullopt}, a_(archive_write_new(), archive_write_free) {
+  explicit Writer(int fd) : sink_{fd, 0, std::nullopt, false}, a_(archive_write_new(), archive_write_free) {
     archive_write_set_format_pax_restricted(a_.get());
     archive_write_set_bytes_per_block(a_.get(), 64 * 1024);
     archive_write_set_bytes_in_last_block(a_.get(), 1);
@@ -92,8 +96,9 @@ public:
   ~Writer() {
     if (!closed_) {
       // Failed half-way: the reader must see a cut stream, never a tidy end-of-archive
-      // that could pass for a complete (if smaller) archive.
-      archive_write_fail(a_.get());
+      // that could pass for a complete (if smaller) archive. Freeing still closes
+      // the archive (and frees its buffers), but none of its writes get through.
+      sink_.aborted = true;
     }
   }
 

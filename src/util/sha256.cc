@@ -8,6 +8,10 @@ namespace kload::util {
 
 struct Sha256::Impl {
   EVP_MD_CTX* ctx = nullptr;
+  Impl() = default;
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+  ~Impl() { EVP_MD_CTX_free(ctx); }
 };
 
 namespace {
@@ -26,11 +30,7 @@ Sha256::Sha256() : impl_(std::make_unique<Impl>()) {
   init_ctx(impl_->ctx);
 }
 
-Sha256::~Sha256() {
-  if (impl_) {
-    EVP_MD_CTX_free(impl_->ctx);
-  }
-}
+Sha256::~Sha256() = default;
 
 Sha256::Sha256(Sha256&&) noexcept = default;
 Sha256& Sha256::operator=(Sha256&&) noexcept = default;
