@@ -73,8 +73,8 @@ void drain(int out_fd, int err_fd, pid_t pid, std::chrono::milliseconds timeout,
       wait_ms = 100;
     }
     if (timeout.count() > 0) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
+      // Rounded up: a deadline less than a millisecond away has not passed yet.
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) {
         if (!result.timed_out) {
           result.timed_out = true;
