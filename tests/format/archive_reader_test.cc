@@ -403,7 +403,7 @@ TEST_P(EveryLayout, ReadsWhatMkimageWrote) {
       EXPECT_EQ(blob.computed, digest) << "streamed blobs are hashed on the way: " << blob.where.entry;
     }
   }
-  for (const std::string input : {archive.string(), std::string("-")}) {
+  for (const std::string& input : {archive.string(), std::string("-")}) {
     const auto r = run_kload({"inspect", "--json", input}, input == "-" ? archive.string() : "");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.err, "");
