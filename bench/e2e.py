@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -845,10 +845,10 @@ def kload_rows(sc: Scenario) -> list[str]:
     return [m for m in sc.rows if m.startswith("kload")]
 
 
-def write_results(bench: Bench, path: Path, started: float, load_start: str, load_end: str, cmdline: str) -> None:
+def write_results(bench: "Report", path: Path) -> None:
     L: list[str] = []
     add = L.append
-    mode = "quick (small sizes, 1 run; a smoke test, not the figures)" if bench.args.quick else \
+    mode = "quick (small sizes, 1 run; a smoke test, not the figures)" if bench.quick else \
         f"full ({bench.runs} runs per method)"
     add("# kload end-to-end benchmark results")
     add("")
@@ -856,15 +856,15 @@ def write_results(bench: Bench, path: Path, started: float, load_start: str, loa
         "Every figure below was measured in the same run, on the same machine, on `tools/lab` "
         "containerd nodes (overlayfs snapshotter, CRI disabled).")
     add("")
-    add(f"Mode: {mode}. Run took {(time.time() - started) / 60:.1f} min; "
-        f"load average {load_start} at the start, {load_end} at the end "
+    add(f"Mode: {mode}. Run took {bench.minutes:.1f} min; "
+        f"load average {bench.load_start} at the start, {bench.load_end} at the end "
         "(other work on the machine shows up as noise; compare ratios within this run).")
     add("")
     add("## Machine")
     add("")
     add("| | |")
     add("|---|---|")
-    for k, v in machine_facts(bench.kload, bench.args.note):
+    for k, v in bench.facts:
         add(f"| {k} | {v} |")
     add("")
 
@@ -997,7 +997,7 @@ def write_results(bench: Bench, path: Path, started: float, load_start: str, loa
     # ---- method
     add("## Method and commands")
     add("")
-    L.extend(method_text(bench, cmdline))
+    L.extend(method_text(bench, bench.cmdline))
     path.write_text("\n".join(L) + "\n")
 
 
@@ -1013,7 +1013,7 @@ def compress(kinds: list[str]) -> list[str]:
     return out
 
 
-def reading(bench: Bench) -> list[str]:
+def reading(bench: "Report") -> list[str]:
     by = {sc.key: sc for sc in bench.scenarios}
     out = ["| Target | Measured | Met |", "|---|---|---|"]
 
@@ -1064,7 +1064,7 @@ def reading(bench: Bench) -> list[str]:
         sc = by["first"]
         k, b = sc.rows[sc.primary], sc.rows["baseline"]
         r = ratio(b.wall, k.wall)
-        out.append(f"| first load: ratio >= 0.95 | {r:.2f} ({fmt_s(b.wall)} s vs {fmt_s(k.wall)} s) "
+        out.append(f"| first load: ratio >= 0.95 | {r:.3f} ({fmt_s(b.wall)} s vs {fmt_s(k.wall)} s) "
                    f"| {met(r >= 0.95)} |")
         if k.input_passes is not None:
             out.append(f"| first load: input read once whatever the node count | kload read {k.input_passes:.2f}x "
@@ -1113,14 +1113,14 @@ def unchanged_cache_text(sc: Scenario) -> str:
     return text
 
 
-def small_call_mean(bench: Bench) -> float:
+def small_call_mean(bench: "Report") -> float:
     """Mean duration of every ctr call but imports, over all traced runs."""
     d = [c["end"] - c["start"] for sc in bench.scenarios for t in sc.traces for c in t.calls
          if c["kind"] != "images import"]
     return statistics.mean(d) if d else float("nan")
 
 
-def explain(bench: Bench) -> list[str]:
+def explain(bench: "Report") -> list[str]:
     """A short reading of the numbers, from the traced runs' phases."""
     by = {sc.key: sc for sc in bench.scenarios}
     out = ["### Reading", ""]
@@ -1173,7 +1173,7 @@ def explain(bench: Bench) -> list[str]:
         k, b, f = sc.rows[sc.primary], sc.rows["baseline"], sc.rows["floor"]
         out.append(f"* **First load.** Every node needs every byte, so all three methods are bound by containerd "
                    f"ingesting and unpacking {fmt_bytes(bench.inputs['app-v1'].size)} per node at once on "
-                   f"{os.cpu_count()} cores: imports took {fmt_s(p.import_mean)} s per node (max "
+                   f"{bench.cores} cores: imports took {fmt_s(p.import_mean)} s per node (max "
                    f"{fmt_s(p.import_max)} s) in the traced run. Floor {fmt_s(f.wall)} s, baseline "
                    f"{fmt_s(b.wall)} s, kload {fmt_s(k.wall)} s. kload adds hashing the input before anything is "
                    f"sent ({fmt_s(p.hash_gap)} s, while every node waits), {p.plan_calls + p.post_calls:.0f} ctr "
@@ -1203,9 +1203,26 @@ def explain(bench: Bench) -> list[str]:
                f" (the baseline's ctr clients: {1000 * b.cpu_all / last.nodes:.0f} ms per node at {last.nodes}).")
         if pl:
             msg += (f" Each node costs {pl.ctr_per_node:.0f} ctr processes against the baseline's one, and with "
-                    f"{last.nodes} nodes on {os.cpu_count()} cores those processes, not kload itself, set the "
+                    f"{last.nodes} nodes on {bench.cores} cores those processes, not kload itself, set the "
                     f"wall time: {fmt_s(k.wall)} s vs floor {fmt_s(last.rows['floor'].wall)} s (planning alone "
                     f"took {fmt_s(pl.plan)} s of wall in the traced run).")
+        out.append(msg)
+    over = [(sc, sc.rows[sc.primary].wall - sc.rows["floor"].wall, sc.rows["floor"].wall) for sc in bench.scenarios
+            if "floor" in sc.rows and sc.primary in sc.rows and not sc.floor_zero]
+    if over:
+        small = [x for x in over if x[2] < 5]
+        large = [x for x in over if x[2] >= 5]
+        msg = ("* **Over the floor.** kload's wall minus the floor's: " +
+               ", ".join(f"{sc.key} {d:+.2f} s ({100 * d / f:+.0f}%)" for sc, d, f in over) + ".")
+        if small:
+            msg += (f" Where the import itself is short ({', '.join(sc.key for sc, _, _ in small)}) the gap is a "
+                    f"fixed cost: the ctr processes around the import (7 to 10 per node, "
+                    f"{1000 * small_call_mean(bench):.0f} ms each on average here), which is a large share of a "
+                    f"sub-second or few-second import.")
+        if large:
+            msg += (f" Where the import is long ({', '.join(sc.key for sc, _, _ in large)}) the gap is the hash "
+                    f"pass before the first byte is sent and kload's own CPU (hashing and writing the streams) "
+                    f"taken from the {bench.cores} cores containerd is using.")
         out.append(msg)
     out.append("")
     out.append("What would close the gaps, from the traces: fewer ctr processes per node (the planning "
@@ -1218,7 +1235,7 @@ def explain(bench: Bench) -> list[str]:
     return out
 
 
-def method_text(bench: Bench, cmdline: str) -> list[str]:
+def method_text(bench: "Report", cmdline: str) -> list[str]:
     inputs = bench.inputs
     W = "$WORK"
 
@@ -1286,6 +1303,75 @@ def method_text(bench: Bench, cmdline: str) -> list[str]:
     return out
 
 
+# ---------------------------------------------------------------- raw data
+
+
+@dataclass
+class Report:
+    """Everything the report is written from: what a run measured, nothing live, so
+    that RESULTS.md can be written again from a saved run (--save-raw, --render)."""
+    quick: bool
+    runs: int
+    cores: int
+    has_cache: bool
+    kload_node_jobs: int
+    facts: list
+    minutes: float
+    load_start: str
+    load_end: str
+    cmdline: str
+    inputs: dict
+    scenarios: list
+
+
+def report_of(bench: Bench, started: float, load_start: str, load_end: str, cmdline: str) -> dict:
+    """The run as plain JSON-able data."""
+    def archive(a: Archive) -> dict:
+        d = asdict(a)
+        d["path"] = a.path.name
+        return d
+
+    scenarios = []
+    for sc in bench.scenarios:
+        d = asdict(sc)
+        for t in d["traces"]:
+            t["capture"] = None  # the floor archive is gone after the run
+        scenarios.append(d)
+    return {
+        "schema": "kload.e2e/v1",
+        "quick": bench.args.quick,
+        "runs": bench.runs,
+        "cores": os.cpu_count() or 1,
+        "has_cache": bench.has_cache,
+        "kload_node_jobs": bench.kload_node_jobs,
+        "facts": machine_facts(bench.kload, bench.args.note),
+        "minutes": (time.time() - started) / 60,
+        "load_start": load_start,
+        "load_end": load_end,
+        "cmdline": cmdline,
+        "inputs": {"app-v1": archive(bench.inputs["app-v1"]), "app-v2": archive(bench.inputs["app-v2"]),
+                   "set": [archive(a) for a in bench.inputs["set"]], "small": archive(bench.inputs["small"])},
+        "scenarios": scenarios,
+    }
+
+
+def report_from(raw: dict) -> Report:
+    def archive(d: dict) -> Archive:
+        return Archive(Path(d["path"]), d["size"], d["images"], d["mkimage_args"])
+
+    scenarios = []
+    for d in raw["scenarios"]:
+        rows = {k: Row(**v) for k, v in d["rows"].items()}
+        traces = [Trace(**t) for t in d["traces"]]
+        scenarios.append(Scenario(**{**d, "rows": rows, "traces": traces}))
+    i = raw["inputs"]
+    inputs = {"app-v1": archive(i["app-v1"]), "app-v2": archive(i["app-v2"]), "set": [archive(a) for a in i["set"]],
+              "small": archive(i["small"])}
+    return Report(raw["quick"], raw["runs"], raw["cores"], raw["has_cache"], raw["kload_node_jobs"],
+                  [tuple(f) for f in raw["facts"]], raw["minutes"], raw["load_start"], raw["load_end"],
+                  raw["cmdline"], inputs, scenarios)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -1299,7 +1385,14 @@ def main() -> int:
     ap.add_argument("--only", default="", help="comma-separated scenarios: first,unchanged,dev,set,scale[-N]")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (inputs, traces) for a look")
     ap.add_argument("--note", default="", help="what the kload binary is, for RESULTS.md (e.g. its commit)")
+    ap.add_argument("--save-raw", metavar="FILE", default="", help="also save the measurements as JSON")
+    ap.add_argument("--render", metavar="FILE", default="",
+                    help="measure nothing: write --out from measurements saved with --save-raw")
     args = ap.parse_args()
+    if args.render:
+        write_results(report_from(json.loads(Path(args.render).read_text())), Path(args.out))
+        log(f"wrote {args.out} from {args.render}")
+        return 0
     args.kload = str(Path(args.kload).resolve())
     if not os.access(args.kload, os.X_OK):
         print(f"e2e: no kload binary at {args.kload} (build first: tools/dev build)", file=sys.stderr)
@@ -1325,7 +1418,10 @@ def main() -> int:
         bench = Bench(args, work)
         bench.run()
         load_end = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-        write_results(bench, Path(args.out), started, load_start, load_end, cmdline)
+        raw = report_of(bench, started, load_start, load_end, cmdline)
+        if args.save_raw:
+            Path(args.save_raw).write_text(json.dumps(raw, indent=1, default=str) + "\n")
+        write_results(report_from(json.loads(json.dumps(raw, default=str))), Path(args.out))
         log(f"wrote {args.out} in {(time.time() - started) / 60:.1f} min")
         return 0
     except BenchError as e:

@@ -60,16 +60,7 @@ public:
     if (auto it = made_.find(file); it != made_.end()) {
       return it->second;
     }
-    if (!dir_) {
-      util::install_cleanup_signal_handlers();
-      auto dir = util::TempDir::create("kload-bench");
-      if (!dir) {
-        std::fprintf(stderr, "kload_bench: %s\n", dir.error().message.c_str());
-        std::exit(1);
-      }
-      dir_.emplace(std::move(*dir));
-    }
-    const auto out = dir_->path() / file;
+    const auto out = dir() / file;
     std::vector<std::string> argv{"python3", std::string(KLOAD_SOURCE_DIR) + "/tools/mkimage"};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.push_back(out.string());
@@ -84,8 +75,29 @@ public:
     return out;
   }
 
+  // The private temporary directory itself, for benchmarks that write other files.
+  // Aborts the process when it cannot be created.
+  std::filesystem::path scratch() {
+    std::lock_guard lock(mutex_);
+    return dir();
+  }
+
 private:
   Archives() = default;
+
+  const std::filesystem::path& dir() {
+    if (!dir_) {
+      util::install_cleanup_signal_handlers();
+      auto created = util::TempDir::create("kload-bench");
+      if (!created) {
+        std::fprintf(stderr, "kload_bench: %s\n", created.error().message.c_str());
+        std::exit(1);
+      }
+      dir_.emplace(std::move(*created));
+    }
+    return dir_->path();
+  }
+
   std::mutex mutex_;
   std::optional<util::TempDir> dir_;
   std::map<std::string, std::filesystem::path> made_;

@@ -453,19 +453,32 @@ private:
         return failed(imported.error().error.message);
       }
       // Commit: point every real name at the now complete image, then drop staging.
-      for (std::size_t i = 0, e = 0; i < plan_.steps.size(); ++i) {
-        const auto& step = plan_.steps[i];
+      // A second, tiny import (manifests and configs only, every blob is there now)
+      // does it: containerd's importer updates an existing name's target in one
+      // step, where `ctr images tag --force` deletes the name and creates it again,
+      // leaving a moment without it and losing it if the second step fails.
+      std::vector<format::ThinEntry> commits;
+      for (const auto& step : plan_.steps) {
         if (step.action != plan::Action::send) {
           continue;
         }
         for (const auto& name : step.names) {
-          ++report_.ctr_calls;
-          if (auto r = client_.tag(entries[e].ref, name); !r) {
-            (void)client_.remove(staging);
-            return failed(r.error().message);
-          }
+          commits.push_back(format::ThinEntry{step.image, name});
         }
-        ++e;
+      }
+      auto commit_feed = [&](int fd) -> util::Result<void> {
+        auto r = format::write_thin_archive(fd, set_, commits, {});
+        if (!r) {
+          return std::unexpected(r.error());
+        }
+        report_.bytes_sent += r->total_bytes;
+        return {};
+      };
+      ++report_.ctr_calls;
+      if (auto r = client_.import(commit_feed, *snapshotter_, node::AllPlatforms::no); !r) {
+        ++report_.ctr_calls;
+        (void)client_.remove(staging);
+        return failed(r.error().error.message);
       }
       ++report_.ctr_calls;
       if (auto r = client_.remove(staging); !r) {
