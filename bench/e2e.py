@@ -558,43 +558,36 @@ class Bench:
     # ------------------------------------------------ scenarios
 
     def first_load(self, sc: Scenario, archives: list[Archive]) -> None:
+        """Fresh nodes for every run. The traced run comes first, so that its captured
+        stream lets the floor take turns with the other methods run by run: slow drift
+        in the machine's other load then hits every method alike."""
         n = sc.nodes
         sc.input_bytes = sum(a.size for a in archives)
-        for r in range(self.runs):
-            order = ["baseline", "kload"] if r % 2 == 0 else ["kload", "baseline"]
-            for what in order:
-                if what == "baseline":
-                    socks = [sock_of(u) for u in self.labs.up(sc.key, n)]
-                    wall, cpu = self.baseline_run(archives, socks)
-                    row = sc.row("baseline")
-                    row.walls.append(wall)
-                    row.cpu_total.append(cpu)
-                    row.bytes_sent = sc.input_bytes * n
-                    log(f"{sc.key}: baseline run {r + 1}: {wall:.2f} s")
-                else:
-                    for method in self.first_load_methods(n):
-                        uris = self.labs.up(sc.key, n)
-                        p = self.kload_run(archives, uris, method)
-                        self.record_kload(sc, method.label, p, sc.input_bytes)
-                        log(f"{sc.key}: {method.label} run {r + 1}: {p.wall:.2f} s")
-        uris = self.labs.up(sc.key, n)
-        trace = self.traced(sc, archives, uris, self.first_load_methods(n)[0], capture=True)
+        methods = self.first_load_methods(n)
+        trace = self.traced(sc, archives, self.labs.up(sc.key, n), methods[0], capture=True)
         if trace.capture is None:
             raise BenchError(f"{sc.key}: the traced run captured no import stream")
         for r in range(self.runs):
-            socks = [sock_of(u) for u in self.labs.up(sc.key, n)]
-            wall, cpu = self.floor_run(trace.capture, socks)
-            row = sc.row("floor")
-            row.walls.append(wall)
-            row.cpu_total.append(cpu)
-            row.bytes_sent = trace.capture_size * n
-            log(f"{sc.key}: floor run {r + 1}: {wall:.2f} s")
+            for what in rotated(["baseline", *methods, "floor"], r):
+                uris = self.labs.up(sc.key, n)
+                socks = [sock_of(u) for u in uris]
+                if what == "baseline":
+                    wall, cpu = self.baseline_run(archives, socks)
+                    self.record_other(sc, "baseline", wall, cpu, sc.input_bytes * n)
+                elif what == "floor":
+                    wall, cpu = self.floor_run(trace.capture, socks)
+                    self.record_other(sc, "floor", wall, cpu, trace.capture_size * n)
+                else:
+                    p = self.kload_run(archives, uris, what)
+                    self.record_kload(sc, what.label, p, sc.input_bytes)
+                    wall = p.wall
+                log(f"{sc.key}: {getattr(what, 'label', what)} run {r + 1}: {wall:.2f} s")
         trace.capture.unlink()
 
     def reload(self, sc: Scenario, before: Archive, after: Archive) -> None:
         """Nodes hold `before` (loaded by kload, whose cache is the warm cache); load
-        `after` with each method, putting the nodes back into the same state after
-        every run, and every warm run starting from the same cache."""
+        `after` with each method in turn, putting the nodes back into the same state
+        after every run, every warm run starting from the same cache."""
         n = sc.nodes
         sc.reload = True
         sc.input_bytes = after.size
@@ -603,40 +596,38 @@ class Bench:
         uris = self.labs.up(sc.key, n)
         socks = [sock_of(u) for u in uris]
         states = self.preload(before, uris)
-        for r in range(self.runs):
-            for method in methods:
-                p = self.kload_run([after], uris, method)
-                self.record_kload(sc, method.label, p, sc.input_bytes)
-                log(f"{sc.key}: {method.label} run {r + 1}: {p.wall:.3f} s")
-                restore(self.runner, socks, states)
-                os.sync()
-            wall, cpu = self.baseline_run([after], socks)
-            row = sc.row("baseline")
-            row.walls.append(wall)
-            row.cpu_total.append(cpu)
-            row.bytes_sent = after.size * n
-            log(f"{sc.key}: baseline run {r + 1}: {wall:.2f} s")
-            restore(self.runner, socks, states)
-            os.sync()
         for i, method in enumerate(methods):
             self.traced(sc, [after], uris, method, capture=i == 0)
             restore(self.runner, socks, states)
         trace = sc.trace
-        row = sc.row("floor")
         if trace.capture is None:
             sc.floor_zero = True
+            row = sc.row("floor")
             row.walls = [0.0]
             row.note = "nothing to import"
-            return
         for r in range(self.runs):
-            os.sync()
-            wall, cpu = self.floor_run(trace.capture, socks)
-            row.walls.append(wall)
-            row.cpu_total.append(cpu)
-            row.bytes_sent = trace.capture_size * n
-            log(f"{sc.key}: floor run {r + 1}: {wall:.2f} s")
-            restore(self.runner, socks, states)
-        trace.capture.unlink()
+            for what in rotated(["baseline", *methods] + ([] if sc.floor_zero else ["floor"]), r):
+                os.sync()
+                if what == "baseline":
+                    wall, cpu = self.baseline_run([after], socks)
+                    self.record_other(sc, "baseline", wall, cpu, after.size * n)
+                elif what == "floor":
+                    wall, cpu = self.floor_run(trace.capture, socks)
+                    self.record_other(sc, "floor", wall, cpu, trace.capture_size * n)
+                else:
+                    p = self.kload_run([after], uris, what)
+                    self.record_kload(sc, what.label, p, sc.input_bytes)
+                    wall = p.wall
+                log(f"{sc.key}: {getattr(what, 'label', what)} run {r + 1}: {wall:.3f} s")
+                restore(self.runner, socks, states)
+        if trace.capture is not None:
+            trace.capture.unlink()
+
+    def record_other(self, sc: Scenario, method: str, wall: float, cpu: float, sent: int) -> None:
+        row = sc.row(method)
+        row.walls.append(wall)
+        row.cpu_total.append(cpu)
+        row.bytes_sent = sent
 
 
     # ------------------------------------------------ the whole run
@@ -696,6 +687,12 @@ class Bench:
                 sc.expected_bytes = unique_bytes([small]) * n
                 self.scenarios.append(sc)
                 self.first_load(sc, [small])
+
+
+def rotated(items: list, r: int) -> list:
+    """`items` starting at position r (mod len): run r's order of the methods."""
+    k = r % len(items)
+    return items[k:] + items[:k]
 
 
 def ctr_kind(words: list[str]) -> str:
@@ -1261,7 +1258,10 @@ def method_text(bench: "Report", cmdline: str) -> list[str]:
             "All inputs sit in the page cache (just written; 24 GiB RAM), for every method alike.",
             "",
             "Nodes: `tools/lab up N $WORK/lab-SCENARIO --snapshotter overlayfs`, re-created (fresh, empty) "
-            "before every run of a first-load scenario; `sync` before every timed run.",
+            "before every run of a first-load scenario; `sync` before every timed run. Order: per scenario "
+            "the traced kload run(s) first (they capture the floor archive), then run 1 of every method "
+            "(baseline, kload rows, floor), run 2 of every method, and so on, each round starting one "
+            "method later, so that drift in the machine's other load falls on all methods alike.",
             "",
             "```",
             "# kload (stdout: the JSON report; the harness times the process and reads its CPU",

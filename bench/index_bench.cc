@@ -22,6 +22,7 @@ void report(benchmark::State& state, const kload::format::ReadStats& s) {
 // `tar_bytes`: the size of the (uncompressed) tar, for a throughput figure; 0 = none.
 void run(benchmark::State& state, const std::filesystem::path& path, std::uint64_t tar_bytes) {
   kload::format::ReadStats last;
+  const double cpu0 = kload::bench::process_cpu_seconds();
   for (auto _ : state) {
     kload::format::ImageSet set;
     auto r = kload::format::read_archive(path.string(), set);
@@ -36,7 +37,10 @@ void run(benchmark::State& state, const std::filesystem::path& path, std::uint64
   report(state, last);
   state.counters["archive_bytes"] = static_cast<double>(std::filesystem::file_size(path));
   if (tar_bytes > 0) {
-    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * tar_bytes));
+    const double cpu = kload::bench::process_cpu_seconds() - cpu0;
+    const auto total = static_cast<double>(state.iterations()) * static_cast<double>(tar_bytes);
+    state.SetBytesProcessed(static_cast<std::int64_t>(total));
+    state.counters["cpu_GBps"] = cpu > 0 ? total / cpu / 1e9 : 0;
   }
 }
 
