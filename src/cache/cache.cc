@@ -1,9 +1,12 @@
 #include "kload/cache/cache.h"
 
+#include "kload/util/process.h"
+
 #include <fmt/format.h>
 #include <lmdb.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -139,6 +142,9 @@ std::string encode_node(const NodeRecord& r) {
   for (const auto& [t, blobs] : r.target_blobs) {
     j["targetBlobs"][t.hex()] = digests_json(blobs);
   }
+  if (!r.sending.empty()) {
+    j["sending"] = r.sending;
+  }
   const auto header = j.dump();
   std::string out;
   out.reserve(8 + header.size() + r.blobs.size() * Digest::size);
@@ -184,6 +190,9 @@ Result<NodeRecord> decode_node(std::string_view bytes) {
         r.target_ids[*d] = digests_from(ids);
       }
     }
+    if (j.contains("sending")) {
+      r.sending = j.at("sending").get<std::vector<std::string>>();
+    }
     if (j.contains("targetBlobs")) {
       for (const auto& [t, blobs] : j.at("targetBlobs").items()) {
         if (auto d = Digest::parse_hex(t)) {
@@ -203,6 +212,10 @@ Result<NodeRecord> decode_node(std::string_view bytes) {
     r.blobs.insert(Digest(raw));
   }
   return r;
+}
+
+bool NodeRecord::interrupted_load() const {
+  return std::any_of(sending.begin(), sending.end(), [](const std::string& t) { return !util::process_running(t); });
 }
 
 void NodeRecord::forget_unreferenced() {

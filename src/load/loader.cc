@@ -5,6 +5,7 @@
 #include "kload/format/verify.h"
 #include "kload/node/ctr_client.h"
 #include "kload/util/parallel.h"
+#include "kload/util/process.h"
 
 #include <fmt/format.h>
 
@@ -167,7 +168,7 @@ private:
       return false;
     }
     auto record = cache_->node(target_.uri.text);
-    if (!record || !*record || (*record)->listed_at == 0) {
+    if (!record || !*record || (*record)->listed_at == 0 || (*record)->interrupted_load()) {
       return false;
     }
     ++report_.ctr_calls;
@@ -252,7 +253,13 @@ private:
           }
         }
       }
-      (void)cache_->put_node(target_.uri.text, record);  // a cache that cannot be written is only slower
+      // Keeps the marks of loads still sending (their blobs may postdate this listing);
+      // a cache that cannot be written is only slower.
+      (void)cache_->update_node(target_.uri.text, [&](cache::NodeRecord& r) {
+        std::erase_if(r.sending, [](const std::string& t) { return !util::process_running(t); });
+        record.sending = std::move(r.sending);
+        r = std::move(record);
+      });
     }
     return true;
   }
@@ -306,6 +313,21 @@ private:
     }
   }
 
+  // Marks the node's record before the first blob goes out: if this process dies
+  // before remember(), the next load lists the node rather than trusting a record
+  // that misses what arrived.
+  void mark_sending() {
+    if (cache_ == nullptr) {
+      return;
+    }
+    const auto token = util::own_process_token();
+    (void)cache_->update_node(target_.uri.text, [&](cache::NodeRecord& r) {
+      if (std::find(r.sending.begin(), r.sending.end(), token) == r.sending.end()) {
+        r.sending.push_back(token);
+      }
+    });
+  }
+
   // Records in the cache what this load put on the node.
   void remember() {
     if (cache_ == nullptr) {
@@ -330,6 +352,7 @@ private:
         }
       }
       r.forget_unreferenced();
+      std::erase(r.sending, util::own_process_token());
     });
   }
 
@@ -346,6 +369,7 @@ private:
         snapshotter_ = *s;
       }
     }
+    mark_sending();
     std::vector<std::string> kept_staging;  // from a first attempt, until the retry ends
     for (int attempt = 0; attempt < 2; ++attempt) {
       const auto nonce = make_nonce();

@@ -8,8 +8,11 @@
 #include <spawn.h>
 #include <sys/wait.h>
 #include <algorithm>
-#include <atomic>
-#include <mutex>
+#include <charconv>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <future>
 #include <thread>
 #include <unistd.h>
 
@@ -54,8 +57,7 @@ Result<void> make_pipe(Pipe& p) {
 // Drains stdout and stderr until both close, killing the child when the deadline
 // passes. Runs on its own thread so that a child that writes a lot while we are still
 // feeding its stdin never deadlocks.
-void drain(int out_fd, int err_fd, pid_t pid, std::chrono::milliseconds timeout,
-           const std::atomic<std::int64_t>& kill_at_ms, ProcessResult& result) {
+void drain(int out_fd, int err_fd, pid_t pid, std::chrono::milliseconds timeout, ProcessResult& result) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
   std::string* sinks[2] = {&result.out, &result.err};
@@ -63,15 +65,6 @@ void drain(int out_fd, int err_fd, pid_t pid, std::chrono::milliseconds timeout,
   char buf[65536];
   while (open_count > 0) {
     int wait_ms = -1;
-    if (const auto k = kill_at_ms.load(); k > 0) {
-      const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::steady_clock::now().time_since_epoch())
-                              .count();
-      if (now_ms >= k) {
-        ::kill(pid, SIGKILL);
-      }
-      wait_ms = 100;
-    }
     if (timeout.count() > 0) {
       // Rounded up: a deadline less than a millisecond away has not passed yet.
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
@@ -119,6 +112,45 @@ Result<void> write_all(int fd, const void* data, std::size_t size, const std::st
     size -= static_cast<std::size_t>(n);
   }
   return {};
+}
+
+std::string process_token(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  const std::string stat{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses, so fields are
+  // counted from the last ')'. The start time is field 22, the 20th after COMM.
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) {
+    return {};
+  }
+  std::istringstream fields(stat.substr(close + 1));
+  std::string state;
+  std::string field;
+  fields >> state;
+  for (int i = 1; i < 20 && fields >> field; ++i) {
+  }
+  if (!fields || field.empty() || state == "Z" || state == "X") {
+    return {};  // gone, or exited and not yet reaped
+  }
+  return std::to_string(pid) + "." + field;
+}
+
+std::string own_process_token() {
+  static const std::string token = process_token(static_cast<int>(::getpid()));
+  return token;
+}
+
+bool process_running(const std::string& token) {
+  const auto dot = token.find('.');
+  if (dot == std::string::npos || dot == 0) {
+    return false;
+  }
+  int pid = 0;
+  const auto [end, ec] = std::from_chars(token.data(), token.data() + dot, pid);
+  if (ec != std::errc{} || end != token.data() + dot || pid <= 0) {
+    return false;
+  }
+  return process_token(pid) == token;
 }
 
 std::string shell_quote(const std::string& arg) {
@@ -196,19 +228,21 @@ Result<ProcessResult> SystemProcessRunner::run(const std::vector<std::string>& a
   err.close_write();
 
   ProcessResult result;
-  std::atomic<std::int64_t> kill_at_ms{0};
-  std::thread reader(drain, out.read, err.read, pid, timeout, std::cref(kill_at_ms), std::ref(result));
+  std::promise<void> drained;
+  std::thread reader([&] {
+    drain(out.read, err.read, pid, timeout, result);
+    drained.set_value();
+  });
   Result<void> fed{};
   if (feed) {
     fed = feed(in.write);
     in.close_write();
-    if (!fed) {
-      // Closing stdin ends the stream and the child usually fails on its own, saying
-      // why; killing it at once would lose that message. One that lingers is killed.
-      kill_at_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       std::chrono::steady_clock::now().time_since_epoch())
-                       .count() +
-                   1000;
+    // Closing stdin ends the stream and the child usually fails on its own, saying
+    // why; killing it at once would lose that message. One that lingers is killed.
+    // The kill is decided here, where the end of feeding is known: the reader may be
+    // blocked in poll() for as long as the whole timeout by then.
+    if (!fed && drained.get_future().wait_for(std::chrono::seconds(1)) == std::future_status::timeout) {
+      ::kill(pid, SIGKILL);
     }
   }
   reader.join();

@@ -1,4 +1,5 @@
 #include "kload/cache/cache.h"
+#include "kload/util/process.h"
 #include "kload/util/sha256.h"
 
 #include "support/test_support.h"
@@ -54,6 +55,27 @@ TEST(CacheRecord, EncodeDecodeRoundTrips) {
   EXPECT_TRUE(n.complete);
   EXPECT_TRUE(n.by_kload);
   EXPECT_EQ(back->target_blobs, r.target_blobs);
+}
+
+TEST(CacheRecord, SendingMarksRoundTripAndTellAnInterruptedLoad) {
+  auto r = sample();
+  EXPECT_FALSE(r.interrupted_load());
+  r.sending = {util::own_process_token()};
+  auto back = decode_node(encode_node(r));
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->sending, r.sending);
+  EXPECT_FALSE(back->interrupted_load()) << "this process is still running";
+
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    _exit(0);
+  }
+  const auto dead = util::process_token(pid);  // may be empty if it was quick
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.sending.push_back(dead.empty() ? std::to_string(pid) + ".1" : dead);
+  EXPECT_TRUE(decode_node(encode_node(r))->interrupted_load());
 }
 
 TEST(CacheRecord, DecodeRejectsGarbageAndTruncation) {

@@ -976,10 +976,11 @@ TEST_F(ArchiveTest, NotAnArchiveAtAll) {
   expect_read_fails(missing, Mode::file, Failure{{"cannot open"}});
 }
 
-// Inputs the fuzzer found (tests/fuzz/crashes): each must be an ordinary error.
+// Inputs the archive fuzzer found (tests/fuzz/regressions/archive_reader): each must
+// be an ordinary error.
 TEST_F(ArchiveTest, FuzzerFindingsFailCleanly) {
   PrivateTmp tmp(scratch);
-  const auto dir = kload::testing::source_dir() / "tests" / "fuzz" / "crashes";
+  const auto dir = kload::testing::source_dir() / "tests" / "fuzz" / "regressions" / "archive_reader";
   ASSERT_TRUE(fs::is_directory(dir)) << dir;
   for (const auto& e : fs::directory_iterator(dir)) {
     if (!e.is_regular_file()) {

@@ -1,261 +1,53 @@
 // Fuzz target for format::read_archive.
 //
-// Each input is written to a private temporary file and read twice: as a file (the
-// in-place path for an uncompressed tar, the decompressing path otherwise) and as
-// standard input (the streaming path). What both reads accept is then hashed,
-// linted and written out as a thin archive, and the two reads must agree on what
-// they found. Nothing is caught: a crash, a sanitizer report or a disagreement aborts.
+// Each input is written to a private file and read twice: as a file (the in-place
+// path for an uncompressed tar, the decompressing path otherwise) and as standard
+// input (the streaming path). What both reads accept is then hashed, linted and
+// written out as a thin archive, and the two reads must agree on what they found.
+// Nothing is caught: a crash, a sanitizer report or a disagreement aborts.
 //
-// Built with -fsanitize=fuzzer it is a libFuzzer target. Built with
-// KLOAD_FUZZ_STANDALONE it carries its own main(): a mutation loop with tar-aware
-// mutators and no coverage feedback, for compilers without libFuzzer (see README.md).
+// Random bytes rarely get past a tar header checksum, so besides libFuzzer's own
+// mutations a tar-aware mutator rewrites header fields (names such as ../evil or
+// another entry's name, type flags, octal and base-256 sizes, link names) with a
+// valid checksum, drops and repeats 512-byte blocks, edits JSON punctuation inside
+// entries, and wraps the whole input in gzip.
 
-#include "kload/format/archive_reader.h"
-#include "kload/format/oci_writer.h"
-#include "kload/format/run_lint.h"
-#include "kload/format/verify.h"
+#include "fuzz_support.h"
+
+#include <archive.h>
+#include <archive_entry.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
-#include <filesystem>
+#include <random>
 #include <string>
-#include <unistd.h>
-#include <unordered_set>
 #include <vector>
 
-namespace {
-
-namespace fs = std::filesystem;
-using kload::format::ImageSet;
-using kload::format::ReadLimits;
-
-// Small limits so that one input cannot take the fuzzer's memory or time, and a
-// small in-memory threshold so that small inputs exercise spooling too.
-constexpr ReadLimits limits{.max_metadata_bytes = 1u << 20,
-                            .max_entries = 10000,
-                            .max_expansion_ratio = 1000,
-                            .ratio_grace = 1u << 20,
-                            .max_expanded_bytes = 256u << 20,
-                            .memory_entry_bytes = 1024};
-
-struct Workspace {
-  fs::path dir;
-  fs::path input;
-  int saved_stdin = -1;
-  int dev_null = -1;
-
-  Workspace() {
-    const char* base = std::getenv("TMPDIR");
-    std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/kload-fuzz.XXXXXX";
-    if (::mkdtemp(templ.data()) == nullptr) {
-      std::perror("mkdtemp");
-      std::abort();
-    }
-    dir = templ;
-    input = dir / "input";
-    saved_stdin = ::dup(0);
-    dev_null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-    if (dev_null < 0) {
-      std::abort();
-    }
-  }
-  ~Workspace() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-};
-
-Workspace& workspace() {
-  static Workspace w;
-  return w;
-}
-
-void write_input(const fs::path& path, const std::uint8_t* data, std::size_t size) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    std::perror("open");
-    std::abort();
-  }
-  std::size_t off = 0;
-  while (off < size) {
-    const ssize_t n = ::write(fd, data + off, size - off);
-    if (n <= 0) {
-      std::perror("write");
-      std::abort();
-    }
-    off += static_cast<std::size_t>(n);
-  }
-  ::close(fd);
-}
-
-// read_archive("-") with the input file as standard input: the streaming path
-// without a pipe (and without a thread to feed it).
-kload::util::Result<kload::format::ReadStats> read_as_stdin(const fs::path& path, ImageSet& set) {
-  auto& w = workspace();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    std::abort();
-  }
-  ::dup2(fd, 0);
-  ::close(fd);
-  auto r = kload::format::read_archive("-", set, limits);
-  ::dup2(w.saved_stdin, 0);
-  return r;
-}
-
-// Everything later steps do with a set that was read successfully.
-void exercise(ImageSet& set) {
-  std::vector<kload::util::Digest> all;
-  std::vector<kload::format::ThinEntry> entries;
-  std::unordered_set<kload::util::Digest> layers;
-  for (const auto& image : set.images) {
-    for (const auto& d : ImageSet::blobs_of(image)) {
-      all.push_back(d);
-    }
-    for (const auto& l : image.layers) {
-      layers.insert(l.blob.digest);
-    }
-    entries.push_back({&image, image.names.empty() ? "docker.io/library/fuzz:latest" : image.names.front()});
-    (void)kload::format::describe_command(image.run);
-    (void)kload::format::lint_run_config(image.run);
-    (void)image.platform.str();
-  }
-  (void)set.layer_use_counts();
-  auto verified = kload::format::verify_blobs(set, all, 1);
-  // The writer refuses unverified or mismatching blobs; either way it must not crash.
-  (void)kload::format::write_thin_archive(workspace().dev_null, set, entries, layers);
-  (void)verified;
-}
-
-// What a read found, independent of where the input came from.
-std::string signature(const ImageSet& set) {
-  std::vector<std::string> parts;
-  for (const auto& image : set.images) {
-    std::string s = image.id.str() + " " + image.manifest.digest.str() + " " + image.platform.str() + " [";
-    for (const auto& n : image.names) {
-      s += n + ",";
-    }
-    s += "]";
-    for (const auto& l : image.layers) {
-      s += " " + l.blob.digest.str() + "/" + std::to_string(l.blob.size) + "/" + l.diff_id.str() + "/" +
-           l.blob.media_type;
-    }
-    parts.push_back(s);
-  }
-  for (const auto& u : set.unavailable) {
-    std::string s = "unavailable " + u.platform.str() + " [";
-    for (const auto& n : u.names) {
-      s += n + ",";
-    }
-    parts.push_back(s + "] " + u.reason);
-  }
-  std::sort(parts.begin(), parts.end());
-  std::string out;
-  for (const auto& p : parts) {
-    out += p + "\n";
-  }
-  return out;
-}
-
-} // namespace
-
-// Runs one input; returns a short description of the outcome (used by the standalone
-// driver to keep inputs that reach new outcomes).
-std::string kload_fuzz_one(const std::uint8_t* data, std::size_t size) {
-  auto& w = workspace();
-  write_input(w.input, data, size);
-  ImageSet from_file;
-  auto a = kload::format::read_archive(w.input.string(), from_file, limits);
-  ImageSet from_stdin;
-  auto b = read_as_stdin(w.input, from_stdin);
-  if (a && b) {
-    const auto sa = signature(from_file);
-    const auto sb = signature(from_stdin);
-    if (sa != sb) {
-      std::fprintf(stderr, "read as a file and read from stdin disagree:\nfile:\n%s\nstdin:\n%s\n", sa.c_str(),
-                   sb.c_str());
-      std::abort();
-    }
-  }
-  std::string outcome = a ? "ok " + std::to_string(from_file.images.size()) + "/" +
-                                std::to_string(from_file.unavailable.size()) + (a->indexed_in_place ? " in-place" : "")
-                          : a.error().message;
-  outcome += " | ";
-  outcome += b ? "ok" : b.error().message;
-  if (a) {
-    exercise(from_file);
-  }
-  if (b) {
-    exercise(from_stdin);
-  }
-  return outcome;
-}
-
-extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  (void)kload_fuzz_one(data, size);
+int kload_fuzz_archive_reader(const std::uint8_t* data, std::size_t size) {
+  const auto input = kload::fuzz::scratch_dir() / "archive";
+  kload::fuzz::write_file(input, data, size);
+  kload::fuzz::read_both_ways(input);
   return 0;
 }
 
-#ifdef KLOAD_FUZZ_STANDALONE
-// ---------------------------------------------------------------------------------
-// A small driver for builds without libFuzzer: runs every corpus file, then mutates
-// them at random for -runs=N inputs or -max_total_time=S seconds. Without coverage
-// feedback, an input is kept for further mutation when it produces an outcome (an
-// error message with numbers and digests blanked out) not seen before.
-
-#include <archive.h>
-#include <archive_entry.h>
-
-#include <chrono>
-#include <fstream>
-#include <iostream>
-#include <optional>
-#include <random>
-#include <regex>
-#include <set>
-#include <sstream>
+#ifndef KLOAD_FUZZ_REPLAY
 
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
 
-// An outcome without what varies from input to input: only the last part of each
-// error message (after the input and entry names), numbers and digests blanked.
-std::string normalise(const std::string& outcome) {
-  static const std::regex hex("[0-9a-f]{12,}");
-  static const std::regex num("[0-9]+");
-  std::string out;
-  std::size_t start = 0;
-  while (start <= outcome.size()) {
-    auto end = outcome.find(" | ", start);
-    std::string part = outcome.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (const auto colon = part.rfind(": "); colon != std::string::npos) {
-      part = part.substr(colon + 2);
-    }
-    out += std::regex_replace(std::regex_replace(part, hex, "H"), num, "N") + " | ";
-    if (end == std::string::npos) {
-      break;
-    }
-    start = end + 3;
-  }
-  return out;
-}
-
 class Mutator {
 public:
   explicit Mutator(std::uint64_t seed) : rng_(seed) {}
 
-  Bytes mutate(const Bytes& in, const std::vector<Bytes>& pool) {
-    Bytes out = in;
+  void mutate(Bytes& b) {
     const int n = 1 + static_cast<int>(below(4));
     for (int i = 0; i < n; ++i) {
-      one(out, pool);
+      one(b);
     }
-    return out;
   }
 
 private:
@@ -294,7 +86,7 @@ private:
     }
   }
 
-  std::string interesting_name(const Bytes& b, std::size_t pos) {
+  std::string interesting_name(const Bytes& b) {
     static const char* names[] = {"manifest.json", "index.json", "oci-layout", "repositories", "../evil",
                                   "/abs", "./manifest.json", "a/../index.json", "blobs/sha256/", "blobs//sha256/x",
                                   ".", "", "x/layer.tar", "blobs/sha256/../../index.json"};
@@ -306,7 +98,6 @@ private:
         return std::string(reinterpret_cast<const char*>(&b[other]), strnlen(reinterpret_cast<const char*>(&b[other]), 100));
       }
     }
-    (void)pos;
     return names[below(std::size(names))];
   }
 
@@ -319,7 +110,7 @@ private:
     const auto pos = hs[below(hs.size())];
     switch (below(6)) {
     case 0:
-      set_field(b, pos, 0, 100, interesting_name(b, pos));
+      set_field(b, pos, 0, 100, interesting_name(b));
       break;
     case 1: {
       static const char types[] = {'0', '1', '2', '3', '4', '5', '6', '7', 'x', 'g', 'L', 'K', 'S', 'V', 'M', 'Z', '\0'};
@@ -339,7 +130,7 @@ private:
       break;
     }
     case 3:
-      set_field(b, pos, 157, 100, interesting_name(b, pos));
+      set_field(b, pos, 157, 100, interesting_name(b));
       break;
     case 4:
       // GNU base-256 size.
@@ -349,7 +140,7 @@ private:
       }
       break;
     default:
-      set_field(b, pos, 345, 155, below(2) == 0 ? "" : interesting_name(b, pos));
+      set_field(b, pos, 345, 155, below(2) == 0 ? "" : interesting_name(b));
       break;
     }
     fix_checksum(b, pos);
@@ -402,8 +193,8 @@ private:
     b = std::move(out);
   }
 
-  void one(Bytes& b, const std::vector<Bytes>& pool) {
-    switch (below(10)) {
+  void one(Bytes& b) {
+    switch (below(9)) {
     case 0:
     case 1:
       flip(b);
@@ -437,16 +228,6 @@ private:
     case 7:
       mutate_data(b);
       break;
-    case 8:
-      if (!pool.empty()) {
-        // Splice: the head of this archive and the tail of another, on block boundaries.
-        const auto& other = pool[below(pool.size())];
-        const auto cut = below(b.size() / 512 + 1) * 512;
-        const auto from = below(other.size() / 512 + 1) * 512;
-        b.resize(std::min(cut, b.size()));
-        b.insert(b.end(), other.begin() + static_cast<long>(std::min(from, other.size())), other.end());
-      }
-      break;
     default:
       if (below(4) == 0 && b.size() < (4u << 20)) {
         gzip_wrap(b);
@@ -460,120 +241,24 @@ private:
   std::mt19937_64 rng_;
 };
 
-Bytes read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return Bytes(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-void write_bytes(const fs::path& p, const Bytes& b) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
-int usage() {
-  std::cerr << "usage: archive_reader_fuzz [-runs=N] [-max_total_time=SECONDS] [-seed=N]\n"
-               "                           [-artifact_prefix=DIR/] [-save_new=DIR] CORPUS_DIR_OR_FILE...\n"
-               "Runs every input once, then mutated inputs until -runs or -max_total_time is reached.\n"
-               "The input being run is kept in ARTIFACT_PREFIXcurrent-input, so after a crash it is the\n"
-               "reproducer; run the binary on that one file to reproduce.\n";
-  return 2;
-}
-
 } // namespace
 
-int main(int argc, char** argv) {
-  long long runs = -1;
-  double max_time = 0;
-  std::uint64_t seed = static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-  std::string artifact_prefix = "./";
-  std::string save_new;
-  std::vector<fs::path> inputs;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&](const char* flag) -> std::optional<std::string> {
-      const std::string f = std::string(flag) + "=";
-      return arg.starts_with(f) ? std::optional(arg.substr(f.size())) : std::nullopt;
-    };
-    if (auto v = value("-runs")) {
-      runs = std::stoll(*v);
-    } else if (auto v = value("-max_total_time")) {
-      max_time = std::stod(*v);
-    } else if (auto v = value("-seed")) {
-      seed = std::stoull(*v);
-    } else if (auto v = value("-artifact_prefix")) {
-      artifact_prefix = *v;
-    } else if (auto v = value("-save_new")) {
-      save_new = *v;
-    } else if (arg.starts_with("-")) {
-      return usage();
-    } else if (fs::is_directory(arg)) {
-      for (const auto& e : fs::recursive_directory_iterator(arg)) {
-        if (e.is_regular_file()) {
-          inputs.push_back(e.path());
-        }
-      }
-    } else {
-      inputs.push_back(arg);
-    }
-  }
-  if (inputs.empty()) {
-    return usage();
-  }
-  std::sort(inputs.begin(), inputs.end());
-  const fs::path current = artifact_prefix + "current-input";
-
-  std::vector<Bytes> pool;
-  std::set<std::string> outcomes;
-  for (const auto& p : inputs) {
-    Bytes b = read_bytes(p);
-    write_bytes(current, b);
-    const auto outcome = kload_fuzz_one(b.data(), b.size());
-    outcomes.insert(normalise(outcome));
-    pool.push_back(std::move(b));
-  }
-  std::cerr << "ran " << inputs.size() << " inputs, " << outcomes.size() << " distinct outcomes; seed " << seed
-            << "\n";
-  if (runs < 0 && max_time <= 0) {
-    fs::remove(current);
-    return 0; // just run the inputs, like libFuzzer given files
-  }
-
-  Mutator mutator(seed);
-  std::mt19937_64 pick(seed ^ 0x5deece66dull);
-  const auto start = std::chrono::steady_clock::now();
-  auto last_report = start;
-  long long done = 0;
-  for (; runs < 0 || done < runs; ++done) {
-    const auto now = std::chrono::steady_clock::now();
-    const double elapsed = std::chrono::duration<double>(now - start).count();
-    if (max_time > 0 && elapsed >= max_time) {
-      break;
-    }
-    if (now - last_report > std::chrono::seconds(10)) {
-      std::cerr << "#" << done << " " << static_cast<long long>(done / std::max(elapsed, 1e-3)) << " exec/s, pool "
-                << pool.size() << ", outcomes " << outcomes.size() << "\n";
-      last_report = now;
-    }
-    const auto& parent = pool[std::uniform_int_distribution<std::size_t>(0, pool.size() - 1)(pick)];
-    Bytes child = mutator.mutate(parent, pool);
-    if (child.size() > (8u << 20)) {
-      continue;
-    }
-    write_bytes(current, child);
-    const auto outcome = normalise(kload_fuzz_one(child.data(), child.size()));
-    if (outcomes.insert(outcome).second) {
-      if (!save_new.empty()) {
-        std::ostringstream name;
-        name << save_new << "/new-" << done;
-        write_bytes(name.str(), child);
-      }
-      if (pool.size() < 5000) {
-        pool.push_back(std::move(child));
-      }
-    }
-  }
-  fs::remove(current);
-  std::cerr << "done: " << done << " mutated inputs, " << outcomes.size() << " distinct outcomes, no crash\n";
-  return 0;
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  return kload_fuzz_archive_reader(data, size);
 }
+
+extern "C" std::size_t LLVMFuzzerMutate(std::uint8_t* data, std::size_t size, std::size_t max_size);
+
+extern "C" std::size_t LLVMFuzzerCustomMutator(std::uint8_t* data, std::size_t size, std::size_t max_size,
+                                               unsigned int seed) {
+  if (seed % 2 == 0) {
+    return LLVMFuzzerMutate(data, size, max_size);
+  }
+  Bytes b(data, data + size);
+  Mutator(seed).mutate(b);
+  b.resize(std::min(b.size(), max_size));
+  std::copy(b.begin(), b.end(), data);
+  return b.size();
+}
+
 #endif

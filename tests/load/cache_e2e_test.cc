@@ -1,10 +1,15 @@
 // The inventory cache against real nodes: warm reloads make no listing, a recreated
 // node is listed again, a cache that lies is corrected, a damaged cache is rebuilt.
 
+#include "kload/cache/cache.h"
+#include "kload/util/process.h"
 #include "support/test_support.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace kload::testing {
 namespace {
@@ -132,6 +137,55 @@ TEST_F(E2ECache, DamagedCacheIsReportedOnceAndRebuilt) {
   std::string err2;
   load(v1, lab.uris(), {}, &err2);
   EXPECT_EQ(err2.find("warning: cache"), std::string::npos) << "reported once: " << err2;
+}
+
+// A load that died after sending (killed, crashed) leaves blobs on the node that the
+// cache does not list; its mark in the node's record makes the next load list that
+// node instead of resending them. Node 1 carries such a mark, node 2 has the same
+// stale record without it: only node 2 is sent the layer again.
+TEST_F(E2ECache, InterruptedLoadMakesTheNextLoadListTheNode) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto v1 = archive("v1.tar", "app:v1=base:2M,top1:256K");
+  const auto v2 = archive("v2.tar", "app:v1=base:2M,top2:256K");
+  const auto other = archive("other.tar", "app:other=base:2M,top2:256K");
+  load(v1, lab.uris());
+  // top2 reaches both nodes behind the cache's back.
+  auto r = kload({"image-archive", "--no-cache", other, "--node", lab.uris()[0], "--node", lab.uris()[1]});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    _exit(0);
+  }
+  const auto token = util::process_token(pid);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  {
+    auto cache = cache::Cache::open(cache_dir, [](const std::string&) {});
+    ASSERT_TRUE(cache.has_value()) << cache.error().message;
+    ASSERT_TRUE((*cache)->update_node(lab.uris()[0], [&](cache::NodeRecord& rec) {
+      rec.sending.push_back(token.empty() ? std::to_string(pid) + ".1" : token);
+    }));
+  }
+
+  auto report = load(v2, lab.uris());
+  ASSERT_EQ(report["nodes"].size(), 2u);
+  for (const auto& node : report["nodes"]) {
+    if (node["uri"] == lab.uris()[0]) {
+      EXPECT_EQ(node["listings"], 1) << node.dump();
+      EXPECT_EQ(node["layersSent"], 0) << node.dump();
+    } else {
+      EXPECT_EQ(node["listings"], 0) << node.dump();
+      EXPECT_EQ(node["layersSent"], 1) << "a stale record without a mark is trusted: " << node.dump();
+    }
+  }
+  auto cache = cache::Cache::open(cache_dir, [](const std::string&) {});
+  ASSERT_TRUE(cache.has_value());
+  auto rec = (*cache)->node(lab.uris()[0]);
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_TRUE((*rec)->sending.empty()) << "the listing dropped the dead load's mark, the load its own";
 }
 
 } // namespace

@@ -547,7 +547,7 @@ TEST_F(E2EDockerImage, ImageArchiveLoadsIntoTheKindClusterNodes) {
   ASSERT_EQ(report["nodes"].size(), 2u);
   EXPECT_EQ(calls()[0], ps_line);
   for (int n = 1; n <= 2; ++n) {
-    EXPECT_EQ(lab.image_id(n, "docker.io/library/app:v1"), inspect_of(v1)["id"]);
+    EXPECT_EQ(lab.image_id(n, "docker.io/library/app:v1"), inspect_of(v1)["id"].get<std::string>());
   }
 }
 

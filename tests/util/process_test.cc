@@ -7,6 +7,8 @@
 #include <csignal>
 #include <string>
 #include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
 
 namespace kload::util {
 namespace {
@@ -243,6 +245,51 @@ TEST(Process, ShellQuotedWordsStaySeparate) {
   auto r = runner.run({"sh", "-c", script}, {}, 10s);
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->out, "<a b><><c'd>");
+}
+
+} // namespace
+} // namespace kload::util
+
+namespace kload::util {
+namespace {
+
+TEST(ProcessToken, NamesThisProcessWhileItRuns) {
+  const auto token = own_process_token();
+  ASSERT_FALSE(token.empty());
+  EXPECT_TRUE(token.starts_with(std::to_string(::getpid()) + "."));
+  EXPECT_EQ(token, process_token(static_cast<int>(::getpid())));
+  EXPECT_TRUE(process_running(token));
+}
+
+TEST(ProcessToken, AnExitedProcessIsNotRunningReapedOrNot) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  const auto token = process_token(pid);
+  ASSERT_FALSE(token.empty());
+  EXPECT_TRUE(process_running(token));
+  ::kill(pid, SIGKILL);
+  // Not yet reaped: a zombie has exited.
+  for (int i = 0; i < 200 && process_running(token); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_FALSE(process_running(token));
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_FALSE(process_running(token));
+  EXPECT_TRUE(process_token(pid).empty());
+}
+
+TEST(ProcessToken, ASameNumberedProcessFromAnotherStartIsNotTheSame) {
+  const auto token = own_process_token();
+  const auto dot = token.find('.');
+  EXPECT_FALSE(process_running(token.substr(0, dot) + ".1"));
+  for (const char* bad : {"", ".", "abc", "12", "-1.5", "0.0", "99999999999999999999.1", "1x.2"}) {
+    EXPECT_FALSE(process_running(bad)) << bad;
+  }
 }
 
 } // namespace

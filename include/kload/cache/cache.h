@@ -41,6 +41,14 @@ struct NodeRecord {
   // points at such an image any more, containerd's GC removes its blobs, and so does
   // the cache (see forget_unreferenced).
   std::map<util::Digest, std::vector<util::Digest>> target_blobs;
+  // Loads that began sending blobs to the node and have not recorded what arrived,
+  // as util::process_token()s. A token whose process is gone means a load died mid-way
+  // (killed, crashed, failed): containerd keeps what its import wrote, which this
+  // record does not list, so the next load lists the node instead of resending.
+  std::vector<std::string> sending;
+
+  // Whether a load named in `sending` is no longer running.
+  [[nodiscard]] bool interrupted_load() const;
 
   // Drops the blobs of loaded images that no name points at any more, except those
   // another named image still needs. Conservative: the cache may then under-claim,

@@ -9,7 +9,7 @@ namespace kload::cli {
 
 class Console {
 public:
-  // Prints one line to stderr, whole.
+  // Prints one line to stderr, whole, control characters shown as \xNN.
   void line(const std::string& text);
   // Prints "warning: TEXT".
   void warn(const std::string& text) { line("warning: " + text); }

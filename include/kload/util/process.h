@@ -55,4 +55,13 @@ Result<void> write_all(int fd, const void* data, std::size_t size, const std::st
 // a shell such as ssh.
 std::string shell_quote(const std::string& arg);
 
+// Names the process with `pid` as "PID.START", START being its start time in clock
+// ticks since boot (/proc/PID/stat): unlike a PID alone, no later process on this
+// machine can have the same name. Empty when the process does not exist or has exited.
+std::string process_token(int pid);
+// This process's token.
+std::string own_process_token();
+// Whether the process a token names is still running.
+bool process_running(const std::string& token);
+
 } // namespace kload::util

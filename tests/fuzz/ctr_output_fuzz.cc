@@ -1,0 +1,152 @@
+// Fuzz target for what kload reads from other programs: the output of `ctr version`,
+// `ctr plugins ls`, `ctr content ls`, `ctr images ls`, `ctr images check`, the error
+// text of a failed `ctr images import`, kind's `docker ps` listing, and node URIs.
+//
+// The input is text: a first line of exit codes, then sections separated by lines
+// holding only "--". A fake transport answers CtrClient's calls from the sections:
+//
+//   line 0       one character per call below, '0' for exit code 0, anything else 1
+//                (missing characters: 0)
+//   sections     1 version, 2 plugins ls, 3 content ls, 4 images ls, 5 images check,
+//                6 import, 7 tag, 8 rm: stdout of a call that succeeds, stderr of one
+//                that fails; 9 `docker ps` output for kind discovery; 10 a node URI
+//
+// Then every CtrClient call runs, as a load would make them. The invariants: nothing
+// crashes, a failed call says why, and the inventory is self-consistent (every image
+// target, config and child named there is a well-formed digest). The seeds in
+// seeds/ctr_output/ are real ctr 1.6 output.
+
+#include "fuzz_support.h"
+
+#include "kload/node/ctr_client.h"
+#include "kload/node/kind.h"
+#include "kload/node/node_uri.h"
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using kload::node::CtrClient;
+using kload::util::ProcessResult;
+
+enum Section : std::size_t { version = 1, plugins, content, images, check, import, tag, rm, kind_ps, uri, count };
+
+class FuzzTransport final : public kload::node::Transport {
+public:
+  FuzzTransport(std::string_view codes, const std::vector<std::string_view>& sections) : codes_(codes) {
+    for (std::size_t i = 1; i < count && i < sections.size(); ++i) {
+      sections_[i] = sections[i];
+    }
+    uri_.target = "/run/fuzz/containerd.sock";
+    uri_.text = "containerd:///run/fuzz/containerd.sock";
+  }
+
+  kload::util::Result<ProcessResult> ctr(const std::vector<std::string>& args, const kload::util::StdinFeeder&,
+                                         std::chrono::milliseconds) override {
+    const std::string key = args.size() >= 2 ? args[0] + " " + args[1] : args.empty() ? "" : args[0];
+    Section s = version;
+    if (key == "version") {
+      s = version;
+    } else if (key == "plugins ls") {
+      s = plugins;
+    } else if (key == "content ls") {
+      s = content;
+    } else if (key == "images ls") {
+      s = images;
+    } else if (key == "images check") {
+      s = check;
+    } else if (key == "images import") {
+      s = import;
+    } else if (key == "images tag") {
+      s = tag;
+    } else if (key == "images rm") {
+      s = rm;
+    } else {
+      kload::fuzz::fail("CtrClient ran a ctr command the target does not know: " + key);
+    }
+    ProcessResult r;
+    const bool ok = s - 1 >= codes_.size() || codes_[s - 1] == '0';
+    r.exit_code = ok ? 0 : 1;
+    (ok ? r.out : r.err) = std::string(sections_[s]);
+    return r;
+  }
+
+  [[nodiscard]] const kload::node::NodeUri& uri() const override { return uri_; }
+
+  [[nodiscard]] std::string_view section(Section s) const { return sections_[s]; }
+
+private:
+  std::string_view codes_;
+  std::array<std::string_view, count> sections_{};
+  kload::node::NodeUri uri_;
+};
+
+template <typename T>
+void said_why(const kload::util::Result<T>& r, const char* what) {
+  if (!r && r.error().message.empty()) {
+    kload::fuzz::fail(std::string(what) + " failed without saying why");
+  }
+}
+
+void check_inventory(const kload::node::NodeInventory& inv) {
+  const kload::util::Digest zero{};
+  for (const auto& image : inv.images) {
+    if (image.name.empty() || image.target == zero) {
+      kload::fuzz::fail("an inventory image without a name or target: '" + image.name + "'");
+    }
+  }
+  for (const auto& [manifest, config] : inv.manifest_config) {
+    if (manifest == zero || config == zero) {
+      kload::fuzz::fail("an inventory manifest or config that is no digest");
+    }
+  }
+}
+
+} // namespace
+
+int kload_fuzz_ctr_output(const std::uint8_t* data, std::size_t size) {
+  const std::string_view text(reinterpret_cast<const char*>(data), size);
+  const auto sections = kload::fuzz::split(text, "\n--\n");
+  const auto newline = sections[0].find('\n');
+  FuzzTransport transport(sections[0].substr(0, newline), sections);
+  CtrClient client(transport);
+
+  said_why(client.server_uuid(), "version");
+  said_why(client.snapshotter(), "plugins ls");
+  auto inv = client.inventory();
+  said_why(inv, "inventory");
+  kload::fuzz::set_accepted(inv && !inv->images.empty());
+  if (inv) {
+    check_inventory(*inv);
+  }
+  said_why(client.check({}), "images check");
+  auto some = client.check({"docker.io/library/app:v1", "localhost/kload-staging/x:1"});
+  said_why(some, "images check of names");
+  const auto imported = client.import([](int) -> kload::util::Result<void> { return {}; }, "overlayfs",
+                                      kload::node::AllPlatforms::no);
+  if (!imported) {
+    if (imported.error().error.message.empty()) {
+      kload::fuzz::fail("a failed import without a message");
+    }
+    if ((imported.error().failure == kload::node::ImportFailure::missing_content) !=
+        imported.error().missing.has_value()) {
+      kload::fuzz::fail("missing content reported without the missing digest, or the other way round");
+    }
+  }
+  said_why(client.tag("a", "b"), "tag");
+  said_why(client.remove({"a", "b"}), "rm");
+
+  (void)kload::node::parse_kind_nodes(transport.section(kind_ps));
+  said_why(kload::node::parse_node_uri(transport.section(uri)), "parse_node_uri");
+  return 0;
+}
+
+#ifndef KLOAD_FUZZ_REPLAY
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  return kload_fuzz_ctr_output(data, size);
+}
+#endif
