@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+#include <unordered_set>
 
 namespace kload::format {
 
@@ -29,6 +30,11 @@ using util::Result;
 namespace {
 
 constexpr std::size_t read_block = 256 * 1024;
+// How many entries' worth of ReadLimits::memory_entry_bytes a stream may keep in memory
+// in all (64 MiB by default); the rest is spooled.
+constexpr std::uint64_t memory_budget_entries = 64;
+// Go's encoding/json refuses documents nested deeper than this.
+constexpr int max_json_depth = 10000;
 
 // One entry of the tar, as far as later steps care.
 struct Entry {
@@ -113,6 +119,52 @@ std::optional<std::string> clean_path(std::string_view name) {
     out += p;
   }
   return out;
+}
+
+// The entry a symbolic link named `link` points at: its target read from the link's
+// directory, ".." climbing within the archive (Docker links a layer shared at another
+// place of the chain as "../<v1id>/layer.tar"); nullopt when the target is absolute or
+// climbs out of the archive. Never looked up on the file system.
+std::optional<std::string> link_destination(std::string_view link, std::string_view target) {
+  if (target.starts_with("/")) {
+    return std::nullopt;
+  }
+  const auto slash = link.rfind('/');
+  const std::string joined =
+      slash == std::string_view::npos ? std::string(target) : fmt::format("{}/{}", link.substr(0, slash), target);
+  std::vector<std::string_view> parts;
+  const std::string_view path = joined;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    const auto end = std::min(path.find('/', start), path.size());
+    const auto part = path.substr(start, end - start);
+    if (part == "..") {
+      if (parts.empty()) {
+        return std::nullopt;
+      }
+      parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    start = end + 1;
+  }
+  std::string out;
+  for (const auto& p : parts) {
+    out += out.empty() ? "" : "/";
+    out += p;
+  }
+  return out;
+}
+
+// Appends the names of `more` that `names` lacks, in order. Linear: an archive may
+// list a very large number of tags.
+void add_new_names(std::vector<std::string>& names, const std::vector<std::string>& more) {
+  std::unordered_set<std::string> seen(names.begin(), names.end());
+  for (const auto& n : more) {
+    if (seen.insert(n).second) {
+      names.push_back(n);
+    }
+  }
 }
 
 class Reader {
@@ -206,7 +258,15 @@ private:
 
   // Stream mode: keeps the entry in memory or spools it, hashing as it goes.
   Result<void> store_entry_data(struct archive* a, const std::string& name, Entry& e) {
-    const bool to_memory = e.size <= limits_.memory_entry_bytes;
+    if (e.size > limits_.max_expanded_bytes) {
+      return bad(name, fmt::format("its header claims {} bytes, so the archive expands beyond {} bytes; refusing to "
+                                   "read further",
+                                   e.size, limits_.max_expanded_bytes));
+    }
+    // Small entries stay in memory, but no more than memory_budget_entries of them in
+    // all: 10,000 layers of 1 MiB (10 GiB, from a few dozen MiB of gzip) are spooled.
+    const bool to_memory = e.size <= limits_.memory_entry_bytes &&
+                           memory_held_ + e.size <= memory_budget_entries * limits_.memory_entry_bytes;
     std::string mem;
     int out = -1;
     if (!to_memory) {
@@ -223,8 +283,9 @@ private:
       if (::fstatvfs(out, &vfs) == 0 &&
           static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize < e.size + (64ull << 20)) {
         ::close(out);
-        return bad(name, fmt::format("needs {} bytes of temporary space in {} and that disk is nearly full; set TMPDIR elsewhere",
-                                     e.size, e.spool.parent_path().string()));
+        return bad(name, fmt::format("needs {} bytes of temporary space in {}, which has {} free; set TMPDIR elsewhere",
+                                     e.size, e.spool.parent_path().string(),
+                                     static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize));
       }
     } else {
       mem.reserve(e.size);
@@ -272,6 +333,7 @@ private:
     }
     stats_.bytes_hashed += got;
     if (to_memory) {
+      memory_held_ += got;
       e.memory = std::make_shared<const std::string>(std::move(mem));
     } else {
       stats_.bytes_spooled += got;
@@ -318,7 +380,9 @@ private:
       if (r == ARCHIVE_EOF) {
         break;
       }
-      if (r < ARCHIVE_WARN) {
+      // ARCHIVE_RETRY is a damaged header (a size that misframes the next one, say):
+      // the entry it returns is empty, not an entry to look at.
+      if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
         return bad(last_entry_.empty() ? "" : "after entry " + last_entry_,
                    fmt::format("corrupt or truncated archive: {}", archive_why(a.get())));
       }
@@ -354,6 +418,9 @@ private:
       if (name->empty()) {
         return bad(shown, "empty entry name");
       }
+      // Any second entry of a name is refused, whatever its body: taking the first or
+      // the last would let the in-place index and the stream disagree, or a metadata
+      // file be read from one copy and its blob sent from another.
       if (entries_.contains(*name)) {
         return bad(shown, "duplicate entry");
       }
@@ -362,6 +429,9 @@ private:
         e.type = Entry::Type::symlink;
         const char* target = archive_entry_symlink(ae);
         e.link_target = target != nullptr ? target : "";
+        if (!link_destination(*name, e.link_target)) {
+          return bad(shown, fmt::format("symbolic link to \"{}\" leads outside the archive", e.link_target));
+        }
         entries_.emplace(*name, std::move(e));
         continue;
       }
@@ -375,7 +445,11 @@ private:
           return bad(shown, fmt::format("truncated: entry needs {} bytes past offset {}, file has {}", e.size,
                                         e.offset, file_size_));
         }
-        if (is_top_metadata(*name) || (name->find('/') == std::string::npos && name->ends_with(".json"))) {
+        // Only the top-level documents (at most four) are read now, and only within the
+        // metadata limit: configs and anything larger are read in place when used, so
+        // memory does not grow with the number of entries and an oversized document is
+        // refused only if used, as when streaming.
+        if (is_top_metadata(*name) && e.size <= limits_.max_metadata_bytes) {
           auto data = read_in_memory(a.get(), shown, e.size);
           if (!data) {
             return std::unexpected(data.error());
@@ -409,10 +483,7 @@ private:
         }
         return &it->second;
       }
-      const auto& target = it->second.link_target;
-      const auto slash = name->rfind('/');
-      const std::string dir = slash == std::string::npos ? "" : name->substr(0, slash + 1);
-      name = target.starts_with("/") ? std::nullopt : clean_path(dir + target);
+      name = link_destination(*name, it->second.link_target);
     }
     return nullptr;
   }
@@ -442,10 +513,26 @@ private:
     return data;
   }
 
+  // Parses a metadata document. Nesting is limited as Go's encoding/json limits it in
+  // containerd, which would refuse a deeper document only after it was sent; within the
+  // limit, no walk over a parsed value can run out of stack.
   Result<json> parse_json(const std::string& name, const std::string& text) const {
-    auto j = json::parse(text, nullptr, false);
+    bool too_deep = false;
+    auto j = json::parse(
+        text,
+        [&](int depth, json::parse_event_t event, json&) {
+          if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+              depth >= max_json_depth) {
+            too_deep = true;
+          }
+          return true;
+        },
+        false);
     if (j.is_discarded()) {
       return std::unexpected(bad(name, "invalid JSON").error());
+    }
+    if (too_deep) {
+      return std::unexpected(bad(name, fmt::format("JSON nested more than {} levels deep", max_json_depth)).error());
     }
     return j;
   }
@@ -731,16 +818,16 @@ private:
   }
 
   Result<std::vector<std::string>> normalize_names(const std::string& entry, const std::vector<std::string>& raw) {
-    std::vector<std::string> out;
+    std::vector<std::string> normalized;
     for (const auto& n : raw) {
       auto norm = normalize_image_name(n);
       if (!norm) {
         return std::unexpected(bad(entry, norm.error().message).error());
       }
-      if (std::find(out.begin(), out.end(), *norm) == out.end()) {
-        out.push_back(*norm);
-      }
+      normalized.push_back(std::move(*norm));
     }
+    std::vector<std::string> out;
+    add_new_names(out, normalized);
     return out;
   }
 
@@ -959,11 +1046,7 @@ private:
   void add_image(Image image) {
     for (auto& existing : set_.images) {
       if (existing.id == image.id && existing.manifest.digest == image.manifest.digest) {
-        for (auto& n : image.names) {
-          if (std::find(existing.names.begin(), existing.names.end(), n) == existing.names.end()) {
-            existing.names.push_back(n);
-          }
-        }
+        add_new_names(existing.names, image.names);
         return;
       }
     }
@@ -1043,6 +1126,7 @@ private:
   std::map<std::string, Entry> entries_;
   std::string last_entry_;
   std::uint64_t entry_count_ = 0;
+  std::uint64_t memory_held_ = 0; // bytes of streamed entries kept in memory
   std::shared_ptr<util::TempDir> spool_;
   std::uint64_t spool_count_ = 0;
   std::map<Digest, std::vector<std::string>> config_tags_;
@@ -1066,11 +1150,7 @@ Result<ReadStats> read_into(const std::string& input, int fd, ImageSet& set, con
     bool merged = false;
     for (auto& existing : set.images) {
       if (existing.id == image.id && existing.manifest.digest == image.manifest.digest) {
-        for (auto& n : image.names) {
-          if (std::find(existing.names.begin(), existing.names.end(), n) == existing.names.end()) {
-            existing.names.push_back(n);
-          }
-        }
+        add_new_names(existing.names, image.names);
         merged = true;
       }
     }
