@@ -1,8 +1,11 @@
 #include "kload/util/temp_dir.h"
 
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
 #include <mutex>
 #include <set>
 #include <unistd.h>
@@ -36,13 +39,37 @@ void unregister_dir(const std::filesystem::path& p) {
   }
 }
 
-// Not async-signal-safe in the strict sense (it uses the filesystem library), but the
-// process is about to exit and leaving spool files behind is worse.
+// Removes `name` (relative to the directory `at`) and, when it is a directory,
+// everything in it, with async-signal-safe calls only: the signal may have stopped a
+// thread inside malloc or opendir, so the filesystem library could deadlock here.
+// `depth` bounds the stack used (spool directories are flat).
+void remove_tree(int at, const char* name, int depth) {
+  if (::unlinkat(at, name, 0) == 0 || errno != EISDIR || depth == 0) {
+    return;
+  }
+  const int fd = ::openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    return;
+  }
+  alignas(dirent64) char buf[4096];
+  for (ssize_t n = 0; (n = ::getdents64(fd, buf, sizeof(buf))) > 0;) {
+    for (ssize_t off = 0; off < n;) {
+      const auto* entry = reinterpret_cast<const dirent64*>(buf + off);
+      off += entry->d_reclen;
+      const char* e = entry->d_name;
+      if (!(e[0] == '.' && (e[1] == '\0' || (e[1] == '.' && e[2] == '\0')))) {
+        remove_tree(fd, e, depth - 1);
+      }
+    }
+  }
+  ::close(fd);
+  ::unlinkat(at, name, AT_REMOVEDIR);
+}
+
 void on_signal(int sig) {
   for (auto& slot : g_live) {
     if (slot[0] != '\0') {
-      std::error_code ec;
-      std::filesystem::remove_all(slot, ec);
+      remove_tree(AT_FDCWD, slot, 8);
     }
   }
   _exit(128 + sig);
