@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <regex>
 
 namespace kload::format {
 
@@ -39,15 +38,36 @@ std::string trim(std::string s) {
 }
 
 // Splits a script at the command separators a human would read as "then".
+// Text from the image's config as quoted in a warning: at most about 120 characters.
+std::string shown(const std::string& text) {
+  constexpr std::size_t most = 120;
+  return text.size() <= most ? text : text.substr(0, most - 3) + "...";
+}
+
+// The commands of a shell script, split at "&&", "||", ";", newlines and a lone "&".
+// A plain scan: std::regex recurses per character and overflows the stack on long
+// scripts (a config is attacker-controlled input).
 std::vector<std::string> split_commands(const std::string& script) {
-  static const std::regex sep(R"(\s*(?:&&|\|\||;|\n|&(?!&))\s*)");
   std::vector<std::string> out;
-  for (std::sregex_token_iterator it(script.begin(), script.end(), sep, -1), end; it != end; ++it) {
-    auto c = trim(*it);
+  std::size_t start = 0;
+  auto cut = [&](std::size_t end, std::size_t next) {
+    auto c = trim(script.substr(start, end - start));
     if (!c.empty()) {
-      out.push_back(c);
+      out.push_back(std::move(c));
+    }
+    start = next;
+  };
+  for (std::size_t i = 0; i < script.size(); ++i) {
+    const char c = script[i];
+    const bool doubled = i + 1 < script.size() && script[i + 1] == c;
+    if ((c == '&' || c == '|') && doubled) {
+      cut(i, i + 2);
+      ++i;
+    } else if (c == ';' || c == '\n' || c == '&') {
+      cut(i, i + 1);
     }
   }
+  cut(script.size(), script.size());
   return out;
 }
 
@@ -122,11 +142,14 @@ std::vector<std::string> lint_run_config(const RunConfig& run) {
       warnings.push_back(fmt::format(
           "{} forks into the background and the container's main process exits at once, so "
           "Kubernetes restarts the pod forever (CrashLoopBackOff); run it in the foreground: {}",
-          basename_of(words[0]), fix));
+          shown(basename_of(words[0])), shown(fix)));
     }
     return warnings;
   }
   const auto commands = split_commands(script);
+  if (commands.empty()) {
+    return warnings;  // only separators: ";", "&&"
+  }
   for (std::size_t i = 0; i < commands.size(); ++i) {
     const auto fix = daemon_fix(commands[i]);
     if (fix.empty()) {
@@ -135,16 +158,16 @@ std::vector<std::string> lint_run_config(const RunConfig& run) {
     const bool last = i + 1 == commands.size();
     const std::string after =
         last ? "nothing stays in the foreground"
-             : fmt::format("\"{}\" is what keeps the container alive", commands.back());
+             : fmt::format("\"{}\" is what keeps the container alive", shown(commands.back()));
     warnings.push_back(fmt::format(
         "\"{}\": {} forks into the background and {}; {}so the container exits with code 0 and "
         "Kubernetes restarts it forever (CrashLoopBackOff). Run the service in the foreground as "
         "the last command, e.g. \"exec {}\"",
-        script, basename_of(first_word(commands[i])), after,
+        shown(script), shown(basename_of(first_word(commands[i]))), after,
         !last && is_shell(first_word(commands.back()))
-            ? fmt::format("{} exits at once without a TTY, ", commands.back())
+            ? fmt::format("{} exits at once without a TTY, ", shown(commands.back()))
             : std::string(),
-        fix));
+        shown(fix)));
     return warnings;
   }
   if (is_shell(first_word(commands.back())) && commands.back() == first_word(commands.back())) {
@@ -152,7 +175,7 @@ std::vector<std::string> lint_run_config(const RunConfig& run) {
         "\"{}\": the last command is an interactive shell, which exits at once without a TTY, "
         "so the container exits with code 0 and Kubernetes restarts it forever "
         "(CrashLoopBackOff); end with a long-running foreground process",
-        script));
+        shown(script)));
   }
   return warnings;
 }

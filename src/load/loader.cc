@@ -211,6 +211,7 @@ private:
   // Lists the node's content and images, and plans from that.
   bool full_inventory() {
     report_.ctr_calls += 4;  // version, content ls, images ls, images check
+    const auto listing_started = unix_now();
     auto inv = client_.inventory();
     if (!inv) {
       return failed(inv.error().message);
@@ -258,6 +259,18 @@ private:
       (void)cache_->update_node(target_.uri.text, [&](cache::NodeRecord& r) {
         std::erase_if(r.sending, [](const std::string& t) { return !util::process_running(t); });
         record.sending = std::move(r.sending);
+        if (r.server_uuid == record.server_uuid && r.updated_at >= listing_started) {
+          // Another load recorded what it sent while this listing ran: keep that, or
+          // the older listing would hide it.
+          record.blobs.insert(r.blobs.begin(), r.blobs.end());
+          for (auto& [name, n] : r.names) {
+            if (n.learned_at >= listing_started) {
+              record.names[name] = std::move(n);
+            }
+          }
+          record.target_ids.merge(r.target_ids);
+          record.target_blobs.merge(r.target_blobs);
+        }
         r = std::move(record);
       });
     }

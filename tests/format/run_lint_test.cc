@@ -92,3 +92,34 @@ TEST(RunLint, DescribeCommand) {
 
 } // namespace
 } // namespace kload::format
+
+namespace kload::format {
+namespace {
+
+TEST(RunLint, EverySeparatorEndsACommandButAPipeDoesNot) {
+  for (const std::string script : {"true && sshd", "false || sshd", "x; sshd", "x\nsshd", "x & sshd", "x &sshd"}) {
+    const auto w = lint_run_config(RunConfig{Words{"/bin/sh", "-c", script}, std::nullopt});
+    ASSERT_EQ(w.size(), 1u) << script;
+    EXPECT_NE(w[0].find("sshd forks into the background"), std::string::npos) << w[0];
+  }
+  EXPECT_TRUE(lint_run_config(RunConfig{Words{"/bin/sh", "-c", "x | sshd"}, std::nullopt}).empty());
+}
+
+TEST(RunLint, ScriptsOfOnlySeparatorsAreNoCommands) {
+  for (const std::string script : {";", "&&", " ; && || & \n ", "&"}) {
+    EXPECT_TRUE(lint_run_config(RunConfig{Words{"/bin/sh", "-c", script}, std::nullopt}).empty()) << script;
+  }
+}
+
+// A config is input: a script of millions of characters is linted in one pass (a
+// regex once overflowed the stack here) and quoted in a warning only in part.
+TEST(RunLint, HugeScriptsAreLintedAndQuotedShort) {
+  const std::string script = "/usr/sbin/sshd" + std::string(3'000'000, ' ') + "&& bash" + std::string(1000, 'x');
+  const auto w = lint_run_config(RunConfig{Words{"/bin/sh", "-c", script}, std::nullopt});
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_LT(w[0].size(), 1000u);
+  EXPECT_NE(w[0].find("sshd forks into the background"), std::string::npos) << w[0].substr(0, 300);
+}
+
+} // namespace
+} // namespace kload::format

@@ -2,6 +2,8 @@
 // SIGINT, several kload processes at once. After every trial no name points at an
 // incomplete image, no good image is lost, and a rerun completes.
 
+#include "kload/cache/cache.h"
+#include "kload/util/digest.h"
 #include "support/test_support.h"
 
 #include <gtest/gtest.h>
@@ -89,10 +91,12 @@ void check_invariants(const Lab& lab, int nodes, const std::vector<Names>& befor
 
 // Layer digests of the (first) image in an archive.
 std::set<std::string> layers_of(const std::string& archive) {
+  const auto report = json::parse(kload({"inspect", "--json", archive}).out);
   std::set<std::string> out;
-  for (const auto& l : json::parse(kload({"inspect", "--json", archive}).out)["images"][0]["layers"]) {
+  for (const auto& l : report["images"][0]["layers"]) {
     out.insert(l["digest"].get<std::string>());
   }
+  EXPECT_FALSE(out.empty()) << archive;
   return out;
 }
 
@@ -234,26 +238,34 @@ TEST(E2EFaults, CtrlCDuringALoadExitsCleanlyAndRemovesTemporaryFiles) {
   }
 }
 
-TEST(E2EFaults, SeveralKloadsAtOnceShareNodesAndCache) {
+// N kload processes at once, twice, into the same two nodes with one cache. Round 0:
+// two processes load the same image (with four, the others load other images sharing
+// its base); round 1: every process a different image or a repeat, as listed below.
+class E2EConcurrent : public ::testing::TestWithParam<int> {};
+
+TEST_P(E2EConcurrent, KloadsAtOnceShareNodesAndCache) {
+  const int count = GetParam();
   Scratch scratch;
   Lab lab(scratch / "lab", 2);
   ASSERT_TRUE(lab.up());
   const auto cache = (scratch / "cache").string();
   std::vector<std::string> archives;
-  for (int i = 0; i < 4; ++i) {
+  for (int i = 0; i < 3; ++i) {
     archives.push_back((scratch / ("a" + std::to_string(i) + ".tar")).string());
-    // Two processes load the same image, two load others; all share a base.
-    const std::string tag = "app" + std::to_string(i % 3) + ":v1";
-    ASSERT_TRUE(mkimage({"--image", tag + "=base:8M,top" + std::to_string(i % 3) + ":2M", archives.back()}));
+    const std::string tag = "app" + std::to_string(i) + ":v1";
+    ASSERT_TRUE(mkimage({"--image", tag + "=base:8M,top" + std::to_string(i) + ":2M", archives.back()}));
   }
-  for (int round = 0; round < 2; ++round) {
+  // Which archive process i loads in each round.
+  const std::vector<std::vector<int>> rounds = count == 2 ? std::vector<std::vector<int>>{{0, 0}, {1, 2}}
+                                                          : std::vector<std::vector<int>>{{0, 1, 2, 0}, {2, 1, 0, 2}};
+  for (const auto& round : rounds) {
     std::vector<pid_t> pids;
-    for (int i = 0; i < 4; ++i) {
-      pids.push_back(spawn_kload({"image-archive", archives[i], "--cache", cache, "--node", lab.uris()[0], "--node",
-                                  lab.uris()[1]},
+    for (int i = 0; i < count; ++i) {
+      pids.push_back(spawn_kload({"image-archive", archives[round[i]], "--cache", cache, "--node", lab.uris()[0],
+                                  "--node", lab.uris()[1]},
                                  scratch / ("err" + std::to_string(i))));
     }
-    for (int i = 0; i < 4; ++i) {
+    for (int i = 0; i < count; ++i) {
       EXPECT_EQ(wait_exit(pids[i]), 0) << read_file(scratch / ("err" + std::to_string(i)));
     }
   }
@@ -263,13 +275,43 @@ TEST(E2EFaults, SeveralKloadsAtOnceShareNodesAndCache) {
       const auto name = "docker.io/library/app" + std::to_string(i) + ":v1";
       ASSERT_TRUE(names.contains(name)) << name;
       EXPECT_TRUE(names.at(name).complete) << name;
+      EXPECT_EQ(names.at(name).target, manifest_of(archives[i])) << name;
+    }
+    for (const auto& [name, image] : names) {
+      EXPECT_EQ(name.find("kload-staging"), std::string::npos) << "left behind on node " << n << ": " << name;
     }
   }
-  // The cache agrees with the nodes: a further run is the one-call reload.
-  auto r = kload({"image-archive", "--json", archives[0], "--cache", cache, "--node", lab.uris()[0]});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(json::parse(r.out)["nodes"][0]["ctrCalls"], 1);
+  // The cache agrees with the nodes: each record names every image at its manifest,
+  // holds its layers, and carries no mark of a load still sending.
+  auto opened = cache::Cache::open(cache, [](const std::string&) {});
+  ASSERT_TRUE(opened.has_value()) << opened.error().message;
+  for (const auto& uri : lab.uris()) {
+    auto record = (*opened)->node(uri);
+    ASSERT_TRUE(record && *record) << uri;
+    const auto& rec = **record;
+    EXPECT_TRUE(rec.sending.empty()) << uri;
+    for (int i = 0; i < 3; ++i) {
+      const auto name = "docker.io/library/app" + std::to_string(i) + ":v1";
+      ASSERT_TRUE(rec.names.contains(name)) << uri << " " << name;
+      EXPECT_EQ(rec.names.at(name).target.str(), manifest_of(archives[i])) << uri << " " << name;
+      for (const auto& layer : layers_of(archives[i])) {
+        EXPECT_TRUE(rec.blobs.contains(*util::Digest::parse(layer))) << uri << " " << name << " " << layer;
+      }
+    }
+  }
+  // And loading any of the images again is the one-call reload on both nodes.
+  for (const auto& archive : archives) {
+    auto r = kload({"image-archive", "--json", archive, "--cache", cache, "--node", lab.uris()[0], "--node",
+                    lab.uris()[1]});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    for (const auto& node : json::parse(r.out)["nodes"]) {
+      EXPECT_EQ(node["ctrCalls"], 1) << archive << ": " << node.dump();
+    }
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(Processes, E2EConcurrent, ::testing::Values(2, 4),
+                         [](const auto& info) { return std::to_string(info.param) + "AtOnce"; });
 
 TEST(E2EFaults, HostileImageNamesAreRejectedBeforeAnyNodeIsTouched) {
   Scratch scratch;

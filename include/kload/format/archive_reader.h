@@ -37,9 +37,11 @@ struct ReadStats {
 
 // Reads one archive and adds its images, blobs and warnings to `set`. Error
 // (bad_input): a one-line message naming the input and the entry: truncated or
-// corrupt archive, unsafe entry (absolute path, "..", hard link, device), missing or
-// invalid manifest.json/index.json, a manifest or config naming an absent blob, a
-// config or manifest whose bytes do not match its digest, limits exceeded.
+// corrupt archive (a header whose size misframes the next one included), unsafe entry
+// (absolute path, "..", hard link, device, a symbolic link leading outside the
+// archive), a duplicate entry, missing or invalid manifest.json/index.json, JSON
+// nested more than 10,000 levels deep, a manifest or config naming an absent blob, a
+// config or manifest whose bytes or size do not match its descriptor, limits exceeded.
 util::Result<ReadStats> read_archive(const std::string& input, ImageSet& set,
                                      const ReadLimits& limits = {});
 
