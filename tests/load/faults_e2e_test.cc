@@ -304,7 +304,8 @@ TEST_P(E2EConcurrent, KloadsAtOnceShareNodesAndCache) {
     auto r = kload({"image-archive", "--json", archive, "--cache", cache, "--node", lab.uris()[0], "--node",
                     lab.uris()[1]});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    for (const auto& node : json::parse(r.out)["nodes"]) {
+    const auto report = json::parse(r.out);
+    for (const auto& node : report["nodes"]) {
       EXPECT_EQ(node["ctrCalls"], 1) << archive << ": " << node.dump();
     }
   }
