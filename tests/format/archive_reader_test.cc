@@ -2,6 +2,7 @@
 
 #include "kload/format/verify.h"
 #include "kload/util/sha256.h"
+#include "format_helpers.h"
 #include "support/test_support.h"
 
 #include <archive.h>
@@ -86,32 +87,6 @@ struct PrivateTmp {
   EnvGuard guard;
 };
 
-// Reads `file` through a pipe on standard input, as `... | kload inspect -` would.
-util::Result<ReadStats> read_via_stdin(const fs::path& file, ImageSet& set, const ReadLimits& limits = {}) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    return util::fail(util::ErrorKind::io, "pipe");
-  }
-  const int saved = ::dup(0);
-  ::dup2(fds[0], 0);
-  ::close(fds[0]);
-  std::thread writer([fd = fds[1], data = kload::testing::read_file(file)] {
-    std::size_t off = 0;
-    while (off < data.size()) {
-      const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-      if (n <= 0) {
-        break; // the reader gave up early: EPIPE
-      }
-      off += static_cast<std::size_t>(n);
-    }
-    ::close(fd);
-  });
-  auto r = read_archive("-", set, limits);
-  ::dup2(saved, 0); // closes our read end, so a stalled writer sees EPIPE
-  ::close(saved);
-  writer.join();
-  return r;
-}
 
 CommandResult run_kload(std::vector<std::string> args, const std::string& stdin_file = "") {
   args.insert(args.begin(), kload::testing::kload_binary().string());
@@ -325,15 +300,6 @@ void expect_blobs_consistent(const ImageSet& set, const std::set<std::string>& e
   }
 }
 
-std::vector<util::Digest> all_blobs(const ImageSet& set) {
-  std::vector<util::Digest> out;
-  for (const auto& image : set.images) {
-    for (const auto& d : ImageSet::blobs_of(image)) {
-      out.push_back(d);
-    }
-  }
-  return out;
-}
 
 // The fixture every test here uses: a scratch directory and SIGPIPE ignored, because
 // this process feeds archives into pipes (read_via_stdin, run_command) whose reader

@@ -8,6 +8,7 @@
 
 #include "kload/format/verify.h"
 #include "kload/util/sha256.h"
+#include "format_helpers.h"
 #include "support/test_support.h"
 
 #include <fmt/format.h>
@@ -289,32 +290,6 @@ void embed(std::string& document, const std::string& value) {
 // ---------------------------------------------------------------------------------
 // Reading
 
-// Reads `file` through a pipe on standard input, as `... | kload inspect -` would.
-util::Result<ReadStats> read_via_stdin(const fs::path& file, ImageSet& set, const ReadLimits& limits = {}) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    return util::fail(util::ErrorKind::io, "pipe");
-  }
-  const int saved = ::dup(0);
-  ::dup2(fds[0], 0);
-  ::close(fds[0]);
-  std::thread writer([fd = fds[1], data = kload::testing::read_file(file)] {
-    std::size_t off = 0;
-    while (off < data.size()) {
-      const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-      if (n <= 0) {
-        break; // the reader gave up early: EPIPE
-      }
-      off += static_cast<std::size_t>(n);
-    }
-    ::close(fd);
-  });
-  auto r = read_archive("-", set, limits);
-  ::dup2(saved, 0); // closes our read end, so a stalled writer sees EPIPE
-  ::close(saved);
-  writer.join();
-  return r;
-}
 
 enum class Mode { file, stdin_pipe };
 
@@ -336,15 +311,6 @@ kload::testing::CommandResult inspect(Mode mode, const fs::path& archive, std::v
   return kload::testing::kload(options, mode == Mode::stdin_pipe ? archive.string() : "");
 }
 
-std::vector<util::Digest> all_blobs(const ImageSet& set) {
-  std::vector<util::Digest> out;
-  for (const auto& image : set.images) {
-    for (const auto& d : ImageSet::blobs_of(image)) {
-      out.push_back(d);
-    }
-  }
-  return out;
-}
 
 bool spool_left(const fs::path& dir) {
   return std::any_of(fs::directory_iterator(dir), fs::directory_iterator(),
