@@ -82,7 +82,10 @@ for a in "$@"; do
   [[ $a == import ]] && import=1
   prev=$a
 done
-if [[ $import == 1 && -n ${KLOAD_BENCH_CAPTURE:-} && $sock == "${KLOAD_BENCH_CAPTURE_SOCK:-}" ]]; then
+# Only the first import (the one carrying the layers) is the floor's stream; the
+# tiny second import that commits the names is not captured.
+if [[ $import == 1 && -n ${KLOAD_BENCH_CAPTURE:-} && $sock == "${KLOAD_BENCH_CAPTURE_SOCK:-}" &&
+      ! -e $KLOAD_BENCH_CAPTURE ]]; then
   tee "$KLOAD_BENCH_CAPTURE" | "$real" "$@"
   rc=${PIPESTATUS[1]}
 else
@@ -537,6 +540,7 @@ class Bench:
         env["PATH"] = f"{self.shim_dir}:{env.get('PATH', '')}"
         env["KLOAD_BENCH_TRACE"] = str(trace_file)
         if capture:
+            capture_file.unlink(missing_ok=True)
             env["KLOAD_BENCH_CAPTURE"] = str(capture_file)
             env["KLOAD_BENCH_CAPTURE_SOCK"] = sock_of(uris[0])
         p = self.kload_run(archives, uris, method, env=env)
