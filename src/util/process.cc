@@ -106,6 +106,17 @@ Result<void> write_all(int fd, const void* data, std::size_t size, const std::st
       if (errno == EINTR) {
         continue;
       }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        // A non-blocking pipe to a child (see SystemProcessRunner::run): wait for room,
+        // but not forever: a reader that takes nothing for this long is stuck.
+        pollfd pfd{fd, POLLOUT, 0};
+        const int ready = ::poll(&pfd, 1, static_cast<int>(stalled_reader_limit.count() * 1000));
+        if (ready == 0) {
+          return fail(ErrorKind::io, "writing " + what + ": the reader took nothing for " +
+                                         std::to_string(stalled_reader_limit.count()) + " s");
+        }
+        continue;
+      }
       return fail(ErrorKind::io, "writing " + what + ": " + std::strerror(errno));
     }
     p += n;
@@ -235,6 +246,9 @@ Result<ProcessResult> SystemProcessRunner::run(const std::vector<std::string>& a
   });
   Result<void> fed{};
   if (feed) {
+    // Non-blocking on our side only, so that write_all notices a child that stopped
+    // reading (a ctr whose containerd died can hang) instead of blocking forever.
+    ::fcntl(in.write, F_SETFL, ::fcntl(in.write, F_GETFL) | O_NONBLOCK);
     fed = feed(in.write);
     in.close_write();
     // Closing stdin ends the stream and the child usually fails on its own, saying

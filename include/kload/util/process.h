@@ -47,9 +47,14 @@ public:
                             std::chrono::milliseconds timeout) override;
 };
 
-// Writes all of `data` to fd, retrying on EINTR and short writes. Error: EPIPE or any
-// other write failure, with `what` in the message.
+// Writes all of `data` to fd, retrying on EINTR and short writes; on a non-blocking fd
+// it waits for room, at most stalled_reader_limit at a time. Error: EPIPE, a reader
+// stalled that long, or any other write failure, with `what` in the message.
 Result<void> write_all(int fd, const void* data, std::size_t size, const std::string& what);
+
+// How long write_all waits on a non-blocking descriptor (the stdin pipe of a child run
+// by SystemProcessRunner) whose reader takes nothing, before it fails.
+inline constexpr std::chrono::seconds stalled_reader_limit{120};
 
 // Quotes one argument for a POSIX shell (single quotes), for transports that cross
 // a shell such as ssh.
