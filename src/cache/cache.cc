@@ -214,9 +214,13 @@ Result<NodeRecord> decode_node(std::string_view bytes) {
   return r;
 }
 
-bool NodeRecord::interrupted_load() const {
-  return std::any_of(sending.begin(), sending.end(), [](const std::string& t) { return !util::process_running(t); });
-}
+namespace {
+bool finished(const std::string& token) { return !util::process_running(token); }
+} // namespace
+
+bool NodeRecord::interrupted_load() const { return std::any_of(sending.begin(), sending.end(), finished); }
+
+void NodeRecord::forget_interrupted_loads() { std::erase_if(sending, finished); }
 
 void NodeRecord::forget_unreferenced() {
   std::unordered_set<Digest> named;

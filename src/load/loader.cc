@@ -257,7 +257,7 @@ private:
       // Keeps the marks of loads still sending (their blobs may postdate this listing);
       // a cache that cannot be written is only slower.
       (void)cache_->update_node(target_.uri.text, [&](cache::NodeRecord& r) {
-        std::erase_if(r.sending, [](const std::string& t) { return !util::process_running(t); });
+        r.forget_interrupted_loads();
         record.sending = std::move(r.sending);
         if (r.server_uuid == record.server_uuid && r.updated_at >= listing_started) {
           // Another load recorded what it sent while this listing ran: keep that, or

@@ -49,6 +49,8 @@ struct NodeRecord {
 
   // Whether a load named in `sending` is no longer running.
   [[nodiscard]] bool interrupted_load() const;
+  // Drops the marks of loads no longer running (after a listing has seen their work).
+  void forget_interrupted_loads();
 
   // Drops the blobs of loaded images that no name points at any more, except those
   // another named image still needs. Conservative: the cache may then under-claim,
