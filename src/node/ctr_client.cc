@@ -1,4 +1,5 @@
 #include "kload/node/ctr_client.h"
+#include "kload/node/containerd_config.h"
 #include "kload/util/text.h"
 
 #include <algorithm>
@@ -443,6 +444,17 @@ util::Result<std::string> CtrClient::snapshotter() {
   if (!transport_.uri().snapshotter.empty()) {
     return transport_.uri().snapshotter;
   }
+  // kind's way: CRI's snapshotter from the node's configuration, so that CRI finds
+  // the image unpacked where it looks. Only where the node's own files are in reach;
+  // a node whose `containerd` is not on PATH, or that runs without CRI, falls back.
+  if (reaches_node_host(transport_.uri())) {
+    auto dump = transport_.run({"containerd", "config", "dump"}, query_timeout);
+    if (dump && dump->exit_code == 0 && !dump->timed_out) {
+      if (auto snap = cri_snapshotter(dump->out)) {
+        return *snap;
+      }
+    }
+  }
   auto r = query(transport_, {"plugins", "ls"}, "listing plugins");
   if (!r) {
     return std::unexpected(r.error());
@@ -507,6 +519,9 @@ std::expected<void, ImportError> CtrClient::import(const util::StdinFeeder& feed
   // No --digests: it adds an "import-DATE@sha256:..." image for every manifest, which
   // nothing removes and which keeps pointing at a broken image when unpack fails.
   std::vector<std::string> args{"images", "import", "--snapshotter", snapshotter};
+  if (local_import_) {
+    args.emplace_back("--local");
+  }
   if (all_platforms == AllPlatforms::yes) {
     args.emplace_back("--all-platforms");
   }
@@ -526,6 +541,14 @@ std::expected<void, ImportError> CtrClient::import(const util::StdinFeeder& feed
   // reading, so the feeder then sees EPIPE) ctr's message is the cause; when ctr was
   // still reading (or even finished), the feeder's error is.
   const bool ctr_failed = r->exit_code > 0 || has_ctr_message(r->err);
+  // containerd 2.x's ctr imports through the Transfer API, which unpacks only into the
+  // snapshotters its transfer service is configured for (overlayfs unless set up
+  // otherwise), and refuses any other before it reads the stream. ctr's in-process
+  // import (--local) unpacks into any snapshotter, as 1.x's ctr always did.
+  if (!local_import_ && r->err.find("no unpack platforms defined") != std::string::npos) {
+    local_import_ = true;
+    return import(feed, snapshotter, all_platforms);
+  }
   if (r->feed_error && !ctr_failed) {
     return std::unexpected(ImportError{
         ImportFailure::other, std::nullopt,

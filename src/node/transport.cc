@@ -33,6 +33,11 @@ public:
     return runner_.run(ctr_argv(uri_, args), feed, timeout);
   }
 
+  util::Result<util::ProcessResult> run(const std::vector<std::string>& argv,
+                                        std::chrono::milliseconds timeout) override {
+    return runner_.run(node_argv(uri_, argv), {}, timeout);
+  }
+
   [[nodiscard]] const NodeUri& uri() const override { return uri_; }
 
 private:
@@ -42,13 +47,12 @@ private:
 
 } // namespace
 
-std::vector<std::string> ctr_argv(const NodeUri& uri, const std::vector<std::string>& args) {
+std::vector<std::string> node_argv(const NodeUri& uri, const std::vector<std::string>& words) {
   switch (uri.kind) {
   case TransportKind::containerd_socket:
-    return ctr_words(uri, args);
+    return words;
   case TransportKind::docker: {
     std::vector<std::string> argv{"docker", "exec", "-i", uri.target};
-    const auto words = ctr_words(uri, args);
     argv.insert(argv.end(), words.begin(), words.end());
     return argv;
   }
@@ -65,7 +69,7 @@ std::vector<std::string> ctr_argv(const NodeUri& uri, const std::vector<std::str
     argv.insert(argv.end(), {"--", uri.target});
     // ssh joins the remote words with spaces and hands the line to the remote user's
     // shell, so each word is quoted to arrive as exactly itself.
-    for (const auto& word : ctr_words(uri, args)) {
+    for (const auto& word : words) {
       argv.push_back(util::shell_quote(word));
     }
     return argv;
@@ -73,6 +77,12 @@ std::vector<std::string> ctr_argv(const NodeUri& uri, const std::vector<std::str
   }
   return {};
 }
+
+std::vector<std::string> ctr_argv(const NodeUri& uri, const std::vector<std::string>& args) {
+  return node_argv(uri, ctr_words(uri, args));
+}
+
+bool reaches_node_host(const NodeUri& uri) { return uri.kind != TransportKind::containerd_socket; }
 
 std::unique_ptr<Transport> make_transport(const NodeUri& uri, util::ProcessRunner& runner) {
   return std::make_unique<ProcessTransport>(uri, runner);

@@ -18,6 +18,7 @@
 
 #include "fuzz_support.h"
 
+#include "kload/node/containerd_config.h"
 #include "kload/node/ctr_client.h"
 #include "kload/node/kind.h"
 #include "kload/node/node_uri.h"
@@ -75,6 +76,12 @@ public:
     return r;
   }
 
+  // The URI is a containerd:// socket, whose node files kload never reads.
+  kload::util::Result<ProcessResult> run(const std::vector<std::string>& argv, std::chrono::milliseconds) override {
+    kload::fuzz::fail("CtrClient ran a node command on a containerd:// node: " + (argv.empty() ? "" : argv[0]));
+    return ProcessResult{};
+  }
+
   [[nodiscard]] const kload::node::NodeUri& uri() const override { return uri_; }
 
   [[nodiscard]] std::string_view section(Section s) const { return sections_[s]; }
@@ -115,6 +122,8 @@ int kload_fuzz_ctr_output(const std::uint8_t* data, std::size_t size) {
   FuzzTransport transport(sections[0].substr(0, newline), sections);
   CtrClient client(transport);
 
+  // The same bytes as a `containerd config dump`: never throws, whatever they are.
+  (void)kload::node::cri_snapshotter(text);
   said_why(client.server_uuid(), "version");
   said_why(client.snapshotter(), "plugins ls");
   auto inv = client.inventory();

@@ -232,7 +232,7 @@ protected:
 };
 
 TEST_F(E2EDockerImage, FirstLoadIntoAKindClusterSavesOnceAndAReloadSavesNothing) {
-  Lab lab(scratch / "lab", 2);
+  Lab lab(scratch / "lab", 2, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   const auto v1 = archive("v1.tar", {"--image", app_v1});
@@ -291,7 +291,7 @@ TEST_F(E2EDockerImage, FirstLoadIntoAKindClusterSavesOnceAndAReloadSavesNothing)
 }
 
 TEST_F(E2EDockerImage, ChangedTopLayerIsSavedAndOnlyThatLayerTravels) {
-  Lab lab(scratch / "lab", 2);
+  Lab lab(scratch / "lab", 2, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   constexpr const char* sidecar = "sidecar:v1=sbase:1M,sidecar:64K";
@@ -325,7 +325,7 @@ TEST_F(E2EDockerImage, ChangedTopLayerIsSavedAndOnlyThatLayerTravels) {
 }
 
 TEST_F(E2EDockerImage, OnlyTheNodesMissingTheImageAreLoaded) {
-  Lab lab(scratch / "lab", 2);
+  Lab lab(scratch / "lab", 2, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   const auto v1 = archive("v1.tar", {"--image", app_v1});
@@ -352,7 +352,7 @@ TEST_F(E2EDockerImage, OnlyTheNodesMissingTheImageAreLoaded) {
 }
 
 TEST_F(E2EDockerImage, AnUnreachableNodeFailsAloneAndExitsOne) {
-  Lab lab(scratch / "lab", 2);
+  Lab lab(scratch / "lab", 2, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   ASSERT_TRUE(lab.stop(2));
@@ -370,7 +370,7 @@ TEST_F(E2EDockerImage, AnUnreachableNodeFailsAloneAndExitsOne) {
 TEST_F(E2EDockerImage, ContainerdStoreIndexIdIsRecognisedWithoutSave) {
   // Docker's containerd image store: .Id is the index digest (kind 4236), and the save
   // lists a platform whose blobs it does not hold (kind 3795).
-  Lab lab(scratch / "lab", 2);
+  Lab lab(scratch / "lab", 2, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   const auto described = scratch / "c.json";
@@ -411,7 +411,7 @@ TEST_F(E2EDockerImage, ContainerdStoreIndexIdIsRecognisedWithoutSave) {
 TEST_F(E2EDockerImage, ContainerdStoreImageKindLoadedIsRecognisedWithoutCache) {
   // `kind load` imports the whole archive: the name then points at the index, which
   // is Docker's .Id, so one check per node recognises it even with no cache at all.
-  Lab lab(scratch / "lab", 2);
+  Lab lab(scratch / "lab", 2, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   const auto described = scratch / "c.json";
@@ -421,7 +421,7 @@ TEST_F(E2EDockerImage, ContainerdStoreImageKindLoadedIsRecognisedWithoutCache) {
                         "--json-out", described.string(), "--image", "app:v1=base:1M,top:128K"});
   const auto index = json::parse(read_file(described))["images"][0]["index_digest"].get<std::string>();
   for (int n = 1; n <= 2; ++n) {
-    auto imported = run_command({"sh", "-c", "ctr -a " + lab.socket(n).string() + " -n k8s.io images import - < " + c});
+    auto imported = run_command({"sh", "-c", lab.ctr_shell(n) + " images import - < " + c});
     ASSERT_EQ(imported.exit_code, 0) << imported.err;
   }
   docker_has("app:v1", c, index);
@@ -435,7 +435,7 @@ TEST_F(E2EDockerImage, ContainerdStoreImageKindLoadedIsRecognisedWithoutCache) {
 }
 
 TEST_F(E2EDockerImage, CriImageIdRefRecognisesTheClassicStoreWithoutCache) {
-  Lab lab(scratch / "lab", 2);
+  Lab lab(scratch / "lab", 2, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   const auto v1 = archive("v1.tar", {"--image", app_v1});
@@ -467,7 +467,7 @@ TEST_F(E2EDockerImage, CriImageIdRefRecognisesTheClassicStoreWithoutCache) {
 }
 
 TEST_F(E2EDockerImage, FailingSaveExitsTwoAndCommitsNothing) {
-  Lab lab(scratch / "lab", 2);
+  Lab lab(scratch / "lab", 2, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   const auto v1 = archive("v1.tar", {"--image", app_v1});
@@ -493,7 +493,7 @@ TEST_F(E2EDockerImage, FailingSaveExitsTwoAndCommitsNothing) {
 }
 
 TEST_F(E2EDockerImage, UnknownImageExitsTwoNamingItAndAsksNoNode) {
-  Lab lab(scratch / "lab", 2);
+  Lab lab(scratch / "lab", 2, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   const auto v1 = archive("v1.tar", {"--image", app_v1});
@@ -539,7 +539,7 @@ TEST_F(E2EDockerImage, NoNodesAndNoDockerAreClearErrors) {
 }
 
 TEST_F(E2EDockerImage, ImageArchiveLoadsIntoTheKindClusterNodes) {
-  Lab lab(scratch / "lab", 2);
+  Lab lab(scratch / "lab", 2, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   dev_cluster(lab);
   const auto v1 = archive("v1.tar", {"--image", app_v1});
@@ -552,7 +552,7 @@ TEST_F(E2EDockerImage, ImageArchiveLoadsIntoTheKindClusterNodes) {
 }
 
 TEST_F(E2EDockerImage, TagsAreRequiredAndIdsRefused) {
-  Lab lab(scratch / "lab", 1);
+  Lab lab(scratch / "lab", 1, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   shim({{"dev-control-plane", lab.socket(1)}});
   const auto v1 = archive("v1.tar", {"--image", app_v1});

@@ -113,7 +113,7 @@ TEST_F(E2ELoad, ManifestDigestEqualsAFullImport) {
   const auto v1 = archive("v1.tar", {"--image", app_v1});
   load({v1}, {lab.uris()[0]});
   auto full = run_command({"sh", "-c",
-                           "ctr -a " + lab.socket(2).string() + " -n k8s.io images import - < " + v1});
+                           lab.ctr_shell(2) + " images import - < " + v1});
   ASSERT_EQ(full.exit_code, 0) << full.err;
   const auto a = lab.images(1);
   const auto b = lab.images(2);
@@ -157,7 +157,7 @@ TEST_F(E2ELoad, PartiallyLoadedNodeGetsOnlyTheRest) {
   ASSERT_TRUE(lab.up());
   const auto base = archive("base.tar", {"--image", "base:v1=base:1M,mid:512K"});
   const auto app = archive("app.tar", {"--image", "app:v1=base:1M,mid:512K,app:128K"});
-  auto full = run_command({"sh", "-c", "ctr -a " + lab.socket(1).string() + " -n k8s.io images import - < " + base});
+  auto full = run_command({"sh", "-c", lab.ctr_shell(1) + " images import - < " + base});
   ASSERT_EQ(full.exit_code, 0) << full.err;
   auto report = load({app}, lab.uris());
   EXPECT_EQ(node(report, 0)["layersSent"], 1);
@@ -200,11 +200,11 @@ TEST_F(E2ELoad, OneNodeDownIsNamedAndTheOthersComplete) {
 }
 
 TEST_F(E2ELoad, BlobRemovedBehindKloadsBackIsResentAfterOneRetry) {
-  Lab lab(scratch / "lab", 1);
+  Lab lab(scratch / "lab", 1, LabKind{});  // host node: a ctr or docker shim on PATH reaches its socket
   ASSERT_TRUE(lab.up());
   const auto base = archive("base.tar", {"--image", "base:v1=base:1M"});
   const auto app = archive("app.tar", {"--image", "app:v1=base:1M,app:128K"});
-  auto imported = run_command({"sh", "-c", "ctr -a " + lab.socket(1).string() + " -n k8s.io images import - < " + base});
+  auto imported = run_command({"sh", "-c", lab.ctr_shell(1) + " images import - < " + base});
   ASSERT_EQ(imported.exit_code, 0) << imported.err;
   auto inspect = json::parse(kload({"inspect", "--json", base}).out);
   const auto base_layer = inspect["images"][0]["layers"][0]["digest"].get<std::string>();
@@ -350,7 +350,7 @@ TEST_F(E2ELoad, DryRunChangesNothing) {
 }
 
 TEST_F(E2ELoad, DockerTransportGivesRealDockerTheExactArgv) {
-  Lab lab(scratch / "lab", 1);
+  Lab lab(scratch / "lab", 1, LabKind{});  // host node: a ctr or docker shim on PATH reaches its socket
   ASSERT_TRUE(lab.up());
   // A docker shim: logs its argv, then runs `ctr ARGS` against the lab node the
   // container name stands for.

@@ -249,7 +249,7 @@ private:
 };
 
 TEST_F(E2ESsh, FirstLoadAndReloadThroughTheUsersSshConfig) {
-  Lab lab(scratch / "lab", 1);
+  Lab lab(scratch / "lab", 1, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   SshServer sshd(scratch / "sshd");
   ASSERT_TRUE(sshd.up()) << "tools/sshlab up failed: " << sshd.why_not_up();
@@ -294,7 +294,7 @@ TEST_F(E2ESsh, FirstLoadAndReloadThroughTheUsersSshConfig) {
 }
 
 TEST_F(E2ESsh, TheUsersAgentHoldsTheKey) {
-  Lab lab(scratch / "lab", 1);
+  Lab lab(scratch / "lab", 1, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   SshServer sshd(scratch / "sshd");
   ASSERT_TRUE(sshd.up()) << "tools/sshlab up failed: " << sshd.why_not_up();
@@ -395,7 +395,7 @@ bool import_running(const fs::path& socket) {
 }
 
 TEST_F(E2ESsh, DroppedConnectionMidTransferNeverExposesAnIncompleteImageAndARerunSendsTheRest) {
-  Lab lab(scratch / "lab", 1);
+  Lab lab(scratch / "lab", 1, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   SshServer sshd(scratch / "sshd");
   ASSERT_TRUE(sshd.up()) << "tools/sshlab up failed: " << sshd.why_not_up();
@@ -465,7 +465,7 @@ TEST_F(E2ESsh, DroppedConnectionMidTransferNeverExposesAnIncompleteImageAndAReru
 }
 
 TEST_F(E2ESsh, HostileWords) {
-  Lab lab(scratch / "lab", 1);
+  Lab lab(scratch / "lab", 1, LabKind{});  // host nodes: this suite drives them directly
   ASSERT_TRUE(lab.up());
   SshServer sshd(scratch / "sshd");
   ASSERT_TRUE(sshd.up()) << "tools/sshlab up failed: " << sshd.why_not_up();

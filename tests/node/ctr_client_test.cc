@@ -431,6 +431,20 @@ TEST_F(CtrClientUnit, ImportArgvAndStdin) {
                                        "--all-platforms", "-"));
 }
 
+TEST_F(CtrClientUnit, TransferApiRefusingTheSnapshotterFallsBackToLocalImport) {
+  // containerd 2.x, CRI on native: the Transfer API only unpacks into overlayfs.
+  runner_.fails("images import", "ctr: unable to initialize unpacker: no unpack platforms defined: invalid argument\n");
+  runner_.ok("images import", "");
+  const auto r = client_->import(feed_of("TAR"), "native", AllPlatforms::no);
+  ASSERT_TRUE(r.has_value()) << r.error().error.message;
+  ASSERT_EQ(runner_.calls().size(), 2U);
+  EXPECT_THAT(ctr_args(1), ElementsAre("images", "import", "--snapshotter", "native", "--local", "-"));
+  EXPECT_EQ(runner_.calls().at(1).stdin, "TAR") << "the stream is sent again, whole";
+  ASSERT_TRUE(client_->import(feed_of(""), "native", AllPlatforms::no).has_value());
+  EXPECT_THAT(ctr_args(2), ElementsAre("images", "import", "--snapshotter", "native", "--local", "-"))
+      << "later imports of this node go straight to --local";
+}
+
 TEST_F(CtrClientUnit, ImportMissingContent) {
   runner_.fails("images import", import_missing_err);
   const auto r = client_->import(feed_of("x"), "overlayfs", AllPlatforms::no);

@@ -154,6 +154,20 @@ TEST(MakeTransport, StartFailureIsAnError) {
   EXPECT_EQ(runner.calls().at(0).timeout, std::chrono::seconds(30));
 }
 
+TEST(NodeArgv, RunsTheWordsOnTheNodeItselfQuotedForSsh) {
+  EXPECT_THAT(node_argv(uri_of("docker://kind-worker"), {"containerd", "config", "dump"}),
+              ElementsAre("docker", "exec", "-i", "kind-worker", "containerd", "config", "dump"));
+  EXPECT_THAT(node_argv(uri_of("ssh://root@n1:2222"), {"containerd", "config", "dump"}),
+              ElementsAre("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", "2222", "-l", "root", "--",
+                          "n1", "'containerd'", "'config'", "'dump'"));
+  EXPECT_THAT(node_argv(uri_of("containerd:///run/c.sock"), {"containerd", "config", "dump"}),
+              ElementsAre("containerd", "config", "dump"));
+  EXPECT_TRUE(reaches_node_host(uri_of("docker://n")));
+  EXPECT_TRUE(reaches_node_host(uri_of("ssh://n")));
+  EXPECT_FALSE(reaches_node_host(uri_of("containerd:///run/c.sock")))
+      << "a socket on this machine says nothing of which configuration its daemon runs with";
+}
+
 TEST(FakeRunner, KeysCtrSubcommandsForEveryTransport) {
   for (const char* text :
        {"containerd:///s", "docker://n", "ssh://u@h:2", "docker://n?address=/s", "ssh://u@h:2?address=/s"}) {

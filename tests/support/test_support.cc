@@ -132,8 +132,59 @@ std::vector<std::string> split_lines(const std::string& text) {
 std::string lab_tool() { return (source_dir() / "tools" / "lab").string(); }
 } // namespace
 
-Lab::Lab(const std::filesystem::path& dir, int nodes) : dir_(dir) {
-  auto r = run_command({lab_tool(), "up", std::to_string(nodes), dir_.string()});
+LabKind lab_kind_from_env() {
+  const char* env = std::getenv("KLOAD_TEST_NODES");
+  const std::string v = env != nullptr ? env : "host";
+  if (v.starts_with("docker-")) {
+    return LabKind{true, v.substr(7)};
+  }
+  return LabKind{};
+}
+
+bool docker_required() {
+  const char* env = std::getenv("KLOAD_REQUIRE_DOCKER");
+  return env != nullptr && std::string(env) == "1";
+}
+
+std::string docker_missing() {
+  static const std::string why = [] {
+    if (run_command({"sh", "-c", "command -v docker"}).exit_code != 0) {
+      return std::string("no docker client on PATH");
+    }
+    if (auto r = run_command({"docker", "version", "--format", "{{.Server.Version}}"}); r.exit_code != 0) {
+      return "the Docker engine does not answer: " + r.err.substr(0, r.err.find('\n'));
+    }
+    if (run_command({"sh", "-c", "command -v go"}).exit_code != 0) {
+      return std::string("no Go toolchain to build the nodes' containerd with");
+    }
+    return std::string();
+  }();
+  return why;
+}
+
+namespace {
+// A kind cluster name of its own per lab directory: tests run in parallel, and node
+// container names are global on the engine.
+std::string cluster_for(const std::filesystem::path& dir) {
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016zx", std::hash<std::string>{}(dir.string()));
+  return std::string("kl") + std::string(hex, 10);
+}
+} // namespace
+
+Lab::Lab(const std::filesystem::path& dir, int nodes) : Lab(dir, nodes, lab_kind_from_env()) {}
+
+Lab::Lab(const std::filesystem::path& dir, int nodes, LabKind kind) : dir_(dir), kind_(std::move(kind)) {
+  std::vector<std::string> argv{lab_tool(), "up", std::to_string(nodes), dir_.string()};
+  if (kind_.docker) {
+    if (const auto why = docker_missing(); !why.empty()) {
+      ADD_FAILURE() << "Docker-hosted nodes cannot run here: " << why;
+      return;
+    }
+    cluster_ = cluster_for(dir_);
+    argv.insert(argv.end(), {"--docker", "--containerd", kind_.containerd, "--name", cluster_});
+  }
+  auto r = run_command(argv);
   EXPECT_EQ(r.exit_code, 0) << "lab up failed: " << r.err;
   uris_ = split_lines(r.out);
   up_ = r.exit_code == 0 && static_cast<int>(uris_.size()) == nodes;
@@ -143,10 +194,31 @@ Lab::~Lab() { run_command({lab_tool(), "down", dir_.string()}); }
 
 std::filesystem::path Lab::socket(int node) const { return dir_ / ("node" + std::to_string(node)) / "sock"; }
 
+std::string Lab::container(int node) const {
+  const auto& uri = uris_.at(static_cast<std::size_t>(node - 1));
+  return uri.substr(uri.find("://") + 3);
+}
+
+std::string Lab::ctr_shell(int node) const {
+  if (kind_.docker) {
+    return "docker exec -i " + container(node) + " ctr -n k8s.io";
+  }
+  return "ctr -a " + socket(node).string() + " -n k8s.io";
+}
+
 CommandResult Lab::ctr(int node, const std::vector<std::string>& args) const {
   std::vector<std::string> argv{"ctr", "-a", socket(node).string(), "--connect-timeout", "2s", "-n", "k8s.io"};
+  if (kind_.docker) {
+    argv = {"docker", "exec", "-i", container(node), "ctr", "--connect-timeout", "2s", "-n", "k8s.io"};
+  }
   argv.insert(argv.end(), args.begin(), args.end());
   return run_command(argv);
+}
+
+CommandResult Lab::exec(int node, const std::vector<std::string>& argv) const {
+  std::vector<std::string> full{"docker", "exec", "-i", container(node)};
+  full.insert(full.end(), argv.begin(), argv.end());
+  return run_command(full);
 }
 
 bool Lab::stop(int node) const {

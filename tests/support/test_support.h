@@ -46,11 +46,43 @@ std::string read_file(const std::filesystem::path& path);
 
 namespace kload::testing {
 
+// What a Lab's nodes are: containerd processes on this machine (tools/lab up), or
+// Docker containers shaped as kind's nodes (tools/lab up --docker) running containerd
+// `containerd` (2.x, 1.7 or 1.6).
+struct LabKind {
+  bool docker = false;
+  std::string containerd = "2.x";
+};
+
+// The kind of node the integration suites run on: KLOAD_TEST_NODES = host (the
+// default), docker-2.x, docker-1.7 or docker-1.6.
+LabKind lab_kind_from_env();
+
+// Why Docker-hosted nodes cannot run here ("" when they can): no docker client, no
+// engine answering, or no Go to build the node's programs with.
+std::string docker_missing();
+
+// Skips the current test with the reason when docker_missing() says something, or
+// fails it when KLOAD_REQUIRE_DOCKER=1 (CI), so CI never passes on a skip.
+#define KLOAD_REQUIRE_DOCKER()                                                                     \
+  do {                                                                                             \
+    if (const auto why_ = ::kload::testing::docker_missing(); !why_.empty()) {                     \
+      if (::kload::testing::docker_required()) {                                                   \
+        FAIL() << "Docker-hosted nodes are required here (KLOAD_REQUIRE_DOCKER=1): " << why_;     \
+      }                                                                                            \
+      GTEST_SKIP() << "needs Docker-hosted nodes: " << why_;                                       \
+    }                                                                                              \
+  } while (0)
+bool docker_required();
+
 // A lab of real containerd nodes (tools/lab) in a directory of the test's scratch
 // space, stopped when the test ends.
 class Lab {
 public:
+  // Nodes of lab_kind_from_env().
   Lab(const std::filesystem::path& dir, int nodes);
+  // Docker labs get a kind cluster name unique to `dir` (cluster()).
+  Lab(const std::filesystem::path& dir, int nodes, LabKind kind);
   ~Lab();
   Lab(const Lab&) = delete;
   Lab& operator=(const Lab&) = delete;
@@ -58,9 +90,19 @@ public:
   [[nodiscard]] bool up() const { return up_; }
   [[nodiscard]] const std::vector<std::string>& uris() const { return uris_; }
   [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
-  [[nodiscard]] std::filesystem::path socket(int node) const;  // 1-based
+  [[nodiscard]] std::filesystem::path socket(int node) const;  // 1-based; host labs only
+  [[nodiscard]] const LabKind& kind() const { return kind_; }
+  // The kind cluster name of a Docker lab, "" for a host lab.
+  [[nodiscard]] const std::string& cluster() const { return cluster_; }
+  // The node container's name of a Docker lab (e.g. CLUSTER-worker).
+  [[nodiscard]] std::string container(int node) const;
+  // Shell words that run `ctr -n k8s.io` on node `node`, for `sh -c` command lines
+  // such as "<ctr_shell(1)> images import - < FILE".
+  [[nodiscard]] std::string ctr_shell(int node) const;
   // Runs ctr on node `node` (1-based), namespace k8s.io.
   CommandResult ctr(int node, const std::vector<std::string>& args) const;
+  // Runs argv on a Docker lab's node `node` (docker exec).
+  CommandResult exec(int node, const std::vector<std::string>& argv) const;
   // Stops (SIGKILL) or restarts one node.
   bool stop(int node) const;
   bool start(int node) const;
@@ -75,6 +117,8 @@ public:
 
 private:
   std::filesystem::path dir_;
+  LabKind kind_;
+  std::string cluster_;
   std::vector<std::string> uris_;
   bool up_ = false;
 };

@@ -62,9 +62,11 @@ public:
   // the node does not answer, with ctr's message.
   util::Result<std::string> server_uuid();
 
-  // The URI's snapshotter, else a guess from `ctr plugins ls` (the CRI config is out
-  // of ctr's reach): overlayfs if loaded, else another loaded one, else native, else
-  // "overlayfs". Error (node): unreachable or unparsable output.
+  // The snapshotter to import with: the URI's snapshotter= if given; else, on docker
+  // and ssh nodes, CRI's snapshotter from `containerd config dump` run on the node (as
+  // kind reads it, both configuration layouts); else a guess from `ctr plugins ls`:
+  // overlayfs if loaded, else another loaded one, else native, else "overlayfs".
+  // Error (node): unreachable or unparsable output of `ctr plugins ls`.
   util::Result<std::string> snapshotter();
 
   // Full inventory: `ctr version`, `ctr content ls` (digests and gc labels) and
@@ -80,7 +82,9 @@ public:
   // thin OCI archive whose index entries carry io.containerd.image.name; no --digests,
   // which would add a stray "import-DATE@sha256:..." image per manifest). No timeout.
   // On failure returns an ImportError whose `missing` is set when ctr reported missing
-  // content; a feeder error is reported as such unless ctr failed first.
+  // content; a feeder error is reported as such unless ctr failed first. When
+  // containerd 2.x's Transfer API refuses the snapshotter ("no unpack platforms
+  // defined"), the import is run again, once, with --local, and so are later ones.
   std::expected<void, ImportError> import(const util::StdinFeeder& feed,
                                           const std::string& snapshotter,
                                           AllPlatforms all_platforms);
@@ -93,6 +97,8 @@ public:
 
 private:
   Transport& transport_;
+  // Set once a Transfer API import refused the snapshotter: imports then use --local.
+  bool local_import_ = false;
 };
 
 } // namespace kload::node

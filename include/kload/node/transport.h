@@ -1,6 +1,7 @@
 #pragma once
 // The only thing that differs between local, docker and ssh nodes: how the argv of a
-// `ctr` command reaches the node. Everything above this speaks ctr arguments.
+// command (nearly always `ctr`) reaches the node. Everything above this speaks ctr
+// arguments.
 
 #include "kload/node/node_uri.h"
 #include "kload/util/process.h"
@@ -25,6 +26,10 @@ public:
   virtual util::Result<util::ProcessResult> ctr(const std::vector<std::string>& args,
                                                 const util::StdinFeeder& feed,
                                                 std::chrono::milliseconds timeout) = 0;
+  // Runs `argv` on the node itself (node_argv), without stdin. Error: the local
+  // program cannot be started; a failing command is a ProcessResult.
+  virtual util::Result<util::ProcessResult> run(const std::vector<std::string>& argv,
+                                                std::chrono::milliseconds timeout) = 0;
   [[nodiscard]] virtual const NodeUri& uri() const = 0;
 };
 
@@ -39,6 +44,16 @@ public:
 // PATH, run with the caller's environment, so the user's ~/.ssh/config (host aliases,
 // keys, jump hosts) and ssh-agent apply; only BatchMode and ConnectTimeout are fixed.
 std::vector<std::string> ctr_argv(const NodeUri& uri, const std::vector<std::string>& args);
+
+// The exact local argv that runs `words` on the node: for docker `docker exec -i
+// CONTAINER WORDS...`, for ssh the ssh prefix above with every word shell-quoted; for
+// containerd:// (a socket on this machine) the words themselves.
+std::vector<std::string> node_argv(const NodeUri& uri, const std::vector<std::string>& words);
+
+// Whether the node's own files (its containerd configuration) are what node_argv
+// reaches: true for docker and ssh; false for a containerd:// socket, whose daemon may
+// run with any configuration on this machine.
+[[nodiscard]] bool reaches_node_host(const NodeUri& uri);
 
 // A Transport running ctr_argv through `runner`, which must outlive it.
 std::unique_ptr<Transport> make_transport(const NodeUri& uri, util::ProcessRunner& runner);

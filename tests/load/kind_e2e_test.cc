@@ -1,0 +1,278 @@
+// kload in its users' world: nodes that are Docker containers shaped as kind's (tools/lab
+// up --docker: kind's names and labels, CRI on, kind's containerd configuration), the
+// real Docker engine building and saving the images, and the real `kind` binary beside
+// kload. One suite per containerd version of the nodes; KLOAD_TEST_CONTAINERD picks it
+// (2.x when unset).
+
+#include "support/test_support.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <algorithm>
+#include <random>
+#include <sstream>
+
+namespace kload::testing {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+std::string containerd_version() {
+  const char* env = std::getenv("KLOAD_TEST_CONTAINERD");
+  return env != nullptr && *env != '\0' ? env : "2.x";
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty()) {
+      out.push_back(line);
+    }
+  }
+  return out;
+}
+
+// The directory of the real kind binary (tools/thirdparty), and the shim directory
+// that lets it exec into nodes on an engine that refuses privileged execs.
+std::string kind_path() {
+  const auto thirdparty = (source_dir() / "tools" / "thirdparty").string();
+  auto r = run_command({thirdparty, "dir", "kind"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return (source_dir() / "tools" / "kind-shim").string() + ":" + lines(r.out).at(0) + ":" + std::getenv("PATH");
+}
+
+// Images built by the real engine from a busybox base of its own (`docker import` of
+// Debian's static busybox: nothing is pulled), each tag unique to the test, removed
+// when the test ends.
+class Images {
+public:
+  Images() {
+    std::random_device rd;
+    prefix_ = "kload-e2e-" + std::to_string(rd() % 1000000) + "/app";
+  }
+  ~Images() {
+    for (const auto& t : tags_) {
+      run_command({"docker", "rmi", "-f", t});
+    }
+  }
+  Images(const Images&) = delete;
+  Images& operator=(const Images&) = delete;
+
+  // Builds PREFIX:TAG whose command prints `text`; returns the name and sets `id`.
+  std::string build(const Scratch& scratch, const std::string& tag, const std::string& text, std::string& id) {
+    if (!base_ready()) {
+      ADD_FAILURE() << "cannot make the busybox base image";
+      return "";
+    }
+    const auto ctx = scratch / ("ctx-" + tag);
+    std::filesystem::create_directories(ctx);
+    write_file(ctx / "Dockerfile", "FROM " + std::string(base) + "\nRUN echo " + text +
+                                       " > /msg\nCMD [\"/bin/cat\", \"/msg\"]\n");
+    const auto name = prefix_ + ":" + tag;
+    auto r = run_command({"docker", "build", "-q", "-t", name, ctx.string()});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    tags_.push_back(name);
+    id = lines(run_command({"docker", "image", "inspect", "-f", "{{.Id}}", name}).out).at(0);
+    return name;
+  }
+
+  static constexpr const char* base = "kload-test-base:busybox";
+
+private:
+  static bool base_ready() {
+    if (run_command({"docker", "image", "inspect", base}).exit_code == 0) {
+      return true;
+    }
+    const std::string script =
+        "set -e; d=$(mktemp -d); mkdir -p $d/bin; cp \"$(command -v busybox)\" $d/bin/busybox; "
+        "for c in sh cat echo ls sleep true; do ln -s busybox $d/bin/$c; done; "
+        "tar -C $d -c . | docker import - " + std::string(base) + " >/dev/null; rm -rf $d";
+    auto r = run_command({"sh", "-c", script});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.exit_code == 0;
+  }
+
+  std::string prefix_;
+  std::vector<std::string> tags_;
+};
+
+// "docker.io/" + name, as kind and containerd normalise a name with a path.
+std::string full(const std::string& name) { return "docker.io/" + name; }
+
+class E2EKind : public ::testing::Test {
+protected:
+  void SetUp() override { KLOAD_REQUIRE_DOCKER(); }
+
+  LabKind kind() const { return LabKind{true, containerd_version()}; }
+
+  // What `crictl images` shows for `name` on node `n`: its image ID, "" when absent.
+  static std::string crictl_id(const Lab& lab, int n, const std::string& name) {
+    auto r = lab.exec(n, {"crictl", "images", "-o", "json"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const auto listed = json::parse(r.out);
+    for (const auto& image : listed["images"]) {
+      for (const auto& tag : image["repoTags"]) {
+        if (tag == name) {
+          return image["id"].get<std::string>();
+        }
+      }
+    }
+    ADD_FAILURE() << "node " << n << ": crictl images lists no " << name << ":\n" << r.out;
+    return "";
+  }
+
+  // Runs the image's command in a container on node `n` (ctr run) and returns its output.
+  static std::string run_on(const Lab& lab, int n, const std::string& name) {
+    auto r = lab.ctr(n, {"run", "--rm", name, "kload-e2e-run"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  }
+
+  Scratch scratch;
+};
+
+TEST_F(E2EKind, RealKindSeesTheLabAsACluster) {
+  Lab lab(scratch / "lab", 3, kind());
+  ASSERT_TRUE(lab.up());
+  auto nodes = run_command({"env", "PATH=" + kind_path(), "kind", "get", "nodes", "--name", lab.cluster()});
+  ASSERT_EQ(nodes.exit_code, 0) << nodes.err;
+  auto names = lines(nodes.out);
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{lab.cluster() + "-control-plane", lab.cluster() + "-worker",
+                                             lab.cluster() + "-worker2"}));
+}
+
+TEST_F(E2EKind, DockerImageLoadsUsableImagesIntoEveryNode) {
+  Lab lab(scratch / "lab", 3, kind());
+  ASSERT_TRUE(lab.up());
+  Images images;
+  std::string id;
+  const auto name = images.build(scratch, "v1", "hello-from-v1", id);
+  auto r = kload({"docker-image", name, "--name", lab.cluster(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto report = json::parse(r.out);
+  ASSERT_EQ(report["nodes"].size(), 3U);
+  for (int n = 1; n <= 3; ++n) {
+    EXPECT_EQ(crictl_id(lab, n, full(name)), id) << "node " << n << ": crictl images";
+    EXPECT_THAT(run_on(lab, n, full(name)), HasSubstr("hello-from-v1")) << "node " << n;
+  }
+  // Unchanged reload: nothing is saved or sent.
+  auto again = kload({"docker-image", name, "--name", lab.cluster(), "--json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  auto second = json::parse(again.out);
+  EXPECT_FALSE(second["dockerSaved"].get<bool>());
+  for (const auto& node : second["nodes"]) {
+    EXPECT_EQ(node["layersSent"], 0) << node;
+  }
+}
+
+TEST_F(E2EKind, DevReloadSendsOnlyTheChangedLayer) {
+  Lab lab(scratch / "lab", 2, kind());
+  ASSERT_TRUE(lab.up());
+  Images images;
+  std::string id1;
+  std::string id2;
+  const auto v1 = images.build(scratch, "dev", "first-build", id1);
+  ASSERT_EQ(kload({"docker-image", v1, "--name", lab.cluster()}).exit_code, 0);
+  const auto v2 = images.build(scratch, "dev", "second-build", id2);
+  ASSERT_NE(id1, id2);
+  auto r = kload({"docker-image", v2, "--name", lab.cluster(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto report = json::parse(r.out);
+  for (const auto& node : report["nodes"]) {
+    EXPECT_EQ(node["layersSent"], 1) << "only the top layer changed: " << node;
+  }
+  for (int n = 1; n <= 2; ++n) {
+    EXPECT_EQ(crictl_id(lab, n, full(v2)), id2);
+    EXPECT_THAT(run_on(lab, n, full(v2)), HasSubstr("second-build"));
+  }
+}
+
+TEST_F(E2EKind, ImageArchiveOfARealDockerSave) {
+  Lab lab(scratch / "lab", 2, kind());
+  ASSERT_TRUE(lab.up());
+  Images images;
+  std::string id;
+  const auto name = images.build(scratch, "saved", "from-an-archive", id);
+  const auto tar = (scratch / "saved.tar").string();
+  auto saved = run_command({"docker", "save", "-o", tar, name});
+  ASSERT_EQ(saved.exit_code, 0) << saved.err;
+  auto r = kload({"image-archive", tar, "--name", lab.cluster()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (int n = 1; n <= 2; ++n) {
+    EXPECT_EQ(crictl_id(lab, n, full(name)), id);
+    EXPECT_THAT(run_on(lab, n, full(name)), HasSubstr("from-an-archive"));
+  }
+}
+
+TEST_F(E2EKind, RealKindLoadAndKloadAgreeOnTheImage) {
+  Lab lab(scratch / "lab", 2, kind());
+  ASSERT_TRUE(lab.up());
+  Images images;
+  std::string id;
+  const auto name = images.build(scratch, "both", "loaded-by-kind", id);
+  auto k = run_command({"env", "PATH=" + kind_path(), "kind", "load", "docker-image", name, "--name", lab.cluster(),
+                        "--nodes", lab.container(1)});
+  ASSERT_EQ(k.exit_code, 0) << k.err;
+  EXPECT_EQ(crictl_id(lab, 1, full(name)), id);
+  // kload finds node 1 already holding what kind loaded, and loads node 2 itself.
+  auto r = kload({"docker-image", name, "--name", lab.cluster(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto report = json::parse(r.out);
+  for (const auto& node : report["nodes"]) {
+    const bool first = node["node"] == lab.container(1);
+    EXPECT_EQ(node["layersSent"].get<int>() == 0, first) << node;
+  }
+  EXPECT_EQ(crictl_id(lab, 2, full(name)), id);
+  EXPECT_THAT(run_on(lab, 2, full(name)), HasSubstr("loaded-by-kind"));
+}
+
+TEST_F(E2EKind, SnapshotterIsTheOneCriUses) {
+  // The node's CRI is configured for native while overlayfs also loads: an import
+  // unpacked into overlayfs would make CRI unpack the image again.
+  Lab lab(scratch / "lab", 1, kind());
+  ASSERT_TRUE(lab.up());
+  auto set_native = lab.exec(1, {"sh", "-c",
+                                 "sed -i 's/snapshotter = \"overlayfs\"/snapshotter = \"native\"/' "
+                                 "/etc/containerd/config.toml && old=$(pgrep -x containerd) && kill $old && "
+                                 "while kill -0 $old 2>/dev/null; do sleep 0.1; done"});
+  ASSERT_EQ(set_native.exit_code, 0) << set_native.err;
+  ASSERT_TRUE(lab.start(1));  // waits until the restarted containerd answers
+  Images images;
+  std::string id;
+  const auto name = images.build(scratch, "snap", "native", id);
+  auto r = kload({"docker-image", name, "--name", lab.cluster()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto native = lab.ctr(1, {"snapshots", "--snapshotter", "native", "ls"});
+  EXPECT_GE(lines(native.out).size(), 2U) << "no native snapshot: " << native.out;
+  auto overlay = lab.ctr(1, {"snapshots", "--snapshotter", "overlayfs", "ls"});
+  EXPECT_LE(lines(overlay.out).size(), 1U) << "unpacked into overlayfs as well: " << overlay.out;
+}
+
+TEST_F(E2EKind, SshAcrossTheLabNetwork) {
+  Lab lab(scratch / "lab", 1, kind());
+  ASSERT_TRUE(lab.up());
+  Images images;
+  std::string id;
+  const auto name = images.build(scratch, "ssh", "over-ssh", id);
+  const auto tar = (scratch / "ssh.tar").string();
+  ASSERT_EQ(run_command({"docker", "save", "-o", tar, name}).exit_code, 0);
+  // ssh reads the lab's ssh_config through GIT_SSH-style indirection: a wrapper named
+  // ssh earlier on PATH that adds -F, so nothing of the user's own ssh setup changes.
+  const auto shim = scratch / "ssh-shim";
+  std::filesystem::create_directories(shim);
+  write_file(shim / "ssh", "#!/bin/sh\nexec /usr/bin/ssh -F " + (lab.dir() / "ssh_config").string() + " \"$@\"\n");
+  std::filesystem::permissions(shim / "ssh", std::filesystem::perms::owner_all);
+  const auto path = shim.string() + ":" + std::getenv("PATH");
+  auto r = run_command({"env", "PATH=" + path, kload_binary().string(), "image-archive", tar, "--node",
+                        "ssh://" + lab.container(1)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(crictl_id(lab, 1, full(name)), id);
+  EXPECT_THAT(run_on(lab, 1, full(name)), HasSubstr("over-ssh"));
+}
+
+} // namespace
+} // namespace kload::testing
