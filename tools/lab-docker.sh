@@ -155,7 +155,14 @@ docker_node_role() { if (($1 == 1)); then echo control-plane; else echo worker; 
 # CAP_SYS_RESOURCE) with seccomp and AppArmor off.
 docker_rights() {
   local image=$1
-  if docker run --rm --privileged --entrypoint /bin/true "$image" >/dev/null 2>&1; then
+  local id ok=1
+  # create + start + rm, not run --rm: a container whose start fails is not removed
+  # by --rm and would be left behind.
+  if id=$(docker create --privileged --label "$LAB_LABEL=probe" --entrypoint /bin/true "$image" 2>/dev/null); then
+    docker start -a "$id" >/dev/null 2>&1 && ok=0
+    docker rm -f "$id" >/dev/null 2>&1 || true
+  fi
+  if ((ok == 0)); then
     echo --privileged
   else
     echo --cap-add=ALL --cap-drop=SYS_RESOURCE --security-opt=seccomp=unconfined --security-opt=apparmor=unconfined

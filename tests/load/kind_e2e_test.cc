@@ -11,7 +11,6 @@
 #include <nlohmann/json.hpp>
 #include <algorithm>
 #include <random>
-#include <sstream>
 
 namespace kload::testing {
 namespace {
@@ -24,24 +23,13 @@ std::string containerd_version() {
   return env != nullptr && *env != '\0' ? env : "2.x";
 }
 
-std::vector<std::string> lines(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty()) {
-      out.push_back(line);
-    }
-  }
-  return out;
-}
-
 // The directory of the real kind binary (tools/thirdparty), and the shim directory
 // that lets it exec into nodes on an engine that refuses privileged execs.
 std::string kind_path() {
   const auto thirdparty = (source_dir() / "tools" / "thirdparty").string();
   auto r = run_command({thirdparty, "dir", "kind"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  return (source_dir() / "tools" / "kind-shim").string() + ":" + lines(r.out).at(0) + ":" + std::getenv("PATH");
+  return (source_dir() / "tools" / "kind-shim").string() + ":" + split_lines(r.out).at(0) + ":" + std::getenv("PATH");
 }
 
 // Images built by the real engine from a busybox base of its own (`docker import` of
@@ -75,7 +63,7 @@ public:
     auto r = run_command({"docker", "build", "-q", "-t", name, ctx.string()});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     tags_.push_back(name);
-    id = lines(run_command({"docker", "image", "inspect", "-f", "{{.Id}}", name}).out).at(0);
+    id = split_lines(run_command({"docker", "image", "inspect", "-f", "{{.Id}}", name}).out).at(0);
     return name;
   }
 
@@ -131,6 +119,16 @@ protected:
     return r.out;
   }
 
+  // Loaded means usable: on each of nodes 1..n, `crictl images` lists `name` with
+  // image ID `id`, and a container from it prints `text`.
+  static void expect_usable(const Lab& lab, int nodes, const std::string& name, const std::string& id,
+                            const std::string& text) {
+    for (int n = 1; n <= nodes; ++n) {
+      EXPECT_EQ(crictl_id(lab, n, name), id) << "node " << n << ": crictl images";
+      EXPECT_THAT(run_on(lab, n, name), HasSubstr(text)) << "node " << n;
+    }
+  }
+
   Scratch scratch;
 };
 
@@ -139,7 +137,7 @@ TEST_F(E2EKind, RealKindSeesTheLabAsACluster) {
   ASSERT_TRUE(lab.up());
   auto nodes = run_command({"env", "PATH=" + kind_path(), "kind", "get", "nodes", "--name", lab.cluster()});
   ASSERT_EQ(nodes.exit_code, 0) << nodes.err;
-  auto names = lines(nodes.out);
+  auto names = split_lines(nodes.out);
   std::sort(names.begin(), names.end());
   EXPECT_EQ(names, (std::vector<std::string>{lab.cluster() + "-control-plane", lab.cluster() + "-worker",
                                              lab.cluster() + "-worker2"}));
@@ -155,10 +153,7 @@ TEST_F(E2EKind, DockerImageLoadsUsableImagesIntoEveryNode) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto report = json::parse(r.out);
   ASSERT_EQ(report["nodes"].size(), 3U);
-  for (int n = 1; n <= 3; ++n) {
-    EXPECT_EQ(crictl_id(lab, n, full(name)), id) << "node " << n << ": crictl images";
-    EXPECT_THAT(run_on(lab, n, full(name)), HasSubstr("hello-from-v1")) << "node " << n;
-  }
+  expect_usable(lab, 3, full(name), id, "hello-from-v1");
   // Unchanged reload: nothing is saved or sent.
   auto again = kload({"docker-image", name, "--name", lab.cluster(), "--json"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
@@ -185,10 +180,7 @@ TEST_F(E2EKind, DevReloadSendsOnlyTheChangedLayer) {
   for (const auto& node : report["nodes"]) {
     EXPECT_EQ(node["layersSent"], 1) << "only the top layer changed: " << node;
   }
-  for (int n = 1; n <= 2; ++n) {
-    EXPECT_EQ(crictl_id(lab, n, full(v2)), id2);
-    EXPECT_THAT(run_on(lab, n, full(v2)), HasSubstr("second-build"));
-  }
+  expect_usable(lab, 2, full(v2), id2, "second-build");
 }
 
 TEST_F(E2EKind, ImageArchiveOfARealDockerSave) {
@@ -202,10 +194,7 @@ TEST_F(E2EKind, ImageArchiveOfARealDockerSave) {
   ASSERT_EQ(saved.exit_code, 0) << saved.err;
   auto r = kload({"image-archive", tar, "--name", lab.cluster()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  for (int n = 1; n <= 2; ++n) {
-    EXPECT_EQ(crictl_id(lab, n, full(name)), id);
-    EXPECT_THAT(run_on(lab, n, full(name)), HasSubstr("from-an-archive"));
-  }
+  expect_usable(lab, 2, full(name), id, "from-an-archive");
 }
 
 TEST_F(E2EKind, RealKindLoadAndKloadAgreeOnTheImage) {
@@ -247,9 +236,9 @@ TEST_F(E2EKind, SnapshotterIsTheOneCriUses) {
   auto r = kload({"docker-image", name, "--name", lab.cluster()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto native = lab.ctr(1, {"snapshots", "--snapshotter", "native", "ls"});
-  EXPECT_GE(lines(native.out).size(), 2U) << "no native snapshot: " << native.out;
+  EXPECT_GE(split_lines(native.out).size(), 2U) << "no native snapshot: " << native.out;
   auto overlay = lab.ctr(1, {"snapshots", "--snapshotter", "overlayfs", "ls"});
-  EXPECT_LE(lines(overlay.out).size(), 1U) << "unpacked into overlayfs as well: " << overlay.out;
+  EXPECT_LE(split_lines(overlay.out).size(), 1U) << "unpacked into overlayfs as well: " << overlay.out;
 }
 
 TEST_F(E2EKind, SshAcrossTheLabNetwork) {
@@ -270,8 +259,7 @@ TEST_F(E2EKind, SshAcrossTheLabNetwork) {
   auto r = run_command({"env", "PATH=" + path, kload_binary().string(), "image-archive", tar, "--node",
                         "ssh://" + lab.container(1)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(crictl_id(lab, 1, full(name)), id);
-  EXPECT_THAT(run_on(lab, 1, full(name)), HasSubstr("over-ssh"));
+  expect_usable(lab, 1, full(name), id, "over-ssh");
 }
 
 } // namespace

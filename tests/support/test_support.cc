@@ -117,7 +117,6 @@ std::string read_file(const std::filesystem::path& path) {
 
 namespace kload::testing {
 
-namespace {
 std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);
@@ -129,6 +128,7 @@ std::vector<std::string> split_lines(const std::string& text) {
   return lines;
 }
 
+namespace {
 std::string lab_tool() { return (source_dir() / "tools" / "lab").string(); }
 } // namespace
 

@@ -38,6 +38,9 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
 // Runs tools/mkimage with `args`; fails the current test (and returns false) on error.
 bool mkimage(const std::vector<std::string>& args);
 
+// The non-empty lines of `text`.
+std::vector<std::string> split_lines(const std::string& text);
+
 // Writes `data` to `path`.
 void write_file(const std::filesystem::path& path, const std::string& data);
 std::string read_file(const std::filesystem::path& path);
