@@ -231,8 +231,6 @@ docker_lab_up() {
   echo docker >"$dir/mode"
   echo "$n" >"$dir/nodes"
   echo "$cluster" >"$dir/cluster"
-  echo "$version" >"$dir/containerd"
-  echo "$image" >"$dir/image"
   net=kload-lab-$cluster
   echo "$net" >"$dir/network"
   if ! docker network create --label "$LAB_LABEL=$dir" "$net" >/dev/null 2>"$dir/network.err"; then

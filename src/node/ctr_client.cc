@@ -537,10 +537,6 @@ std::expected<void, ImportError> CtrClient::import(const util::StdinFeeder& feed
   if (r->exit_code == 0 && !r->feed_error) {
     return {};
   }
-  // A feeder failure kills ctr. When ctr had already failed on its own (it stops
-  // reading, so the feeder then sees EPIPE) ctr's message is the cause; when ctr was
-  // still reading (or even finished), the feeder's error is.
-  const bool ctr_failed = r->exit_code > 0 || has_ctr_message(r->err);
   // containerd 2.x's ctr imports through the Transfer API, which unpacks only into the
   // snapshotters its transfer service is configured for (overlayfs unless set up
   // otherwise), and refuses any other before it reads the stream. ctr's in-process
@@ -549,6 +545,10 @@ std::expected<void, ImportError> CtrClient::import(const util::StdinFeeder& feed
     local_import_ = true;
     return import(feed, snapshotter, all_platforms);
   }
+  // A feeder failure kills ctr. When ctr had already failed on its own (it stops
+  // reading, so the feeder then sees EPIPE) ctr's message is the cause; when ctr was
+  // still reading (or even finished), the feeder's error is.
+  const bool ctr_failed = r->exit_code > 0 || has_ctr_message(r->err);
   if (r->feed_error && !ctr_failed) {
     return std::unexpected(ImportError{
         ImportFailure::other, std::nullopt,

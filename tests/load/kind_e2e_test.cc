@@ -49,11 +49,16 @@ public:
   Images(const Images&) = delete;
   Images& operator=(const Images&) = delete;
 
-  // Builds PREFIX:TAG whose command prints `text`; returns the name and sets `id`.
-  std::string build(const Scratch& scratch, const std::string& tag, const std::string& text, std::string& id) {
+  struct Image {
+    std::string name;  // as given to Docker, PREFIX:TAG
+    std::string id;    // the engine's image ID
+  };
+
+  // Builds PREFIX:TAG, whose command prints `text`, with its context in `scratch`.
+  Image build(const Scratch& scratch, const std::string& tag, const std::string& text) {
     if (!base_ready()) {
       ADD_FAILURE() << "cannot make the busybox base image";
-      return "";
+      return {};
     }
     const auto ctx = scratch / ("ctx-" + tag);
     std::filesystem::create_directories(ctx);
@@ -63,8 +68,7 @@ public:
     auto r = run_command({"docker", "build", "-q", "-t", name, ctx.string()});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     tags_.push_back(name);
-    id = split_lines(run_command({"docker", "image", "inspect", "-f", "{{.Id}}", name}).out).at(0);
-    return name;
+    return {name, split_lines(run_command({"docker", "image", "inspect", "-f", "{{.Id}}", name}).out).at(0)};
   }
 
   static constexpr const char* base = "kload-test-base:busybox";
@@ -129,7 +133,11 @@ protected:
     }
   }
 
+  // Builds an image (see Images::build) in this test's scratch directory.
+  Images::Image build(const std::string& tag, const std::string& text) { return images.build(scratch, tag, text); }
+
   Scratch scratch;
+  Images images;
 };
 
 TEST_F(E2EKind, RealKindSeesTheLabAsACluster) {
@@ -146,9 +154,7 @@ TEST_F(E2EKind, RealKindSeesTheLabAsACluster) {
 TEST_F(E2EKind, DockerImageLoadsUsableImagesIntoEveryNode) {
   Lab lab(scratch / "lab", 3, kind());
   ASSERT_TRUE(lab.up());
-  Images images;
-  std::string id;
-  const auto name = images.build(scratch, "v1", "hello-from-v1", id);
+  const auto [name, id] = build("v1", "hello-from-v1");
   auto r = kload({"docker-image", name, "--name", lab.cluster(), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto report = json::parse(r.out);
@@ -167,12 +173,9 @@ TEST_F(E2EKind, DockerImageLoadsUsableImagesIntoEveryNode) {
 TEST_F(E2EKind, DevReloadSendsOnlyTheChangedLayer) {
   Lab lab(scratch / "lab", 2, kind());
   ASSERT_TRUE(lab.up());
-  Images images;
-  std::string id1;
-  std::string id2;
-  const auto v1 = images.build(scratch, "dev", "first-build", id1);
+  const auto [v1, id1] = build("dev", "first-build");
   ASSERT_EQ(kload({"docker-image", v1, "--name", lab.cluster()}).exit_code, 0);
-  const auto v2 = images.build(scratch, "dev", "second-build", id2);
+  const auto [v2, id2] = build("dev", "second-build");
   ASSERT_NE(id1, id2);
   auto r = kload({"docker-image", v2, "--name", lab.cluster(), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -186,9 +189,7 @@ TEST_F(E2EKind, DevReloadSendsOnlyTheChangedLayer) {
 TEST_F(E2EKind, ImageArchiveOfARealDockerSave) {
   Lab lab(scratch / "lab", 2, kind());
   ASSERT_TRUE(lab.up());
-  Images images;
-  std::string id;
-  const auto name = images.build(scratch, "saved", "from-an-archive", id);
+  const auto [name, id] = build("saved", "from-an-archive");
   const auto tar = (scratch / "saved.tar").string();
   auto saved = run_command({"docker", "save", "-o", tar, name});
   ASSERT_EQ(saved.exit_code, 0) << saved.err;
@@ -200,9 +201,7 @@ TEST_F(E2EKind, ImageArchiveOfARealDockerSave) {
 TEST_F(E2EKind, RealKindLoadAndKloadAgreeOnTheImage) {
   Lab lab(scratch / "lab", 2, kind());
   ASSERT_TRUE(lab.up());
-  Images images;
-  std::string id;
-  const auto name = images.build(scratch, "both", "loaded-by-kind", id);
+  const auto [name, id] = build("both", "loaded-by-kind");
   auto k = run_command({"env", "PATH=" + kind_path(), "kind", "load", "docker-image", name, "--name", lab.cluster(),
                         "--nodes", lab.container(1)});
   ASSERT_EQ(k.exit_code, 0) << k.err;
@@ -230,9 +229,7 @@ TEST_F(E2EKind, SnapshotterIsTheOneCriUses) {
                                  "while kill -0 $old 2>/dev/null; do sleep 0.1; done"});
   ASSERT_EQ(set_native.exit_code, 0) << set_native.err;
   ASSERT_TRUE(lab.start(1));  // waits until the restarted containerd answers
-  Images images;
-  std::string id;
-  const auto name = images.build(scratch, "snap", "native", id);
+  const auto [name, id] = build("snap", "native");
   auto r = kload({"docker-image", name, "--name", lab.cluster()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto native = lab.ctr(1, {"snapshots", "--snapshotter", "native", "ls"});
@@ -244,9 +241,7 @@ TEST_F(E2EKind, SnapshotterIsTheOneCriUses) {
 TEST_F(E2EKind, SshAcrossTheLabNetwork) {
   Lab lab(scratch / "lab", 1, kind());
   ASSERT_TRUE(lab.up());
-  Images images;
-  std::string id;
-  const auto name = images.build(scratch, "ssh", "over-ssh", id);
+  const auto [name, id] = build("ssh", "over-ssh");
   const auto tar = (scratch / "ssh.tar").string();
   ASSERT_EQ(run_command({"docker", "save", "-o", tar, name}).exit_code, 0);
   // ssh reads the lab's ssh_config through GIT_SSH-style indirection: a wrapper named

@@ -199,18 +199,23 @@ std::string Lab::container(int node) const {
   return uri.substr(uri.find("://") + 3);
 }
 
-std::string Lab::ctr_shell(int node) const {
+std::vector<std::string> Lab::ctr_prefix(int node) const {
   if (kind_.docker) {
-    return "docker exec -i " + container(node) + " ctr -n k8s.io";
+    return {"docker", "exec", "-i", container(node), "ctr", "--connect-timeout", "2s", "-n", "k8s.io"};
   }
-  return "ctr -a " + socket(node).string() + " -n k8s.io";
+  return {"ctr", "-a", socket(node).string(), "--connect-timeout", "2s", "-n", "k8s.io"};
+}
+
+std::string Lab::ctr_shell(int node) const {
+  std::string out;
+  for (const auto& word : ctr_prefix(node)) {
+    out += (out.empty() ? "" : " ") + word;  // lab paths and names hold no spaces
+  }
+  return out;
 }
 
 CommandResult Lab::ctr(int node, const std::vector<std::string>& args) const {
-  std::vector<std::string> argv{"ctr", "-a", socket(node).string(), "--connect-timeout", "2s", "-n", "k8s.io"};
-  if (kind_.docker) {
-    argv = {"docker", "exec", "-i", container(node), "ctr", "--connect-timeout", "2s", "-n", "k8s.io"};
-  }
+  auto argv = ctr_prefix(node);
   argv.insert(argv.end(), args.begin(), args.end());
   return run_command(argv);
 }

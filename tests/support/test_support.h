@@ -119,6 +119,9 @@ public:
   [[nodiscard]] std::string image_id(int node, const std::string& name) const;
 
 private:
+  // The argv that runs `ctr -n k8s.io` on node `node`.
+  [[nodiscard]] std::vector<std::string> ctr_prefix(int node) const;
+
   std::filesystem::path dir_;
   LabKind kind_;
   std::string cluster_;
