@@ -430,6 +430,38 @@ std::string name_filter(const std::string& name) {
   return out;
 }
 
+// Only blobs an image reaches are safe from containerd's garbage collector. Any other
+// (what a failed import brought, an image removed a moment ago, a bare ingest) can
+// be collected between this listing and the import that counts on it: containerd
+// 2.x's Transfer API keeps no image record of a failed import, so the blobs that
+// arrived in it are of that kind, and a retry planned on them fails again.
+void keep_only_reachable_blobs(NodeInventory& inv) {
+  std::unordered_set<Digest> reached;
+  std::vector<Digest> todo;
+  const auto reach = [&](const Digest& d) {
+    if (inv.blobs.contains(d) && reached.insert(d).second) {
+      todo.push_back(d);
+    }
+  };
+  for (const auto& image : inv.images) {
+    reach(image.target);
+  }
+  while (!todo.empty()) {
+    const Digest d = todo.back();
+    todo.pop_back();
+    if (auto it = inv.index_children.find(d); it != inv.index_children.end()) {
+      std::for_each(it->second.begin(), it->second.end(), reach);
+    }
+    if (auto it = inv.manifest_config.find(d); it != inv.manifest_config.end()) {
+      reach(it->second);
+    }
+    if (auto it = inv.manifest_layers.find(d); it != inv.manifest_layers.end()) {
+      std::for_each(it->second.begin(), it->second.end(), reach);
+    }
+  }
+  inv.blobs = std::move(reached);
+}
+
 } // namespace
 
 util::Result<std::string> CtrClient::server_uuid() {
@@ -488,6 +520,7 @@ util::Result<NodeInventory> CtrClient::inventory() {
     return std::unexpected(parsed.error());
   }
   inv.images = std::move(*parsed);
+  keep_only_reachable_blobs(inv);
   return inv;
 }
 

@@ -300,13 +300,43 @@ TEST_F(CtrClientUnit, LabelsWithCommasInOtherValues) {
              "containerd.io/gc.ref.content.referrer.sha256:3333=sha256:"
              "3333333333333333333333333333333333333333333333333333333333333333\n"
              "sha512:abcd\t1kB\t2 hours\t-\n");
-  runner_.ok("images ls", "REF TYPE DIGEST SIZE PLATFORMS LABELS \n");
+  runner_.ok("images ls", "REF TYPE DIGEST SIZE PLATFORMS LABELS \n"
+                          "a:1 application/vnd.oci.image.manifest.v1+json sha256:"
+                          "1111111111111111111111111111111111111111111111111111111111111111 1 KiB linux/amd64 -\n");
   const auto inv = client_->inventory();
   ASSERT_TRUE(inv.has_value()) << inv.error().message;
   EXPECT_EQ(inv->blobs.size(), 1u);
   EXPECT_EQ(inv->manifest_config.at(digest(
                 "sha256:1111111111111111111111111111111111111111111111111111111111111111")),
             digest("sha256:2222222222222222222222222222222222222222222222222222222222222222"));
+}
+
+TEST_F(CtrClientUnit, OnlyBlobsAnImageReachesCount) {
+  // What a failed import brought (containerd 2.x keeps no image record of it) is
+  // garbage the collector may take before the retry: it must be sent again.
+  const std::string index = "sha256:" + std::string(64, 'a');
+  const std::string manifest = "sha256:" + std::string(64, 'b');
+  const std::string config = "sha256:" + std::string(64, 'c');
+  const std::string layer = "sha256:" + std::string(64, 'd');
+  const std::string orphan_manifest = "sha256:" + std::string(64, 'e');
+  const std::string orphan_layer = "sha256:" + std::string(64, 'f');
+  const std::string absent_layer = "sha256:" + std::string(64, '9');
+  runner_.ok("version", version_out);
+  runner_.ok("content ls", "DIGEST\tSIZE\tAGE\tLABELS\n" +
+                               index + "\t1kB\t1 second\tcontainerd.io/gc.ref.content.m.0=" + manifest + "\n" +
+                               manifest + "\t1kB\t1 second\tcontainerd.io/gc.ref.content.config=" + config +
+                               ",containerd.io/gc.ref.content.l.0=" + layer +
+                               ",containerd.io/gc.ref.content.l.1=" + absent_layer + "\n" +
+                               config + "\t1kB\t1 second\t-\n" + layer + "\t1kB\t1 second\t-\n" +
+                               orphan_manifest + "\t1kB\t1 second\tcontainerd.io/gc.ref.content.l.0=" +
+                               orphan_layer + "\n" + orphan_layer + "\t1MB\t1 second\t-\n");
+  runner_.ok("images ls", "REF TYPE DIGEST SIZE PLATFORMS LABELS \n"
+                          "a:1 application/vnd.oci.image.index.v1+json " + index + " 1 KiB linux/amd64 -\n");
+  const auto inv = client_->inventory();
+  ASSERT_TRUE(inv.has_value()) << inv.error().message;
+  EXPECT_THAT(inv->blobs, ::testing::UnorderedElementsAre(digest(index), digest(manifest), digest(config),
+                                                          digest(layer)))
+      << "the orphaned manifest and its layer are collectable; the absent layer is absent";
 }
 
 TEST_F(CtrClientUnit, UnparsableContentList) {

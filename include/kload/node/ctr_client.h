@@ -23,7 +23,9 @@ struct NodeImage {
 // Everything kload needs to know about a node to plan a load.
 struct NodeInventory {
   std::string server_uuid;                          // from `ctr version`, may be empty
-  std::unordered_set<util::Digest> blobs;           // committed content digests
+  // Committed content that some image reaches (through index, manifest, config and
+  // layer gc labels): only that is safe from garbage collection until the next import.
+  std::unordered_set<util::Digest> blobs;
   std::vector<NodeImage> images;                    // every image record
   // From the gc labels containerd puts on manifest and index blobs:
   // manifest -> config, index -> its child manifests.
