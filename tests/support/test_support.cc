@@ -206,6 +206,10 @@ std::vector<std::string> Lab::ctr_prefix(int node) const {
   return {"ctr", "-a", socket(node).string(), "--connect-timeout", "2s", "-n", "k8s.io"};
 }
 
+std::string Lab::node_name(int node) const {
+  return kind_.docker ? container(node) : "node" + std::to_string(node);
+}
+
 std::string Lab::ctr_shell(int node) const {
   std::string out;
   for (const auto& word : ctr_prefix(node)) {
@@ -243,6 +247,9 @@ std::vector<std::pair<std::string, Lab::Image>> Lab::images(int node) const {
     std::istringstream in(lines[i]);
     std::string ref, type, digest, status;
     in >> ref >> type >> digest >> status;
+    if (ref.starts_with("sha256:")) {
+      continue;  // CRI's own reference by image ID, not a name anyone gave
+    }
     out.emplace_back(ref, Image{digest, status == "complete"});
   }
   return out;

@@ -109,7 +109,11 @@ public:
   // Stops (SIGKILL) or restarts one node.
   bool stop(int node) const;
   bool start(int node) const;
-  // name -> target digest and whether complete, from `ctr images check`.
+  // The node's name as kload's messages show it: "nodeI" (its lab directory) for a
+  // host lab, the container name for a Docker lab.
+  [[nodiscard]] std::string node_name(int node) const;
+  // name -> target digest and whether complete, from `ctr images check`; CRI's own
+  // "sha256:<ID>" references (CRI nodes add one per image) are left out.
   struct Image {
     std::string target;
     bool complete = false;
