@@ -41,9 +41,10 @@ public:
     std::random_device rd;
     prefix_ = "kload-e2e-" + std::to_string(rd() % 1000000) + "/app";
   }
+  // By ID as well as by name: an image whose tag a rebuild took is left untagged.
   ~Images() {
-    for (const auto& t : tags_) {
-      run_command({"docker", "rmi", "-f", t});
+    for (const auto& image : built_) {
+      run_command({"docker", "rmi", "-f", image.name, image.id});
     }
   }
   Images(const Images&) = delete;
@@ -67,8 +68,8 @@ public:
     const auto name = prefix_ + ":" + tag;
     auto r = run_command({"docker", "build", "-q", "-t", name, ctx.string()});
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    tags_.push_back(name);
-    return {name, split_lines(run_command({"docker", "image", "inspect", "-f", "{{.Id}}", name}).out).at(0)};
+    built_.push_back({name, split_lines(run_command({"docker", "image", "inspect", "-f", "{{.Id}}", name}).out).at(0)});
+    return built_.back();
   }
 
   static constexpr const char* base = "kload-test-base:busybox";
@@ -88,7 +89,7 @@ private:
   }
 
   std::string prefix_;
-  std::vector<std::string> tags_;
+  std::vector<Image> built_;
 };
 
 // "docker.io/" + name, as kind and containerd normalise a name with a path.
