@@ -2,6 +2,7 @@
 #include "kload/cli/commands.h"
 #include "kload/cli/console.h"
 #include "kload/load/loader.h"
+#include "kload/node/ctr_client.h"
 #include "kload/node/node_uri.h"
 #include "kload/util/human.h"
 #include "kload/util/parallel.h"
@@ -129,7 +130,8 @@ Result<int> cache_command(const CacheCommandOptions& options, Console& console) 
     std::vector<std::optional<util::Error>> errors(uris.size());
     util::parallel_for(uris.size(), options.jobs, [&](std::size_t i) {
       auto transport = node::make_transport(uris[i], runner);
-      if (auto r = load::refresh_node(load::Target{uris[i], transport.get()}, c); !r) {
+      node::CtrClient client(*transport);
+      if (auto r = load::refresh_node(load::Target{uris[i], &client}, c); !r) {
         errors[i] = r.error();
       }
     });

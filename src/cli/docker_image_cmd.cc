@@ -152,7 +152,8 @@ bool holds(const Wanted& w, const node::ImageStatus& status, const std::vector<n
 }
 
 // Asks one node (one `ctr images check`) which wanted images it holds.
-NodeCheck check_node(node::Transport& transport, const std::vector<Wanted>& wanted, cache::Cache* cache) {
+NodeCheck check_node(node::NodeClient& client, const std::string& key, const std::vector<Wanted>& wanted,
+                     cache::Cache* cache) {
   const auto start = std::chrono::steady_clock::now();
   NodeCheck out;
   std::vector<std::string> names;
@@ -162,7 +163,6 @@ NodeCheck check_node(node::Transport& transport, const std::vector<Wanted>& want
   for (const auto& w : wanted) {
     names.push_back(w.docker.id.str());
   }
-  node::CtrClient client(transport);
   auto statuses = client.check(names);
   if (!statuses) {
     out.failed = true;
@@ -170,7 +170,7 @@ NodeCheck check_node(node::Transport& transport, const std::vector<Wanted>& want
   } else {
     std::optional<cache::NodeRecord> record;
     if (cache != nullptr) {
-      if (auto r = cache->node(transport.uri().text); r && *r) {
+      if (auto r = cache->node(key); r && *r) {
         record = std::move(**r);
       }
     }
@@ -300,12 +300,15 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
   // 3. Pre-check every node, in parallel: one `ctr images check` each.
   auto cache = open_cache(options.no_cache, options.cache_dir, console);
   std::vector<std::unique_ptr<node::Transport>> transports;
+  std::vector<std::unique_ptr<node::CtrClient>> clients;
   for (const auto& uri : *uris) {
     transports.push_back(node::make_transport(uri, runner));
+    clients.push_back(std::make_unique<node::CtrClient>(*transports.back()));
   }
   std::vector<NodeCheck> checks(uris->size());
-  util::parallel_for(checks.size(), options.jobs,
-                     [&](std::size_t i) { checks[i] = check_node(*transports[i], *wanted, cache.get()); });
+  util::parallel_for(checks.size(), options.jobs, [&](std::size_t i) {
+    checks[i] = check_node(*clients[i], (*uris)[i].text, *wanted, cache.get());
+  });
 
   // Reports for the nodes the pre-check settled: they hold everything, or failed.
   std::vector<format::Image> stand_ins;
@@ -337,7 +340,7 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
       observer->planned(r.node, plan);
       observer->finished(r);
     } else {
-      needy.push_back(load::Target{(*uris)[i], transports[i].get()});
+      needy.push_back(load::Target{(*uris)[i], clients[i].get()});
       needy_at.push_back(i);
     }
   }
@@ -402,10 +405,8 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
   }
   for (std::size_t k = 0; k < needy_at.size(); ++k) {
     auto& r = report.nodes[needy_at[k]];
-    const int precheck_calls = r.ctr_calls;
     const double precheck_seconds = r.seconds;
-    r = loaded->nodes[k];
-    r.ctr_calls += precheck_calls;
+    r = loaded->nodes[k];  // its ctr_calls count the pre-check too: the client is the same
     r.seconds += precheck_seconds;
     for (const auto* image : not_saved) {
       r.images.push_back(load::ImageOutcome{image, plan::Action::skip, {}, ""});

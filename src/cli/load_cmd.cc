@@ -2,6 +2,7 @@
 #include "kload/cli/commands.h"
 #include "kload/cli/console.h"
 #include "kload/load/loader.h"
+#include "kload/node/ctr_client.h"
 #include "kload/node/kind.h"
 #include "kload/node/node_uri.h"
 #include "kload/util/human.h"
@@ -305,10 +306,12 @@ Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
     trust_verified(*cache, options.archives, *set);
   }
   std::vector<std::unique_ptr<node::Transport>> transports;
+  std::vector<std::unique_ptr<node::CtrClient>> clients;
   std::vector<load::Target> targets;
   for (const auto& uri : *uris) {
     transports.push_back(node::make_transport(uri, runner));
-    targets.push_back(load::Target{uri, transports.back().get()});
+    clients.push_back(std::make_unique<node::CtrClient>(*transports.back()));
+    targets.push_back(load::Target{uri, clients.back().get()});
   }
   auto observer = make_console_observer(console);
   load::LoadOptions load_options;

@@ -3,102 +3,24 @@
 #include "kload/cache/cache.h"
 #include "kload/format/oci_writer.h"
 #include "kload/format/verify.h"
-#include "kload/node/ctr_client.h"
 #include "kload/util/parallel.h"
 #include "kload/util/process.h"
+
+#include "node_record.h"
+#include "staging.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 #include <mutex>
-#include <random>
-#include <unistd.h>
 
 namespace kload::load {
 
 using util::Digest;
 
 namespace {
-
-constexpr std::string_view staging_prefix = "localhost/kload-staging/";
-
-std::string make_nonce() {
-  std::random_device rd;
-  return fmt::format("{}-{}-{:08x}", static_cast<long>(std::time(nullptr)), ::getpid(), rd());
-}
-
-// Builds what the planner needs from a full inventory plus image statuses.
-plan::NodeView view_from_inventory(const node::NodeInventory& inv, const std::vector<node::ImageStatus>& statuses) {
-  plan::NodeView view;
-  view.blobs = inv.blobs;
-  auto ids_of = [&](const Digest& target) {
-    std::vector<Digest> ids;
-    if (auto it = inv.manifest_config.find(target); it != inv.manifest_config.end()) {
-      ids.push_back(it->second);
-    }
-    if (auto it = inv.index_children.find(target); it != inv.index_children.end()) {
-      for (const auto& child : it->second) {
-        if (auto c = inv.manifest_config.find(child); c != inv.manifest_config.end()) {
-          ids.push_back(c->second);
-        }
-      }
-    }
-    return ids;
-  };
-  for (const auto& s : statuses) {
-    view.names[s.name] = plan::NamedImage{s.target, ids_of(s.target), s.complete};
-  }
-  return view;
-}
-
-// The view a single `images check` gives: a name counts as holding our image only
-// when it points at exactly our manifest. Anything else needs the full inventory.
-plan::NodeView view_from_check(const std::vector<const format::Image*>& images,
-                               const std::vector<node::ImageStatus>& statuses) {
-  plan::NodeView view;
-  for (const auto& s : statuses) {
-    plan::NamedImage named{s.target, {}, s.complete};
-    for (const auto* image : images) {
-      if (image->manifest.digest == s.target) {
-        named.ids.push_back(image->id);
-      }
-    }
-    view.names[s.name] = named;
-  }
-  return view;
-}
-
-// The view from a cached record, corrected by a fresh `images check` of the wanted
-// names: the check is the truth for those names, the record a hint for the rest.
-plan::NodeView view_from_record(const cache::NodeRecord& record, const std::vector<const format::Image*>& images,
-                                const std::vector<std::string>& wanted,
-                                const std::vector<node::ImageStatus>& statuses) {
-  plan::NodeView view;
-  view.blobs = record.blobs;
-  for (const auto& [name, n] : record.names) {
-    view.names[name] = plan::NamedImage{n.target, n.ids, n.complete};
-  }
-  for (const auto& name : wanted) {
-    view.names.erase(name);
-  }
-  for (const auto& st : statuses) {
-    plan::NamedImage named{st.target, {}, st.complete};
-    if (auto it = record.target_ids.find(st.target); it != record.target_ids.end()) {
-      named.ids = it->second;
-    }
-    for (const auto* image : images) {
-      if (image->manifest.digest == st.target &&
-          std::find(named.ids.begin(), named.ids.end(), image->id) == named.ids.end()) {
-        named.ids.push_back(image->id);
-      }
-    }
-    view.names[st.name] = named;
-  }
-  return view;
-}
-
-std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
 std::vector<std::string> all_names(const std::vector<const format::Image*>& images) {
   std::vector<std::string> names;
@@ -108,20 +30,46 @@ std::vector<std::string> all_names(const std::vector<const format::Image*>& imag
   return names;
 }
 
+const node::ImageStatus* find_status(const std::vector<node::ImageStatus>& statuses, const std::string& name) {
+  const auto it = std::find_if(statuses.begin(), statuses.end(),
+                               [&](const node::ImageStatus& s) { return s.name == name; });
+  return it == statuses.end() ? nullptr : &*it;
+}
+
+// The blobs a plan sends: manifests and configs of the images sent, and the layers.
+std::vector<Digest> blobs_to_send(const plan::NodePlan& plan) {
+  std::vector<Digest> blobs;
+  for (const auto& step : plan.steps) {
+    if (step.action == plan::Action::send) {
+      blobs.push_back(step.image->manifest.digest);
+      blobs.push_back(step.image->config.digest);
+    }
+  }
+  blobs.insert(blobs.end(), plan.layers.begin(), plan.layers.end());
+  return blobs;
+}
+
+// One node's load. plan() finds out what the node holds and plans; execute() runs the
+// commit protocol: stage (import what is missing under staging names, check it),
+// commit (point the real names at it in one import), retag, confirm, remember.
 class NodeLoader {
 public:
   NodeLoader(format::ImageSet& set, const std::vector<const format::Image*>& images, const Target& target,
              Observer& observer, std::mutex& verify_mutex, cache::Cache* cache)
-      : set_(set), images_(images), target_(target), client_(*target.transport), observer_(observer),
+      : set_(set), images_(images), target_(target), client_(*target.client), observer_(observer),
         verify_mutex_(verify_mutex), cache_(cache) {
     report_.node = target.uri.display();
     report_.uri = target.uri.text;
   }
 
-  // Phase 1: find out what the node has and plan. False when the node failed.
+  // Phase 1. False when the node failed.
   bool plan() {
     const auto start = std::chrono::steady_clock::now();
-    const bool ok = plan_node_now();
+    const bool ok = plan_now();
+    if (ok) {
+      observer_.planned(report_.node, plan_);
+    }
+    report_.ctr_calls = client_.calls();
     report_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return ok;
   }
@@ -129,64 +77,15 @@ public:
   [[nodiscard]] const plan::NodePlan& node_plan() const { return plan_; }
   [[nodiscard]] bool ok() const { return report_.status == NodeStatus::ok; }
 
-  // Lists the node and stores what it holds in the cache.
-  util::Result<void> refresh() {
-    if (!full_inventory()) {
-      return util::fail(util::ErrorKind::node, report_.error);
-    }
-    return {};
-  }
-
-private:
-  bool plan_node_now() {
-    ++report_.ctr_calls;
-    auto quick = client_.check(all_names(images_));
-    if (!quick) {
-      return failed(quick.error().message);
-    }
-    plan_ = plan::plan_node(images_, view_from_check(images_, *quick));
-    if (plan_.nothing_to_do()) {
-      observer_.planned(report_.node, plan_);
-      return true;
-    }
-    if (plan_from_cache(*quick)) {
-      observer_.planned(report_.node, plan_);
-      return true;
-    }
-    if (!full_inventory()) {
-      return false;
-    }
-    observer_.planned(report_.node, plan_);
-    return true;
-  }
-
-  // Plans from the cached record when there is one from this node's current life
-  // (same containerd UUID): no listing. Mistakes surface at import or tag time and
-  // lead to one re-listing and retry.
-  bool plan_from_cache(const std::vector<node::ImageStatus>& quick) {
-    if (cache_ == nullptr) {
-      return false;
-    }
-    auto record = cache_->node(target_.uri.text);
-    if (!record || !*record || (*record)->listed_at == 0 || (*record)->interrupted_load()) {
-      return false;
-    }
-    ++report_.ctr_calls;
-    auto uuid = client_.server_uuid();
-    if (!uuid || *uuid != (*record)->server_uuid) {
-      return false;  // a recreated node, or no answer: list it (which reports errors)
-    }
-    plan_ = plan::plan_node(images_, view_from_record(**record, images_, all_names(images_), quick));
-    from_cache_ = true;
-    return true;
-  }
-
-public:
-  // Phase 2: send and commit. Returns the final report.
+  // Phase 3: the commit protocol, unless dry. Returns the final report.
   NodeReport execute(DryRun dry_run) {
     const auto start = std::chrono::steady_clock::now();
     if (ok() && dry_run == DryRun::no) {
-      run_plan();
+      if (plan_.nothing_to_do()) {
+        (void)client_.remove(abandoned_);  // best effort: a leftover costs space only
+      } else {
+        run();
+      }
     }
     if (ok()) {
       for (const auto& step : plan_.steps) {
@@ -195,11 +94,10 @@ public:
       report_.layers_skipped = plan_.skipped_layers;
       report_.bytes_skipped = plan_.skipped_bytes;
     }
+    report_.ctr_calls = client_.calls();
     report_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return report_;
   }
-
-  NodeReport& report() { return report_; }
 
 private:
   bool failed(const std::string& message) {
@@ -208,122 +106,309 @@ private:
     return false;
   }
 
-  // Lists the node's content and images, and plans from that.
-  bool full_inventory() {
-    report_.ctr_calls += 4;  // version, content ls, images ls, images check
-    const auto listing_started = unix_now();
-    auto inv = client_.inventory();
-    if (!inv) {
-      return failed(inv.error().message);
+  // --- planning ---
+
+  // One check of every name on the node is the truth for names. A plan that sends
+  // nothing needs no more; one that sends asks the cache (same containerd UUID) or a
+  // listing which blobs the node has, to send only the missing ones.
+  bool plan_now() {
+    if (!check_every_name()) {
+      return false;
     }
+    plan_ = plan::plan_node(images_, view_of(statuses_, {}, {}, images_));
+    if (plan_.count(plan::Action::send) > 0 && !plan_from_record() && !plan_from_listing()) {
+      return false;
+    }
+    find_abandoned_staging();
+    return true;
+  }
+
+  bool check_every_name() {
     auto statuses = client_.check({});
     if (!statuses) {
       return failed(statuses.error().message);
     }
-    remove_stale_staging(*statuses);
-    const auto view = view_from_inventory(*inv, *statuses);
-    plan_ = plan::plan_node(images_, view);
-    from_cache_ = false;
+    statuses_ = std::move(*statuses);
+    return true;
+  }
+
+  bool plan_from_record() {
+    if (cache_ == nullptr) {
+      return false;
+    }
+    auto record = cache_->node(target_.uri.text);
+    if (!record || !*record || (*record)->listed_at == 0 || (*record)->interrupted_load()) {
+      return false;
+    }
+    auto uuid = client_.server_uuid();
+    if (!uuid) {
+      return false;  // the listing asks again and reports the error
+    }
+    server_uuid_ = *uuid;
+    if (*uuid != (*record)->server_uuid) {
+      return false;  // a recreated node
+    }
+    known_ids_ = (*record)->target_ids;
+    plan_ = plan::plan_node(images_, view_of(statuses_, known_ids_, (*record)->blobs, images_));
+    return true;
+  }
+
+  bool plan_from_listing() {
+    const auto started = unix_now();
+    if (!server_uuid_) {
+      auto uuid = client_.server_uuid();
+      if (!uuid) {
+        return failed(uuid.error().message);
+      }
+      server_uuid_ = *uuid;
+    }
+    auto inv = client_.inventory(statuses_);
+    if (!inv) {
+      return failed(inv.error().message);
+    }
     ++report_.listings;
+    auto record = record_from_listing(*server_uuid_, *inv, statuses_, unix_now());
+    known_ids_ = record.target_ids;
+    plan_ = plan::plan_node(images_, view_of(statuses_, known_ids_, record.blobs, images_));
     if (cache_ != nullptr) {
-      cache::NodeRecord record;
-      record.server_uuid = inv->server_uuid;
-      record.listed_at = unix_now();
-      record.blobs = view.blobs;
-      for (const auto& [name, named] : view.names) {
-        if (!is_staging_name(name)) {
-          record.names[name] = cache::NameRecord{named.target, named.ids, named.complete, false, record.listed_at};
-        }
-        record.target_ids[named.target] = named.ids;
-      }
-      // What each listed manifest (and index) needs, so that re-pointing a name later
-      // tells the cache which blobs GC will take.
-      for (const auto& [manifest, config] : inv->manifest_config) {
-        auto& blobs = record.target_blobs[manifest];
-        blobs = {manifest, config};
-        if (auto it = inv->manifest_layers.find(manifest); it != inv->manifest_layers.end()) {
-          blobs.insert(blobs.end(), it->second.begin(), it->second.end());
-        }
-      }
-      for (const auto& [index, children] : inv->index_children) {
-        auto& blobs = record.target_blobs[index];
-        blobs = {index};
-        for (const auto& child : children) {
-          if (auto it = record.target_blobs.find(child); it != record.target_blobs.end()) {
-            blobs.insert(blobs.end(), it->second.begin(), it->second.end());
-          }
-        }
-      }
-      // Keeps the marks of loads still sending (their blobs may postdate this listing);
-      // a cache that cannot be written is only slower.
-      (void)cache_->update_node(target_.uri.text, [&](cache::NodeRecord& r) {
-        r.forget_interrupted_loads();
-        record.sending = std::move(r.sending);
-        if (r.server_uuid == record.server_uuid && r.updated_at >= listing_started) {
-          // Another load recorded what it sent while this listing ran: keep that, or
-          // the older listing would hide it.
-          record.blobs.insert(r.blobs.begin(), r.blobs.end());
-          for (auto& [name, n] : r.names) {
-            if (n.learned_at >= listing_started) {
-              record.names[name] = std::move(n);
-            }
-          }
-          record.target_ids.merge(r.target_ids);
-          record.target_blobs.merge(r.target_blobs);
-        }
-        r = std::move(record);
-      });
+      store_listing(*cache_, target_.uri.text, std::move(record), started);
     }
     return true;
   }
 
-  // Staging names left by a run that died more than an hour ago.
-  void remove_stale_staging(const std::vector<node::ImageStatus>& statuses) {
-    std::vector<std::string> stale;
-    const auto now = static_cast<long>(std::time(nullptr));
-    for (const auto& s : statuses) {
-      if (!is_staging_name(s.name)) {
-        continue;
+  // Staging names whose load has provably ended (see staging_abandoned). What they
+  // hold counts as present (the listing reaches it through them), so they go only
+  // with this load's own staging names, after the commit.
+  void find_abandoned_staging() {
+    const auto now = unix_now();
+    for (const auto& s : statuses_) {
+      if (staging_abandoned(s.name, now)) {
+        abandoned_.push_back(s.name);
       }
-      const auto colon = s.name.rfind(':');
-      const long when = colon == std::string::npos ? 0 : std::atol(s.name.c_str() + colon + 1);
-      if (now - when > 3600) {
-        stale.push_back(s.name);
-      }
-    }
-    if (!stale.empty()) {
-      ++report_.ctr_calls;
-      (void)client_.remove(stale); // best effort: a leftover name is harmless
     }
   }
 
-  void run_plan() {
-    if (plan_.count(plan::Action::send) > 0 && !send_and_commit()) {
+  // The one retry path: the node was not what the plan thought. Check and list it
+  // again, plan again, and prove what the new plan sends that no plan sent before.
+  bool replan_and_prove() {
+    report_.retried = true;
+    server_uuid_.reset();
+    if (!check_every_name() || !plan_from_listing()) {
+      return false;
+    }
+    const std::lock_guard lock(verify_mutex_);
+    if (auto v = format::verify_blobs(set_, blobs_to_send(plan_), 1); !v) {
+      return failed(v.error().message);
+    }
+    return true;
+  }
+
+  // --- the commit protocol ---
+
+  void run() {
+    StagingGuard staging(client_);
+    for (const auto& name : abandoned_) {
+      staging.add(name);
+    }
+    if (plan_.count(plan::Action::send) > 0 && !stage(staging)) {
       return;
     }
+    if (commit(staging) && retag() && confirm()) {
+      remember();
+    }
+  }
+
+  enum class Staged { ok, stale, failed };
+
+  // Imports what the plan sends under staging names and checks it is complete; on a
+  // stale plan (the node lost a blob it was thought to hold: GC, crictl rmi,
+  // discarded layers) re-plans and tries once more. What arrived in the first attempt
+  // stays under its staging names until the end, so GC cannot take it meanwhile.
+  bool stage(StagingGuard& staging) {
+    if (!find_snapshotter()) {
+      return false;
+    }
+    mark_sending();
+    for (int attempt = 0;; ++attempt) {
+      const auto staged = import_staged(staging);
+      if (staged != Staged::stale) {
+        return staged == Staged::ok;
+      }
+      if (attempt > 0) {
+        return failed(fmt::format("node {}: the image is still incomplete after re-listing the node's content "
+                                  "and retrying",
+                                  report_.node));
+      }
+      if (!replan_and_prove()) {
+        return false;
+      }
+      if (plan_.count(plan::Action::send) == 0) {
+        return true;
+      }
+    }
+  }
+
+  bool find_snapshotter() {
+    if (snapshotter_) {
+      return true;
+    }
+    auto s = client_.snapshotter();
+    if (!s) {
+      return failed(s.error().message);
+    }
+    snapshotter_ = *s;
+    return true;
+  }
+
+  Staged import_staged(StagingGuard& staging) {
+    std::vector<format::ThinEntry> entries;
+    std::vector<std::string> refs;
+    for (const auto& step : plan_.steps) {
+      const bool first = std::none_of(entries.begin(), entries.end(), [&](const format::ThinEntry& e) {
+        return e.image->manifest.digest == step.image->manifest.digest;
+      });
+      if (step.action == plan::Action::send && first) {
+        refs.push_back(make_staging_name(step.image->manifest.digest));
+        entries.push_back(format::ThinEntry{step.image, refs.back()});
+        staging.add(refs.back());
+      }
+    }
+    const std::unordered_set<Digest> layers(plan_.layers.begin(), plan_.layers.end());
+    std::optional<util::Error> write_error;
+    auto imported = send_archive(entries, layers, write_error);
+    if (write_error && write_error->kind == util::ErrorKind::bad_input) {
+      failed(write_error->message);  // the input changed since it was proven
+      return Staged::failed;
+    }
+    if (!imported) {
+      if (imported.error().failure == node::ImportFailure::missing_content) {
+        return Staged::stale;
+      }
+      failed(imported.error().error.message);
+      return Staged::failed;
+    }
+    // ctr can succeed and still leave an incomplete image (a blob the node was thought
+    // to hold is gone, but its snapshot is there): check before the commit.
+    auto statuses = client_.check(refs);
+    if (!statuses) {
+      failed(statuses.error().message);
+      return Staged::failed;
+    }
+    const bool complete = std::all_of(refs.begin(), refs.end(), [&](const std::string& ref) {
+      const auto* s = find_status(*statuses, ref);
+      return s != nullptr && s->complete;
+    });
+    return complete ? Staged::ok : Staged::stale;
+  }
+
+  // One import of `entries` carrying the blobs in `layers`, counted in the report.
+  std::expected<void, node::ImportError> send_archive(const std::vector<format::ThinEntry>& entries,
+                                                      const std::unordered_set<Digest>& layers,
+                                                      std::optional<util::Error>& write_error) {
+    const auto total = plan_.layer_bytes;
+    std::uint64_t streamed = 0;  // layer bytes written, also when the stream broke
+    std::optional<format::ThinStats> stats;
+    auto feed = [&](int fd) -> util::Result<void> {
+      auto r = format::write_thin_archive(fd, set_, entries, layers, [&](std::uint64_t done) {
+        streamed = done;
+        observer_.progress(report_.node, done, total);
+      });
+      if (!r) {
+        write_error = r.error();
+        return std::unexpected(r.error());
+      }
+      stats = *r;
+      return {};
+    };
+    auto imported = client_.import(feed, *snapshotter_);
+    if (stats) {
+      report_.layers_sent += stats->layers_sent;
+      report_.layer_bytes_sent += stats->layer_bytes;
+      report_.bytes_sent += stats->total_bytes;
+    } else {
+      report_.layer_bytes_sent += streamed;
+      report_.bytes_sent += streamed;
+    }
+    return imported;
+  }
+
+  // Points every real name of the images sent at them, then drops the staging names.
+  // A second, tiny import (manifests and configs; every layer is on the node now) does
+  // it: containerd's importer updates an existing name's target in one step, where
+  // `ctr images tag --force` deletes the name and creates it again, leaving a moment
+  // without it and losing it if the second step fails.
+  bool commit(StagingGuard& staging) {
+    std::vector<format::ThinEntry> commits;
+    for (const auto& step : plan_.steps) {
+      if (step.action != plan::Action::send) {
+        continue;
+      }
+      for (const auto& name : step.names) {
+        commits.push_back(format::ThinEntry{step.image, name});
+        expected_[name] = step.image->manifest.digest;
+      }
+    }
+    if (!commits.empty()) {
+      std::optional<util::Error> write_error;
+      if (auto r = send_archive(commits, {}, write_error); !r) {
+        return failed(write_error ? write_error->message : r.error().error.message);
+      }
+    }
+    if (auto r = staging.remove(); !r) {
+      return failed(r.error().message);
+    }
+    return true;
+  }
+
+  // Names whose image ID is on the node under another name: `tag --force` from that
+  // name, which this load's check saw complete a moment ago; confirm() then holds the
+  // name to exactly what the source pointed at.
+  bool retag() {
     for (const auto& step : plan_.steps) {
       if (step.action != plan::Action::retag) {
         continue;
       }
+      const auto* source = find_status(statuses_, step.retag_from);
+      if (source == nullptr) {
+        return failed(fmt::format("node {}: {} vanished before it could be retagged", report_.node, step.retag_from));
+      }
       for (const auto& name : step.names) {
-        ++report_.ctr_calls;
         if (auto r = client_.tag(step.retag_from, name); !r) {
-          if (from_cache_ && !report_.retried) {
-            // The cached source name may be gone: list the node and start over once.
-            report_.retried = true;
-            if (full_inventory()) {
-              run_plan();
-            }
-            return;
-          }
-          failed(r.error().message);
-          return;
+          return failed(r.error().message);
         }
+        expected_[name] = source->target;
       }
     }
-    if (confirm()) {
-      remember();
+    return true;
+  }
+
+  // Every name set must now resolve, complete, to exactly the manifest intended.
+  bool confirm() {
+    if (expected_.empty()) {
+      return true;
     }
+    std::vector<std::string> names;
+    for (const auto& [name, target] : expected_) {
+      names.push_back(name);
+    }
+    auto statuses = client_.check(names);
+    if (!statuses) {
+      return failed(statuses.error().message);
+    }
+    for (const auto& [name, target] : expected_) {
+      const auto* s = find_status(*statuses, name);
+      if (s == nullptr) {
+        return failed(fmt::format("node {}: {} is missing after the load", report_.node, name));
+      }
+      if (!s->complete) {
+        return failed(fmt::format("node {}: {} is incomplete after the load", report_.node, name));
+      }
+      if (s->target != target) {
+        return failed(fmt::format("node {}: {} points at {}, expected {}", report_.node, name, s->target.str(),
+                                  target.str()));
+      }
+    }
+    return true;
   }
 
   // Marks the node's record before the first blob goes out: if this process dies
@@ -341,13 +426,23 @@ private:
     });
   }
 
-  // Records in the cache what this load put on the node.
+  // Records what this load put on the node and what its check saw.
   void remember() {
     if (cache_ == nullptr) {
       return;
     }
     const auto now = unix_now();
     (void)cache_->update_node(target_.uri.text, [&](cache::NodeRecord& r) {
+      if (r.server_uuid.empty() && server_uuid_) {
+        r.server_uuid = *server_uuid_;
+      }
+      for (const auto& s : statuses_) {
+        if (auto it = r.names.find(s.name); it != r.names.end() && !is_staging_name(s.name)) {
+          it->second.target = s.target;
+          it->second.complete = s.complete;
+          it->second.ids = known_ids_.contains(s.target) ? known_ids_[s.target] : std::vector<Digest>{};
+        }
+      }
       for (const auto& step : plan_.steps) {
         const auto& image = *step.image;
         if (step.action == plan::Action::send) {
@@ -357,11 +452,8 @@ private:
           r.target_ids[image.manifest.digest] = {image.id};
           r.target_blobs[image.manifest.digest] = format::ImageSet::blobs_of(image);
         }
-        const auto target = step.action == plan::Action::retag && r.names.contains(step.retag_from)
-                                ? r.names[step.retag_from].target
-                                : image.manifest.digest;
         for (const auto& name : step.names) {
-          r.names[name] = cache::NameRecord{target, {image.id}, true, true, now};
+          r.names[name] = cache::NameRecord{expected_[name], {image.id}, true, true, now};
         }
       }
       r.forget_unreferenced();
@@ -369,214 +461,40 @@ private:
     });
   }
 
-  bool send_and_commit() {
-    if (!snapshotter_) {
-      if (!target_.uri.snapshotter.empty()) {
-        snapshotter_ = target_.uri.snapshotter;
-      } else {
-        ++report_.ctr_calls;
-        auto s = client_.snapshotter();
-        if (!s) {
-          return failed(s.error().message);
-        }
-        snapshotter_ = *s;
-      }
-    }
-    mark_sending();
-    std::vector<std::string> kept_staging;  // from a first attempt, until the retry ends
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      const auto nonce = make_nonce();
-      std::vector<format::ThinEntry> entries;
-      for (const auto& step : plan_.steps) {
-        if (step.action == plan::Action::send) {
-          entries.push_back(format::ThinEntry{step.image, staging_name(*step.image, nonce)});
-        }
-      }
-      const std::unordered_set<Digest> layers(plan_.layers.begin(), plan_.layers.end());
-      std::optional<format::ThinStats> stats;
-      std::optional<util::Error> write_error;
-      const auto total = plan_.layer_bytes;
-      std::uint64_t streamed = 0;  // layer bytes written, also when the stream broke
-      auto feed = [&](int fd) -> util::Result<void> {
-        auto r = format::write_thin_archive(fd, set_, entries, layers, [&](std::uint64_t done) {
-          streamed = done;
-          observer_.progress(report_.node, done, total);
-        });
-        if (!r) {
-          write_error = r.error();
-          return std::unexpected(r.error());
-        }
-        stats = *r;
-        return {};
-      };
-      ++report_.ctr_calls;
-      auto imported = client_.import(feed, *snapshotter_, node::AllPlatforms::no);
-      std::vector<std::string> staging = kept_staging;
-      for (const auto& e : entries) {
-        staging.push_back(e.ref);
-      }
-      if (stats) {
-        report_.layers_sent += stats->layers_sent;
-        report_.layer_bytes_sent += stats->layer_bytes;
-        report_.bytes_sent += stats->total_bytes;
-      } else {
-        report_.layer_bytes_sent += streamed;
-        report_.bytes_sent += streamed;
-      }
-      std::optional<util::Digest> missing;
-      if (imported) {
-        // ctr can succeed and still leave an incomplete image (a blob the node was
-        // thought to hold is gone, but its snapshot is there): check before commit.
-        std::vector<std::string> current;
-        for (const auto& e : entries) {
-          current.push_back(e.ref);
-        }
-        ++report_.ctr_calls;
-        auto statuses = client_.check(current);
-        if (!statuses) {
-          ++report_.ctr_calls;
-          (void)client_.remove(staging);
-          return failed(statuses.error().message);
-        }
-        for (const auto& ref : current) {
-          const auto it = std::find_if(statuses->begin(), statuses->end(),
-                                       [&](const node::ImageStatus& st) { return st.name == ref; });
-          if (it == statuses->end() || !it->complete) {
-            missing = util::Digest{};
-          }
-        }
-      }
-      if (!imported || missing) {
-        const bool stale = missing || imported.error().failure == node::ImportFailure::missing_content;
-        if (stale && attempt == 0 && !(write_error && write_error->kind == util::ErrorKind::bad_input)) {
-          // The import may have created image records pointing at an incomplete
-          // image, under staging names only. They stay until the retry is done: they
-          // hold what did arrive, which GC would otherwise take while we re-list.
-          kept_staging = staging;
-          // The node lost a blob since it was listed (GC, crictl rmi, discarded
-          // layers): list again and retry once.
-          report_.retried = true;
-          if (!full_inventory()) {
-            ++report_.ctr_calls;
-            (void)client_.remove(staging);
-            return false;
-          }
-          if (plan_.count(plan::Action::send) == 0) {
-            ++report_.ctr_calls;
-            (void)client_.remove(staging);
-            return true;
-          }
-          // The new plan may need blobs no node needed before: prove them first.
-          std::vector<Digest> more(plan_.layers.begin(), plan_.layers.end());
-          std::lock_guard lock(verify_mutex_);
-          if (auto v = format::verify_blobs(set_, more, 1); !v) {
-            ++report_.ctr_calls;
-            (void)client_.remove(staging);
-            return failed(v.error().message);
-          }
-          continue;
-        }
-        // Incomplete records carry staging names only, and go now.
-        ++report_.ctr_calls;
-        (void)client_.remove(staging);
-        if (write_error && write_error->kind == util::ErrorKind::bad_input) {
-          return failed(write_error->message);
-        }
-        if (missing) {
-          return failed(fmt::format("node {}: the image is still incomplete after re-listing the node's content "
-                                    "and retrying",
-                                    report_.node));
-        }
-        return failed(imported.error().error.message);
-      }
-      // Commit: point every real name at the now complete image, then drop staging.
-      // A second, tiny import (manifests and configs only, every blob is there now)
-      // does it: containerd's importer updates an existing name's target in one
-      // step, where `ctr images tag --force` deletes the name and creates it again,
-      // leaving a moment without it and losing it if the second step fails.
-      std::vector<format::ThinEntry> commits;
-      for (const auto& step : plan_.steps) {
-        if (step.action != plan::Action::send) {
-          continue;
-        }
-        for (const auto& name : step.names) {
-          commits.push_back(format::ThinEntry{step.image, name});
-        }
-      }
-      auto commit_feed = [&](int fd) -> util::Result<void> {
-        auto r = format::write_thin_archive(fd, set_, commits, {});
-        if (!r) {
-          return std::unexpected(r.error());
-        }
-        report_.bytes_sent += r->total_bytes;
-        return {};
-      };
-      ++report_.ctr_calls;
-      if (auto r = client_.import(commit_feed, *snapshotter_, node::AllPlatforms::no); !r) {
-        ++report_.ctr_calls;
-        (void)client_.remove(staging);
-        return failed(r.error().error.message);
-      }
-      ++report_.ctr_calls;
-      if (auto r = client_.remove(staging); !r) {
-        return failed(r.error().message);
-      }
-      return true;
-    }
-    return true;
-  }
-
-  // After commit, every name must resolve to a complete image with the right ID.
-  bool confirm() {
-    std::vector<std::string> names;
-    for (const auto& step : plan_.steps) {
-      if (step.action != plan::Action::skip) {
-        names.insert(names.end(), step.names.begin(), step.names.end());
-      }
-    }
-    if (names.empty()) {
-      return true;
-    }
-    ++report_.ctr_calls;
-    auto statuses = client_.check(names);
-    if (!statuses) {
-      failed(statuses.error().message);
-      return false;
-    }
-    for (const auto& step : plan_.steps) {
-      for (const auto& name : step.names) {
-        const auto it = std::find_if(statuses->begin(), statuses->end(),
-                                     [&](const node::ImageStatus& s) { return s.name == name; });
-        if (it == statuses->end()) {
-          failed(fmt::format("node {}: {} is missing after the load", report_.node, name));
-          return false;
-        }
-        if (!it->complete) {
-          failed(fmt::format("node {}: {} is incomplete after the load", report_.node, name));
-          return false;
-        }
-        if (step.action == plan::Action::send && it->target != step.image->manifest.digest) {
-          failed(fmt::format("node {}: {} points at {}, expected {}", report_.node, name, it->target.str(),
-                             step.image->manifest.digest.str()));
-          return false;
-        }
-      }
-    }
-    return true;
-  }
-
   format::ImageSet& set_;
   const std::vector<const format::Image*>& images_;
   const Target& target_;
-  node::CtrClient client_;
+  node::NodeClient& client_;
   Observer& observer_;
   std::mutex& verify_mutex_;
   cache::Cache* cache_;
-  bool from_cache_ = false;  // the plan came from the cache, not a listing
-  plan::NodePlan plan_;
-  NodeReport report_;
+
+  std::vector<node::ImageStatus> statuses_;  // every name on the node, from this load's check
+  TargetIds known_ids_;                      // what each target reaches, from the record or a listing
+  std::optional<std::string> server_uuid_;
   std::optional<std::string> snapshotter_;
+  plan::NodePlan plan_;
+  std::map<std::string, Digest> expected_;   // each name set -> the target it must resolve to
+  std::vector<std::string> abandoned_;       // staging names of loads that provably ended
+  NodeReport report_;
 };
+
+// Every blob some node's plan sends, each once.
+std::vector<Digest> blobs_any_node_needs(const std::vector<std::unique_ptr<NodeLoader>>& loaders) {
+  std::vector<Digest> out;
+  std::unordered_set<Digest> seen;
+  for (const auto& l : loaders) {
+    if (!l->ok()) {
+      continue;
+    }
+    for (const auto& d : blobs_to_send(l->node_plan())) {
+      if (seen.insert(d).second) {
+        out.push_back(d);
+      }
+    }
+  }
+  return out;
+}
 
 } // namespace
 
@@ -585,20 +503,21 @@ bool LoadReport::all_ok() const {
 }
 
 util::Result<void> refresh_node(const Target& target, cache::Cache& cache) {
-  format::ImageSet set;
-  const std::vector<const format::Image*> none;
-  std::mutex verify_mutex;
-  struct Quiet final : Observer {
-    void planned(const std::string&, const plan::NodePlan&) override {}
-    void progress(const std::string&, std::uint64_t, std::uint64_t) override {}
-    void finished(const NodeReport&) override {}
-  } quiet;
-  NodeLoader loader(set, none, target, quiet, verify_mutex, &cache);
-  return loader.refresh();
-}
-
-std::string staging_name(const format::Image& image, const std::string& nonce) {
-  return fmt::format("{}{}:{}", staging_prefix, image.id.short_hex(), nonce);
+  const auto started = unix_now();
+  auto statuses = target.client->check({});
+  if (!statuses) {
+    return std::unexpected(statuses.error());
+  }
+  auto uuid = target.client->server_uuid();
+  if (!uuid) {
+    return std::unexpected(uuid.error());
+  }
+  auto inv = target.client->inventory(*statuses);
+  if (!inv) {
+    return std::unexpected(inv.error());
+  }
+  store_listing(cache, target.uri.text, record_from_listing(*uuid, *inv, *statuses, unix_now()), started);
+  return {};
 }
 
 bool is_staging_name(const std::string& name) { return name.starts_with(staging_prefix); }
@@ -611,41 +530,20 @@ util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const for
   for (const auto& t : targets) {
     loaders.push_back(std::make_unique<NodeLoader>(set, images, t, observer, verify_mutex, options.cache));
   }
-  // Phase 1: every node's inventory and plan, in parallel.
+  // Phase 1: every node's plan, in parallel.
   util::parallel_for(loaders.size(), options.jobs, [&](std::size_t i) { loaders[i]->plan(); });
 
   // Phase 2: prove every blob some node will receive, once, before anything is sent.
-  std::vector<Digest> to_send;
-  std::unordered_set<Digest> seen;
-  for (const auto& l : loaders) {
-    if (!l->ok()) {
-      continue;
-    }
-    for (const auto& step : l->node_plan().steps) {
-      if (step.action != plan::Action::send) {
-        continue;
-      }
-      for (const auto& d : {step.image->manifest.digest, step.image->config.digest}) {
-        if (seen.insert(d).second) {
-          to_send.push_back(d);
-        }
-      }
-    }
-    for (const auto& d : l->node_plan().layers) {
-      if (seen.insert(d).second) {
-        to_send.push_back(d);
-      }
-    }
-  }
   LoadReport report;
-  auto verified = format::verify_blobs(set, to_send, std::min(options.jobs, util::default_jobs()));
+  auto verified =
+      format::verify_blobs(set, blobs_any_node_needs(loaders), std::min(options.jobs, util::default_jobs()));
   if (!verified) {
     return std::unexpected(verified.error());
   }
   report.blobs_hashed = verified->blobs_hashed;
   report.bytes_hashed = verified->bytes_hashed;
 
-  // Phase 3: send and commit, nodes in parallel.
+  // Phase 3: the commit protocol, nodes in parallel.
   report.nodes.resize(loaders.size());
   util::parallel_for(loaders.size(), options.jobs, [&](std::size_t i) {
     report.nodes[i] = loaders[i]->execute(options.dry_run);

@@ -150,18 +150,6 @@ std::unexpected<Error> unparsable(const Transport& t, std::string_view command,
 }
 
 // Runs a query and insists on exit status 0.
-util::Result<ProcessResult> query(Transport& t, const std::vector<std::string>& args,
-                                  const std::string& doing) {
-  auto r = t.ctr(args, {}, query_timeout);
-  if (!r) {
-    return std::unexpected(r.error().with_context(node_prefix(t) + ": " + doing));
-  }
-  if (r->exit_code != 0 || r->timed_out) {
-    return std::unexpected(failure(t, doing, *r));
-  }
-  return r;
-}
-
 enum class Algorithm { sha256, other, invalid };
 
 // containerd can hold non-sha256 content in principle; kload's world is sha256, so such
@@ -300,33 +288,6 @@ util::Result<void> parse_content_ls(const Transport& t, std::string_view out,
   return {};
 }
 
-// `ctr images ls`: "REF TYPE DIGEST SIZE PLATFORMS LABELS", space-padded. REF, TYPE and
-// DIGEST never hold spaces; SIZE ("1.0 KiB") and LABELS may, so only the first three
-// columns are read.
-util::Result<std::vector<NodeImage>> parse_images_ls(const Transport& t, std::string_view out) {
-  std::vector<NodeImage> images;
-  std::size_t no = 0;
-  for (const auto line : lines_of(out)) {
-    ++no;
-    const auto cols = fields_of(line, " \t");
-    if (cols.empty() || (no == 1 && cols[0] == "REF")) {
-      continue;
-    }
-    if (cols.size() < 4) {
-      return unparsable(t, "images ls", no, line);
-    }
-    const auto target = Digest::parse(cols[2]);
-    if (!target) {
-      if (algorithm_of(cols[2]) == Algorithm::other) {
-        continue;
-      }
-      return unparsable(t, "images ls", no, line);
-    }
-    images.push_back(NodeImage{std::string(cols[0]), *target, std::string(cols[1])});
-  }
-  return images;
-}
-
 // `ctr images check`: "REF TYPE DIGEST STATUS SIZE UNPACKED" where STATUS is
 // "complete (3/3)", "incomplete (2/3)", "unavailable (0/?)" or "error".
 util::Result<std::vector<ImageStatus>> parse_images_check(const Transport& t,
@@ -435,7 +396,7 @@ std::string name_filter(const std::string& name) {
 // be collected between this listing and the import that counts on it: containerd
 // 2.x's Transfer API keeps no image record of a failed import, so the blobs that
 // arrived in it are of that kind, and a retry planned on them fails again.
-void keep_only_reachable_blobs(NodeInventory& inv) {
+void keep_only_reachable_blobs(NodeInventory& inv, const std::vector<ImageStatus>& images) {
   std::unordered_set<Digest> reached;
   std::vector<Digest> todo;
   const auto reach = [&](const Digest& d) {
@@ -443,7 +404,7 @@ void keep_only_reachable_blobs(NodeInventory& inv) {
       todo.push_back(d);
     }
   };
-  for (const auto& image : inv.images) {
+  for (const auto& image : images) {
     reach(image.target);
   }
   while (!todo.empty()) {
@@ -464,8 +425,28 @@ void keep_only_reachable_blobs(NodeInventory& inv) {
 
 } // namespace
 
+std::string CtrClient::display() const { return transport_.uri().display(); }
+
+util::Result<ProcessResult> CtrClient::ctr(const std::vector<std::string>& args, const util::StdinFeeder& feed,
+                                           std::chrono::milliseconds timeout) {
+  ++calls_;
+  return transport_.ctr(args, feed, timeout);
+}
+
+// A query that must succeed: "node NAME: DOING: WHY" otherwise.
+util::Result<ProcessResult> CtrClient::query(const std::vector<std::string>& args, const std::string& doing) {
+  auto r = ctr(args, {}, query_timeout);
+  if (!r) {
+    return std::unexpected(r.error().with_context(node_prefix(transport_) + ": " + doing));
+  }
+  if (r->exit_code != 0 || r->timed_out) {
+    return std::unexpected(failure(transport_, doing, *r));
+  }
+  return r;
+}
+
 util::Result<std::string> CtrClient::server_uuid() {
-  auto r = query(transport_, {"version"}, "asking for its version");
+  auto r = query({"version"}, "asking for its version");
   if (!r) {
     return std::unexpected(r.error());
   }
@@ -480,6 +461,7 @@ util::Result<std::string> CtrClient::snapshotter() {
   // the image unpacked where it looks. Only where the node's own files are in reach;
   // a node whose `containerd` is not on PATH, or that runs without CRI, falls back.
   if (reaches_node_host(transport_.uri())) {
+    ++calls_;
     auto dump = transport_.run({"containerd", "config", "dump"}, query_timeout);
     if (dump && dump->exit_code == 0 && !dump->timed_out) {
       if (auto snap = cri_snapshotter(dump->out)) {
@@ -487,40 +469,23 @@ util::Result<std::string> CtrClient::snapshotter() {
       }
     }
   }
-  auto r = query(transport_, {"plugins", "ls"}, "listing plugins");
+  auto r = query({"plugins", "ls"}, "listing plugins");
   if (!r) {
     return std::unexpected(r.error());
   }
   return parse_snapshotters(transport_, r->out);
 }
 
-util::Result<NodeInventory> CtrClient::inventory() {
+util::Result<NodeInventory> CtrClient::inventory(const std::vector<ImageStatus>& images) {
   NodeInventory inv;
-  // The UUID first: a dead node then fails once, within the connect timeout.
-  auto uuid = server_uuid();
-  if (!uuid) {
-    return std::unexpected(uuid.error());
-  }
-  inv.server_uuid = std::move(*uuid);
-
-  auto content = query(transport_, {"content", "ls"}, "listing content");
+  auto content = query({"content", "ls"}, "listing content");
   if (!content) {
     return std::unexpected(content.error());
   }
   if (auto r = parse_content_ls(transport_, content->out, inv); !r) {
     return std::unexpected(r.error());
   }
-
-  auto images = query(transport_, {"images", "ls"}, "listing images");
-  if (!images) {
-    return std::unexpected(images.error());
-  }
-  auto parsed = parse_images_ls(transport_, images->out);
-  if (!parsed) {
-    return std::unexpected(parsed.error());
-  }
-  inv.images = std::move(*parsed);
-  keep_only_reachable_blobs(inv);
+  keep_only_reachable_blobs(inv, images);
   return inv;
 }
 
@@ -533,7 +498,7 @@ util::Result<std::vector<ImageStatus>> CtrClient::check(const std::vector<std::s
     }
   }
   const std::string doing = "checking images";
-  auto r = transport_.ctr(args, {}, query_timeout);
+  auto r = ctr(args, {}, query_timeout);
   if (!r) {
     return std::unexpected(r.error().with_context(node_prefix(transport_) + ": " + doing));
   }
@@ -547,21 +512,17 @@ util::Result<std::vector<ImageStatus>> CtrClient::check(const std::vector<std::s
 }
 
 std::expected<void, ImportError> CtrClient::import(const util::StdinFeeder& feed,
-                                                   const std::string& snapshotter,
-                                                   AllPlatforms all_platforms) {
+                                                   const std::string& snapshotter) {
   // No --digests: it adds an "import-DATE@sha256:..." image for every manifest, which
   // nothing removes and which keeps pointing at a broken image when unpack fails.
   std::vector<std::string> args{"images", "import", "--snapshotter", snapshotter};
   if (local_import_) {
     args.emplace_back("--local");
   }
-  if (all_platforms == AllPlatforms::yes) {
-    args.emplace_back("--all-platforms");
-  }
   args.emplace_back("-");
   const std::string doing = "importing";
 
-  auto r = transport_.ctr(args, feed, no_timeout);
+  auto r = ctr(args, feed, no_timeout);
   if (!r) {
     return std::unexpected(ImportError{
         ImportFailure::other, std::nullopt,
@@ -576,7 +537,7 @@ std::expected<void, ImportError> CtrClient::import(const util::StdinFeeder& feed
   // import (--local) unpacks into any snapshotter, as 1.x's ctr always did.
   if (!local_import_ && r->err.find("no unpack platforms defined") != std::string::npos) {
     local_import_ = true;
-    return import(feed, snapshotter, all_platforms);
+    return import(feed, snapshotter);
   }
   // A feeder failure kills ctr. When ctr had already failed on its own (it stops
   // reading, so the feeder then sees EPIPE) ctr's message is the cause; when ctr was
@@ -596,7 +557,7 @@ std::expected<void, ImportError> CtrClient::import(const util::StdinFeeder& feed
 }
 
 util::Result<void> CtrClient::tag(const std::string& source, const std::string& target) {
-  auto r = query(transport_, {"images", "tag", "--force", "--", source, target},
+  auto r = query({"images", "tag", "--force", "--", source, target},
                  "tagging " + source + " as " + target);
   if (!r) {
     return std::unexpected(r.error());
@@ -610,7 +571,7 @@ util::Result<void> CtrClient::remove(const std::vector<std::string>& names) {
   }
   std::vector<std::string> args{"images", "rm", "--"};
   args.insert(args.end(), names.begin(), names.end());
-  auto r = query(transport_, args, names.size() == 1 ? "removing " + names.front()
+  auto r = query(args, names.size() == 1 ? "removing " + names.front()
                                                       : "removing images");
   if (!r) {
     return std::unexpected(r.error());

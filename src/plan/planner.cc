@@ -42,11 +42,19 @@ NodePlan plan_node(const std::vector<const format::Image*>& images, const NodeVi
       plan.steps.push_back(std::move(step));
       continue;
     }
-    // Any complete name holding the ID will do as a source; prefer a stable choice.
+    // Any complete name holding the ID will do as a source. One at this very manifest
+    // comes first (the names can then be set by the same import that commits sends);
+    // among equals the smallest name, for a stable choice.
     std::string source;
+    bool source_exact = false;
     for (const auto& [name, named] : node.names) {
-      if (holds(named, image->id) && (source.empty() || name < source)) {
+      if (!holds(named, image->id)) {
+        continue;
+      }
+      const bool exact = named.target == image->manifest.digest;
+      if (source.empty() || exact > source_exact || (exact == source_exact && name < source)) {
         source = name;
+        source_exact = exact;
       }
     }
     if (!source.empty()) {

@@ -101,11 +101,6 @@ void said_why(const kload::util::Result<T>& r, const char* what) {
 
 void check_inventory(const kload::node::NodeInventory& inv) {
   const kload::util::Digest zero{};
-  for (const auto& image : inv.images) {
-    if (image.name.empty() || image.target == zero) {
-      kload::fuzz::fail("an inventory image without a name or target: '" + image.name + "'");
-    }
-  }
   for (const auto& [manifest, config] : inv.manifest_config) {
     if (manifest == zero || config == zero) {
       kload::fuzz::fail("an inventory manifest or config that is no digest");
@@ -126,17 +121,24 @@ int kload_fuzz_ctr_output(const std::uint8_t* data, std::size_t size) {
   (void)kload::node::cri_snapshotter(text);
   said_why(client.server_uuid(), "version");
   said_why(client.snapshotter(), "plugins ls");
-  auto inv = client.inventory();
+  auto images = client.check({});
+  said_why(images, "images check");
+  if (images) {
+    for (const auto& image : *images) {
+      if (image.name.empty() || image.target == kload::util::Digest{}) {
+        kload::fuzz::fail("a checked image without a name or target: '" + image.name + "'");
+      }
+    }
+  }
+  auto inv = client.inventory(images.value_or(std::vector<kload::node::ImageStatus>{}));
   said_why(inv, "inventory");
-  kload::fuzz::set_accepted(inv && !inv->images.empty());
+  kload::fuzz::set_accepted(inv && images && !images->empty());
   if (inv) {
     check_inventory(*inv);
   }
-  said_why(client.check({}), "images check");
   auto some = client.check({"docker.io/library/app:v1", "localhost/kload-staging/x:1"});
   said_why(some, "images check of names");
-  const auto imported = client.import([](int) -> kload::util::Result<void> { return {}; }, "overlayfs",
-                                      kload::node::AllPlatforms::no);
+  const auto imported = client.import([](int) -> kload::util::Result<void> { return {}; }, "overlayfs");
   if (!imported) {
     if (imported.error().error.message.empty()) {
       kload::fuzz::fail("a failed import without a message");

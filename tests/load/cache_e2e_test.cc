@@ -153,7 +153,7 @@ TEST_F(E2ECache, InterruptedLoadMakesTheNextLoadListTheNode) {
   ASSERT_TRUE(lab.up());
   const auto v1 = archive("v1.tar", "app:v1=base:2M,top1:256K");
   const auto v2 = archive("v2.tar", "app:v1=base:2M,top2:256K");
-  const auto other = archive("other.tar", "app:other=base:2M,top2:256K");
+  const auto other = archive("other.tar", "app:other=top2:256K");  // not v2 itself: that would be a retag
   load(v1, lab.uris());
   // top2 reaches both nodes behind the cache's back.
   auto r = kload({"image-archive", "--no-cache", other, "--node", lab.uris()[0], "--node", lab.uris()[1]});

@@ -110,7 +110,7 @@ std::set<std::string> referenced_layers(const Lab& lab, int node, pid_t pid) {
   std::set<std::string> targets;
   for (const auto& [name, image] : lab.images(node)) {
     const bool staging = name.find("kload-staging") != std::string::npos;
-    if (!staging || name.find("-" + std::to_string(pid) + "-") != std::string::npos) {
+    if (!staging || name.find("-" + std::to_string(pid) + ".") != std::string::npos) {
       targets.insert(image.target);
     }
   }

@@ -377,7 +377,9 @@ TEST_F(E2ELoad, DockerTransportGivesRealDockerTheExactArgv) {
   const auto argv = read_file(log);
   // Exactly what real Docker would be asked to run, in order.
   const std::vector<std::string> expected_prefixes{
-      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images check -- name==\"docker.io/library/app:v1\"",
+      // Every name on the node: the truth the plan starts from.
+      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images check\n",
+      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io content ls\n",
       "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images import --snapshotter overlayfs -",
       "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images check -- name==\"localhost/kload-staging/",
       // The commit: a second import naming the real image; it updates the name in one step.

@@ -83,6 +83,16 @@ TEST(Planner, IdUnderAnotherNameIsRetagged) {
   EXPECT_TRUE(plan.layers.empty());
 }
 
+TEST(Planner, RetagPrefersANameAtTheSameManifest) {
+  const auto a = image("a", {"base"});
+  NodeView node;
+  node.names["b-other"] = NamedImage{d("another manifest, same config"), {a.id}, true};
+  node.names["z-other"] = holding(a);
+  const auto plan = plan_node({&a}, node);
+  ASSERT_EQ(plan.steps[0].action, Action::retag);
+  EXPECT_EQ(plan.steps[0].retag_from, "z-other") << "a name at this manifest lets the commit import set the name";
+}
+
 TEST(Planner, NamePointingElsewhereIsRepointed) {
   const auto a = image("a", {"base", "v1"});
   const auto a2 = image("a", {"base", "v2"});

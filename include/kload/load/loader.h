@@ -4,7 +4,8 @@
 // blobs, and commit names only once the image is complete. Nodes run in parallel.
 
 #include "kload/format/model.h"
-#include "kload/node/transport.h"
+#include "kload/node/node_client.h"
+#include "kload/node/node_uri.h"
 #include "kload/plan/planner.h"
 #include "kload/util/error.h"
 
@@ -12,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kload::cache {
@@ -49,7 +51,7 @@ struct NodeReport {
   std::uint64_t bytes_sent = 0;       // whole stream: tar framing, manifests, configs
   std::uint64_t layers_skipped = 0;
   std::uint64_t bytes_skipped = 0;
-  int ctr_calls = 0;
+  int ctr_calls = 0;                  // processes started on the node (NodeClient::calls)
   int listings = 0;                   // full inventory listings (content ls, images ls)
   bool retried = false;               // the inventory was stale and the load retried once
   double seconds = 0;
@@ -75,10 +77,10 @@ public:
   virtual void finished(const NodeReport& report) = 0;
 };
 
-// A node to load into, with the transport that reaches it (owned by the caller).
+// A node to load into, with the client that speaks to it (owned by the caller).
 struct Target {
   node::NodeUri uri;
-  node::Transport* transport = nullptr;
+  node::NodeClient* client = nullptr;
 };
 
 // Loads `images` (from `set`) into every target. Per-node failures are reported in
@@ -91,8 +93,9 @@ util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const for
 // cannot be listed.
 util::Result<void> refresh_node(const Target& target, cache::Cache& cache);
 
-// The staging name an image is imported under before its real names are committed.
-std::string staging_name(const format::Image& image, const std::string& nonce);
+// Where the private names live that images are imported under before their real
+// names are committed.
+inline constexpr std::string_view staging_prefix = "localhost/kload-staging/";
 // True for names kload's staging uses.
 bool is_staging_name(const std::string& name);
 

@@ -3,102 +3,63 @@
 // Transport: inventory, import, tag, remove, check. Parses ctr's text output and turns
 // its error messages into typed failures.
 
+#include "kload/node/node_client.h"
 #include "kload/node/transport.h"
-#include "kload/util/digest.h"
 
-#include <optional>
+#include <chrono>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 namespace kload::node {
 
-struct NodeImage {
-  std::string name;         // the image's ref, e.g. docker.io/library/app:v1
-  util::Digest target;      // manifest or index digest it points to
-  std::string media_type;   // the target's media type
-};
-
-// Everything kload needs to know about a node to plan a load.
-struct NodeInventory {
-  std::string server_uuid;                          // from `ctr version`, may be empty
-  // Committed content that some image reaches (through index, manifest, config and
-  // layer gc labels): only that is safe from garbage collection until the next import.
-  std::unordered_set<util::Digest> blobs;
-  std::vector<NodeImage> images;                    // every image record
-  // From the gc labels containerd puts on manifest and index blobs:
-  // manifest -> config, index -> its child manifests.
-  std::unordered_map<util::Digest, util::Digest> manifest_config;
-  std::unordered_map<util::Digest, std::vector<util::Digest>> index_children;
-  // manifest -> its layer blobs (gc.ref.content.l.N), in no particular order.
-  std::unordered_map<util::Digest, std::vector<util::Digest>> manifest_layers;
-};
-
-// One line of `ctr images check`.
-struct ImageStatus {
-  std::string name;
-  util::Digest target;
-  bool complete = false;  // every blob the image needs is present
-};
-
-// Why an import failed, when ctr said so in a way kload can act on.
-enum class ImportFailure {
-  missing_content,  // "content digest sha256:...: not found": the inventory was stale
-  other,
-};
-
-struct ImportError {
-  ImportFailure failure = ImportFailure::other;
-  std::optional<util::Digest> missing;  // the missing blob, for missing_content
-  util::Error error;                    // one line naming the node
-};
-
-enum class AllPlatforms { no, yes };
-
-class CtrClient {
+// NodeClient through `ctr` run by a Transport; every call below starts one process
+// on the node unless it says otherwise.
+class CtrClient final : public NodeClient {
 public:
   explicit CtrClient(Transport& transport) : transport_(transport) {}
 
-  // `ctr version`: the server UUID (changes when the node is recreated). Error (node):
-  // the node does not answer, with ctr's message.
-  util::Result<std::string> server_uuid();
+  [[nodiscard]] std::string display() const override;
 
-  // The snapshotter to import with: the URI's snapshotter= if given; else, on docker
-  // and ssh nodes, CRI's snapshotter from `containerd config dump` run on the node (as
-  // kind reads it, both configuration layouts); else a guess from `ctr plugins ls`:
-  // overlayfs if loaded, else another loaded one, else native, else "overlayfs".
-  // Error (node): unreachable or unparsable output of `ctr plugins ls`.
-  util::Result<std::string> snapshotter();
+  // `ctr version`. Error (node): the node does not answer, with ctr's message.
+  util::Result<std::string> server_uuid() override;
 
-  // Full inventory: `ctr version`, `ctr content ls` (digests and gc labels) and
-  // `ctr images ls`. Error (node): unreachable or unparsable output.
-  util::Result<NodeInventory> inventory();
+  // The URI's snapshotter= if given (no call); else, on docker and ssh nodes, CRI's
+  // snapshotter from `containerd config dump` run on the node (as kind reads it, both
+  // configuration layouts); else a guess from `ctr plugins ls`: overlayfs if loaded,
+  // else another loaded one, else native, else "overlayfs". Error (node): unreachable
+  // or unparsable output of `ctr plugins ls`.
+  util::Result<std::string> snapshotter() override;
 
-  // `ctr images check` restricted to `names` (all images when empty): one cheap call.
-  // Names that do not exist are absent from the result. Error (node): unreachable or
-  // unparsable output.
-  util::Result<std::vector<ImageStatus>> check(const std::vector<std::string>& names);
+  // `ctr content ls` (digests and gc labels).
+  util::Result<NodeInventory> inventory(const std::vector<ImageStatus>& images) override;
 
-  // `ctr images import --snapshotter S [--all-platforms] -` with stdin from `feed` (a
-  // thin OCI archive whose index entries carry io.containerd.image.name; no --digests,
-  // which would add a stray "import-DATE@sha256:..." image per manifest). No timeout.
-  // On failure returns an ImportError whose `missing` is set when ctr reported missing
-  // content; a feeder error is reported as such unless ctr failed first. When
-  // containerd 2.x's Transfer API refuses the snapshotter ("no unpack platforms
-  // defined"), the import is run again, once, with --local, and so are later ones.
+  // `ctr images check`, filtered by name when `names` is not empty.
+  util::Result<std::vector<ImageStatus>> check(const std::vector<std::string>& names) override;
+
+  // `ctr images import --snapshotter S -` with stdin from `feed`; no --digests, which
+  // would add a stray "import-DATE@sha256:..." image per manifest. No timeout. A
+  // feeder error is reported as such unless ctr failed first. When containerd 2.x's
+  // Transfer API refuses the snapshotter ("no unpack platforms defined"), the import
+  // is run again, once, with --local (a second process), and so are later ones.
   std::expected<void, ImportError> import(const util::StdinFeeder& feed,
-                                          const std::string& snapshotter,
-                                          AllPlatforms all_platforms);
+                                          const std::string& snapshotter) override;
 
-  // `ctr images tag --force SOURCE TARGET`. Error (node).
-  util::Result<void> tag(const std::string& source, const std::string& target);
+  // `ctr images tag --force SOURCE TARGET`.
+  util::Result<void> tag(const std::string& source, const std::string& target) override;
 
-  // `ctr images rm NAME...`; names that do not exist are not an error. Error (node).
-  util::Result<void> remove(const std::vector<std::string>& names);
+  // `ctr images rm NAME...`; no call when `names` is empty.
+  util::Result<void> remove(const std::vector<std::string>& names) override;
+
+  [[nodiscard]] int calls() const override { return calls_; }
 
 private:
+  // Runs one ctr command on the node, counting it; `query` also fails on a failing ctr.
+  util::Result<util::ProcessResult> query(const std::vector<std::string>& args, const std::string& doing);
+  util::Result<util::ProcessResult> ctr(const std::vector<std::string>& args, const util::StdinFeeder& feed,
+                                        std::chrono::milliseconds timeout);
+
   Transport& transport_;
+  int calls_ = 0;
   // Set once a Transfer API import refused the snapshotter: imports then use --local.
   bool local_import_ = false;
 };

@@ -1,0 +1,93 @@
+#pragma once
+// What the loader asks of a containerd node, whatever carries the question: the
+// queries and commands of one load, and the count of processes they started there.
+// CtrClient answers through `ctr`; tests answer from memory.
+
+#include "kload/util/digest.h"
+#include "kload/util/error.h"
+#include "kload/util/process.h"
+
+#include <expected>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace kload::node {
+
+// What a node's content store holds, as far as planning needs it.
+struct NodeInventory {
+  // Committed content that some image reaches (through index, manifest, config and
+  // layer gc labels): only that is safe from garbage collection until the next import.
+  std::unordered_set<util::Digest> blobs;
+  // From the gc labels containerd puts on manifest and index blobs:
+  // manifest -> config, index -> its child manifests.
+  std::unordered_map<util::Digest, util::Digest> manifest_config;
+  std::unordered_map<util::Digest, std::vector<util::Digest>> index_children;
+  // manifest -> its layer blobs (gc.ref.content.l.N), in no particular order.
+  std::unordered_map<util::Digest, std::vector<util::Digest>> manifest_layers;
+};
+
+// One line of `ctr images check`.
+struct ImageStatus {
+  std::string name;
+  util::Digest target;
+  bool complete = false;  // every blob the image needs is present
+};
+
+// Why an import failed, when ctr said so in a way kload can act on.
+enum class ImportFailure {
+  missing_content,  // "content digest sha256:...: not found": the inventory was stale
+  other,
+};
+
+struct ImportError {
+  ImportFailure failure = ImportFailure::other;
+  std::optional<util::Digest> missing;  // the missing blob, for missing_content
+  util::Error error;                    // one line naming the node
+};
+
+class NodeClient {
+public:
+  virtual ~NodeClient() = default;
+
+  // The node's name for messages ("node NAME").
+  [[nodiscard]] virtual std::string display() const = 0;
+
+  // The containerd server's UUID (changes when the node is recreated; may be empty).
+  // Error (node): the node does not answer.
+  virtual util::Result<std::string> server_uuid() = 0;
+
+  // The snapshotter imports unpack into (CRI's, where the node says). Error (node).
+  virtual util::Result<std::string> snapshotter() = 0;
+
+  // The node's content: every blob that some image in `images` reaches (through
+  // index, manifest, config and layer gc labels) and the gc-label maps; only such blobs
+  // are safe from garbage collection until the next import. `images` is a fresh
+  // check of every name. Error (node): unreachable or unparsable output.
+  virtual util::Result<NodeInventory> inventory(const std::vector<ImageStatus>& images) = 0;
+
+  // Every image named in `names` (all images when empty): its target and whether it is
+  // complete. Names that do not exist are absent. Error (node).
+  virtual util::Result<std::vector<ImageStatus>> check(const std::vector<std::string>& names) = 0;
+
+  // Imports the OCI archive `feed` writes (its index entries carry
+  // io.containerd.image.name), unpacking into `snapshotter`. A name that exists is
+  // re-pointed in one step. On failure, `missing` is set when the node lacked a blob
+  // the archive counted on.
+  virtual std::expected<void, ImportError> import(const util::StdinFeeder& feed,
+                                                  const std::string& snapshotter) = 0;
+
+  // Points `target` at what `source` points at now (`ctr images tag --force`: the
+  // name is deleted and created again). Error (node).
+  virtual util::Result<void> tag(const std::string& source, const std::string& target) = 0;
+
+  // Removes image names; names that do not exist are not an error. Error (node).
+  virtual util::Result<void> remove(const std::vector<std::string>& names) = 0;
+
+  // Processes started on the node (or for it) so far.
+  [[nodiscard]] virtual int calls() const = 0;
+};
+
+} // namespace kload::node

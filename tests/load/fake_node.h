@@ -1,0 +1,314 @@
+#pragma once
+// A containerd node in memory, for unit tests of the loader's protocol: content
+// store, image names, imports read from the real archive kload writes, garbage
+// collection after every change, and hooks that fail a call or change the node behind
+// kload's back between two steps. It behaves as containerd 1.6 does where versions
+// differ: a failed import still creates its image records (pointing at an incomplete
+// image), and a layer whose snapshot exists need not be in the content store.
+
+#include "kload/node/node_client.h"
+#include "kload/util/sha256.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
+
+#include <functional>
+#include <map>
+#include <set>
+#include <thread>
+#include <unistd.h>
+
+namespace kload::test {
+
+class FakeNode final : public node::NodeClient {
+public:
+  enum class Op { uuid, snapshotter, inventory, check, import, tag, remove };
+
+  std::map<util::Digest, std::string> content;  // blob -> bytes
+  std::map<std::string, util::Digest> images;   // name -> target
+  std::set<util::Digest> unpacked;              // layers whose snapshot exists
+  std::string uuid = "11111111-2222-3333-4444-555555555555";
+  std::vector<Op> log;                          // every call, in order
+
+  // The `nth` call of `op` from now (1: the next one) fails with `message`.
+  void fail(Op op, int nth, std::string message) { faults_[op] = {calls_of(op) + nth, std::move(message)}; }
+  // Runs `change` just before the `nth` call of `op` from now.
+  void before(Op op, int nth, std::function<void(FakeNode&)> change) {
+    hooks_[op] = {calls_of(op) + nth, std::move(change)};
+  }
+
+  [[nodiscard]] std::string display() const override { return "fake"; }
+  [[nodiscard]] int calls() const override { return static_cast<int>(log.size()); }
+  [[nodiscard]] int calls_of(Op op) const { return static_cast<int>(std::count(log.begin(), log.end(), op)); }
+
+  util::Result<std::string> server_uuid() override {
+    return step(Op::uuid, [&]() -> util::Result<std::string> { return uuid; });
+  }
+  util::Result<std::string> snapshotter() override {
+    return step(Op::snapshotter, [&]() -> util::Result<std::string> { return std::string("overlayfs"); });
+  }
+
+  util::Result<node::NodeInventory> inventory(const std::vector<node::ImageStatus>& roots) override {
+    return step(Op::inventory, [&]() -> util::Result<node::NodeInventory> {
+      node::NodeInventory inv;
+      std::set<util::Digest> root_set;
+      for (const auto& r : roots) {
+        root_set.insert(r.target);
+      }
+      for (const auto& d : reachable(root_set)) {
+        inv.blobs.insert(d);
+      }
+      for (const auto& [digest, bytes] : content) {
+        const auto refs = refs_of(bytes);
+        if (refs.config) {
+          inv.manifest_config[digest] = *refs.config;
+          inv.manifest_layers[digest] = refs.layers;
+        } else if (!refs.children.empty()) {
+          inv.index_children[digest] = refs.children;
+        }
+      }
+      return inv;
+    });
+  }
+
+  util::Result<std::vector<node::ImageStatus>> check(const std::vector<std::string>& names) override {
+    return step(Op::check, [&]() -> util::Result<std::vector<node::ImageStatus>> {
+      std::vector<node::ImageStatus> out;
+      for (const auto& [name, target] : images) {
+        if (names.empty() || std::find(names.begin(), names.end(), name) != names.end()) {
+          out.push_back(node::ImageStatus{name, target, complete(target)});
+        }
+      }
+      return out;
+    });
+  }
+
+  std::expected<void, node::ImportError> import(const util::StdinFeeder& feed, const std::string&) override {
+    std::string archive;
+    auto fed = capture(feed, archive);
+    auto r = step(Op::import, [&]() -> util::Result<void> {
+      if (!fed) {
+        return std::unexpected(fed.error());
+      }
+      return ingest(archive);
+    });
+    if (!r) {
+      node::ImportError e{node::ImportFailure::other, missing_, r.error()};
+      if (missing_) {
+        e.failure = node::ImportFailure::missing_content;
+      }
+      missing_.reset();
+      return std::unexpected(e);
+    }
+    return {};
+  }
+
+  util::Result<void> tag(const std::string& source, const std::string& target) override {
+    return step(Op::tag, [&]() -> util::Result<void> {
+      auto it = images.find(source);
+      if (it == images.end()) {
+        return util::fail(util::ErrorKind::node, fmt::format("node fake: ctr: image \"{}\": not found", source));
+      }
+      images[target] = it->second;
+      collect_garbage();
+      return {};
+    });
+  }
+
+  util::Result<void> remove(const std::vector<std::string>& names) override {
+    if (names.empty()) {
+      return {};
+    }
+    return step(Op::remove, [&]() -> util::Result<void> {
+      for (const auto& n : names) {
+        images.erase(n);
+      }
+      collect_garbage();
+      return {};
+    });
+  }
+
+  // Whether every blob `target` needs is here (a layer also when only its snapshot is).
+  [[nodiscard]] bool complete(const util::Digest& target) const {
+    auto it = content.find(target);
+    if (it == content.end()) {
+      return false;
+    }
+    const auto refs = refs_of(it->second);
+    if (refs.config && !content.contains(*refs.config)) {
+      return false;
+    }
+    for (const auto& l : refs.layers) {
+      if (!content.contains(l)) {
+        return false;
+      }
+    }
+    return std::all_of(refs.children.begin(), refs.children.end(), [&](const util::Digest& c) { return complete(c); });
+  }
+
+  // Drops every blob no image reaches, as containerd's garbage collector does.
+  void collect_garbage() {
+    std::set<util::Digest> roots;
+    for (const auto& [name, target] : images) {
+      roots.insert(target);
+    }
+    const auto keep = reachable(roots);
+    std::erase_if(content, [&](const auto& kv) { return !keep.contains(kv.first); });
+  }
+
+private:
+  struct Refs {
+    std::optional<util::Digest> config;
+    std::vector<util::Digest> layers;
+    std::vector<util::Digest> children;
+  };
+
+  static Refs refs_of(const std::string& bytes) {
+    Refs refs;
+    const auto doc = nlohmann::json::parse(bytes, nullptr, false);
+    if (!doc.is_object()) {
+      return refs;
+    }
+    const auto digest_of = [](const nlohmann::json& d) {
+      return d.is_object() && d.contains("digest") && d["digest"].is_string() ? util::Digest::parse(d["digest"].get<std::string>())
+                                                                                : std::nullopt;
+    };
+    if (doc.contains("config")) {
+      refs.config = digest_of(doc["config"]);
+      if (doc.contains("layers") && doc["layers"].is_array()) {
+        for (const auto& l : doc["layers"]) {
+          if (auto d = digest_of(l)) {
+            refs.layers.push_back(*d);
+          }
+        }
+      }
+    } else if (doc.contains("manifests") && doc["manifests"].is_array()) {
+      for (const auto& m : doc["manifests"]) {
+        if (auto d = digest_of(m)) {
+          refs.children.push_back(*d);
+        }
+      }
+    }
+    return refs;
+  }
+
+  [[nodiscard]] std::set<util::Digest> reachable(std::set<util::Digest> todo) const {
+    std::set<util::Digest> seen;
+    while (!todo.empty()) {
+      const auto d = *todo.begin();
+      todo.erase(todo.begin());
+      auto it = content.find(d);
+      if (it == content.end() || !seen.insert(d).second) {
+        continue;
+      }
+      const auto refs = refs_of(it->second);
+      if (refs.config) {
+        todo.insert(*refs.config);
+      }
+      todo.insert(refs.layers.begin(), refs.layers.end());
+      todo.insert(refs.children.begin(), refs.children.end());
+    }
+    return seen;
+  }
+
+  // Reads the OCI archive: blobs checked against their names, then one image record
+  // per named index entry; a blob the images need that is neither in the archive, nor
+  // here, nor unpacked is missing content.
+  util::Result<void> ingest(const std::string& archive) {
+    std::map<util::Digest, std::string> blobs;
+    std::string index;
+    auto* a = archive_read_new();
+    archive_read_support_format_tar(a);
+    if (archive_read_open_memory(a, archive.data(), archive.size()) != ARCHIVE_OK) {
+      archive_read_free(a);
+      return util::fail(util::ErrorKind::node, "node fake: ctr: unrecognized image format");
+    }
+    archive_entry* e = nullptr;
+    while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
+      const std::string path = archive_entry_pathname(e);
+      std::string data(static_cast<std::size_t>(archive_entry_size(e)), '\0');
+      archive_read_data(a, data.data(), data.size());
+      if (path == "index.json") {
+        index = data;
+      } else if (path.starts_with("blobs/sha256/")) {
+        const auto d = util::Digest::parse("sha256:" + path.substr(13));
+        if (!d || util::Sha256::of(data) != *d) {
+          archive_read_free(a);
+          return util::fail(util::ErrorKind::node, "node fake: ctr: unexpected commit digest");
+        }
+        blobs[*d] = std::move(data);
+      }
+    }
+    archive_read_free(a);
+    if (index.empty()) {
+      return util::fail(util::ErrorKind::node, "node fake: ctr: unrecognized image format");
+    }
+    content.insert(blobs.begin(), blobs.end());
+    const auto doc = nlohmann::json::parse(index);
+    for (const auto& m : doc["manifests"]) {
+      const auto target = *util::Digest::parse(m["digest"].get<std::string>());
+      images[m["annotations"]["io.containerd.image.name"].get<std::string>()] = target;
+      if (auto it = content.find(target); it != content.end()) {
+        const auto refs = refs_of(it->second);
+        for (const auto& l : refs.layers) {
+          if (!content.contains(l) && !unpacked.contains(l)) {
+            missing_ = l;
+          }
+        }
+        unpacked.insert(refs.layers.begin(), refs.layers.end());
+      }
+    }
+    collect_garbage();
+    if (missing_) {
+      return util::fail(util::ErrorKind::node,
+                        fmt::format("node fake: importing: ctr: content digest {}: not found", missing_->str()));
+    }
+    return {};
+  }
+
+  template <typename F>
+  auto step(Op op, F run) -> decltype(run()) {
+    log.push_back(op);
+    const int n = calls_of(op);
+    if (auto h = hooks_.find(op); h != hooks_.end() && h->second.first == n) {
+      auto change = std::move(h->second.second);
+      hooks_.erase(h);
+      change(*this);
+    }
+    if (auto f = faults_.find(op); f != faults_.end() && f->second.first == n) {
+      const auto message = f->second.second;
+      faults_.erase(f);
+      return std::unexpected(util::Error{util::ErrorKind::node, message});
+    }
+    return run();
+  }
+
+  // Runs the feeder against a pipe drained by a thread, as a child's stdin would be.
+  static util::Result<void> capture(const util::StdinFeeder& feed, std::string& sink) {
+    int fds[2];
+    if (::pipe(fds) != 0) {
+      return util::fail(util::ErrorKind::io, "FakeNode: pipe failed");
+    }
+    std::thread reader([&sink, fd = fds[0]] {
+      char buf[65536];
+      ssize_t n = 0;
+      while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+        sink.append(buf, static_cast<std::size_t>(n));
+      }
+      ::close(fd);
+    });
+    auto fed = feed(fds[1]);
+    ::close(fds[1]);
+    reader.join();
+    return fed;
+  }
+
+  std::map<Op, std::pair<int, std::string>> faults_;
+  std::map<Op, std::pair<int, std::function<void(FakeNode&)>>> hooks_;
+  std::optional<util::Digest> missing_;
+};
+
+} // namespace kload::test

@@ -1,0 +1,323 @@
+// The loader's commit protocol over a node in memory (fake_node.h): every path a
+// load can take, in milliseconds, with no containerd. Images are real archives from
+// tools/mkimage read by the real reader; the fake node reads the real archives kload
+// writes.
+
+#include "kload/cache/cache.h"
+#include "kload/format/archive_reader.h"
+#include "kload/load/loader.h"
+#include "kload/plan/planner.h"
+#include "load/fake_node.h"
+#include "support/test_support.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+namespace kload::load {
+namespace {
+
+using test::FakeNode;
+using Op = FakeNode::Op;
+using ::testing::HasSubstr;
+
+struct Quiet final : Observer {
+  void planned(const std::string&, const plan::NodePlan&) override {}
+  void progress(const std::string&, std::uint64_t, std::uint64_t) override {}
+  void finished(const NodeReport&) override {}
+};
+
+class LoaderProtocol : public ::testing::Test {
+protected:
+  // An archive of `images` ("NAME=LAYERSPEC"), read into a set of its own.
+  std::unique_ptr<format::ImageSet> archive(const std::string& file, const std::vector<std::string>& images,
+                                            const std::vector<std::string>& extra = {"--layout", "docker25"}) {
+    std::vector<std::string> args = extra;
+    for (const auto& i : images) {
+      args.insert(args.end(), {"--image", i});
+    }
+    args.push_back((scratch_ / file).string());
+    EXPECT_TRUE(testing::mkimage(args));
+    auto set = std::make_unique<format::ImageSet>();
+    auto r = format::read_archive((scratch_ / file).string(), *set);
+    EXPECT_TRUE(r.has_value()) << r.error().message;
+    return set;
+  }
+
+  NodeReport load_into(FakeNode& node, format::ImageSet& set, bool with_cache = true) {
+    auto images = plan::select_images(set, std::nullopt);
+    EXPECT_TRUE(images.has_value()) << images.error().message;
+    const std::vector<Target> targets{Target{*node::parse_node_uri("docker://fake"), &node}};
+    LoadOptions options;
+    options.cache = with_cache ? cache() : nullptr;
+    Quiet quiet;
+    auto report = load::load(set, *images, targets, options, quiet);
+    EXPECT_TRUE(report.has_value()) << report.error().message;
+    return report ? report->nodes.at(0) : NodeReport{};
+  }
+
+  cache::Cache* cache() {
+    if (!cache_) {
+      auto c = cache::Cache::open(scratch_ / "cache", [](const std::string&) {});
+      EXPECT_TRUE(c.has_value()) << c.error().message;
+      cache_ = std::move(*c);
+    }
+    return cache_.get();
+  }
+
+  static util::Digest manifest_of(const format::ImageSet& set, std::size_t i = 0) {
+    return set.images.at(i).manifest.digest;
+  }
+
+  static std::vector<std::string> staging_left(const FakeNode& node) {
+    std::vector<std::string> out;
+    for (const auto& [name, target] : node.images) {
+      if (is_staging_name(name)) {
+        out.push_back(name);
+      }
+    }
+    return out;
+  }
+
+  testing::Scratch scratch_;
+  std::unique_ptr<cache::Cache> cache_;
+};
+
+TEST_F(LoaderProtocol, FirstLoadStagesChecksCommitsAndConfirms) {
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
+  FakeNode node;
+  const auto r = load_into(node, *set);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_EQ(node.images.at("docker.io/library/app:v1"), manifest_of(*set));
+  EXPECT_TRUE(node.complete(manifest_of(*set)));
+  EXPECT_TRUE(staging_left(node).empty());
+  EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::inventory, Op::snapshotter, Op::import, Op::check,
+                                       Op::import, Op::remove, Op::check}));
+  EXPECT_EQ(r.ctr_calls, node.calls()) << "the report counts what the client counted";
+  EXPECT_EQ(r.layers_sent, 2u);
+}
+
+TEST_F(LoaderProtocol, UnchangedReloadIsOneCall) {
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *set).status, NodeStatus::ok);
+  node.log.clear();
+  const auto r = load_into(node, *set);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_EQ(node.log, std::vector<Op>{Op::check});
+  ASSERT_EQ(r.images.size(), 1u);
+  EXPECT_EQ(r.images[0].action, plan::Action::skip);
+}
+
+TEST_F(LoaderProtocol, SecondNameOfAnImageOnTheNodeIsATagFromACheckedSource) {
+  auto one = archive("one.tar", {"app:one=base:4K"});
+  auto two = archive("two.tar", {"app:two=base:4K"});
+  ASSERT_EQ(manifest_of(*one), manifest_of(*two));
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *one).status, NodeStatus::ok);
+  node.log.clear();
+  const auto r = load_into(node, *two);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::tag, Op::check})) << "no listing, no import";
+  EXPECT_EQ(node.images.at("docker.io/library/app:two"), manifest_of(*two));
+}
+
+// Issue 11, item 1: a name kload set is pointed elsewhere behind its back; the next
+// load of the same image under another name must not copy what that name holds now.
+TEST_F(LoaderProtocol, RetagNeverCopiesANameThatMovedBehindKloadsBack) {
+  auto both = archive("both.tar", {"app:one=base:4K", "other:v1=else:4K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *both).status, NodeStatus::ok);
+  // Outside kload: app:one now names the other image; X's manifest has no name left
+  // and garbage collection takes its blobs.
+  node.images["docker.io/library/app:one"] = node.images.at("docker.io/library/other:v1");
+  node.collect_garbage();
+  auto two = archive("two.tar", {"app:two=base:4K"});
+  const auto r = load_into(node, *two);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_EQ(node.images.at("docker.io/library/app:two"), manifest_of(*two));
+  EXPECT_TRUE(node.complete(manifest_of(*two)));
+  EXPECT_TRUE(r.retried) << "the record claimed blobs GC took: one re-listing";
+  EXPECT_TRUE(staging_left(node).empty());
+}
+
+// Issue 11, item 5: an image removed behind kload's back (crictl rmi, kubelet GC).
+TEST_F(LoaderProtocol, ImageRemovedBehindKloadsBackIsLoadedAgain) {
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *set).status, NodeStatus::ok);
+  node.images.clear();
+  node.collect_garbage();
+  node.unpacked.clear();
+  const auto r = load_into(node, *set);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_TRUE(node.complete(manifest_of(*set)));
+  EXPECT_EQ(r.layers_sent, 2u) << "the retry sent, proven, what the record wrongly claimed";
+}
+
+TEST_F(LoaderProtocol, BlobLostWhileItsSnapshotStaysIsCaughtByTheStagingCheck) {
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *set).status, NodeStatus::ok);
+  auto v2 = archive("b.tar", {"app:v1=base:4K,next:2K"});
+  // The base layer's blob goes (discarded), its snapshot stays: ctr imports without a
+  // word and leaves an incomplete image.
+  node.before(Op::import, 1, [&](FakeNode& n) { n.content.erase(set->images[0].layers[0].blob.digest); });
+  const auto r = load_into(node, *v2);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_TRUE(r.retried);
+  EXPECT_EQ(node.images.at("docker.io/library/app:v1"), manifest_of(*v2));
+  EXPECT_TRUE(node.complete(manifest_of(*v2)));
+}
+
+TEST_F(LoaderProtocol, StillIncompleteAfterTheRetryFailsAndLeavesTheNameAlone) {
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  auto v2 = archive("b.tar", {"app:v1=base:4K,next:2K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *set).status, NodeStatus::ok);
+  const auto lose_base = [&](FakeNode& n) { n.content.erase(set->images[0].layers[0].blob.digest); };
+  node.before(Op::import, 1, lose_base);
+  // Checks: the plan's, the first staged one, the re-plan's, the retry's staged one.
+  node.before(Op::check, 4, lose_base);
+  const auto r = load_into(node, *v2);
+  EXPECT_THAT(r.error, HasSubstr("still incomplete after re-listing"));
+  EXPECT_EQ(r.status, NodeStatus::failed);
+  EXPECT_EQ(node.images.at("docker.io/library/app:v1"), manifest_of(*set)) << "the user's name is untouched";
+  EXPECT_TRUE(staging_left(node).empty());
+}
+
+TEST_F(LoaderProtocol, FailedCommitImportLeavesTheNameAsItWasAndNoStaging) {
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  auto v2 = archive("b.tar", {"app:v1=base:4K,next:2K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *set).status, NodeStatus::ok);
+  node.fail(Op::import, 2, "node fake: importing: ctr: connection lost");
+  const auto r = load_into(node, *v2);
+  ASSERT_EQ(r.status, NodeStatus::failed);
+  EXPECT_EQ(r.error, "node fake: importing: ctr: connection lost");
+  EXPECT_EQ(node.images.at("docker.io/library/app:v1"), manifest_of(*set));
+  EXPECT_TRUE(staging_left(node).empty()) << "the guard removed the staging name";
+}
+
+TEST_F(LoaderProtocol, FailedStagingRemovalFailsTheNodeAndIsTriedAgain) {
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  FakeNode node;
+  node.fail(Op::remove, 1, "node fake: removing images: ctr: deadline exceeded");
+  const auto r = load_into(node, *set);
+  EXPECT_EQ(r.status, NodeStatus::failed);
+  EXPECT_THAT(r.error, HasSubstr("removing images"));
+  EXPECT_TRUE(staging_left(node).empty()) << "the guard's second try at the end of the load";
+}
+
+TEST_F(LoaderProtocol, NodeThatDiesBetweenImportAndCheckNeverGetsTheName) {
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  FakeNode node;
+  node.fail(Op::check, 2, "node fake: not reachable: connection refused");
+  const auto r = load_into(node, *set);
+  EXPECT_EQ(r.status, NodeStatus::failed);
+  EXPECT_FALSE(node.images.contains("docker.io/library/app:v1"));
+  EXPECT_TRUE(staging_left(node).empty());
+}
+
+TEST_F(LoaderProtocol, FailedRetagFailsTheNode) {
+  auto one = archive("one.tar", {"app:one=base:4K"});
+  auto two = archive("two.tar", {"app:two=base:4K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *one).status, NodeStatus::ok);
+  node.fail(Op::tag, 1, "node fake: tagging: ctr: deadline exceeded");
+  const auto r = load_into(node, *two);
+  EXPECT_EQ(r.status, NodeStatus::failed);
+  EXPECT_FALSE(node.images.contains("docker.io/library/app:two"));
+}
+
+TEST_F(LoaderProtocol, RetagSourceMovedBetweenCheckAndTagIsCaughtByTheConfirm) {
+  auto one = archive("one.tar", {"app:one=base:4K", "other:v1=else:4K"});
+  auto two = archive("two.tar", {"app:two=base:4K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *one).status, NodeStatus::ok);
+  node.before(Op::tag, 1, [](FakeNode& n) {
+    n.images["docker.io/library/app:one"] = n.images.at("docker.io/library/other:v1");
+  });
+  const auto r = load_into(node, *two);
+  EXPECT_EQ(r.status, NodeStatus::failed);
+  EXPECT_THAT(r.error, HasSubstr("points at"));
+}
+
+// Issue 11, item 4: one image ID, two manifests (gzip and zstd copies) in one load.
+TEST_F(LoaderProtocol, TwoManifestsOfOneImageIdBothLoad) {
+  auto gz = archive("gz.tar", {"app:gz=base:4K"}, {"--layout", "docker25", "--layer-compression", "gzip"});
+  ASSERT_TRUE(format::read_archive(
+                  [&] {
+                    EXPECT_TRUE(testing::mkimage({"--layout", "docker25", "--layer-compression", "zstd", "--image",
+                                                  "app:zst=base:4K", (scratch_ / "zst.tar").string()}));
+                    return (scratch_ / "zst.tar").string();
+                  }(),
+                  *gz)
+                  .has_value());
+  ASSERT_EQ(gz->images.size(), 2u);
+  ASSERT_EQ(gz->images[0].id, gz->images[1].id);
+  ASSERT_NE(gz->images[0].manifest.digest, gz->images[1].manifest.digest);
+  FakeNode node;
+  const auto r = load_into(node, *gz);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_TRUE(node.complete(node.images.at("docker.io/library/app:gz")));
+  EXPECT_TRUE(node.complete(node.images.at("docker.io/library/app:zst")));
+}
+
+// Issue 11, item 8: staging names of loads that provably ended go; others stay.
+TEST_F(LoaderProtocol, AbandonedStagingNamesAreRemovedByTheNextLoad) {
+  std::string boot;
+  std::ifstream("/proc/sys/kernel/random/boot_id") >> boot;
+  std::erase(boot, '-');
+  boot.resize(8);
+  const auto now = static_cast<long>(std::time(nullptr));
+  const std::string prefix(staging_prefix);
+  const auto dead = fmt::format("{}aaaa:{}-{}-999999999.1-0000abcd", prefix, now, boot);
+  const auto alive = fmt::format("{}bbbb:{}-{}-{}-0000abcd", prefix, now, boot, util::own_process_token());
+  const auto foreign_young = fmt::format("{}cccc:{}-ffffffff-4242.7-0000abcd", prefix, now);
+  const auto old_format_old = fmt::format("{}dddd:{}-4242-0000abcd", prefix, now - 7200);
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  FakeNode node;
+  const auto target = util::Digest{};
+  for (const auto& n : {dead, alive, foreign_young, old_format_old}) {
+    node.images[n] = target;
+  }
+  const auto r = load_into(node, *set);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_THAT(staging_left(node), ::testing::UnorderedElementsAre(alive, foreign_young));
+}
+
+TEST_F(LoaderProtocol, StagingNamesAreNeverARetagSource) {
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *set).status, NodeStatus::ok);
+  // A live load's staging name at this manifest, and the user's name gone.
+  node.images[fmt::format("{}x:{}-00000000-{}-1", staging_prefix, std::time(nullptr), util::own_process_token())] =
+      manifest_of(*set);
+  node.images.erase("docker.io/library/app:v1");
+  node.log.clear();
+  const auto r = load_into(node, *set);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  ASSERT_EQ(r.images.size(), 1u);
+  EXPECT_EQ(r.images[0].action, plan::Action::send);
+  EXPECT_EQ(std::count(node.log.begin(), node.log.end(), Op::tag), 0);
+}
+
+TEST_F(LoaderProtocol, DryRunChangesNothing) {
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  FakeNode node;
+  auto images = plan::select_images(*set, std::nullopt);
+  ASSERT_TRUE(images.has_value());
+  LoadOptions options;
+  options.dry_run = DryRun::yes;
+  Quiet quiet;
+  const std::vector<Target> targets{Target{*node::parse_node_uri("docker://fake"), &node}};
+  auto report = load::load(*set, *images, targets, options, quiet);
+  ASSERT_TRUE(report.has_value());
+  EXPECT_TRUE(node.images.empty());
+  EXPECT_EQ(std::count(node.log.begin(), node.log.end(), Op::import), 0);
+}
+
+} // namespace
+} // namespace kload::load
