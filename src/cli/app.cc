@@ -37,6 +37,43 @@ std::optional<format::Platform> parse_platform(const std::string& text) {
   return p;
 }
 
+// The options of every command that loads into nodes (TargetOptions), registered
+// once; --platform and --json say what is particular to the command.
+void add_target_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, std::string& platform_text,
+                        const std::string& platform_help, const std::string& json_help) {
+  auto* node =
+      cmd->add_option("-n,--node", target.nodes,
+                      "A node: docker://CONTAINER, containerd:///path/to.sock or ssh://[user@]host[:port];\n"
+                      "add ?namespace=NS (default k8s.io) or &snapshotter=S (default: the node's).\n"
+                      "Repeatable. Without --node: the nodes of the kind cluster --name");
+  auto* name = cmd->add_option("--name", target.cluster,
+                               "The kind cluster whose nodes to load into (default \"kind\", like kind's --name):\n"
+                               "its node containers, found with docker ps, less the external load balancer");
+  auto* picks = cmd->add_option("--nodes", target.kind_nodes,
+                                "Only these nodes of the kind cluster, by container name: a,b")
+                    ->delimiter(',');
+  node->excludes(name);
+  node->excludes(picks);
+  cmd->add_option("--platform", platform_text, platform_help);
+  cmd->add_flag("--dry-run", target.dry_run, "Show what each node would get; change nothing");
+  cmd->add_flag("--json", target.json, json_help);
+  cmd->add_option("-j,--jobs", jobs,
+                  "Serve at most this many nodes at once (default 8); hashing uses at most one\n"
+                  "thread per core")
+      ->check(CLI::Range(1u, 256u));
+  cmd->add_option("--cache", target.cache_dir,
+                  "Inventory cache directory (default $KLOAD_CACHE, else $XDG_CACHE_HOME/kload,\n"
+                  "else ~/.cache/kload)");
+  cmd->add_flag("--no-cache", target.no_cache, "Ask every node afresh; remember nothing");
+}
+
+// Completes `target` once parsed. Throws CLI::ValidationError: a bad --platform.
+void finish_target_options(CLI::App* cmd, TargetOptions& target, unsigned jobs, const std::string& platform_text) {
+  target.platform = parse_platform(platform_text);
+  // Serving a node is mostly waiting on it, so more nodes than cores run at once.
+  target.jobs = cmd->count("--jobs") > 0 ? jobs : std::max(8u, jobs);
+}
+
 } // namespace
 
 int run(int argc, char** argv) {
@@ -65,37 +102,18 @@ int run(int argc, char** argv) {
   inspect_cmd->add_option("-j,--jobs", jobs, "Hash with at most this many threads")->check(CLI::Range(1u, 256u));
   inspect_cmd->footer("Example:\n  docker save app:dev | kload inspect --verify -");
 
-  // --node, --name and --nodes mean the same on image-archive and docker-image.
-  const auto add_node_options = [](CLI::App* cmd, std::vector<std::string>& nodes, std::string& cluster,
-                                   std::vector<std::string>& kind_nodes) {
-    auto* node = cmd->add_option("-n,--node", nodes,
-                                 "A node: docker://CONTAINER, containerd:///path/to.sock or ssh://[user@]host[:port];\n"
-                                 "add ?namespace=NS (default k8s.io) or &snapshotter=S (default: the node's).\n"
-                                 "Repeatable. Without --node: the nodes of the kind cluster --name");
-    auto* name = cmd->add_option("--name", cluster,
-                                 "The kind cluster whose nodes to load into (default \"kind\", like kind's --name):\n"
-                                 "its node containers, found with docker ps, less the external load balancer");
-    auto* picks = cmd->add_option("--nodes", kind_nodes,
-                                  "Only these nodes of the kind cluster, by container name: a,b")
-                      ->delimiter(',');
-    node->excludes(name);
-    node->excludes(picks);
-  };
-
   LoadCommandOptions load_options;
   auto* load_cmd = app.add_subcommand(
       "image-archive", "Load images from archives into nodes, sending each node only the layers it lacks");
   load_cmd->add_option("archive", load_options.archives,
                        "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
       ->required();
-  add_node_options(load_cmd, load_options.nodes, load_options.cluster, load_options.kind_nodes);
-  load_cmd->add_option("--platform", platform_text, "Load this platform of multi-platform images (default: the host's)");
-  load_cmd->add_flag("--dry-run", load_options.dry_run, "Show what each node would get; change nothing");
-  load_cmd->add_flag("--json", load_options.json, "Print a JSON report (schema kload.load/v1) on stdout");
-  load_cmd->add_option("-j,--jobs", jobs,
-                       "Serve at most this many nodes at once (default 8); hashing uses at most one\n"
-                       "thread per core")
-      ->check(CLI::Range(1u, 256u));
+  add_target_options(load_cmd, load_options.target, jobs, platform_text,
+                     "Load this platform of multi-platform images (default: the host's)",
+                     "Print a JSON report (schema kload.load/v1) on stdout");
+  load_cmd->add_option("--name-as", load_options.name_as,
+                       "NAME[:TAG] for every image that has no name (saved by ID; an OCI ref name that is\n"
+                       "only a tag); without it such an image is an error");
   load_cmd->footer("Examples:\n"
                    "  kload image-archive app.tar                   # every node of kind cluster \"kind\"\n"
                    "  kload image-archive app.tar --name dev        # every node of cluster \"dev\"\n"
@@ -106,28 +124,16 @@ int run(int argc, char** argv) {
                    "Each image is imported under a private staging name and its real names are set only\n"
                    "once it is complete, so a failed load never leaves a name on a broken image.");
 
-  load_cmd->add_option("--cache", load_options.cache_dir,
-                       "Inventory cache directory (default $KLOAD_CACHE, else $XDG_CACHE_HOME/kload,\n"
-                       "else ~/.cache/kload)");
-  load_cmd->add_flag("--no-cache", load_options.no_cache, "Ask every node afresh; remember nothing");
-
   DockerImageOptions docker_options;
   auto* docker_cmd = app.add_subcommand(
       "docker-image", "Load images from the local Docker engine; docker save runs only if some node lacks them");
   docker_cmd->add_option("image", docker_options.images, "Images by name, as Docker knows them: app:dev, "
                                                          "registry.example.com/team/app:v1")
       ->required();
-  add_node_options(docker_cmd, docker_options.nodes, docker_options.cluster, docker_options.kind_nodes);
-  docker_cmd->add_option("--platform", platform_text,
-                         "Load this platform (default: the host's; with Docker's containerd image store a\n"
-                         "saved multi-platform image holds only the platforms that were pulled)");
-  docker_cmd->add_flag("--dry-run", docker_options.dry_run, "Show what each node would get; change nothing");
-  docker_cmd->add_flag("--json", docker_options.json,
-                       "Print a JSON report (schema kload.load/v1, plus \"dockerSaved\") on stdout");
-  docker_cmd->add_option("-j,--jobs", jobs, "Serve at most this many nodes at once (default 8)")
-      ->check(CLI::Range(1u, 256u));
-  docker_cmd->add_option("--cache", docker_options.cache_dir, "Inventory cache directory (as for image-archive)");
-  docker_cmd->add_flag("--no-cache", docker_options.no_cache, "Ask every node afresh; remember nothing");
+  add_target_options(docker_cmd, docker_options.target, jobs, platform_text,
+                     "Load this platform (default: the host's; with Docker's containerd image store a\n"
+                     "saved multi-platform image holds only the platforms that were pulled)",
+                     "Print a JSON report (schema kload.load/v1, plus \"dockerSaved\") on stdout");
   docker_cmd->footer(
       "Examples:\n"
       "  kload docker-image app:dev                          # every node of kind cluster \"kind\"\n"
@@ -171,13 +177,10 @@ int run(int argc, char** argv) {
       inspect_options.jobs = jobs;
       result = inspect(inspect_options, console);
     } else if (load_cmd->parsed()) {
-      load_options.platform = parse_platform(platform_text);
-      // Serving a node is mostly waiting on it, so more nodes than cores run at once.
-      load_options.jobs = load_cmd->count("--jobs") > 0 ? jobs : std::max(8u, jobs);
+      finish_target_options(load_cmd, load_options.target, jobs, platform_text);
       result = image_archive(load_options, console);
     } else if (docker_cmd->parsed()) {
-      docker_options.platform = parse_platform(platform_text);
-      docker_options.jobs = docker_cmd->count("--jobs") > 0 ? jobs : std::max(8u, jobs);
+      finish_target_options(docker_cmd, docker_options.target, jobs, platform_text);
       result = docker_image(docker_options, console);
     } else if (cache_cmd->parsed()) {
       result = cache_command(cache_options, console);
