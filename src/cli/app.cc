@@ -73,6 +73,130 @@ void finish_target_options(CLI::App* cmd, TargetOptions& target, unsigned jobs, 
   // Serving a node is mostly waiting on it, so more nodes than cores run at once.
   target.jobs = cmd->count("--jobs") > 0 ? jobs : std::max(8u, jobs);
 }
+// Every command's options, filled in by parsing.
+struct Commands {
+  unsigned jobs = util::default_jobs();
+  std::string platform_text;
+  InspectOptions inspect;
+  LoadCommandOptions archive;
+  DockerImageOptions docker;
+  CacheCommandOptions cache;
+  CLI::App* inspect_cmd = nullptr;
+  CLI::App* archive_cmd = nullptr;
+  CLI::App* docker_cmd = nullptr;
+  CLI::App* cache_cmd = nullptr;
+};
+
+void add_inspect(CLI::App& app, Commands& c) {
+  c.inspect_cmd = app.add_subcommand("inspect", "Show the images in archives: names, IDs, layers, sharing, warnings");
+  c.inspect_cmd->add_option("archive", c.inspect.archives,
+                            "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
+      ->required();
+  auto* cmd = c.inspect_cmd;
+  cmd->add_flag("--verify", c.inspect.verify, "Hash every blob (in parallel) and check every digest");
+  cmd->add_flag("--json", c.inspect.json, "Print a JSON document (schema kload.inspect/v1) on stdout");
+  cmd->add_option("--platform", c.platform_text, "Only this platform, e.g. linux/arm64");
+  cmd->add_option("-j,--jobs", c.jobs, "Hash with at most this many threads")->check(CLI::Range(1u, 256u));
+  cmd->footer("Example:\n  docker save app:dev | kload inspect --verify -");
+}
+
+void add_image_archive(CLI::App& app, Commands& c) {
+  c.archive_cmd = app.add_subcommand(
+      "image-archive", "Load images from archives into nodes, sending each node only the layers it lacks");
+  c.archive_cmd->add_option("archive", c.archive.archives,
+                            "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
+      ->required();
+  add_target_options(c.archive_cmd, c.archive.target, c.jobs, c.platform_text,
+                     "Load this platform of multi-platform images (default: the host's)",
+                     "Print a JSON report (schema kload.load/v1) on stdout");
+  c.archive_cmd->add_option("--name-as", c.archive.name_as,
+                            "NAME[:TAG] for every image that has no name (saved by ID; an OCI ref name that is\n"
+                            "only a tag); without it such an image is an error");
+  c.archive_cmd->footer("Examples:\n"
+                        "  kload image-archive app.tar                   # every node of kind cluster \"kind\"\n"
+                        "  kload image-archive app.tar --name dev        # every node of cluster \"dev\"\n"
+                        "  kload image-archive app.tar --name dev --nodes dev-worker,dev-worker2\n"
+                        "  docker save app:dev | kload image-archive - --name dev\n"
+                        "  kload image-archive app.tar --node containerd:///run/containerd/containerd.sock\n"
+                        "  kload image-archive app.tar --node docker://kind-worker --node ssh://root@10.0.0.5\n"
+                        "  kload image-archive oci.tar --name-as app:dev   # an image saved without a name\n"
+                        "Each image is imported under a private staging name and its real names are set only\n"
+                        "once it is complete, so a failed load never leaves a name on a broken image.");
+}
+
+void add_docker_image(CLI::App& app, Commands& c) {
+  c.docker_cmd = app.add_subcommand(
+      "docker-image", "Load images from the local Docker engine; docker save runs only if some node lacks them");
+  c.docker_cmd->add_option("image", c.docker.images, "Images by name, as Docker knows them: app:dev, "
+                                                     "registry.example.com/team/app:v1")
+      ->required();
+  add_target_options(c.docker_cmd, c.docker.target, c.jobs, c.platform_text,
+                     "Load this platform (default: the host's; with Docker's containerd image store a\n"
+                     "saved multi-platform image holds only the platforms that were pulled)",
+                     "Print a JSON report (schema kload.load/v1, plus \"dockerSaved\") on stdout");
+  c.docker_cmd->footer(
+      "Examples:\n"
+      "  kload docker-image app:dev                          # every node of kind cluster \"kind\"\n"
+      "  kload docker-image app:dev sidecar:dev --name dev   # every node of cluster \"dev\"\n"
+      "  kload docker-image app:dev --name dev --nodes dev-worker,dev-worker2\n"
+      "  kload docker-image app:dev --node docker://kind-worker --dry-run --json\n"
+      "First 'docker image inspect' (one call) and one 'ctr images check' per node: a node\n"
+      "whose names already point at the images, complete, is done. Only if some node lacks an\n"
+      "image does 'docker save' run, once, for the images lacked; its stream is read once and\n"
+      "each of those nodes gets only the layers it lacks. Both Docker image stores work: the\n"
+      "classic one and the containerd one (whose image ID is a manifest or index digest, and\n"
+      "whose saves list platforms they do not hold: the host's, or --platform, is loaded).");
+}
+
+void add_cache(CLI::App& app, Commands& c) {
+  c.cache_cmd = app.add_subcommand("cache", "Show or prune what kload remembers about nodes");
+  c.cache_cmd->add_option("action", c.cache.action,
+                          "ls: what each node holds; stats: size and counts; forget: drop nodes (all when no\n"
+                          "--node) and with --inputs the input-file records; refresh: list nodes again")
+      ->required()
+      ->check(CLI::IsMember({"ls", "stats", "forget", "refresh"}));
+  c.cache_cmd->add_option("-n,--node", c.cache.nodes, "Only this node URI (repeatable)");
+  c.cache_cmd->add_flag("--inputs", c.cache.inputs, "forget: also forget which input blobs were verified");
+  c.cache_cmd->add_flag("--json", c.cache.json, "ls: print JSON");
+  c.cache_cmd->add_option("--cache", c.cache.cache_dir, "Cache directory (as for image-archive)");
+}
+
+// Runs the command that was parsed. Throws CLI::ValidationError: a bad --platform.
+util::Result<int> dispatch(Commands& c, Console& console) {
+  if (c.inspect_cmd->parsed()) {
+    c.inspect.platform = parse_platform(c.platform_text);
+    c.inspect.jobs = c.jobs;
+    return inspect(c.inspect, console);
+  }
+  if (c.archive_cmd->parsed()) {
+    finish_target_options(c.archive_cmd, c.archive.target, c.jobs, c.platform_text);
+    return image_archive(c.archive, console);
+  }
+  if (c.docker_cmd->parsed()) {
+    finish_target_options(c.docker_cmd, c.docker.target, c.jobs, c.platform_text);
+    return docker_image(c.docker, console);
+  }
+  if (c.cache_cmd->parsed()) {
+    return cache_command(c.cache, console);
+  }
+  return 0;
+}
+
+// Prints an error, one "kload: error:" line per line of its message, and returns
+// its exit code.
+int report_error(const util::Error& error, Console& console) {
+  const auto& message = error.message;
+  std::size_t start = 0;
+  while (start < message.size()) {
+    const auto end = message.find('\n', start);
+    console.line("kload: error: " + message.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (end == std::string::npos) {
+      break;
+    }
+    start = end + 1;
+  }
+  return exit_code_for(error.kind);
+}
 
 } // namespace
 
@@ -87,78 +211,11 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", "kload 0.1.0");
   app.footer("Exit codes: 0 success, 1 a node failed, 2 bad input or usage.\n"
              "Run 'kload COMMAND --help' for a command's options.");
-
-  unsigned jobs = util::default_jobs();
-  std::string platform_text;
-
-  InspectOptions inspect_options;
-  auto* inspect_cmd = app.add_subcommand("inspect", "Show the images in archives: names, IDs, layers, sharing, warnings");
-  inspect_cmd->add_option("archive", inspect_options.archives,
-                          "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
-      ->required();
-  inspect_cmd->add_flag("--verify", inspect_options.verify, "Hash every blob (in parallel) and check every digest");
-  inspect_cmd->add_flag("--json", inspect_options.json, "Print a JSON document (schema kload.inspect/v1) on stdout");
-  inspect_cmd->add_option("--platform", platform_text, "Only this platform, e.g. linux/arm64");
-  inspect_cmd->add_option("-j,--jobs", jobs, "Hash with at most this many threads")->check(CLI::Range(1u, 256u));
-  inspect_cmd->footer("Example:\n  docker save app:dev | kload inspect --verify -");
-
-  LoadCommandOptions load_options;
-  auto* load_cmd = app.add_subcommand(
-      "image-archive", "Load images from archives into nodes, sending each node only the layers it lacks");
-  load_cmd->add_option("archive", load_options.archives,
-                       "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
-      ->required();
-  add_target_options(load_cmd, load_options.target, jobs, platform_text,
-                     "Load this platform of multi-platform images (default: the host's)",
-                     "Print a JSON report (schema kload.load/v1) on stdout");
-  load_cmd->add_option("--name-as", load_options.name_as,
-                       "NAME[:TAG] for every image that has no name (saved by ID; an OCI ref name that is\n"
-                       "only a tag); without it such an image is an error");
-  load_cmd->footer("Examples:\n"
-                   "  kload image-archive app.tar                   # every node of kind cluster \"kind\"\n"
-                   "  kload image-archive app.tar --name dev        # every node of cluster \"dev\"\n"
-                   "  kload image-archive app.tar --name dev --nodes dev-worker,dev-worker2\n"
-                   "  docker save app:dev | kload image-archive - --name dev\n"
-                   "  kload image-archive app.tar --node containerd:///run/containerd/containerd.sock\n"
-                   "  kload image-archive app.tar --node docker://kind-worker --node ssh://root@10.0.0.5\n"
-                   "Each image is imported under a private staging name and its real names are set only\n"
-                   "once it is complete, so a failed load never leaves a name on a broken image.");
-
-  DockerImageOptions docker_options;
-  auto* docker_cmd = app.add_subcommand(
-      "docker-image", "Load images from the local Docker engine; docker save runs only if some node lacks them");
-  docker_cmd->add_option("image", docker_options.images, "Images by name, as Docker knows them: app:dev, "
-                                                         "registry.example.com/team/app:v1")
-      ->required();
-  add_target_options(docker_cmd, docker_options.target, jobs, platform_text,
-                     "Load this platform (default: the host's; with Docker's containerd image store a\n"
-                     "saved multi-platform image holds only the platforms that were pulled)",
-                     "Print a JSON report (schema kload.load/v1, plus \"dockerSaved\") on stdout");
-  docker_cmd->footer(
-      "Examples:\n"
-      "  kload docker-image app:dev                          # every node of kind cluster \"kind\"\n"
-      "  kload docker-image app:dev sidecar:dev --name dev   # every node of cluster \"dev\"\n"
-      "  kload docker-image app:dev --name dev --nodes dev-worker,dev-worker2\n"
-      "  kload docker-image app:dev --node docker://kind-worker --dry-run --json\n"
-      "First 'docker image inspect' (one call) and one 'ctr images check' per node: a node\n"
-      "whose names already point at the images, complete, is done. Only if some node lacks an\n"
-      "image does 'docker save' run, once, for the images lacked; its stream is read once and\n"
-      "each of those nodes gets only the layers it lacks. Both Docker image stores work: the\n"
-      "classic one and the containerd one (whose image ID is a manifest or index digest, and\n"
-      "whose saves list platforms they do not hold: the host's, or --platform, is loaded).");
-
-  CacheCommandOptions cache_options;
-  auto* cache_cmd = app.add_subcommand("cache", "Show or prune what kload remembers about nodes");
-  cache_cmd->add_option("action", cache_options.action,
-                        "ls: what each node holds; stats: size and counts; forget: drop nodes (all when no\n"
-                        "--node) and with --inputs the input-file records; refresh: list nodes again")
-      ->required()
-      ->check(CLI::IsMember({"ls", "stats", "forget", "refresh"}));
-  cache_cmd->add_option("-n,--node", cache_options.nodes, "Only this node URI (repeatable)");
-  cache_cmd->add_flag("--inputs", cache_options.inputs, "forget: also forget which input blobs were verified");
-  cache_cmd->add_flag("--json", cache_options.json, "ls: print JSON");
-  cache_cmd->add_option("--cache", cache_options.cache_dir, "Cache directory (as for image-archive)");
-
+  Commands commands;
+  add_inspect(app, commands);
+  add_image_archive(app, commands);
+  add_docker_image(app, commands);
+  add_cache(app, commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -169,40 +226,14 @@ int run(int argc, char** argv) {
     }
     return app.exit(e);
   }
-
   util::Result<int> result = 0;
   try {
-    if (inspect_cmd->parsed()) {
-      inspect_options.platform = parse_platform(platform_text);
-      inspect_options.jobs = jobs;
-      result = inspect(inspect_options, console);
-    } else if (load_cmd->parsed()) {
-      finish_target_options(load_cmd, load_options.target, jobs, platform_text);
-      result = image_archive(load_options, console);
-    } else if (docker_cmd->parsed()) {
-      finish_target_options(docker_cmd, docker_options.target, jobs, platform_text);
-      result = docker_image(docker_options, console);
-    } else if (cache_cmd->parsed()) {
-      result = cache_command(cache_options, console);
-    }
+    result = dispatch(commands, console);
   } catch (const CLI::ValidationError& e) {
     console.line(fmt::format("kload: error: {}", e.what()));
     return exit_bad_input;
   }
-  if (!result) {
-    const auto& message = result.error().message;
-    std::size_t start = 0;
-    while (start < message.size()) {
-      const auto end = message.find('\n', start);
-      console.line("kload: error: " + message.substr(start, end == std::string::npos ? std::string::npos : end - start));
-      if (end == std::string::npos) {
-        break;
-      }
-      start = end + 1;
-    }
-    return exit_code_for(result.error().kind);
-  }
-  return *result;
+  return result ? *result : report_error(result.error(), console);
 }
 
 } // namespace kload::cli

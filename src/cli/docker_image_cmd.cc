@@ -12,6 +12,9 @@
 //      skips, retags or sends per image, as for image-archive
 //   6. remember (cache): which config a containerd-store index stands for, so the
 //      next pre-check recognises the image without a save
+//
+// What to do at each pass is decided by load/docker_plan.h, tested with plain values;
+// this file runs the passes and prints.
 
 #include "kload/cache/cache.h"
 #include "kload/cli/commands.h"

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 
 namespace kload::format {
 
@@ -106,6 +107,25 @@ bool is_registry(std::string_view first) {
          first == "localhost" || std::any_of(first.begin(), first.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
 }
 
+// What is wrong with a repository path (components joined by '/'), if anything.
+std::optional<std::string> path_problem(std::string_view path) {
+  std::size_t start = 0;
+  while (true) {
+    const auto end = path.find('/', start);
+    const auto comp = path.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if (!valid_component(comp)) {
+      if (std::any_of(comp.begin(), comp.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+        return "repository names must be lower case";
+      }
+      return "bad repository component \"" + std::string(comp) + "\"";
+    }
+    if (end == std::string_view::npos) {
+      return std::nullopt;
+    }
+    start = end + 1;
+  }
+}
+
 } // namespace
 
 bool looks_like_reference(std::string_view name) {
@@ -157,20 +177,8 @@ util::Result<std::string> normalize_image_name(std::string_view name) {
   if (rest.empty()) {
     return bad("empty repository");
   }
-  std::size_t start = 0;
-  while (true) {
-    const auto end = rest.find('/', start);
-    const auto comp = std::string_view(rest).substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (!valid_component(comp)) {
-      if (std::any_of(comp.begin(), comp.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
-        return bad("repository names must be lower case");
-      }
-      return bad("bad repository component \"" + std::string(comp) + "\"");
-    }
-    if (end == std::string::npos) {
-      break;
-    }
-    start = end + 1;
+  if (auto why = path_problem(rest)) {
+    return bad(*why);
   }
   if (domain == "docker.io" && rest.find('/') == std::string::npos) {
     rest = "library/" + rest;
