@@ -121,6 +121,18 @@ TEST(CliNames, NameAsMustBeAValidName) {
                  {"--name-as", "not a digest"});
 }
 
+TEST(CliNames, DockerImageRefusesBadAndStagingNamesBeforeAskingDockerOrANode) {
+  // Without docker on PATH: had kload asked Docker, the error would say so.
+  for (const std::string ref : {"localhost/kload-staging/app:v1", "a..b:v1"}) {
+    const auto r = run_command({"env", "PATH=/nonexistent", kload_binary().string(), "docker-image", ref, "--node",
+                                absent_node, "--no-cache"});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    const auto line = error_line(r);
+    EXPECT_NE(line.find(ref), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("docker is not installed"), std::string::npos) << r.err;
+  }
+}
+
 // On a real node: --name-as names the unnamed image, beside a named one.
 TEST(E2ECliNames, NameAsNamesTheUnnamedImageBesideANamedOne) {
   Scratch scratch;
