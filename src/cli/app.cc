@@ -37,6 +37,167 @@ std::optional<format::Platform> parse_platform(const std::string& text) {
   return p;
 }
 
+// The options of every command that loads into nodes (TargetOptions), registered
+// once; --platform and --json say what is particular to the command.
+void add_target_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, std::string& platform_text,
+                        const std::string& platform_help, const std::string& json_help) {
+  auto* node =
+      cmd->add_option("-n,--node", target.nodes,
+                      "A node: docker://CONTAINER, containerd:///path/to.sock or ssh://[user@]host[:port];\n"
+                      "add ?namespace=NS (default k8s.io) or &snapshotter=S (default: the node's).\n"
+                      "Repeatable. Without --node: the nodes of the kind cluster --name");
+  auto* name = cmd->add_option("--name", target.cluster,
+                               "The kind cluster whose nodes to load into (default \"kind\", like kind's --name):\n"
+                               "its node containers, found with docker ps, less the external load balancer");
+  auto* picks = cmd->add_option("--nodes", target.kind_nodes,
+                                "Only these nodes of the kind cluster, by container name: a,b")
+                    ->delimiter(',');
+  node->excludes(name);
+  node->excludes(picks);
+  cmd->add_option("--platform", platform_text, platform_help);
+  cmd->add_flag("--dry-run", target.dry_run, "Show what each node would get; change nothing");
+  cmd->add_flag("--json", target.json, json_help);
+  cmd->add_option("-j,--jobs", jobs,
+                  "Serve at most this many nodes at once (default 8); hashing uses at most one\n"
+                  "thread per core")
+      ->check(CLI::Range(1u, 256u));
+  cmd->add_option("--cache", target.cache_dir,
+                  "Inventory cache directory (default $KLOAD_CACHE, else $XDG_CACHE_HOME/kload,\n"
+                  "else ~/.cache/kload)");
+  cmd->add_flag("--no-cache", target.no_cache, "Ask every node afresh; remember nothing");
+}
+
+// Completes `target` once parsed. Throws CLI::ValidationError: a bad --platform.
+void finish_target_options(CLI::App* cmd, TargetOptions& target, unsigned jobs, const std::string& platform_text) {
+  target.platform = parse_platform(platform_text);
+  // Serving a node is mostly waiting on it, so more nodes than cores run at once.
+  target.jobs = cmd->count("--jobs") > 0 ? jobs : std::max(8u, jobs);
+}
+// Every command's options, filled in by parsing.
+struct Commands {
+  unsigned jobs = util::default_jobs();
+  std::string platform_text;
+  InspectOptions inspect;
+  LoadCommandOptions archive;
+  DockerImageOptions docker;
+  CacheCommandOptions cache;
+  CLI::App* inspect_cmd = nullptr;
+  CLI::App* archive_cmd = nullptr;
+  CLI::App* docker_cmd = nullptr;
+  CLI::App* cache_cmd = nullptr;
+};
+
+void add_inspect(CLI::App& app, Commands& c) {
+  c.inspect_cmd = app.add_subcommand("inspect", "Show the images in archives: names, IDs, layers, sharing, warnings");
+  c.inspect_cmd->add_option("archive", c.inspect.archives,
+                            "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
+      ->required();
+  auto* cmd = c.inspect_cmd;
+  cmd->add_flag("--verify", c.inspect.verify, "Hash every blob (in parallel) and check every digest");
+  cmd->add_flag("--json", c.inspect.json, "Print a JSON document (schema kload.inspect/v1) on stdout");
+  cmd->add_option("--platform", c.platform_text, "Only this platform, e.g. linux/arm64");
+  cmd->add_option("-j,--jobs", c.jobs, "Hash with at most this many threads")->check(CLI::Range(1u, 256u));
+  cmd->footer("Example:\n  docker save app:dev | kload inspect --verify -");
+}
+
+void add_image_archive(CLI::App& app, Commands& c) {
+  c.archive_cmd = app.add_subcommand(
+      "image-archive", "Load images from archives into nodes, sending each node only the layers it lacks");
+  c.archive_cmd->add_option("archive", c.archive.archives,
+                            "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
+      ->required();
+  add_target_options(c.archive_cmd, c.archive.target, c.jobs, c.platform_text,
+                     "Load this platform of multi-platform images (default: the host's)",
+                     "Print a JSON report (schema kload.load/v1) on stdout");
+  c.archive_cmd->add_option("--name-as", c.archive.name_as,
+                            "NAME[:TAG] for every image that has no name (saved by ID; an OCI ref name that is\n"
+                            "only a tag); without it such an image is an error");
+  c.archive_cmd->footer("Examples:\n"
+                        "  kload image-archive app.tar                   # every node of kind cluster \"kind\"\n"
+                        "  kload image-archive app.tar --name dev        # every node of cluster \"dev\"\n"
+                        "  kload image-archive app.tar --name dev --nodes dev-worker,dev-worker2\n"
+                        "  docker save app:dev | kload image-archive - --name dev\n"
+                        "  kload image-archive app.tar --node containerd:///run/containerd/containerd.sock\n"
+                        "  kload image-archive app.tar --node docker://kind-worker --node ssh://root@10.0.0.5\n"
+                        "  kload image-archive oci.tar --name-as app:dev   # an image saved without a name\n"
+                        "Each image is imported under a private staging name and its real names are set only\n"
+                        "once it is complete, so a failed load never leaves a name on a broken image.");
+}
+
+void add_docker_image(CLI::App& app, Commands& c) {
+  c.docker_cmd = app.add_subcommand(
+      "docker-image", "Load images from the local Docker engine; docker save runs only if some node lacks them");
+  c.docker_cmd->add_option("image", c.docker.images, "Images by name, as Docker knows them: app:dev, "
+                                                     "registry.example.com/team/app:v1")
+      ->required();
+  add_target_options(c.docker_cmd, c.docker.target, c.jobs, c.platform_text,
+                     "Load this platform (default: the host's; with Docker's containerd image store a\n"
+                     "saved multi-platform image holds only the platforms that were pulled)",
+                     "Print a JSON report (schema kload.load/v1, plus \"dockerSaved\") on stdout");
+  c.docker_cmd->footer(
+      "Examples:\n"
+      "  kload docker-image app:dev                          # every node of kind cluster \"kind\"\n"
+      "  kload docker-image app:dev sidecar:dev --name dev   # every node of cluster \"dev\"\n"
+      "  kload docker-image app:dev --name dev --nodes dev-worker,dev-worker2\n"
+      "  kload docker-image app:dev --node docker://kind-worker --dry-run --json\n"
+      "First 'docker image inspect' (one call) and one 'ctr images check' per node: a node\n"
+      "whose names already point at the images, complete, is done. Only if some node lacks an\n"
+      "image does 'docker save' run, once, for the images lacked; its stream is read once and\n"
+      "each of those nodes gets only the layers it lacks. Both Docker image stores work: the\n"
+      "classic one and the containerd one (whose image ID is a manifest or index digest, and\n"
+      "whose saves list platforms they do not hold: the host's, or --platform, is loaded).");
+}
+
+void add_cache(CLI::App& app, Commands& c) {
+  c.cache_cmd = app.add_subcommand("cache", "Show or prune what kload remembers about nodes");
+  c.cache_cmd->add_option("action", c.cache.action,
+                          "ls: what each node holds; stats: size and counts; forget: drop nodes (all when no\n"
+                          "--node) and with --inputs the input-file records; refresh: list nodes again")
+      ->required()
+      ->check(CLI::IsMember({"ls", "stats", "forget", "refresh"}));
+  c.cache_cmd->add_option("-n,--node", c.cache.nodes, "Only this node URI (repeatable)");
+  c.cache_cmd->add_flag("--inputs", c.cache.inputs, "forget: also forget which input blobs were verified");
+  c.cache_cmd->add_flag("--json", c.cache.json, "ls: print JSON");
+  c.cache_cmd->add_option("--cache", c.cache.cache_dir, "Cache directory (as for image-archive)");
+}
+
+// Runs the command that was parsed. Throws CLI::ValidationError: a bad --platform.
+util::Result<int> dispatch(Commands& c, Console& console) {
+  if (c.inspect_cmd->parsed()) {
+    c.inspect.platform = parse_platform(c.platform_text);
+    c.inspect.jobs = c.jobs;
+    return inspect(c.inspect, console);
+  }
+  if (c.archive_cmd->parsed()) {
+    finish_target_options(c.archive_cmd, c.archive.target, c.jobs, c.platform_text);
+    return image_archive(c.archive, console);
+  }
+  if (c.docker_cmd->parsed()) {
+    finish_target_options(c.docker_cmd, c.docker.target, c.jobs, c.platform_text);
+    return docker_image(c.docker, console);
+  }
+  if (c.cache_cmd->parsed()) {
+    return cache_command(c.cache, console);
+  }
+  return 0;
+}
+
+// Prints an error, one "kload: error:" line per line of its message, and returns
+// its exit code.
+int report_error(const util::Error& error, Console& console) {
+  const auto& message = error.message;
+  std::size_t start = 0;
+  while (start < message.size()) {
+    const auto end = message.find('\n', start);
+    console.line("kload: error: " + message.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (end == std::string::npos) {
+      break;
+    }
+    start = end + 1;
+  }
+  return exit_code_for(error.kind);
+}
+
 } // namespace
 
 int run(int argc, char** argv) {
@@ -50,109 +211,11 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", "kload 0.1.0");
   app.footer("Exit codes: 0 success, 1 a node failed, 2 bad input or usage.\n"
              "Run 'kload COMMAND --help' for a command's options.");
-
-  unsigned jobs = util::default_jobs();
-  std::string platform_text;
-
-  InspectOptions inspect_options;
-  auto* inspect_cmd = app.add_subcommand("inspect", "Show the images in archives: names, IDs, layers, sharing, warnings");
-  inspect_cmd->add_option("archive", inspect_options.archives,
-                          "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
-      ->required();
-  inspect_cmd->add_flag("--verify", inspect_options.verify, "Hash every blob (in parallel) and check every digest");
-  inspect_cmd->add_flag("--json", inspect_options.json, "Print a JSON document (schema kload.inspect/v1) on stdout");
-  inspect_cmd->add_option("--platform", platform_text, "Only this platform, e.g. linux/arm64");
-  inspect_cmd->add_option("-j,--jobs", jobs, "Hash with at most this many threads")->check(CLI::Range(1u, 256u));
-  inspect_cmd->footer("Example:\n  docker save app:dev | kload inspect --verify -");
-
-  // --node, --name and --nodes mean the same on image-archive and docker-image.
-  const auto add_node_options = [](CLI::App* cmd, std::vector<std::string>& nodes, std::string& cluster,
-                                   std::vector<std::string>& kind_nodes) {
-    auto* node = cmd->add_option("-n,--node", nodes,
-                                 "A node: docker://CONTAINER, containerd:///path/to.sock or ssh://[user@]host[:port];\n"
-                                 "add ?namespace=NS (default k8s.io) or &snapshotter=S (default: the node's).\n"
-                                 "Repeatable. Without --node: the nodes of the kind cluster --name");
-    auto* name = cmd->add_option("--name", cluster,
-                                 "The kind cluster whose nodes to load into (default \"kind\", like kind's --name):\n"
-                                 "its node containers, found with docker ps, less the external load balancer");
-    auto* picks = cmd->add_option("--nodes", kind_nodes,
-                                  "Only these nodes of the kind cluster, by container name: a,b")
-                      ->delimiter(',');
-    node->excludes(name);
-    node->excludes(picks);
-  };
-
-  LoadCommandOptions load_options;
-  auto* load_cmd = app.add_subcommand(
-      "image-archive", "Load images from archives into nodes, sending each node only the layers it lacks");
-  load_cmd->add_option("archive", load_options.archives,
-                       "Image archives (docker save, skopeo, OCI; plain, gzip, zstd or xz; '-' for stdin)")
-      ->required();
-  add_node_options(load_cmd, load_options.nodes, load_options.cluster, load_options.kind_nodes);
-  load_cmd->add_option("--platform", platform_text, "Load this platform of multi-platform images (default: the host's)");
-  load_cmd->add_flag("--dry-run", load_options.dry_run, "Show what each node would get; change nothing");
-  load_cmd->add_flag("--json", load_options.json, "Print a JSON report (schema kload.load/v1) on stdout");
-  load_cmd->add_option("-j,--jobs", jobs,
-                       "Serve at most this many nodes at once (default 8); hashing uses at most one\n"
-                       "thread per core")
-      ->check(CLI::Range(1u, 256u));
-  load_cmd->footer("Examples:\n"
-                   "  kload image-archive app.tar                   # every node of kind cluster \"kind\"\n"
-                   "  kload image-archive app.tar --name dev        # every node of cluster \"dev\"\n"
-                   "  kload image-archive app.tar --name dev --nodes dev-worker,dev-worker2\n"
-                   "  docker save app:dev | kload image-archive - --name dev\n"
-                   "  kload image-archive app.tar --node containerd:///run/containerd/containerd.sock\n"
-                   "  kload image-archive app.tar --node docker://kind-worker --node ssh://root@10.0.0.5\n"
-                   "Each image is imported under a private staging name and its real names are set only\n"
-                   "once it is complete, so a failed load never leaves a name on a broken image.");
-
-  load_cmd->add_option("--cache", load_options.cache_dir,
-                       "Inventory cache directory (default $KLOAD_CACHE, else $XDG_CACHE_HOME/kload,\n"
-                       "else ~/.cache/kload)");
-  load_cmd->add_flag("--no-cache", load_options.no_cache, "Ask every node afresh; remember nothing");
-
-  DockerImageOptions docker_options;
-  auto* docker_cmd = app.add_subcommand(
-      "docker-image", "Load images from the local Docker engine; docker save runs only if some node lacks them");
-  docker_cmd->add_option("image", docker_options.images, "Images by name, as Docker knows them: app:dev, "
-                                                         "registry.example.com/team/app:v1")
-      ->required();
-  add_node_options(docker_cmd, docker_options.nodes, docker_options.cluster, docker_options.kind_nodes);
-  docker_cmd->add_option("--platform", platform_text,
-                         "Load this platform (default: the host's; with Docker's containerd image store a\n"
-                         "saved multi-platform image holds only the platforms that were pulled)");
-  docker_cmd->add_flag("--dry-run", docker_options.dry_run, "Show what each node would get; change nothing");
-  docker_cmd->add_flag("--json", docker_options.json,
-                       "Print a JSON report (schema kload.load/v1, plus \"dockerSaved\") on stdout");
-  docker_cmd->add_option("-j,--jobs", jobs, "Serve at most this many nodes at once (default 8)")
-      ->check(CLI::Range(1u, 256u));
-  docker_cmd->add_option("--cache", docker_options.cache_dir, "Inventory cache directory (as for image-archive)");
-  docker_cmd->add_flag("--no-cache", docker_options.no_cache, "Ask every node afresh; remember nothing");
-  docker_cmd->footer(
-      "Examples:\n"
-      "  kload docker-image app:dev                          # every node of kind cluster \"kind\"\n"
-      "  kload docker-image app:dev sidecar:dev --name dev   # every node of cluster \"dev\"\n"
-      "  kload docker-image app:dev --name dev --nodes dev-worker,dev-worker2\n"
-      "  kload docker-image app:dev --node docker://kind-worker --dry-run --json\n"
-      "First 'docker image inspect' (one call) and one 'ctr images check' per node: a node\n"
-      "whose names already point at the images, complete, is done. Only if some node lacks an\n"
-      "image does 'docker save' run, once, for the images lacked; its stream is read once and\n"
-      "each of those nodes gets only the layers it lacks. Both Docker image stores work: the\n"
-      "classic one and the containerd one (whose image ID is a manifest or index digest, and\n"
-      "whose saves list platforms they do not hold: the host's, or --platform, is loaded).");
-
-  CacheCommandOptions cache_options;
-  auto* cache_cmd = app.add_subcommand("cache", "Show or prune what kload remembers about nodes");
-  cache_cmd->add_option("action", cache_options.action,
-                        "ls: what each node holds; stats: size and counts; forget: drop nodes (all when no\n"
-                        "--node) and with --inputs the input-file records; refresh: list nodes again")
-      ->required()
-      ->check(CLI::IsMember({"ls", "stats", "forget", "refresh"}));
-  cache_cmd->add_option("-n,--node", cache_options.nodes, "Only this node URI (repeatable)");
-  cache_cmd->add_flag("--inputs", cache_options.inputs, "forget: also forget which input blobs were verified");
-  cache_cmd->add_flag("--json", cache_options.json, "ls: print JSON");
-  cache_cmd->add_option("--cache", cache_options.cache_dir, "Cache directory (as for image-archive)");
-
+  Commands commands;
+  add_inspect(app, commands);
+  add_image_archive(app, commands);
+  add_docker_image(app, commands);
+  add_cache(app, commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -163,43 +226,14 @@ int run(int argc, char** argv) {
     }
     return app.exit(e);
   }
-
   util::Result<int> result = 0;
   try {
-    if (inspect_cmd->parsed()) {
-      inspect_options.platform = parse_platform(platform_text);
-      inspect_options.jobs = jobs;
-      result = inspect(inspect_options, console);
-    } else if (load_cmd->parsed()) {
-      load_options.platform = parse_platform(platform_text);
-      // Serving a node is mostly waiting on it, so more nodes than cores run at once.
-      load_options.jobs = load_cmd->count("--jobs") > 0 ? jobs : std::max(8u, jobs);
-      result = image_archive(load_options, console);
-    } else if (docker_cmd->parsed()) {
-      docker_options.platform = parse_platform(platform_text);
-      docker_options.jobs = docker_cmd->count("--jobs") > 0 ? jobs : std::max(8u, jobs);
-      result = docker_image(docker_options, console);
-    } else if (cache_cmd->parsed()) {
-      result = cache_command(cache_options, console);
-    }
+    result = dispatch(commands, console);
   } catch (const CLI::ValidationError& e) {
     console.line(fmt::format("kload: error: {}", e.what()));
     return exit_bad_input;
   }
-  if (!result) {
-    const auto& message = result.error().message;
-    std::size_t start = 0;
-    while (start < message.size()) {
-      const auto end = message.find('\n', start);
-      console.line("kload: error: " + message.substr(start, end == std::string::npos ? std::string::npos : end - start));
-      if (end == std::string::npos) {
-        break;
-      }
-      start = end + 1;
-    }
-    return exit_code_for(result.error().kind);
-  }
-  return *result;
+  return result ? *result : report_error(result.error(), console);
 }
 
 } // namespace kload::cli

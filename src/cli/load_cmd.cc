@@ -1,6 +1,7 @@
 #include "kload/cache/cache.h"
 #include "kload/cli/commands.h"
 #include "kload/cli/console.h"
+#include "kload/load/image_names.h"
 #include "kload/load/loader.h"
 #include "kload/node/ctr_client.h"
 #include "kload/node/kind.h"
@@ -287,45 +288,66 @@ void remember_verified(cache::Cache& c, const std::vector<std::string>& inputs, 
   }
 }
 
-Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
-  util::SystemProcessRunner runner;
+Result<PreparedTargets> prepare_targets(const TargetOptions& options, util::ProcessRunner& runner,
+                                        Console& console) {
   auto uris = select_nodes(NodeSelection{options.nodes, options.cluster, options.kind_nodes}, runner, console);
   if (!uris) {
     return std::unexpected(uris.error());
+  }
+  PreparedTargets out;
+  for (const auto& uri : *uris) {
+    out.transports.push_back(node::make_transport(uri, runner));
+    out.clients.push_back(std::make_unique<node::CtrClient>(*out.transports.back()));
+    out.targets.push_back(load::Target{uri, out.clients.back().get()});
+  }
+  out.cache = open_cache(options.no_cache, options.cache_dir, console);
+  return out;
+}
+
+load::LoadOptions load_options(const TargetOptions& options, cache::Cache* cache) {
+  load::LoadOptions out;
+  out.jobs = options.jobs;
+  out.dry_run = options.dry_run ? load::DryRun::yes : load::DryRun::no;
+  out.cache = cache;
+  return out;
+}
+
+Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
+  util::SystemProcessRunner runner;
+  std::string name_as;
+  if (!options.name_as.empty()) {
+    auto parsed = load::parse_name_as(options.name_as);
+    if (!parsed) {
+      return std::unexpected(parsed.error());
+    }
+    name_as = *parsed;
+  }
+  auto prepared = prepare_targets(options.target, runner, console);
+  if (!prepared) {
+    return std::unexpected(prepared.error());
   }
   auto set = read_inputs(options.archives, console);
   if (!set) {
     return std::unexpected(set.error());
   }
-  auto images = plan::select_images(*set, options.platform);
+  auto images = load::choose_images(*set, options.target.platform, name_as);
   if (!images) {
     return std::unexpected(images.error());
   }
-  auto cache = open_cache(options.no_cache, options.cache_dir, console);
-  if (cache) {
+  auto* cache = prepared->cache.get();
+  if (cache != nullptr) {
     trust_verified(*cache, options.archives, *set);
   }
-  std::vector<std::unique_ptr<node::Transport>> transports;
-  std::vector<std::unique_ptr<node::CtrClient>> clients;
-  std::vector<load::Target> targets;
-  for (const auto& uri : *uris) {
-    transports.push_back(node::make_transport(uri, runner));
-    clients.push_back(std::make_unique<node::CtrClient>(*transports.back()));
-    targets.push_back(load::Target{uri, clients.back().get()});
-  }
   auto observer = make_console_observer(console);
-  load::LoadOptions load_options;
-  load_options.jobs = options.jobs;
-  load_options.dry_run = options.dry_run ? load::DryRun::yes : load::DryRun::no;
-  load_options.cache = cache.get();
-  auto report = load::load(*set, *images, targets, load_options, *observer);
+  auto report = load::load(*set, *images, prepared->targets, load_options(options.target, cache), *observer);
   if (!report) {
     return std::unexpected(report.error());
   }
-  if (cache) {
+  if (cache != nullptr) {
     remember_verified(*cache, options.archives, *set);
   }
-  return print_load_report(*report, LoadSummary{images->size(), options.dry_run, options.json, std::nullopt}, console);
+  const auto& t = options.target;
+  return print_load_report(*report, LoadSummary{images->size(), t.dry_run, t.json, std::nullopt}, console);
 }
 
 } // namespace kload::cli

@@ -101,6 +101,41 @@ TEST(ImageRef, RejectsBadRepositories) {
   expect_rejected("bad_host.com/app", "bad registry");
 }
 
+// What the distribution reference grammar refuses and a looser check let through.
+TEST(ImageRef, FollowsTheDistributionGrammar) {
+  expect_rejected("a..b:v1", "bad repository component");
+  expect_rejected("a___b", "bad repository component");
+  expect_rejected("a.-b", "bad repository component");
+  expect_rejected("a_-b", "bad repository component");
+  expect_rejected("user/a..b", "bad repository component");
+  expect_rejected("-x.io/app:v1", "bad registry");
+  expect_rejected("x-.io/app:v1", "bad registry");
+  expect_rejected("a..b.io/app", "bad registry");
+  expect_rejected(".x.io/app", "bad registry");
+  expect_rejected("x.io:/app", "bad registry");
+  expect_rejected("x.io:80a/app", "bad registry");
+  expect_rejected("x.io:80:90/app", "bad registry");
+  expect_rejected("[]:5000/app", "bad registry");
+  expect_rejected("[::1/app", "bad registry");
+  expect_rejected("localhost/App:v1", "lower case");
+  // Separators the grammar allows, and a registry with upper case (Docker's rule).
+  EXPECT_TRUE(normalize_image_name("a__b.c---d_e").has_value());
+  EXPECT_TRUE(normalize_image_name("a-b.example.com:5000/x").has_value());
+  EXPECT_EQ(normalize_image_name("Registry.Example.com/app").value_or(""), "Registry.Example.com/app:latest");
+  EXPECT_EQ(normalize_image_name("App/x:v1").value_or(""), "App/x:v1");
+  EXPECT_EQ(normalize_image_name("app:_v1").value_or(""), "docker.io/library/app:_v1");
+}
+
+TEST(ImageRef, RejectsOverLongRepositories) {
+  // docker.io/library/ (18 characters) counts: the limit is on the normalised name.
+  const std::string fits(max_repository_length - 18, 'a');
+  EXPECT_TRUE(normalize_image_name(fits + ":v1").has_value());
+  expect_rejected(fits + "a:v1", "more than 255");
+  expect_rejected("example.com/" + std::string(250, 'b'), "more than 255");
+  // The tag does not count towards it.
+  EXPECT_TRUE(normalize_image_name(fits + ":" + std::string(128, 't')).has_value());
+}
+
 TEST(ImageRef, RejectsBadDigests) {
   expect_rejected("app@sha256:abc", "digest");
   expect_rejected("app@md5:" + hex64, "digest");

@@ -2,8 +2,10 @@
 // The sub-commands. Each returns an exit code after printing its own results; errors
 // are returned to run(), which prints them.
 
+#include "kload/cache/cache.h"
 #include "kload/format/model.h"
 #include "kload/load/loader.h"
+#include "kload/node/ctr_client.h"
 #include "kload/node/node_uri.h"
 #include "kload/util/error.h"
 #include "kload/util/process.h"
@@ -13,10 +15,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-namespace kload::cache {
-class Cache;
-}
 
 namespace kload::cli {
 
@@ -35,10 +33,10 @@ struct InspectOptions {
 // that is absent or unavailable.
 util::Result<int> inspect(const InspectOptions& options, Console& console);
 
-struct LoadCommandOptions {
-  std::vector<std::string> archives;
-  std::vector<std::string> nodes;  // node URIs; when empty, the nodes of the kind cluster `cluster`
-  std::string cluster;             // --name: a kind cluster (empty: "kind" when no node URI is given)
+// What every command that loads into nodes takes: where to load, how, and the cache.
+struct TargetOptions {
+  std::vector<std::string> nodes;       // --node URIs; when empty, the nodes of the kind cluster `cluster`
+  std::string cluster;                  // --name: a kind cluster (empty: "kind" when no node URI is given)
   std::vector<std::string> kind_nodes;  // --nodes: only these node containers of the cluster
   std::optional<format::Platform> platform;
   bool dry_run = false;
@@ -48,32 +46,51 @@ struct LoadCommandOptions {
   bool no_cache = false;
 };
 
+// The nodes of one command, reached and ready to load into. Owns the transports and
+// clients the targets point at, and the cache (null when off or unopenable).
+struct PreparedTargets {
+  std::vector<std::unique_ptr<node::Transport>> transports;
+  std::vector<std::unique_ptr<node::CtrClient>> clients;
+  std::vector<load::Target> targets;
+  std::unique_ptr<cache::Cache> cache;
+};
+
+// select_nodes, a transport per node through `runner` (which must outlive the
+// result), and open_cache. Touches no node. Error (usage): as select_nodes.
+util::Result<PreparedTargets> prepare_targets(const TargetOptions& options, util::ProcessRunner& runner,
+                                              Console& console);
+
+// The load options of `options`, with `cache`.
+load::LoadOptions load_options(const TargetOptions& options, cache::Cache* cache);
+
+struct LoadCommandOptions {
+  std::vector<std::string> archives;
+  std::string name_as;  // --name-as: the name for images without one (empty: they are an error)
+  TargetOptions target;
+};
+
 // `kload image-archive`: loads the archives' images into every node. Returns 0 when
-// every node holds every image, 1 when some node failed. Error (bad_input/usage):
-// unreadable input, bad node URI, a kind cluster that cannot be listed or an unknown
-// --nodes name, a blob that does not match its digest.
+// every node holds every image, 1 when some node failed. Error (bad_input/usage),
+// before any node is touched: unreadable input, a name that is invalid, in kload's
+// staging namespace, given to two images or with a digest not of its manifest, an
+// image without a name and no --name-as (see load/image_names.h), bad node URI, a
+// kind cluster that cannot be listed or an unknown --nodes name; a blob that does not
+// match its digest.
 util::Result<int> image_archive(const LoadCommandOptions& options, Console& console);
 
 struct DockerImageOptions {
-  std::vector<std::string> images;      // as the user named them: app:dev, registry.example.com/team/app:v1
-  std::vector<std::string> nodes;       // node URIs; when empty, the nodes of the kind cluster `cluster`
-  std::string cluster;                  // --name (empty: "kind" when no node URI is given)
-  std::vector<std::string> kind_nodes;  // --nodes
-  std::optional<format::Platform> platform;
-  bool dry_run = false;
-  bool json = false;
-  unsigned jobs = 1;
-  std::string cache_dir;  // empty: the default location
-  bool no_cache = false;
+  std::vector<std::string> images;  // as the user named them: app:dev, registry.example.com/team/app:v1
+  TargetOptions target;
 };
 
 // `kload docker-image`: loads images from the local Docker engine. Asks Docker for
 // the images' IDs (`docker image inspect`, one call) and each node whether its names
 // already hold them (one `ctr images check` per node); only if some node lacks an
 // image runs `docker save` once, of the images lacked, and loads the stream into the
-// nodes lacking something. Returns 0 when every node holds every image, 1 when some
-// node failed. Error (bad_input/usage): docker not installed or not running, an image
-// Docker does not have or a name that is not one of its tags, a failing or truncated
+// nodes lacking something (decisions in load/docker_plan.h). Returns 0 when every
+// node holds every image, 1 when some node failed. Error (bad_input/usage): docker
+// not installed or not running, an image Docker does not have, a name that is not
+// one of its tags or lies in kload's staging namespace, a failing or truncated
 // `docker save` (nothing is then sent to any node), node selection errors as for
 // image_archive.
 util::Result<int> docker_image(const DockerImageOptions& options, Console& console);
