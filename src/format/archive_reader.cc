@@ -1,6 +1,7 @@
 #include "kload/format/archive_reader.h"
 #include "libarchive_error.h"
 
+#include "kload/format/go_json.h"
 #include "kload/format/image_ref.h"
 #include "kload/util/process.h"
 #include "kload/util/sha256.h"
@@ -22,7 +23,6 @@
 
 namespace kload::format {
 
-using nlohmann::json;
 using util::Digest;
 using util::ErrorKind;
 using util::Result;
@@ -33,8 +33,6 @@ constexpr std::size_t read_block = 256 * 1024;
 // How many entries' worth of ReadLimits::memory_entry_bytes a stream may keep in memory
 // in all (64 MiB by default); the rest is spooled.
 constexpr std::uint64_t memory_budget_entries = 64;
-// Go's encoding/json refuses documents nested deeper than this.
-constexpr int max_json_depth = 10000;
 
 // One entry of the tar, as far as later steps care.
 struct Entry {
@@ -513,29 +511,19 @@ private:
     return data;
   }
 
-  // Parses a metadata document. Nesting is limited as Go's encoding/json limits it in
-  // containerd, which would refuse a deeper document only after it was sent; within the
-  // limit, no walk over a parsed value can run out of stack.
-  Result<json> parse_json(const std::string& name, const std::string& text) const {
-    bool too_deep = false;
-    auto j = json::parse(
-        text,
-        [&](int depth, json::parse_event_t event, json&) {
-          if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
-              depth >= max_json_depth) {
-            too_deep = true;
-          }
-          return true;
-        },
-        false);
-    if (j.is_discarded()) {
-      return std::unexpected(bad(name, "invalid JSON").error());
+  // Parses a metadata document as containerd's Go decoder will (see go_json.h), once
+  // per distinct document: the count is in ReadStats so tests can hold it to that.
+  Result<gojson::Value> parse_json(const std::string& name, const std::string& text) {
+    ++stats_.documents_parsed;
+    auto v = gojson::parse(name, text);
+    if (!v) {
+      return std::unexpected(util::Error{ErrorKind::bad_input, fmt::format("{}: {}", input_, v.error().message)});
     }
-    if (too_deep) {
-      return std::unexpected(bad(name, fmt::format("JSON nested more than {} levels deep", max_json_depth)).error());
-    }
-    return j;
+    return v;
   }
+
+  // A decoding error of the document `entry`, as one line naming it.
+  util::Error in(const std::string& entry, const util::Error& e) const { return bad(entry, e.message).error(); }
 
   BlobLocation location_of(const std::string& name, const Entry& e) const {
     BlobLocation loc;
@@ -567,39 +555,33 @@ private:
     add_blob(d, bytes.size(), std::move(loc), d);
   }
 
-  // A metadata blob (manifest, index, config): read, size- and digest-checked.
-  Result<std::string> metadata_blob(const Digest& d, std::optional<std::uint64_t> size, const std::string& what,
-                                    std::string* entry_name) {
+  // A metadata blob (manifest, index, config): read, digest-checked and kept, once
+  // per digest; size-checked against every descriptor naming it.
+  Result<const std::string*> metadata_blob(const Digest& d, std::optional<std::uint64_t> size,
+                                           const std::string& what) {
     const std::string name = "blobs/sha256/" + d.hex();
-    const Entry* e = lookup(name, entry_name);
-    if (e == nullptr) {
-      return std::unexpected(bad(name, fmt::format("{} {} is not in the archive", what, d.str())).error());
-    }
-    auto bytes = entry_bytes(name, *e);
-    if (!bytes) {
-      return bytes;
-    }
-    const auto actual = util::Sha256::of(*bytes);
-    if (actual != d) {
-      return std::unexpected(bad(name, fmt::format("{} bytes hash to {}, expected {}", what, actual.str(), d.str())).error());
-    }
-    if (size && *size != bytes->size()) {
-      return std::unexpected(bad(name, fmt::format("{} is {} bytes, its descriptor says {}", what, bytes->size(), *size)).error());
-    }
-    return bytes;
-  }
-
-  static std::optional<std::vector<std::string>> string_array(const json& j, const char* key) {
-    if (!j.is_object() || !j.contains(key) || !j[key].is_array()) {
-      return std::nullopt;
-    }
-    std::vector<std::string> out;
-    for (const auto& v : j[key]) {
-      if (v.is_string()) {
-        out.push_back(v.get<std::string>());
+    auto it = verified_.find(d);
+    if (it == verified_.end()) {
+      const Entry* e = lookup(name);
+      if (e == nullptr) {
+        return std::unexpected(bad(name, fmt::format("{} {} is not in the archive", what, d.str())).error());
       }
+      auto bytes = entry_bytes(name, *e);
+      if (!bytes) {
+        return std::unexpected(bytes.error());
+      }
+      const auto actual = util::Sha256::of(*bytes);
+      if (actual != d) {
+        return std::unexpected(
+            bad(name, fmt::format("{} bytes hash to {}, expected {}", what, actual.str(), d.str())).error());
+      }
+      it = verified_.emplace(d, std::move(*bytes)).first;
     }
-    return out;
+    if (size && *size != it->second.size()) {
+      return std::unexpected(
+          bad(name, fmt::format("{} is {} bytes, its descriptor says {}", what, it->second.size(), *size)).error());
+    }
+    return &it->second;
   }
 
   struct ParsedConfig {
@@ -608,42 +590,98 @@ private:
     RunConfig run;
   };
 
-  Result<ParsedConfig> parse_config(const std::string& entry, const std::string& bytes) {
-    auto j = parse_json(entry, bytes);
-    if (!j) {
-      return std::unexpected(j.error());
-    }
-    if (!j->is_object()) {
-      return std::unexpected(bad(entry, "image config is not a JSON object").error());
-    }
-    ParsedConfig c;
-    c.platform.os = j->value("os", "");
-    c.platform.architecture = j->value("architecture", "");
-    c.platform.variant = j->value("variant", "");
-    const auto& rootfs = (*j)["rootfs"];
-    if (!rootfs.is_object() || !rootfs.contains("diff_ids") || !rootfs["diff_ids"].is_array()) {
-      return std::unexpected(bad(entry, "image config has no rootfs.diff_ids").error());
-    }
-    for (const auto& v : rootfs["diff_ids"]) {
-      auto d = v.is_string() ? Digest::parse(v.get<std::string>()) : std::nullopt;
-      if (!d) {
-        return std::unexpected(bad(entry, "image config has an invalid diff_id").error());
+  // The platform fields of a Go struct (ocispec.Platform, or ocispec.Image, which
+  // embeds it).
+  static Result<Platform> platform_of(const gojson::Struct& s) {
+    Platform p;
+    for (auto [field, out] : {std::pair{"os", &p.os}, {"architecture", &p.architecture}, {"variant", &p.variant}}) {
+      auto v = s.string(field);
+      if (!v) {
+        return std::unexpected(v.error());
       }
-      c.diff_ids.push_back(*d);
+      *out = v->value_or("");
     }
-    if (j->contains("config") && (*j)["config"].is_object()) {
-      c.run.entrypoint = string_array((*j)["config"], "Entrypoint");
-      c.run.cmd = string_array((*j)["config"], "Cmd");
-    }
-    return c;
+    return p;
   }
 
-  static std::optional<Platform> descriptor_platform(const json& d) {
-    if (!d.contains("platform") || !d["platform"].is_object()) {
-      return std::nullopt;
+  // The fields of containerd's ocispec.Image that kload uses.
+  Result<ParsedConfig> decode_config(const gojson::Value& root) const {
+    if (!root.is_object()) {
+      return util::fail(ErrorKind::bad_input, "image config is not a JSON object");
     }
-    const auto& p = d["platform"];
-    return Platform{p.value("os", ""), p.value("architecture", ""), p.value("variant", "")};
+    auto c = gojson::Struct::of(root);
+    ParsedConfig out;
+    auto platform = platform_of(*c);
+    if (!platform) {
+      return std::unexpected(platform.error());
+    }
+    out.platform = *platform;
+    auto rootfs = c->object("rootfs");
+    if (!rootfs) {
+      return std::unexpected(rootfs.error());
+    }
+    auto diff_ids = rootfs->strings("diff_ids");
+    if (!diff_ids) {
+      return std::unexpected(diff_ids.error());
+    }
+    if (!*diff_ids) {
+      return util::fail(ErrorKind::bad_input, "image config has no rootfs.diff_ids");
+    }
+    if ((*diff_ids)->size() > limits_.max_layers) {
+      return util::fail(ErrorKind::bad_input, fmt::format("image config has {} layers; kload refuses more than {} "
+                                                          "(overlayfs stacks at most 500)",
+                                                          (*diff_ids)->size(), limits_.max_layers));
+    }
+    for (const auto& text : **diff_ids) {
+      auto d = Digest::parse(text);
+      if (!d) {
+        return util::fail(ErrorKind::bad_input, "image config has an invalid diff_id");
+      }
+      out.diff_ids.push_back(*d);
+    }
+    auto run = c->object("config");
+    if (!run) {
+      return std::unexpected(run.error());
+    }
+    auto entrypoint = run->strings("Entrypoint");
+    auto cmd = run->strings("Cmd");
+    if (!entrypoint || !cmd) {
+      return std::unexpected(!entrypoint ? entrypoint.error() : cmd.error());
+    }
+    out.run.entrypoint = *entrypoint;
+    out.run.cmd = *cmd;
+    return out;
+  }
+
+  // An image config, parsed once per distinct digest however many images name it.
+  Result<const ParsedConfig*> parse_config(const Digest& digest, const std::string& entry, const std::string& bytes) {
+    if (auto it = configs_.find(digest); it != configs_.end()) {
+      return &it->second;
+    }
+    auto root = parse_json(entry, bytes);
+    if (!root) {
+      return std::unexpected(root.error());
+    }
+    auto c = decode_config(*root);
+    if (!c) {
+      return std::unexpected(in(entry, c.error()));
+    }
+    return &configs_.emplace(digest, std::move(*c)).first->second;
+  }
+
+  static Result<std::optional<Platform>> descriptor_platform(const gojson::Struct& d) {
+    auto p = d.object("platform");
+    if (!p) {
+      return std::unexpected(p.error());
+    }
+    if (!p->present()) {
+      return std::optional<Platform>{};
+    }
+    auto platform = platform_of(*p);
+    if (!platform) {
+      return std::unexpected(platform.error());
+    }
+    return std::optional<Platform>{*platform};
   }
 
   struct Parsed {
@@ -652,22 +690,81 @@ private:
     std::optional<std::uint64_t> size;
   };
 
-  Result<Parsed> parse_descriptor(const std::string& where, const json& d) const {
-    if (!d.is_object() || !d.contains("digest") || !d["digest"].is_string()) {
+  // An ocispec.Descriptor's mediaType, digest and size.
+  Result<Parsed> parse_descriptor(const std::string& where, const gojson::Struct& d) const {
+    auto digest_text = d.string("digest");
+    auto media = d.string("mediaType");
+    auto size = d.uint64("size");
+    if (!digest_text || !media || !size) {
+      return std::unexpected(in(where, !digest_text ? digest_text.error() : !media ? media.error() : size.error()));
+    }
+    if (!*digest_text) {
       return std::unexpected(bad(where, "descriptor without a digest").error());
     }
-    auto digest = Digest::parse(d["digest"].get<std::string>());
+    auto digest = Digest::parse(**digest_text);
     if (!digest) {
-      return std::unexpected(bad(where, fmt::format("unsupported digest \"{}\"", d["digest"].get<std::string>())).error());
+      return std::unexpected(bad(where, fmt::format("unsupported digest \"{}\"", **digest_text)).error());
     }
-    Parsed p{d.value("mediaType", ""), *digest, std::nullopt};
-    if (d.contains("size")) {
-      if (!d["size"].is_number_unsigned()) {
-        return std::unexpected(bad(where, "descriptor with an invalid size").error());
+    return Parsed{media->value_or(""), *digest, *size};
+  }
+
+  static bool is_index_type(const std::string& mt) {
+    return mt == media_type::oci_index || mt == media_type::docker_list;
+  }
+  static bool is_manifest_type(const std::string& mt) {
+    return mt == media_type::oci_manifest || mt == media_type::docker_manifest;
+  }
+  static bool is_config_type(const std::string& mt) {
+    return mt == media_type::oci_config || mt == media_type::docker_config;
+  }
+
+  // containerd (1.7 and later) refuses a manifest or index whose own mediaType differs
+  // from its descriptor's, or a manifest carrying "manifests" or an index carrying
+  // "config" or "layers" (any value, null included): refused here before anything is
+  // sent. Returns the document's media type: its descriptor's, else its own, else
+  // `fallback`.
+  Result<std::string> document_type(const std::string& entry, const gojson::Struct& doc,
+                                    const std::string& descriptor_type, const char* fallback) const {
+    auto own = doc.string("mediaType");
+    if (!own) {
+      return std::unexpected(in(entry, own.error()));
+    }
+    if (*own && !descriptor_type.empty() && **own != descriptor_type) {
+      return std::unexpected(
+          bad(entry, fmt::format("its mediaType \"{}\" differs from its descriptor's \"{}\"", **own, descriptor_type))
+              .error());
+    }
+    const std::string type = !descriptor_type.empty() ? descriptor_type : own->value_or(fallback);
+    const bool index = is_index_type(type);
+    for (const char* field : {"manifests", "config", "layers"}) {
+      auto has = doc.has(field);
+      if (!has) {
+        return std::unexpected(in(entry, has.error()));
       }
-      p.size = d["size"].get<std::uint64_t>();
+      const bool wrong = index ? std::string_view(field) != "manifests" : std::string_view(field) == "manifests";
+      if (*has && wrong) {
+        return std::unexpected(bad(entry, fmt::format("a {} must not have a \"{}\" field",
+                                                      index ? "index" : "manifest", field)).error());
+      }
     }
-    return p;
+    return type;
+  }
+
+  // A manifest or index blob: read, checked against its descriptor, parsed once per
+  // digest.
+  Result<const gojson::Value*> metadata_document(const Parsed& desc, const std::string& what) {
+    auto bytes = metadata_blob(desc.digest, desc.size, what);
+    if (!bytes) {
+      return std::unexpected(bytes.error());
+    }
+    if (auto it = documents_.find(desc.digest); it != documents_.end()) {
+      return &it->second;
+    }
+    auto root = parse_json("blobs/sha256/" + desc.digest.hex(), **bytes);
+    if (!root) {
+      return std::unexpected(root.error());
+    }
+    return &documents_.emplace(desc.digest, std::move(*root)).first->second;
   }
 
   // One manifest of an OCI layout. `optional_platform` is set when the manifest is one
@@ -685,58 +782,78 @@ private:
     if (lookup(manifest_entry) == nullptr) {
       return unavailable(fmt::format("manifest {} is not in the archive", desc.digest.str()));
     }
-    auto bytes = metadata_blob(desc.digest, desc.size, "manifest", nullptr);
-    if (!bytes) {
-      return std::unexpected(bytes.error());
+    auto root = metadata_document(desc, "manifest");
+    if (!root) {
+      return std::unexpected(root.error());
     }
-    auto j = parse_json(manifest_entry, *bytes);
-    if (!j) {
-      return std::unexpected(j.error());
+    const std::string& bytes = verified_.at(desc.digest);
+    if (!(*root)->is_object()) {
+      return bad(manifest_entry, "manifest is not a JSON object");
     }
-    if (!j->is_object() || !j->contains("config") || !j->contains("layers") || !(*j)["layers"].is_array()) {
+    auto m = gojson::Struct::of(**root);
+    auto type = document_type(manifest_entry, *m, desc.media_type, media_type::oci_manifest);
+    if (!type) {
+      return std::unexpected(type.error());
+    }
+    if (!is_manifest_type(*type)) {
+      return bad(manifest_entry, fmt::format("unsupported manifest media type \"{}\"", *type));
+    }
+    auto config_struct = m->object("config");
+    auto layers = m->structs("layers");
+    if (!config_struct || !layers) {
+      return std::unexpected(in(manifest_entry, !config_struct ? config_struct.error() : layers.error()));
+    }
+    if (!config_struct->present() || !*layers) {
       return bad(manifest_entry, "manifest without config or layers");
     }
-    auto config_desc = parse_descriptor(manifest_entry, (*j)["config"]);
+    if ((*layers)->size() > limits_.max_layers) {
+      return bad(manifest_entry, fmt::format("manifest lists {} layers; kload refuses more than {} (overlayfs "
+                                             "stacks at most 500)",
+                                             (*layers)->size(), limits_.max_layers));
+    }
+    auto config_desc = parse_descriptor(manifest_entry, *config_struct);
     if (!config_desc) {
       return std::unexpected(config_desc.error());
+    }
+    if (!config_desc->media_type.empty() && !is_config_type(config_desc->media_type)) {
+      return bad(manifest_entry, fmt::format("unsupported config media type \"{}\"", config_desc->media_type));
     }
     const std::string config_entry = "blobs/sha256/" + config_desc->digest.hex();
     if (lookup(config_entry) == nullptr) {
       return unavailable(fmt::format("config {} named by manifest {} is not in the archive",
                                      config_desc->digest.str(), desc.digest.str()));
     }
-    auto config_bytes = metadata_blob(config_desc->digest, config_desc->size, "config", nullptr);
-    if (!config_bytes) {
-      return std::unexpected(config_bytes.error());
+    auto config_blob = metadata_blob(config_desc->digest, config_desc->size, "config");
+    if (!config_blob) {
+      return std::unexpected(config_blob.error());
     }
-    auto config = parse_config(config_entry, *config_bytes);
+    const std::string* config_bytes = *config_blob;
+    auto config = parse_config(config_desc->digest, config_entry, *config_bytes);
     if (!config) {
       return std::unexpected(config.error());
     }
+    const ParsedConfig& cfg = **config;
     Image image;
     image.names = names;
     image.id = config_desc->digest;
-    image.platform = config->platform;
+    image.platform = cfg.platform;
     if (platform_hint && image.platform.os.empty()) {
       image.platform = *platform_hint;
     }
     image.config = Descriptor{config_desc->media_type.empty() ? media_type::oci_config : config_desc->media_type,
                               config_desc->digest, config_bytes->size()};
-    image.manifest = Descriptor{
-        !desc.media_type.empty() ? desc.media_type : j->value("mediaType", std::string(media_type::oci_manifest)),
-        desc.digest, bytes->size()};
-    image.manifest_bytes = *bytes;
-    image.run = config->run;
+    image.manifest = Descriptor{*type, desc.digest, bytes.size()};
+    image.manifest_bytes = bytes;
+    image.run = cfg.run;
     image.format = SourceFormat::oci_layout;
     image.source = input_;
-    const auto& layers = (*j)["layers"];
-    if (layers.size() != config->diff_ids.size()) {
-      return bad(manifest_entry, fmt::format("manifest lists {} layers but config {} has {} diff_ids", layers.size(),
-                                             config_desc->digest.str(), config->diff_ids.size()));
+    if ((*layers)->size() != cfg.diff_ids.size()) {
+      return bad(manifest_entry, fmt::format("manifest lists {} layers but config {} has {} diff_ids",
+                                             (*layers)->size(), config_desc->digest.str(), cfg.diff_ids.size()));
     }
     std::vector<std::pair<std::string, const Entry*>> layer_entries;
-    for (std::size_t i = 0; i < layers.size(); ++i) {
-      auto ld = parse_descriptor(manifest_entry, layers[i]);
+    for (std::size_t i = 0; i < (*layers)->size(); ++i) {
+      auto ld = parse_descriptor(manifest_entry, (**layers)[i]);
       if (!ld) {
         return std::unexpected(ld.error());
       }
@@ -755,14 +872,14 @@ private:
                                             ld->digest.str()));
       }
       const bool uncompressed = ld->media_type == media_type::oci_layer || ld->media_type == media_type::docker_layer;
-      if (uncompressed && ld->digest != config->diff_ids[i]) {
+      if (uncompressed && ld->digest != cfg.diff_ids[i]) {
         return bad(layer_entry, fmt::format("uncompressed layer {} disagrees with the config's diff_id {}",
-                                            ld->digest.str(), config->diff_ids[i].str()));
+                                            ld->digest.str(), cfg.diff_ids[i].str()));
       }
-      image.layers.push_back(Layer{Descriptor{ld->media_type, ld->digest, e->size}, config->diff_ids[i]});
+      image.layers.push_back(Layer{Descriptor{ld->media_type, ld->digest, e->size}, cfg.diff_ids[i]});
       layer_entries.emplace_back(resolved, e);
     }
-    add_memory_blob(desc.digest, manifest_entry, *bytes);
+    add_memory_blob(desc.digest, manifest_entry, bytes);
     add_memory_blob(config_desc->digest, config_entry, *config_bytes);
     for (std::size_t i = 0; i < layer_entries.size(); ++i) {
       const auto& [name, e] = layer_entries[i];
@@ -772,11 +889,7 @@ private:
     return {};
   }
 
-  static bool is_index_type(const std::string& mt) {
-    return mt == media_type::oci_index || mt == media_type::docker_list;
-  }
-
-  Result<void> oci_descriptor(const json& d, const std::string& where, const std::vector<std::string>& names,
+  Result<void> oci_descriptor(const gojson::Struct& d, const std::string& where, const std::vector<std::string>& names,
                               const std::optional<Platform>& platform, bool in_index, int depth) {
     if (depth > 4) {
       return bad(where, "indexes nested more than 4 deep");
@@ -784,6 +897,16 @@ private:
     auto desc = parse_descriptor(where, d);
     if (!desc) {
       return std::unexpected(desc.error());
+    }
+    if (!desc->media_type.empty() && !is_index_type(desc->media_type) && !is_manifest_type(desc->media_type)) {
+      // containerd skips children of a type it does not know; so does kload, but only
+      // inside an index: what the user named must be an image.
+      if (depth > 0) {
+        set_.unavailable.push_back(UnavailableImage{names, platform.value_or(Platform{}), input_,
+                                                    fmt::format("unsupported media type \"{}\"", desc->media_type)});
+        return {};
+      }
+      return bad(where, fmt::format("unsupported media type \"{}\" for {}", desc->media_type, desc->digest.str()));
     }
     if (!is_index_type(desc->media_type)) {
       return oci_manifest(*desc, names, platform, in_index);
@@ -797,20 +920,31 @@ private:
       }
       return bad(entry, fmt::format("index {} named by {} is not in the archive", desc->digest.str(), where));
     }
-    auto bytes = metadata_blob(desc->digest, desc->size, "index", nullptr);
-    if (!bytes) {
-      return std::unexpected(bytes.error());
+    auto root = metadata_document(*desc, "index");
+    if (!root) {
+      return std::unexpected(root.error());
     }
-    auto j = parse_json(entry, *bytes);
-    if (!j) {
-      return std::unexpected(j.error());
+    if (!(*root)->is_object()) {
+      return bad(entry, "index is not a JSON object");
     }
-    if (!j->is_object() || !j->contains("manifests") || !(*j)["manifests"].is_array()) {
+    auto index = gojson::Struct::of(**root);
+    if (auto type = document_type(entry, *index, desc->media_type, media_type::oci_index); !type) {
+      return std::unexpected(type.error());
+    }
+    auto children = index->structs("manifests");
+    if (!children) {
+      return std::unexpected(in(entry, children.error()));
+    }
+    if (!*children) {
       return bad(entry, "index without manifests");
     }
-    add_memory_blob(desc->digest, entry, *bytes);
-    for (const auto& child : (*j)["manifests"]) {
-      if (auto r = oci_descriptor(child, entry, names, descriptor_platform(child), true, depth + 1); !r) {
+    add_memory_blob(desc->digest, entry, verified_.at(desc->digest));
+    for (const auto& child : **children) {
+      auto child_platform = descriptor_platform(child);
+      if (!child_platform) {
+        return std::unexpected(in(entry, child_platform.error()));
+      }
+      if (auto r = oci_descriptor(child, entry, names, *child_platform, true, depth + 1); !r) {
         return r;
       }
     }
@@ -831,23 +965,29 @@ private:
     return out;
   }
 
-  Result<void> read_oci(const json& index) {
-    if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array()) {
+  Result<void> read_oci(const gojson::Value& root) {
+    auto index = gojson::Struct::of(root);
+    if (!index || !root.is_object()) {
+      return bad("index.json", "not a JSON object");
+    }
+    auto manifests = index->structs("manifests");
+    if (!manifests) {
+      return std::unexpected(in("index.json", manifests.error()));
+    }
+    if (!*manifests) {
       return bad("index.json", "no \"manifests\" array");
     }
-    for (const auto& d : index["manifests"]) {
+    for (const auto& d : **manifests) {
+      auto annotations = d.string_map("annotations");
+      if (!annotations) {
+        return std::unexpected(in("index.json", annotations.error()));
+      }
       std::vector<std::string> raw;
-      if (d.is_object() && d.contains("annotations") && d["annotations"].is_object()) {
-        const auto& ann = d["annotations"];
-        if (ann.contains("io.containerd.image.name") && ann["io.containerd.image.name"].is_string()) {
-          raw.push_back(ann["io.containerd.image.name"].get<std::string>());
-        } else if (ann.contains("org.opencontainers.image.ref.name") &&
-                   ann["org.opencontainers.image.ref.name"].is_string()) {
-          const auto ref = ann["org.opencontainers.image.ref.name"].get<std::string>();
-          if (looks_like_reference(ref)) {
-            raw.push_back(ref);
-          }
-        }
+      if (auto it = annotations->find("io.containerd.image.name"); it != annotations->end()) {
+        raw.push_back(it->second);
+      } else if (auto ref = annotations->find("org.opencontainers.image.ref.name");
+                 ref != annotations->end() && looks_like_reference(ref->second)) {
+        raw.push_back(ref->second);
       }
       auto names = normalize_names("index.json", raw);
       if (!names) {
@@ -855,8 +995,11 @@ private:
       }
       // A descriptor that names its platform is one platform of a multi-platform image:
       // if its blobs are absent it is unavailable, not an error.
-      const auto platform = descriptor_platform(d);
-      if (auto r = oci_descriptor(d, "index.json", *names, platform, platform.has_value(), 0); !r) {
+      auto platform = descriptor_platform(d);
+      if (!platform) {
+        return std::unexpected(in("index.json", platform.error()));
+      }
+      if (auto r = oci_descriptor(d, "index.json", *names, *platform, platform->has_value(), 0); !r) {
         return r;
       }
     }
@@ -906,103 +1049,125 @@ private:
     return Digest::parse_hex(base);
   }
 
-  Result<void> read_docker(const json& manifest) {
-    if (!manifest.is_array()) {
-      return bad("manifest.json", "expected a JSON array");
+  // One entry of a docker-save manifest.json, as containerd's importer and `docker
+  // load` decode it.
+  struct DockerEntry {
+    std::string config;
+    std::vector<std::string> repo_tags;
+    std::vector<std::string> layers;
+  };
+
+  Result<std::vector<DockerEntry>> decode_docker_manifest(const gojson::Value& root) const {
+    auto entries = gojson::Struct::elements(root);
+    if (!entries) {
+      return std::unexpected(bad("manifest.json", entries.error().message).error());
     }
+    std::vector<DockerEntry> out;
+    for (std::size_t idx = 0; idx < entries->size(); ++idx) {
+      const auto& m = (*entries)[idx];
+      const std::string where = fmt::format("manifest.json[{}]", idx);
+      auto config = m.string("Config");
+      auto tags = m.strings("RepoTags");
+      auto layers = m.strings("Layers");
+      if (!config || !tags || !layers) {
+        return std::unexpected(in(where, !config ? config.error() : !tags ? tags.error() : layers.error()));
+      }
+      if (!*config || !*layers) {
+        return std::unexpected(bad(where, "needs \"Config\" and \"Layers\"").error());
+      }
+      if ((*layers)->size() > limits_.max_layers) {
+        return std::unexpected(bad(where, fmt::format("lists {} layers; kload refuses more than {} (overlayfs "
+                                                      "stacks at most 500)",
+                                                      (*layers)->size(), limits_.max_layers)).error());
+      }
+      out.push_back(DockerEntry{**config, tags->value_or(std::vector<std::string>{}), **layers});
+    }
+    return out;
+  }
+
+  // A docker-archive config: its bytes, read and hashed once per entry however many
+  // images name it. Identified by the digest of its bytes, as containerd and `docker
+  // load` identify it; a file name promising another digest only earns a warning.
+  struct DockerConfig {
+    Digest digest;
+    std::string entry;
+    std::string bytes;
+  };
+
+  Result<const DockerConfig*> docker_config(const std::string& config_name, const std::string& where) {
+    std::string config_entry;
+    const Entry* ce = lookup(config_name, &config_entry);
+    if (ce == nullptr) {
+      return std::unexpected(bad(config_name, fmt::format("config named by {} is not in the archive", where)).error());
+    }
+    if (auto it = docker_configs_.find(config_entry); it != docker_configs_.end()) {
+      return &it->second;
+    }
+    auto config_bytes = entry_bytes(config_name, *ce);
+    if (!config_bytes) {
+      return std::unexpected(config_bytes.error());
+    }
+    const auto config_digest = util::Sha256::of(*config_bytes);
+    if (auto claimed = digest_from_name(config_name); claimed && *claimed != config_digest) {
+      set_.warnings.push_back(fmt::format("{}: {}: config bytes hash to {}, not the {} its name says; the image is "
+                                          "identified by its bytes, as containerd and docker load do",
+                                          input_, config_name, config_digest.str(), claimed->str()));
+    }
+    return &docker_configs_.emplace(config_entry, DockerConfig{config_digest, config_entry, std::move(*config_bytes)})
+                .first->second;
+  }
+
+  Result<void> read_docker(const std::vector<DockerEntry>& manifest) {
     for (std::size_t idx = 0; idx < manifest.size(); ++idx) {
       const auto& m = manifest[idx];
       const std::string where = fmt::format("manifest.json[{}]", idx);
-      if (!m.is_object() || !m.contains("Config") || !m["Config"].is_string() || !m.contains("Layers") ||
-          !m["Layers"].is_array()) {
-        return bad(where, "needs \"Config\" and \"Layers\"");
+      auto dc = docker_config(m.config, where);
+      if (!dc) {
+        return std::unexpected(dc.error());
       }
-      const auto config_name = m["Config"].get<std::string>();
-      std::string config_entry;
-      const Entry* ce = lookup(config_name, &config_entry);
-      if (ce == nullptr) {
-        return bad(config_name, fmt::format("config named by {} is not in the archive", where));
-      }
-      auto config_bytes = entry_bytes(config_name, *ce);
-      if (!config_bytes) {
-        return std::unexpected(config_bytes.error());
-      }
-      const auto config_digest = util::Sha256::of(*config_bytes);
-      if (auto claimed = digest_from_name(config_name); claimed && *claimed != config_digest) {
-        return bad(config_name, fmt::format("config bytes hash to {}, its name says {}", config_digest.str(),
-                                            claimed->str()));
-      }
-      auto config = parse_config(config_name, *config_bytes);
+      const Digest config_digest = (*dc)->digest;
+      auto config = parse_config(config_digest, m.config, (*dc)->bytes);
       if (!config) {
         return std::unexpected(config.error());
       }
-      const auto& layer_names = m["Layers"];
-      if (layer_names.size() != config->diff_ids.size()) {
+      const ParsedConfig& cfg = **config;
+      const auto& layer_names = m.layers;
+      if (layer_names.size() != cfg.diff_ids.size()) {
         return bad(where, fmt::format("lists {} layers but config {} has {} diff_ids", layer_names.size(),
-                                      config_digest.str(), config->diff_ids.size()));
+                                      config_digest.str(), cfg.diff_ids.size()));
       }
       Image image;
-      auto tags = string_array(m, "RepoTags").value_or(std::vector<std::string>{});
-      auto names = normalize_names(where, tags);
+      auto names = normalize_names(where, m.repo_tags);
       if (!names) {
         return std::unexpected(names.error());
       }
       image.names = *names;
       image.id = config_digest;
-      image.platform = config->platform;
-      image.config = Descriptor{media_type::docker_config, config_digest, config_bytes->size()};
-      image.run = config->run;
+      image.platform = cfg.platform;
+      image.config = Descriptor{media_type::docker_config, config_digest, (*dc)->bytes.size()};
+      image.run = cfg.run;
       image.format = SourceFormat::docker_archive;
       image.source = input_;
       std::vector<std::pair<std::string, const Entry*>> layer_entries;
       for (std::size_t i = 0; i < layer_names.size(); ++i) {
-        if (!layer_names[i].is_string()) {
-          return bad(where, "layer names must be strings");
-        }
-        const auto lname = layer_names[i].get<std::string>();
+        const auto& lname = layer_names[i];
         std::string resolved;
         const Entry* e = lookup(lname, &resolved);
         if (e == nullptr) {
-          return bad(lname, fmt::format("layer {} named by {} is not in the archive", config->diff_ids[i].str(), where));
+          return bad(lname, fmt::format("layer {} named by {} is not in the archive", cfg.diff_ids[i].str(), where));
         }
-        auto head = peek(*e, 2);
-        if (!head) {
-          return bad(lname, "cannot read layer");
+        auto layer = docker_layer(lname, resolved, *e, cfg.diff_ids[i]);
+        if (!layer) {
+          return std::unexpected(layer.error());
         }
-        Layer layer;
-        layer.diff_id = config->diff_ids[i];
-        layer.blob.size = e->size;
-        if (head->size() == 2 && static_cast<unsigned char>((*head)[0]) == 0x1f &&
-            static_cast<unsigned char>((*head)[1]) == 0x8b) {
-          // A compressed layer: its digest is not the diff_id and nothing names it, so
-          // it has to be hashed now.
-          layer.blob.media_type = media_type::docker_layer_gzip;
-          auto d = e->computed ? *e->computed : hash_entry(*e);
-          if (!d) {
-            return bad(lname, "cannot read layer");
-          }
-          layer.blob.digest = *d;
-        } else {
-          layer.blob.media_type = media_type::docker_layer;
-          layer.blob.digest = layer.diff_id;
-          const auto claimed = digest_from_name(resolved);
-          if (claimed && *claimed != layer.diff_id) {
-            return bad(lname, fmt::format("file name says {} but the config's diff_id is {}", claimed->str(),
-                                          layer.diff_id.str()));
-          }
-          if (e->computed && *e->computed != layer.diff_id) {
-            return bad(lname, fmt::format("layer bytes hash to {} but the config's diff_id is {}",
-                                          e->computed->str(), layer.diff_id.str()));
-          }
-        }
-        image.layers.push_back(layer);
+        image.layers.push_back(*layer);
         layer_entries.emplace_back(resolved, e);
       }
       image.manifest_bytes = docker_manifest(image.config, image.layers);
       image.manifest = Descriptor{media_type::docker_manifest, util::Sha256::of(image.manifest_bytes),
                                   image.manifest_bytes.size()};
       add_memory_blob(image.manifest.digest, where, image.manifest_bytes);
-      add_memory_blob(config_digest, config_entry, *config_bytes);
+      add_memory_blob(config_digest, (*dc)->entry, (*dc)->bytes);
       for (std::size_t i = 0; i < layer_entries.size(); ++i) {
         const auto& [name, e] = layer_entries[i];
         std::optional<Digest> computed = e->computed;
@@ -1014,6 +1179,48 @@ private:
       add_image(std::move(image));
     }
     return {};
+  }
+
+  // One layer of a docker archive: plain tar (its digest is the diff_id) or gzip (hashed
+  // once per entry, however many images use it).
+  Result<Layer> docker_layer(const std::string& lname, const std::string& resolved, const Entry& e,
+                             const Digest& diff_id) {
+    auto head = peek(e, 2);
+    if (!head) {
+      return std::unexpected(bad(lname, "cannot read layer").error());
+    }
+    Layer layer;
+    layer.diff_id = diff_id;
+    layer.blob.size = e.size;
+    if (head->size() == 2 && static_cast<unsigned char>((*head)[0]) == 0x1f &&
+        static_cast<unsigned char>((*head)[1]) == 0x8b) {
+      // A compressed layer: its digest is not the diff_id and nothing names it, so it
+      // has to be hashed now.
+      layer.blob.media_type = media_type::docker_layer_gzip;
+      if (auto it = hashed_layers_.find(resolved); it != hashed_layers_.end()) {
+        layer.blob.digest = it->second;
+        return layer;
+      }
+      auto d = e.computed ? *e.computed : hash_entry(e);
+      if (!d) {
+        return std::unexpected(bad(lname, "cannot read layer").error());
+      }
+      layer.blob.digest = *d;
+      hashed_layers_.emplace(resolved, *d);
+      return layer;
+    }
+    layer.blob.media_type = media_type::docker_layer;
+    layer.blob.digest = layer.diff_id;
+    const auto claimed = digest_from_name(resolved);
+    if (claimed && *claimed != layer.diff_id) {
+      return std::unexpected(bad(lname, fmt::format("file name says {} but the config's diff_id is {}",
+                                                    claimed->str(), layer.diff_id.str())).error());
+    }
+    if (e.computed && *e.computed != layer.diff_id) {
+      return std::unexpected(bad(lname, fmt::format("layer bytes hash to {} but the config's diff_id is {}",
+                                                    e.computed->str(), layer.diff_id.str())).error());
+    }
+    return layer;
   }
 
   std::optional<Digest> hash_entry(const Entry& e) {
@@ -1053,67 +1260,78 @@ private:
     set_.images.push_back(std::move(image));
   }
 
+  Result<gojson::Value> top_document(const char* name, const Entry& e) {
+    auto bytes = entry_bytes(name, e);
+    if (!bytes) {
+      return std::unexpected(bytes.error());
+    }
+    return parse_json(name, *bytes);
+  }
+
   Result<void> interpret() {
     const Entry* index_entry = lookup("index.json");
     const Entry* manifest_entry = lookup("manifest.json");
     if (index_entry == nullptr && manifest_entry == nullptr) {
       return bad("", "neither manifest.json nor index.json found: not a docker or OCI image archive");
     }
-    try {
-      std::optional<json> docker;
-      if (manifest_entry != nullptr) {
-        auto bytes = entry_bytes("manifest.json", *manifest_entry);
-        if (!bytes) {
-          return std::unexpected(bytes.error());
-        }
-        auto j = parse_json("manifest.json", *bytes);
-        if (!j) {
-          return std::unexpected(j.error());
-        }
-        docker = std::move(*j);
+    std::optional<std::vector<DockerEntry>> docker;
+    if (manifest_entry != nullptr) {
+      auto root = top_document("manifest.json", *manifest_entry);
+      if (!root) {
+        return std::unexpected(root.error());
       }
-      if (index_entry != nullptr) {
-        auto bytes = entry_bytes("index.json", *index_entry);
-        if (!bytes) {
-          return std::unexpected(bytes.error());
-        }
-        auto j = parse_json("index.json", *bytes);
-        if (!j) {
-          return std::unexpected(j.error());
-        }
-        if (docker && docker->is_array()) {
-          for (const auto& m : *docker) {
-            // Docker >= 25 names a manifest only through its config/layer paths; map
-            // the config path back so index entries can borrow the repo tags.
-            if (m.is_object() && m.contains("Config") && m["Config"].is_string()) {
-              const auto d = digest_from_name(m["Config"].get<std::string>());
-              const auto t = string_array(m, "RepoTags");
-              if (d && t) {
-                config_tags_[*d] = *t;
-              }
-            }
-          }
-        }
-        if (auto r = read_oci(*j); !r) {
-          return r;
-        }
-        for (auto& image : set_.images) {
-          if (image.names.empty() && image.source == input_) {
-            if (auto it = config_tags_.find(image.id); it != config_tags_.end()) {
-              auto names = normalize_names("manifest.json", it->second);
-              if (!names) {
-                return std::unexpected(names.error());
-              }
-              image.names = *names;
-            }
-          }
-        }
-        return {};
+      auto entries = decode_docker_manifest(*root);
+      if (!entries) {
+        return std::unexpected(entries.error());
       }
-      return read_docker(*docker);
-    } catch (const json::exception& e) {
-      return bad("", fmt::format("unexpected JSON structure: {}", e.what()));
+      docker = std::move(*entries);
     }
+    if (index_entry != nullptr) {
+      auto root = top_document("index.json", *index_entry);
+      if (!root) {
+        return std::unexpected(root.error());
+      }
+      // An index that names nothing beside a manifest.json that names images: the
+      // archive is a docker save, read as `docker load` reads it.
+      if (docker && !docker->empty() && names_nothing(*root)) {
+        return read_docker(*docker);
+      }
+      if (docker) {
+        for (const auto& m : *docker) {
+          // Docker >= 25 names a manifest only through its config/layer paths; map the
+          // config path back so index entries can borrow the repo tags.
+          if (const auto d = digest_from_name(m.config)) {
+            config_tags_[*d] = m.repo_tags;
+          }
+        }
+      }
+      if (auto r = read_oci(*root); !r) {
+        return r;
+      }
+      for (auto& image : set_.images) {
+        if (image.names.empty() && image.source == input_) {
+          if (auto it = config_tags_.find(image.id); it != config_tags_.end()) {
+            auto names = normalize_names("manifest.json", it->second);
+            if (!names) {
+              return std::unexpected(names.error());
+            }
+            image.names = *names;
+          }
+        }
+      }
+      return {};
+    }
+    return read_docker(*docker);
+  }
+
+  // True when index.json lists no manifest (an empty or absent "manifests").
+  static bool names_nothing(const gojson::Value& root) {
+    auto index = gojson::Struct::of(root);
+    if (!index || !root.is_object()) {
+      return false;
+    }
+    auto manifests = index->structs("manifests");
+    return manifests && (!*manifests || (*manifests)->empty());
   }
 
   std::string input_;
@@ -1130,6 +1348,13 @@ private:
   std::shared_ptr<util::TempDir> spool_;
   std::uint64_t spool_count_ = 0;
   std::map<Digest, std::vector<std::string>> config_tags_;
+  // Each distinct metadata document is read, hashed and parsed once, however many
+  // images name it (a manifest.json of 100 entries naming one 15 MiB config).
+  std::map<Digest, std::string> verified_;            // metadata blobs, digest-checked
+  std::map<Digest, gojson::Value> documents_;         // manifests and indexes, parsed
+  std::map<Digest, ParsedConfig> configs_;            // image configs, decoded
+  std::map<std::string, DockerConfig> docker_configs_;  // by entry name
+  std::map<std::string, Digest> hashed_layers_;       // gzip docker layers, by entry name
   ReadStats stats_;
 };
 
