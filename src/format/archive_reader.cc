@@ -165,6 +165,18 @@ void add_new_names(std::vector<std::string>& names, const std::vector<std::strin
   }
 }
 
+// The fields of containerd's structs kload reads (index, manifest, descriptor,
+// platform, image config, docker-save manifest.json entry; "config" and "layers" also
+// match "Config" and "Layers"), and the map fields among them. Nothing else of a
+// document is kept.
+const gojson::Keep& metadata_fields() {
+  static const gojson::Keep keep{{"mediaType", "digest", "size", "platform", "annotations", "manifests", "config",
+                                  "layers", "os", "architecture", "variant", "rootfs", "diff_ids", "Entrypoint", "Cmd",
+                                  "RepoTags"},
+                                 {"annotations"}};
+  return keep;
+}
+
 class Reader {
 public:
   Reader(std::string input, ImageSet& set, const ReadLimits& limits, int fd = -1)
@@ -515,7 +527,7 @@ private:
   // per distinct document: the count is in ReadStats so tests can hold it to that.
   Result<gojson::Value> parse_json(const std::string& name, const std::string& text) {
     ++stats_.documents_parsed;
-    auto v = gojson::parse(name, text);
+    auto v = gojson::parse(name, text, metadata_fields());
     if (!v) {
       return std::unexpected(util::Error{ErrorKind::bad_input, fmt::format("{}: {}", input_, v.error().message)});
     }

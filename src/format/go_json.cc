@@ -13,10 +13,11 @@ using util::Result;
 namespace {
 
 // Builds the tree through nlohmann's SAX interface, which reports every key in order,
-// duplicates included (its DOM keeps only one of them).
+// duplicates included (its DOM keeps only one of them). Members `keep` does not ask
+// for are parsed but not stored: `skip_` counts the open containers of such a value.
 class TreeBuilder : public nlohmann::json_sax<nlohmann::json> {
 public:
-  explicit TreeBuilder(Value& root) : root_(root) {}
+  TreeBuilder(Value& root, const Keep& keep) : root_(root), keep_(keep) {}
 
   bool null() override { return put(Value{}); }
   bool boolean(bool b) override {
@@ -29,6 +30,9 @@ public:
   bool number_unsigned(number_unsigned_t n) override { return put(number(n)); }
   bool number_float(number_float_t, const string_t&) override { return put(number(std::nullopt)); }
   bool string(string_t& s) override {
+    if (skipping()) {
+      return put(Value{});
+    }
     Value v;
     v.kind = Value::Kind::string;
     v.text = std::move(s);
@@ -37,6 +41,12 @@ public:
   bool binary(binary_t&) override { return false; }
   bool start_object(std::size_t) override { return open(Value::Kind::object); }
   bool key(string_t& k) override {
+    if (skip_ > 0) {
+      return true;
+    }
+    const Open& parent = stack_.back();
+    skip_next_ = !parent.keep_all && !any_matches(keep_.fields, k);
+    map_next_ = !parent.keep_all && !skip_next_ && any_matches(keep_.maps, k);
     key_ = std::move(k);
     return true;
   }
@@ -51,6 +61,22 @@ public:
   [[nodiscard]] const std::string& error() const { return error_; }
 
 private:
+  struct Open {
+    Value* value;
+    bool keep_all; // a map field: every member is kept
+  };
+
+  static bool any_matches(const std::vector<std::string_view>& names, std::string_view key) {
+    for (const auto name : names) {
+      if (key_matches(key, name)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  [[nodiscard]] bool skipping() const { return skip_ > 0 || skip_next_; }
+
   static Value number(std::optional<std::uint64_t> n) {
     Value v;
     v.kind = Value::Kind::number;
@@ -59,13 +85,25 @@ private:
   }
 
   // Places `v` where the parser is: the root, an array's next element, or the member
-  // named by the last key. Returns the placed value.
+  // named by the last key. Returns the placed value, or nullptr when it is not kept.
   Value* place(Value v) {
+    map_next_ = false;
+    if (skip_ > 0) {
+      return nullptr;
+    }
+    if (skip_next_) {
+      skip_next_ = false;
+      return nullptr;
+    }
+    if (++kept_ > keep_.max_values) {
+      error_ = fmt::format("more than {} JSON values in the fields kload reads", keep_.max_values);
+      return nullptr;
+    }
     if (stack_.empty()) {
       root_ = std::move(v);
       return &root_;
     }
-    Value* parent = stack_.back();
+    Value* parent = stack_.back().value;
     if (parent->kind == Value::Kind::array) {
       parent->items.push_back(std::move(v));
       return &parent->items.back();
@@ -76,31 +114,53 @@ private:
 
   bool put(Value v) {
     place(std::move(v));
-    return true;
+    return error_.empty();
   }
 
   // Only the innermost open container grows, so the pointers to its ancestors, held
   // in stack_, stay valid.
   bool open(Value::Kind kind) {
-    if (stack_.size() >= static_cast<std::size_t>(max_depth)) {
+    if (++depth_ > max_depth) {
       error_ = fmt::format("JSON nested more than {} levels deep", max_depth);
       return false;
     }
+    const bool keep_all = keep_.fields.empty() || map_next_ || (!stack_.empty() && stack_.back().keep_all);
+    map_next_ = false;
+    if (skip_ > 0 || skip_next_) {
+      skip_next_ = false;
+      ++skip_;
+      return true;
+    }
     Value v;
     v.kind = kind;
-    stack_.push_back(place(std::move(v)));
+    Value* placed = place(std::move(v));
+    if (placed == nullptr) {
+      return false;
+    }
+    stack_.push_back(Open{placed, keep_all});
     return true;
   }
 
   bool close() {
-    stack_.pop_back();
+    --depth_;
+    if (skip_ > 0) {
+      --skip_;
+    } else {
+      stack_.pop_back();
+    }
     return true;
   }
 
   Value& root_;
-  std::vector<Value*> stack_;
+  const Keep& keep_;
+  std::vector<Open> stack_;
   std::string key_;
   std::string error_;
+  int depth_ = 0;
+  std::size_t skip_ = 0;
+  bool skip_next_ = false;
+  bool map_next_ = false;
+  std::size_t kept_ = 0;
 };
 
 Result<void> field_error(std::string_view field, std::string_view what) {
@@ -135,7 +195,7 @@ char ascii_upper(char c) {
 
 } // namespace
 
-Result<Value> parse(std::string_view name, std::string_view text) {
+Result<Value> parse(std::string_view name, std::string_view text, const Keep& keep) {
   if (text.starts_with("\xEF\xBB\xBF")) {
     return util::fail(ErrorKind::bad_input,
                       fmt::format("{}: starts with a UTF-8 byte order mark, which Go's encoding/json (and so "
@@ -143,7 +203,7 @@ Result<Value> parse(std::string_view name, std::string_view text) {
                                   name));
   }
   Value root;
-  TreeBuilder builder(root);
+  TreeBuilder builder(root, keep);
   const bool ok = nlohmann::json::sax_parse(text, &builder, nlohmann::json::input_format_t::json, true);
   if (!ok) {
     return util::fail(ErrorKind::bad_input,

@@ -193,5 +193,39 @@ TEST(GoJson, EveryDuplicateIsKeptInOrder) {
   EXPECT_EQ(inner.items[2].text, "s");
 }
 
+// Only the fields asked for are kept (and all under a map field), whatever their case;
+// the rest is parsed and checked, and costs no memory.
+TEST(GoJson, OnlyTheFieldsAskedForAreKept) {
+  const Keep keep{{"config", "layers", "annotations"}, {"annotations"}};
+  auto v = parse("doc.json",
+                 R"({"history":[{"a":[1,2,{"b":"c"}]}],"Config":{"Layers":[1],"other":{"x":[]}},)"
+                 R"("annotations":{"any":{"deep":["kept"]},"k":"v"},"layer\u017F":[{"x":1}]})",
+                 keep);
+  ASSERT_TRUE(v.has_value()) << v.error().message;
+  ASSERT_EQ(v->members.size(), 3u);
+  EXPECT_EQ(v->members[0].first, "Config");
+  ASSERT_EQ(v->members[0].second.members.size(), 1u) << "\"other\" is not kept";
+  EXPECT_EQ(v->members[0].second.members[0].first, "Layers");
+  EXPECT_EQ(v->members[1].first, "annotations");
+  ASSERT_EQ(v->members[1].second.members.size(), 2u) << "a map keeps every member";
+  EXPECT_EQ(v->members[1].second.members[0].second.members[0].second.items[0].text, "kept");
+  EXPECT_EQ(v->members[2].first, "layer\u017F");
+  EXPECT_TRUE(v->members[2].second.items[0].members.empty()) << "\"x\" is not a field asked for";
+
+  auto bad = parse("doc.json", R"({"history":[1,2,{"a":"b"},)", keep);
+  EXPECT_FALSE(bad.has_value()) << "what is not kept is still checked";
+  auto deep = parse("doc.json", R"({"history":)" + std::string(10001, '[') + std::string(10001, ']') + "}", keep);
+  ASSERT_FALSE(deep.has_value());
+  EXPECT_EQ(deep.error().message, "doc.json: JSON nested more than 10000 levels deep");
+}
+
+TEST(GoJson, KeptValuesAreBounded) {
+  const Keep keep{{"layers"}, {}, 5};
+  EXPECT_TRUE(parse("doc.json", R"({"layers":[1,2,3],"history":[1,2,3,4,5,6,7,8]})", keep).has_value());
+  auto r = parse("doc.json", R"({"layers":[1,2,3,4,5]})", keep);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().message, "doc.json: more than 5 JSON values in the fields kload reads");
+}
+
 } // namespace
 } // namespace kload::format::gojson

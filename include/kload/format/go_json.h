@@ -44,9 +44,21 @@ struct Value {
   [[nodiscard]] bool is_string() const { return kind == Kind::string; }
 };
 
+// What parse keeps of a document. Every member is parsed and checked, but only those
+// whose key matches one of `fields` as a struct field (see key_matches), and all that
+// lies under a member matching one of `maps`, are kept: memory then grows with what
+// the caller reads (a config's history of millions of values costs nothing), and at
+// most `max_values` values are kept. Empty `fields`: everything is kept.
+struct Keep {
+  std::vector<std::string_view> fields;
+  std::vector<std::string_view> maps;
+  std::size_t max_values = std::size_t{1} << 20;
+};
+
 // Parses one document. Error (bad_input, "NAME: ..."): a UTF-8 byte order mark (Go
-// refuses it), invalid JSON or UTF-8, trailing data, nesting deeper than max_depth.
-util::Result<Value> parse(std::string_view name, std::string_view text);
+// refuses it), invalid JSON or UTF-8, trailing data, nesting deeper than max_depth,
+// more than keep.max_values values kept.
+util::Result<Value> parse(std::string_view name, std::string_view text, const Keep& keep = {});
 
 // True when Go decodes the key `key` into a struct field named `field` (ASCII), by
 // exact match or case folding. `version_dependent` is set when the match relies on
