@@ -1,5 +1,5 @@
 #include "kload/format/archive_reader.h"
-#include "libarchive_error.h"
+#include "tar_index.h"
 
 #include "kload/format/go_json.h"
 #include "kload/format/image_ref.h"
@@ -7,18 +7,10 @@
 #include "kload/util/sha256.h"
 #include "kload/util/temp_dir.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include <cerrno>
-#include <cstring>
-#include <fcntl.h>
 #include <map>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 #include <unordered_set>
 
 namespace kload::format {
@@ -28,131 +20,6 @@ using util::ErrorKind;
 using util::Result;
 
 namespace {
-
-constexpr std::size_t read_block = 256 * 1024;
-// How many entries' worth of ReadLimits::memory_entry_bytes a stream may keep in memory
-// in all (64 MiB by default); the rest is spooled.
-constexpr std::uint64_t memory_budget_entries = 64;
-
-// One entry of the tar, as far as later steps care.
-struct Entry {
-  enum class Type { file, symlink };
-  Type type = Type::file;
-  std::string link_target;
-  std::uint64_t size = 0;
-  std::uint64_t offset = 0;                    // in-place: where the data starts
-  std::shared_ptr<const std::string> memory;   // small entries, or metadata
-  std::filesystem::path spool;                 // stream mode, large entries
-  std::optional<Digest> computed;              // hashed while streaming
-};
-
-// libarchive client callbacks over a file descriptor, counting what is read.
-struct Source {
-  int fd = -1;
-  bool seekable = false;
-  std::uint64_t bytes_read = 0;
-  std::vector<char> buffer = std::vector<char>(read_block);
-};
-
-la_ssize_t source_read(struct archive* a, void* data, const void** out) {
-  auto* s = static_cast<Source*>(data);
-  while (true) {
-    const ssize_t n = ::read(s->fd, s->buffer.data(), s->buffer.size());
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0) {
-      archive_set_error(a, errno, "read failed: %s", std::strerror(errno));
-      return -1;
-    }
-    s->bytes_read += static_cast<std::uint64_t>(n);
-    *out = s->buffer.data();
-    return n;
-  }
-}
-
-la_int64_t source_skip(struct archive*, void* data, la_int64_t request) {
-  auto* s = static_cast<Source*>(data);
-  if (!s->seekable) {
-    return 0; // libarchive then reads and discards
-  }
-  if (::lseek(s->fd, request, SEEK_CUR) < 0) {
-    return 0;
-  }
-  return request;
-}
-
-la_int64_t source_seek(struct archive*, void* data, la_int64_t offset, int whence) {
-  auto* s = static_cast<Source*>(data);
-  return ::lseek(s->fd, offset, whence);
-}
-
-// Removes "./" prefixes and repeated slashes; nullopt when the name is absolute or
-// climbs out with "..".
-std::optional<std::string> clean_path(std::string_view name) {
-  if (name.starts_with("/")) {
-    return std::nullopt;
-  }
-  std::vector<std::string_view> parts;
-  std::size_t start = 0;
-  while (start <= name.size()) {
-    const auto end = name.find('/', start);
-    const auto part = name.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
-    if (part == "..") {
-      return std::nullopt;
-    }
-    if (!part.empty() && part != ".") {
-      parts.push_back(part);
-    }
-    if (end == std::string_view::npos) {
-      break;
-    }
-    start = end + 1;
-  }
-  std::string out;
-  for (const auto& p : parts) {
-    if (!out.empty()) {
-      out += '/';
-    }
-    out += p;
-  }
-  return out;
-}
-
-// The entry a symbolic link named `link` points at: its target read from the link's
-// directory, ".." climbing within the archive (Docker links a layer shared at another
-// place of the chain as "../<v1id>/layer.tar"); nullopt when the target is absolute or
-// climbs out of the archive. Never looked up on the file system.
-std::optional<std::string> link_destination(std::string_view link, std::string_view target) {
-  if (target.starts_with("/")) {
-    return std::nullopt;
-  }
-  const auto slash = link.rfind('/');
-  const std::string joined =
-      slash == std::string_view::npos ? std::string(target) : fmt::format("{}/{}", link.substr(0, slash), target);
-  std::vector<std::string_view> parts;
-  const std::string_view path = joined;
-  std::size_t start = 0;
-  while (start <= path.size()) {
-    const auto end = std::min(path.find('/', start), path.size());
-    const auto part = path.substr(start, end - start);
-    if (part == "..") {
-      if (parts.empty()) {
-        return std::nullopt;
-      }
-      parts.pop_back();
-    } else if (!part.empty() && part != ".") {
-      parts.push_back(part);
-    }
-    start = end + 1;
-  }
-  std::string out;
-  for (const auto& p : parts) {
-    out += out.empty() ? "" : "/";
-    out += p;
-  }
-  return out;
-}
 
 // Appends the names of `more` that `names` lacks, in order. Linear: an archive may
 // list a very large number of tags.
@@ -177,356 +44,83 @@ const gojson::Keep& metadata_fields() {
   return keep;
 }
 
-class Reader {
+// The layout half of the reader: interprets the entries a TarIndex found as docker-save
+// (Docker 24 and older, Docker 25 and later, skopeo) or OCI archives, adding their
+// images and blobs to an ImageSet.
+class LayoutReader {
 public:
-  Reader(std::string input, ImageSet& set, const ReadLimits& limits, int fd = -1)
-      : input_(std::move(input)), set_(set), limits_(limits), given_fd_(fd) {}
+  LayoutReader(TarIndex& index, ImageSet& set, const ReadLimits& limits)
+      : index_(index), input_(index.input()), set_(set), limits_(limits) {}
 
-  ~Reader() {
-    if (source_.fd >= 0) {
-      ::close(source_.fd);
+  // Error (bad_input): see read_archive.
+  Result<void> interpret() {
+    const TarEntry* index_entry = index_.lookup("index.json");
+    const TarEntry* manifest_entry = index_.lookup("manifest.json");
+    if (index_entry == nullptr && manifest_entry == nullptr) {
+      return bad("", "neither manifest.json nor index.json found: not a docker or OCI image archive");
     }
+    std::optional<std::vector<DockerEntry>> docker;
+    if (manifest_entry != nullptr) {
+      auto root = top_document("manifest.json", *manifest_entry);
+      if (!root) {
+        return std::unexpected(root.error());
+      }
+      auto entries = decode_docker_manifest(*root);
+      if (!entries) {
+        return std::unexpected(entries.error());
+      }
+      docker = std::move(*entries);
+    }
+    if (index_entry != nullptr) {
+      auto root = top_document("index.json", *index_entry);
+      if (!root) {
+        return std::unexpected(root.error());
+      }
+      // An index that names nothing beside a manifest.json that names images: the
+      // archive is a docker save, read as `docker load` reads it.
+      if (docker && !docker->empty() && names_nothing(*root)) {
+        return read_docker(*docker);
+      }
+      if (docker) {
+        for (const auto& m : *docker) {
+          // Docker >= 25 names a manifest only through its config/layer paths; map the
+          // config path back so index entries can borrow the repo tags.
+          if (const auto d = digest_from_name(m.config)) {
+            config_tags_[*d] = m.repo_tags;
+          }
+        }
+      }
+      if (auto r = read_oci(*root); !r) {
+        return r;
+      }
+      for (auto& image : set_.images) {
+        if (image.names.empty() && image.source == input_) {
+          if (auto it = config_tags_.find(image.id); it != config_tags_.end()) {
+            auto names = normalize_names("manifest.json", it->second);
+            if (!names) {
+              return std::unexpected(names.error());
+            }
+            image.names = *names;
+          }
+        }
+      }
+      return {};
+    }
+    return read_docker(*docker);
   }
 
-  Result<ReadStats> run() {
-    if (auto r = scan(); !r) {
-      return std::unexpected(r.error());
-    }
-    if (auto r = interpret(); !r) {
-      return std::unexpected(r.error());
-    }
-    stats_.bytes_read = source_.bytes_read;
-    return stats_;
-  }
+  // JSON documents parsed: each distinct one once.
+  [[nodiscard]] std::uint64_t documents_parsed() const { return documents_parsed_; }
 
 private:
   Result<void> bad(const std::string& entry, const std::string& what) const {
-    if (entry.empty()) {
-      return util::fail(ErrorKind::bad_input, fmt::format("{}: {}", input_, what));
-    }
-    return util::fail(ErrorKind::bad_input, fmt::format("{}: {}: {}", input_, entry, what));
-  }
-
-  Result<void> open_input() {
-    if (given_fd_ >= 0) {
-      source_.fd = ::dup(given_fd_);
-      return source_.fd >= 0 ? Result<void>{} : bad("", "cannot read the stream");
-    }
-    if (input_ == "-") {
-      source_.fd = ::dup(0);
-    } else {
-      source_.fd = ::open(input_.c_str(), O_RDONLY | O_CLOEXEC);
-    }
-    if (source_.fd < 0) {
-      return util::fail(ErrorKind::bad_input, fmt::format("{}: cannot open: {}", input_, std::strerror(errno)));
-    }
-    struct stat st{};
-    if (::fstat(source_.fd, &st) == 0 && S_ISREG(st.st_mode) && input_ != "-") {
-      source_.seekable = true;
-      file_size_ = static_cast<std::uint64_t>(st.st_size);
-    } else if (::fstat(source_.fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-      return bad("", "is a directory, not an archive");
-    }
-    return {};
-  }
-
-  Result<std::filesystem::path> spool_path() {
-    if (!spool_) {
-      auto dir = util::TempDir::create("kload-spool");
-      if (!dir) {
-        return std::unexpected(dir.error());
-      }
-      spool_ = std::make_shared<util::TempDir>(std::move(*dir));
-      set_.spool_owner = spool_holder();
-    }
-    return spool_->path() / fmt::format("{}", spool_count_++);
-  }
-
-  // The ImageSet keeps every spool directory of every input alive.
-  std::shared_ptr<void> spool_holder() {
-    auto previous = set_.spool_owner;
-    auto mine = spool_;
-    return std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<util::TempDir>>>(previous, mine);
-  }
-
-  Result<void> check_expansion(struct archive* a) {
-    if (in_place_) {
-      return {};
-    }
-    const auto expanded = static_cast<std::uint64_t>(archive_filter_bytes(a, 0));
-    const auto raw = static_cast<std::uint64_t>(archive_filter_bytes(a, -1));
-    stats_.bytes_expanded = expanded;
-    if (expanded > limits_.max_expanded_bytes) {
-      return bad("", fmt::format("expands beyond {} bytes; refusing to read further", limits_.max_expanded_bytes));
-    }
-    if (expanded > limits_.ratio_grace && raw > 0 && expanded / raw > limits_.max_expansion_ratio) {
-      return bad("", fmt::format("decompresses to {} times its size; refusing a decompression bomb",
-                                 expanded / raw));
-    }
-    return {};
-  }
-
-  // Stream mode: keeps the entry in memory or spools it, hashing as it goes.
-  Result<void> store_entry_data(struct archive* a, const std::string& name, Entry& e) {
-    if (e.size > limits_.max_expanded_bytes) {
-      return bad(name, fmt::format("its header claims {} bytes, so the archive expands beyond {} bytes; refusing to "
-                                   "read further",
-                                   e.size, limits_.max_expanded_bytes));
-    }
-    // Small entries stay in memory, but no more than memory_budget_entries of them in
-    // all: 10,000 layers of 1 MiB (10 GiB, from a few dozen MiB of gzip) are spooled.
-    const bool to_memory = e.size <= limits_.memory_entry_bytes &&
-                           memory_held_ + e.size <= memory_budget_entries * limits_.memory_entry_bytes;
-    std::string mem;
-    int out = -1;
-    if (!to_memory) {
-      auto path = spool_path();
-      if (!path) {
-        return std::unexpected(path.error());
-      }
-      e.spool = *path;
-      out = ::open(e.spool.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-      if (out < 0) {
-        return util::fail(ErrorKind::io, fmt::format("cannot create spool file {}: {}", e.spool.string(), std::strerror(errno)));
-      }
-      struct statvfs vfs{};
-      if (::fstatvfs(out, &vfs) == 0 &&
-          static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize < e.size + (64ull << 20)) {
-        ::close(out);
-        return bad(name, fmt::format("needs {} bytes of temporary space in {}, which has {} free; set TMPDIR elsewhere",
-                                     e.size, e.spool.parent_path().string(),
-                                     static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize));
-      }
-    } else {
-      mem.reserve(e.size);
-    }
-    util::Sha256 hash;
-    std::uint64_t got = 0;
-    const void* buf = nullptr;
-    size_t len = 0;
-    la_int64_t off = 0;
-    Result<void> status{};
-    while (true) {
-      const int r = archive_read_data_block(a, &buf, &len, &off);
-      if (r == ARCHIVE_EOF) {
-        break;
-      }
-      if (r < ARCHIVE_WARN) {
-        status = bad(name, fmt::format("cannot read: {}", archive_why(a)));
-        break;
-      }
-      if (static_cast<std::uint64_t>(off) != got) {
-        status = bad(name, "sparse entries are not supported");
-        break;
-      }
-      hash.update(std::string_view(static_cast<const char*>(buf), len));
-      got += len;
-      if (to_memory) {
-        mem.append(static_cast<const char*>(buf), len);
-      } else if (auto w = util::write_all(out, buf, len, e.spool.string()); !w) {
-        status = std::unexpected(w.error());
-        break;
-      }
-      if (auto c = check_expansion(a); !c) {
-        status = c;
-        break;
-      }
-    }
-    if (out >= 0) {
-      ::close(out);
-    }
-    if (!status) {
-      return status;
-    }
-    if (got != e.size) {
-      return bad(name, fmt::format("truncated: {} of {} bytes", got, e.size));
-    }
-    stats_.bytes_hashed += got;
-    if (to_memory) {
-      memory_held_ += got;
-      e.memory = std::make_shared<const std::string>(std::move(mem));
-    } else {
-      stats_.bytes_spooled += got;
-    }
-    e.computed = hash.finish();
-    return {};
-  }
-
-  Result<std::string> read_in_memory(struct archive* a, const std::string& name, std::uint64_t size) {
-    if (size > limits_.max_metadata_bytes) {
-      return std::unexpected(bad(name, fmt::format("{} bytes is too large for a metadata file (limit {})", size,
-                                                   limits_.max_metadata_bytes)).error());
-    }
-    std::string data(size, '\0');
-    const la_ssize_t n = archive_read_data(a, data.data(), data.size());
-    if (n < 0 || static_cast<std::uint64_t>(n) != size) {
-      return std::unexpected(bad(name, fmt::format("truncated or unreadable: {}",
-                                                   n < 0 ? archive_why(a) : "short read")).error());
-    }
-    return data;
-  }
-
-  static bool is_top_metadata(const std::string& name) {
-    return name == "manifest.json" || name == "index.json" || name == "oci-layout" ||
-           name == "repositories";
-  }
-
-  Result<void> scan() {
-    if (auto r = open_input(); !r) {
-      return r;
-    }
-    std::unique_ptr<struct archive, decltype(&archive_read_free)> a(archive_read_new(), archive_read_free);
-    archive_read_support_filter_all(a.get());
-    archive_read_support_format_tar(a.get());
-    archive_read_support_format_gnutar(a.get());
-    archive_read_set_seek_callback(a.get(), source_seek);
-    if (archive_read_open2(a.get(), &source_, nullptr, source_read, source_skip, nullptr) != ARCHIVE_OK) {
-      return bad("", fmt::format("not a readable tar archive: {}", archive_why(a.get())));
-    }
-    bool first = true;
-    while (true) {
-      struct archive_entry* ae = nullptr;
-      const int r = archive_read_next_header(a.get(), &ae);
-      if (r == ARCHIVE_EOF) {
-        break;
-      }
-      // ARCHIVE_RETRY is a damaged header (a size that misframes the next one, say):
-      // the entry it returns is empty, not an entry to look at.
-      if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
-        return bad(last_entry_.empty() ? "" : "after entry " + last_entry_,
-                   fmt::format("corrupt or truncated archive: {}", archive_why(a.get())));
-      }
-      if (first) {
-        first = false;
-        // Only a plain tar in a regular file can be read in place later.
-        in_place_ = source_.seekable && archive_filter_count(a.get()) == 1;
-        stats_.indexed_in_place = in_place_;
-        if (!in_place_) {
-          source_.seekable = false; // never skip by seeking under a decompressor
-        }
-      }
-      if (++entry_count_ > limits_.max_entries) {
-        return bad("", fmt::format("more than {} entries", limits_.max_entries));
-      }
-      const char* raw_name = archive_entry_pathname(ae);
-      const std::string shown = raw_name != nullptr ? raw_name : "";
-      last_entry_ = shown;
-      auto name = clean_path(shown);
-      if (!name) {
-        return bad(shown, "unsafe entry path (absolute or containing \"..\")");
-      }
-      if (archive_entry_hardlink(ae) != nullptr) {
-        return bad(shown, "hard links are not supported in image archives");
-      }
-      const auto type = archive_entry_filetype(ae);
-      if (type == AE_IFDIR) {
-        continue;
-      }
-      if (type != AE_IFREG && type != AE_IFLNK) {
-        return bad(shown, "device, fifo and socket entries are not allowed in image archives");
-      }
-      if (name->empty()) {
-        return bad(shown, "empty entry name");
-      }
-      // Any second entry of a name is refused, whatever its body: taking the first or
-      // the last would let the in-place index and the stream disagree, or a metadata
-      // file be read from one copy and its blob sent from another.
-      if (entries_.contains(*name)) {
-        return bad(shown, "duplicate entry");
-      }
-      Entry e;
-      if (type == AE_IFLNK) {
-        e.type = Entry::Type::symlink;
-        const char* target = archive_entry_symlink(ae);
-        e.link_target = target != nullptr ? target : "";
-        if (!link_destination(*name, e.link_target)) {
-          return bad(shown, fmt::format("symbolic link to \"{}\" leads outside the archive", e.link_target));
-        }
-        entries_.emplace(*name, std::move(e));
-        continue;
-      }
-      if (archive_entry_size_is_set(ae) == 0 || archive_entry_size(ae) < 0) {
-        return bad(shown, "entry without a size");
-      }
-      e.size = static_cast<std::uint64_t>(archive_entry_size(ae));
-      if (in_place_) {
-        e.offset = static_cast<std::uint64_t>(archive_filter_bytes(a.get(), 0));
-        if (e.offset + e.size > file_size_) {
-          return bad(shown, fmt::format("truncated: entry needs {} bytes past offset {}, file has {}", e.size,
-                                        e.offset, file_size_));
-        }
-        // Only the top-level documents (at most four) are read now, and only within the
-        // metadata limit: configs and anything larger are read in place when used, so
-        // memory does not grow with the number of entries and an oversized document is
-        // refused only if used, as when streaming.
-        if (is_top_metadata(*name) && e.size <= limits_.max_metadata_bytes) {
-          auto data = read_in_memory(a.get(), shown, e.size);
-          if (!data) {
-            return std::unexpected(data.error());
-          }
-          e.memory = std::make_shared<const std::string>(std::move(*data));
-        }
-      } else {
-        if (auto s = store_entry_data(a.get(), shown, e); !s) {
-          return s;
-        }
-      }
-      entries_.emplace(*name, std::move(e));
-    }
-    if (first) {
-      return bad("", "empty archive");
-    }
-    return {};
-  }
-
-  // Follows symlinks inside the archive; nullptr when absent or escaping.
-  const Entry* lookup(const std::string& raw, std::string* resolved = nullptr) const {
-    auto name = clean_path(raw);
-    for (int depth = 0; name && depth < 8; ++depth) {
-      const auto it = entries_.find(*name);
-      if (it == entries_.end()) {
-        return nullptr;
-      }
-      if (it->second.type == Entry::Type::file) {
-        if (resolved != nullptr) {
-          *resolved = *name;
-        }
-        return &it->second;
-      }
-      name = link_destination(*name, it->second.link_target);
-    }
-    return nullptr;
-  }
-
-  // Reads a whole entry (a metadata document), bounded by the metadata limit.
-  Result<std::string> entry_bytes(const std::string& name, const Entry& e) {
-    if (e.size > limits_.max_metadata_bytes) {
-      return std::unexpected(bad(name, fmt::format("{} bytes is too large for a metadata document (limit {})",
-                                                   e.size, limits_.max_metadata_bytes)).error());
-    }
-    if (e.memory) {
-      return *e.memory;
-    }
-    std::string data(e.size, '\0');
-    const int fd = in_place_ ? source_.fd : ::open(e.spool.c_str(), O_RDONLY | O_CLOEXEC);
-    const auto off = in_place_ ? static_cast<off_t>(e.offset) : 0;
-    const ssize_t n = ::pread(fd, data.data(), data.size(), off);
-    if (!in_place_ && fd >= 0) {
-      ::close(fd);
-    }
-    if (n < 0 || static_cast<std::uint64_t>(n) != e.size) {
-      return std::unexpected(bad(name, "cannot read entry").error());
-    }
-    if (in_place_) {
-      source_.bytes_read += e.size;
-    }
-    return data;
+    return std::unexpected(archive_error(input_, entry, what));
   }
 
   // Parses a metadata document as containerd's Go decoder will (see go_json.h), once
   // per distinct document: the count is in ReadStats so tests can hold it to that.
   Result<gojson::Value> parse_json(const std::string& name, const std::string& text) {
-    ++stats_.documents_parsed;
+    ++documents_parsed_;
     auto v = gojson::parse(name, text, metadata_fields());
     if (!v) {
       return std::unexpected(util::Error{ErrorKind::bad_input, fmt::format("{}: {}", input_, v.error().message)});
@@ -536,21 +130,6 @@ private:
 
   // A decoding error of the document `entry`, as one line naming it.
   util::Error in(const std::string& entry, const util::Error& e) const { return bad(entry, e.message).error(); }
-
-  BlobLocation location_of(const std::string& name, const Entry& e) const {
-    BlobLocation loc;
-    loc.source = input_;
-    loc.entry = name;
-    if (e.memory) {
-      loc.memory = e.memory;
-    } else if (in_place_) {
-      loc.file = input_;
-      loc.offset = e.offset;
-    } else {
-      loc.file = e.spool;
-    }
-    return loc;
-  }
 
   void add_blob(const Digest& d, std::uint64_t size, BlobLocation loc, std::optional<Digest> computed) {
     if (set_.blobs.contains(d)) {
@@ -574,11 +153,11 @@ private:
     const std::string name = "blobs/sha256/" + d.hex();
     auto it = verified_.find(d);
     if (it == verified_.end()) {
-      const Entry* e = lookup(name);
+      const TarEntry* e = index_.lookup(name);
       if (e == nullptr) {
         return std::unexpected(bad(name, fmt::format("{} {} is not in the archive", what, d.str())).error());
       }
-      auto bytes = entry_bytes(name, *e);
+      auto bytes = index_.bytes(name, *e, limits_.max_metadata_bytes);
       if (!bytes) {
         return std::unexpected(bytes.error());
       }
@@ -791,7 +370,7 @@ private:
       set_.unavailable.push_back(UnavailableImage{names, platform_hint.value_or(Platform{}), input_, reason});
       return {};
     };
-    if (lookup(manifest_entry) == nullptr) {
+    if (index_.lookup(manifest_entry) == nullptr) {
       return unavailable(fmt::format("manifest {} is not in the archive", desc.digest.str()));
     }
     auto root = metadata_document(desc, "manifest");
@@ -831,7 +410,7 @@ private:
       return bad(manifest_entry, fmt::format("unsupported config media type \"{}\"", config_desc->media_type));
     }
     const std::string config_entry = "blobs/sha256/" + config_desc->digest.hex();
-    if (lookup(config_entry) == nullptr) {
+    if (index_.lookup(config_entry) == nullptr) {
       return unavailable(fmt::format("config {} named by manifest {} is not in the archive",
                                      config_desc->digest.str(), desc.digest.str()));
     }
@@ -863,7 +442,7 @@ private:
       return bad(manifest_entry, fmt::format("manifest lists {} layers but config {} has {} diff_ids",
                                              (*layers)->size(), config_desc->digest.str(), cfg.diff_ids.size()));
     }
-    std::vector<std::pair<std::string, const Entry*>> layer_entries;
+    std::vector<std::pair<std::string, const TarEntry*>> layer_entries;
     for (std::size_t i = 0; i < (*layers)->size(); ++i) {
       auto ld = parse_descriptor(manifest_entry, (**layers)[i]);
       if (!ld) {
@@ -871,7 +450,7 @@ private:
       }
       std::string resolved;
       const std::string layer_entry = "blobs/sha256/" + ld->digest.hex();
-      const Entry* e = lookup(layer_entry, &resolved);
+      const TarEntry* e = index_.lookup(layer_entry, &resolved);
       if (e == nullptr) {
         return unavailable(fmt::format("layer {} named by manifest {} is not in the archive", ld->digest.str(),
                                        desc.digest.str()));
@@ -895,7 +474,7 @@ private:
     add_memory_blob(config_desc->digest, config_entry, *config_bytes);
     for (std::size_t i = 0; i < layer_entries.size(); ++i) {
       const auto& [name, e] = layer_entries[i];
-      add_blob(image.layers[i].blob.digest, e->size, location_of(name, *e), e->computed);
+      add_blob(image.layers[i].blob.digest, e->size, index_.location_of(name, *e), e->computed);
     }
     add_image(std::move(image));
     return {};
@@ -924,7 +503,7 @@ private:
       return oci_manifest(*desc, names, platform, in_index);
     }
     const std::string entry = "blobs/sha256/" + desc->digest.hex();
-    if (lookup(entry) == nullptr) {
+    if (index_.lookup(entry) == nullptr) {
       if (in_index) {
         set_.unavailable.push_back(UnavailableImage{names, platform.value_or(Platform{}), input_,
                                                     fmt::format("index {} is not in the archive", desc->digest.str())});
@@ -1032,25 +611,6 @@ private:
     return m.dump();
   }
 
-  Result<std::string> peek(const Entry& e, std::size_t n) {
-    if (e.memory) {
-      return e.memory->substr(0, n);
-    }
-    std::string out(std::min<std::uint64_t>(n, e.size), '\0');
-    const int fd = in_place_ ? source_.fd : ::open(e.spool.c_str(), O_RDONLY | O_CLOEXEC);
-    const ssize_t got = ::pread(fd, out.data(), out.size(), in_place_ ? static_cast<off_t>(e.offset) : 0);
-    if (!in_place_ && fd >= 0) {
-      ::close(fd);
-    }
-    if (got != static_cast<ssize_t>(out.size())) {
-      return std::unexpected(util::Error{ErrorKind::io, "cannot read"});
-    }
-    if (in_place_) {
-      source_.bytes_read += out.size();
-    }
-    return out;
-  }
-
   // The digest a docker-archive file name promises: "<hex>.tar", "<hex>.json" or
   // "blobs/sha256/<hex>".
   static std::optional<Digest> digest_from_name(const std::string& name) {
@@ -1108,14 +668,14 @@ private:
 
   Result<const DockerConfig*> docker_config(const std::string& config_name, const std::string& where) {
     std::string config_entry;
-    const Entry* ce = lookup(config_name, &config_entry);
+    const TarEntry* ce = index_.lookup(config_name, &config_entry);
     if (ce == nullptr) {
       return std::unexpected(bad(config_name, fmt::format("config named by {} is not in the archive", where)).error());
     }
     if (auto it = docker_configs_.find(config_entry); it != docker_configs_.end()) {
       return &it->second;
     }
-    auto config_bytes = entry_bytes(config_name, *ce);
+    auto config_bytes = index_.bytes(config_name, *ce, limits_.max_metadata_bytes);
     if (!config_bytes) {
       return std::unexpected(config_bytes.error());
     }
@@ -1160,11 +720,11 @@ private:
       image.run = cfg.run;
       image.format = SourceFormat::docker_archive;
       image.source = input_;
-      std::vector<std::pair<std::string, const Entry*>> layer_entries;
+      std::vector<std::pair<std::string, const TarEntry*>> layer_entries;
       for (std::size_t i = 0; i < layer_names.size(); ++i) {
         const auto& lname = layer_names[i];
         std::string resolved;
-        const Entry* e = lookup(lname, &resolved);
+        const TarEntry* e = index_.lookup(lname, &resolved);
         if (e == nullptr) {
           return bad(lname, fmt::format("layer {} named by {} is not in the archive", cfg.diff_ids[i].str(), where));
         }
@@ -1186,7 +746,7 @@ private:
         if (!computed && image.layers[i].blob.media_type == media_type::docker_layer_gzip) {
           computed = image.layers[i].blob.digest;
         }
-        add_blob(image.layers[i].blob.digest, e->size, location_of(name, *e), computed);
+        add_blob(image.layers[i].blob.digest, e->size, index_.location_of(name, *e), computed);
       }
       add_image(std::move(image));
     }
@@ -1195,9 +755,9 @@ private:
 
   // One layer of a docker archive: plain tar (its digest is the diff_id) or gzip (hashed
   // once per entry, however many images use it).
-  Result<Layer> docker_layer(const std::string& lname, const std::string& resolved, const Entry& e,
+  Result<Layer> docker_layer(const std::string& lname, const std::string& resolved, const TarEntry& e,
                              const Digest& diff_id) {
-    auto head = peek(e, 2);
+    auto head = index_.peek(e, 2);
     if (!head) {
       return std::unexpected(bad(lname, "cannot read layer").error());
     }
@@ -1213,7 +773,7 @@ private:
         layer.blob.digest = it->second;
         return layer;
       }
-      auto d = e.computed ? *e.computed : hash_entry(e);
+      auto d = e.computed ? *e.computed : index_.hash(e);
       if (!d) {
         return std::unexpected(bad(lname, "cannot read layer").error());
       }
@@ -1235,33 +795,6 @@ private:
     return layer;
   }
 
-  std::optional<Digest> hash_entry(const Entry& e) {
-    util::Sha256 h;
-    std::vector<char> buf(1 << 20);
-    std::uint64_t done = 0;
-    const int fd = in_place_ ? source_.fd : ::open(e.spool.c_str(), O_RDONLY | O_CLOEXEC);
-    const std::uint64_t base = in_place_ ? e.offset : 0;
-    while (done < e.size) {
-      const auto want = std::min<std::uint64_t>(buf.size(), e.size - done);
-      const ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(base + done));
-      if (n <= 0) {
-        break;
-      }
-      h.update(std::string_view(buf.data(), static_cast<std::size_t>(n)));
-      done += static_cast<std::uint64_t>(n);
-    }
-    if (!in_place_ && fd >= 0) {
-      ::close(fd);
-    }
-    if (in_place_) {
-      source_.bytes_read += done;
-    }
-    if (done != e.size) {
-      return std::nullopt;
-    }
-    return h.finish();
-  }
-
   void add_image(Image image) {
     for (auto& existing : set_.images) {
       if (existing.id == image.id && existing.manifest.digest == image.manifest.digest) {
@@ -1272,68 +805,12 @@ private:
     set_.images.push_back(std::move(image));
   }
 
-  Result<gojson::Value> top_document(const char* name, const Entry& e) {
-    auto bytes = entry_bytes(name, e);
+  Result<gojson::Value> top_document(const char* name, const TarEntry& e) {
+    auto bytes = index_.bytes(name, e, limits_.max_metadata_bytes);
     if (!bytes) {
       return std::unexpected(bytes.error());
     }
     return parse_json(name, *bytes);
-  }
-
-  Result<void> interpret() {
-    const Entry* index_entry = lookup("index.json");
-    const Entry* manifest_entry = lookup("manifest.json");
-    if (index_entry == nullptr && manifest_entry == nullptr) {
-      return bad("", "neither manifest.json nor index.json found: not a docker or OCI image archive");
-    }
-    std::optional<std::vector<DockerEntry>> docker;
-    if (manifest_entry != nullptr) {
-      auto root = top_document("manifest.json", *manifest_entry);
-      if (!root) {
-        return std::unexpected(root.error());
-      }
-      auto entries = decode_docker_manifest(*root);
-      if (!entries) {
-        return std::unexpected(entries.error());
-      }
-      docker = std::move(*entries);
-    }
-    if (index_entry != nullptr) {
-      auto root = top_document("index.json", *index_entry);
-      if (!root) {
-        return std::unexpected(root.error());
-      }
-      // An index that names nothing beside a manifest.json that names images: the
-      // archive is a docker save, read as `docker load` reads it.
-      if (docker && !docker->empty() && names_nothing(*root)) {
-        return read_docker(*docker);
-      }
-      if (docker) {
-        for (const auto& m : *docker) {
-          // Docker >= 25 names a manifest only through its config/layer paths; map the
-          // config path back so index entries can borrow the repo tags.
-          if (const auto d = digest_from_name(m.config)) {
-            config_tags_[*d] = m.repo_tags;
-          }
-        }
-      }
-      if (auto r = read_oci(*root); !r) {
-        return r;
-      }
-      for (auto& image : set_.images) {
-        if (image.names.empty() && image.source == input_) {
-          if (auto it = config_tags_.find(image.id); it != config_tags_.end()) {
-            auto names = normalize_names("manifest.json", it->second);
-            if (!names) {
-              return std::unexpected(names.error());
-            }
-            image.names = *names;
-          }
-        }
-      }
-      return {};
-    }
-    return read_docker(*docker);
   }
 
   // True when index.json lists no manifest (an empty or absent "manifests").
@@ -1346,19 +823,10 @@ private:
     return manifests && (!*manifests || (*manifests)->empty());
   }
 
-  std::string input_;
+  TarIndex& index_;
+  const std::string& input_;
   ImageSet& set_;
   const ReadLimits& limits_;
-  int given_fd_ = -1;
-  Source source_;
-  std::uint64_t file_size_ = 0;
-  bool in_place_ = false;
-  std::map<std::string, Entry> entries_;
-  std::string last_entry_;
-  std::uint64_t entry_count_ = 0;
-  std::uint64_t memory_held_ = 0; // bytes of streamed entries kept in memory
-  std::shared_ptr<util::TempDir> spool_;
-  std::uint64_t spool_count_ = 0;
   std::map<Digest, std::vector<std::string>> config_tags_;
   // Each distinct metadata document is read, hashed and parsed once, however many
   // images name it (a manifest.json of 100 entries naming one 15 MiB config).
@@ -1367,7 +835,7 @@ private:
   std::map<Digest, ParsedConfig> configs_;            // image configs, decoded
   std::map<std::string, DockerConfig> docker_configs_;  // by entry name
   std::map<std::string, Digest> hashed_layers_;       // gzip docker layers, by entry name
-  ReadStats stats_;
+  std::uint64_t documents_parsed_ = 0;
 };
 
 } // namespace
@@ -1378,10 +846,20 @@ Result<ReadStats> read_into(const std::string& input, int fd, ImageSet& set, con
   ImageSet scratch;  // nothing of a failed archive reaches the caller's set
   scratch.blobs = set.blobs;
   scratch.spool_owner = set.spool_owner;
-  Reader reader(input, scratch, limits, fd);
-  auto stats = reader.run();
-  if (!stats) {
-    return stats;
+  TarIndex index(input, limits, fd);
+  if (auto r = index.scan(); !r) {
+    return std::unexpected(r.error());
+  }
+  LayoutReader layout(index, scratch, limits);
+  if (auto r = layout.interpret(); !r) {
+    return std::unexpected(r.error());
+  }
+  ReadStats stats = index.stats();
+  stats.documents_parsed = layout.documents_parsed();
+  if (index.spool()) {
+    // The set keeps every spool directory of every input alive.
+    scratch.spool_owner = std::make_shared<std::pair<std::shared_ptr<void>, std::shared_ptr<util::TempDir>>>(
+        scratch.spool_owner, index.spool());
   }
   for (auto& image : scratch.images) {
     bool merged = false;
