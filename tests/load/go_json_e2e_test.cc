@@ -225,5 +225,44 @@ TEST_F(ContainerdGoJson, OciArchiveWithKeysNamedTwice) {
   EXPECT_EQ(said.layers, std::vector<std::string>{sha(l0)});
 }
 
+// The names: manifest.json naming "RepoTags" and then "repoTags"; index.json naming
+// "annotations" and then "Annotations" (Go merges the two maps, the later value of a
+// key winning). kload read the first of each, so it named a different image than ctr.
+TEST_F(ContainerdGoJson, NamesFromKeysNamedTwice) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto l0 = make_layer(scratch.path(), "a");
+  const auto config = config_for({l0}, "/app");
+  const auto docker = tar_of(
+      scratch / "docker",
+      {{"manifest.json",
+        fmt::format(R"([{{"Config":"{}.json","RepoTags":["decoy:v1"],"Layers":["a/layer.tar"],"repoTags":["app:v1"]}}])",
+                    hex(config))},
+       {hex(config) + ".json", config},
+       {"a/layer.tar", l0}});
+  // Another image ID: kload retags an image ID a node already holds, keeping its manifest.
+  const auto config2 = config_for({l0}, "/app2");
+  const auto manifest = fmt::format(
+      R"({{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{}}}]}})",
+      sha(config2), config2.size(), sha(l0), l0.size());
+  const auto index = fmt::format(
+      R"({{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{},"annotations":{{"io.containerd.image.name":"docker.io/library/decoy:v2"}},"Annotations":{{"io.containerd.image.name":"docker.io/library/app:v2"}}}}]}})",
+      sha(manifest), manifest.size());
+  const auto oci = tar_of(scratch / "oci", {{"oci-layout", R"({"imageLayoutVersion":"1.0.0"})"},
+                                            {"index.json", index},
+                                            {"blobs/sha256/" + hex(config2), config2},
+                                            {"blobs/sha256/" + hex(manifest), manifest},
+                                            {"blobs/sha256/" + hex(l0), l0}});
+  same_everywhere(lab, docker, app);
+  same_everywhere(lab, oci, "docker.io/library/app:v2");
+  for (int node = 1; node <= 2; ++node) {
+    std::vector<std::string> names;
+    for (const auto& [name, image] : lab.images(node)) {
+      names.push_back(name);
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{app, "docker.io/library/app:v2"})) << "node " << node;
+  }
+}
+
 } // namespace
 } // namespace kload::testing
