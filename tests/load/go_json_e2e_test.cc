@@ -264,5 +264,34 @@ TEST_F(ContainerdGoJson, NamesFromKeysNamedTwice) {
   }
 }
 
+// An index.json naming nothing beside a manifest.json naming the image (item 6): kload
+// reads it as a docker save, as `docker load` does. containerd's importer reads only
+// the index (`ctr images import` fails: "image might be filtered out"), so the node
+// that kload loaded must hold exactly what kload said.
+TEST_F(ContainerdGoJson, EmptyIndexBesideManifestJson) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto l0 = make_layer(scratch.path(), "a");
+  const auto config = config_for({l0}, "/app");
+  const auto archive = tar_of(
+      scratch / "both",
+      {{"manifest.json",
+        fmt::format(R"([{{"Config":"{}.json","RepoTags":["app:v1"],"Layers":["a/layer.tar"]}}])", hex(config))},
+       {"oci-layout", R"({"imageLayoutVersion":"1.0.0"})"},
+       {"index.json", R"({"schemaVersion":2,"manifests":[]})"},
+       {hex(config) + ".json", config},
+       {"a/layer.tar", l0}});
+  const auto full = run_command({"sh", "-c", lab.ctr_shell(2) + " images import - < " + archive});
+  EXPECT_NE(full.exit_code, 0) << "containerd imported it after all: compare with it";
+  const auto load = kload({"image-archive", archive, "--node", lab.uris()[0]});
+  ASSERT_EQ(load.exit_code, 0) << load.err;
+  const auto said = inspected(archive);
+  EXPECT_EQ(said.id, sha(config));
+  const auto by_kload = stored(lab, 1, app);
+  EXPECT_EQ(by_kload.manifest, said.manifest);
+  EXPECT_EQ(by_kload.id, said.id);
+  EXPECT_EQ(by_kload.layers, said.layers);
+}
+
 } // namespace
 } // namespace kload::testing
