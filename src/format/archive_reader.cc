@@ -1,5 +1,5 @@
 #include "kload/format/archive_reader.h"
-#include "tar_index.h"
+#include "kload/format/tar_index.h"
 
 #include "kload/format/go_json.h"
 #include "kload/format/image_ref.h"

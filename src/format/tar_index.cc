@@ -1,4 +1,4 @@
-#include "tar_index.h"
+#include "kload/format/tar_index.h"
 #include "libarchive_error.h"
 
 #include "kload/util/process.h"

@@ -1,8 +1,8 @@
 #pragma once
-// The bytes half of the archive reader: one pass over a tar (plain or compressed, a
-// file or a stream) that records every entry, its offset in place or its spool file,
-// and gives one way to read an entry's bytes. Knows nothing of image layouts; the
-// layout half (archive_reader.cc) interprets the entries it indexes.
+// The bytes half of read_archive: one pass over a tar (plain or compressed, a file or
+// a stream) that records every entry, its offset in place or its spool file, and gives
+// one way to read an entry's bytes. Knows nothing of image layouts; the layout half
+// (archive_reader.cc) interprets the entries it indexes.
 
 #include "kload/format/archive_reader.h"
 #include "kload/format/model.h"
