@@ -136,15 +136,17 @@ std::filesystem::path many_layers(int layers) {
 // Arg: layers. As a file (indexed in place) or streamed (read_archive_fd).
 void many_layers_run(benchmark::State& state, bool streamed) {
   const auto path = many_layers(static_cast<int>(state.range(0)));
+  // Past the default layer limit on purpose: this measures how reading scales.
+  const kload::format::ReadLimits limits{.max_layers = 1u << 20};
   for (auto _ : state) {
     kload::format::ImageSet set;
     kload::util::Result<kload::format::ReadStats> r;
     if (streamed) {
       const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      r = kload::format::read_archive_fd(fd, path.string(), set);
+      r = kload::format::read_archive_fd(fd, path.string(), set, limits);
       ::close(fd);
     } else {
-      r = kload::format::read_archive(path.string(), set);
+      r = kload::format::read_archive(path.string(), set, limits);
     }
     if (!r || set.images.size() != 1 || set.images[0].layers.size() != static_cast<std::size_t>(state.range(0))) {
       state.SkipWithError(r ? "wrong number of layers read" : r.error().message.c_str());
