@@ -58,6 +58,7 @@ constexpr std::uint32_t lmdb_magic = 0xBEEFC0DE;
 constexpr std::uint16_t p_branch = 0x01;
 constexpr std::uint16_t p_leaf = 0x02;
 constexpr std::uint16_t p_overflow = 0x04;
+constexpr std::uint16_t p_meta = 0x08;
 constexpr std::uint16_t p_kinds = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40;  // branch..subpage
 constexpr std::uint16_t f_bigdata = 0x01;
 constexpr std::uint64_t no_root = ~std::uint64_t{0};
@@ -84,9 +85,14 @@ std::string read_metas(const std::filesystem::path& file, Metas& out, bool& miss
     return fmt::format("cannot stat {}: {}", file.string(), std::strerror(errno));
   }
   out.size = static_cast<std::uint64_t>(st.st_size);
+  // LMDB reads meta page 1 at meta page 0's page size, then takes everything,
+  // the page size included, from the newer one: they must agree.
   auto read_meta = [&](std::uint64_t offset, LmdbMeta& meta) {
-    return ::pread(out.fd.get(), &meta, sizeof(meta), static_cast<off_t>(offset + sizeof(LmdbPageHeader))) ==
-           static_cast<ssize_t>(sizeof(meta));
+    LmdbPageHeader h{};
+    return ::pread(out.fd.get(), &h, sizeof(h), static_cast<off_t>(offset)) == static_cast<ssize_t>(sizeof(h)) &&
+           (h.flags & p_kinds) == p_meta &&
+           ::pread(out.fd.get(), &meta, sizeof(meta), static_cast<off_t>(offset + sizeof(LmdbPageHeader))) ==
+               static_cast<ssize_t>(sizeof(meta));
   };
   if (out.size == 0) {
     return "empty data file";
@@ -96,7 +102,8 @@ std::string read_metas(const std::filesystem::path& file, Metas& out, bool& miss
   }
   out.psize = out.m[0].dbs[0].pad;
   if (out.psize < 512 || out.psize > 65536 || (out.psize & (out.psize - 1)) != 0 || out.size < 2 * out.psize ||
-      !read_meta(out.psize, out.m[1]) || out.m[1].magic != lmdb_magic || out.m[1].version != 1) {
+      !read_meta(out.psize, out.m[1]) || out.m[1].magic != lmdb_magic || out.m[1].version != 1 ||
+      out.m[1].dbs[0].pad != out.psize) {
     return "damaged meta pages";
   }
   return "";
