@@ -61,6 +61,7 @@ constexpr std::uint16_t p_overflow = 0x04;
 constexpr std::uint16_t p_meta = 0x08;
 constexpr std::uint16_t p_kinds = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40;  // branch..subpage
 constexpr std::uint16_t f_bigdata = 0x01;
+constexpr std::uint16_t free_list_flags = 0x08;  // MDB_INTEGERKEY
 constexpr std::uint64_t no_root = ~std::uint64_t{0};
 constexpr std::size_t max_key = 511;
 constexpr int max_depth = 32;
@@ -319,7 +320,8 @@ std::string check_meta(const std::filesystem::path& file) {
     return problem;
   }
   const auto& meta = metas.m[1].txnid > metas.m[0].txnid ? metas.m[1] : metas.m[0];
-  if ((meta.last_pg + 1) * metas.psize > metas.size) {
+  // Said without multiplying: a damaged last page number could overflow.
+  if (meta.last_pg >= metas.size / metas.psize) {
     return fmt::format("truncated: {} bytes, needs {}", metas.size, (meta.last_pg + 1) * metas.psize);
   }
   return "";
@@ -340,8 +342,13 @@ std::optional<std::string> check_tree(const std::filesystem::path& file, std::ui
   if (meta == nullptr) {
     return std::nullopt;
   }
-  if (meta->last_pg < 1 || (meta->last_pg + 1) * metas.psize > metas.size) {
+  if (meta->last_pg < 1 || meta->last_pg >= metas.size / metas.psize) {
     return fmt::format("last page {} beyond the {}-byte file", meta->last_pg, metas.size);
+  }
+  // LMDB takes the databases' flags from here: a damaged DUPSORT, say, would make
+  // it read nodes as sub-pages. The cache uses a plain main database.
+  if (meta->dbs[1].flags != 0 || meta->dbs[0].flags != free_list_flags) {
+    return fmt::format("database flags {:#x} and {:#x}", meta->dbs[1].flags, meta->dbs[0].flags);
   }
   Walker walker(metas.fd.get(), metas.psize, meta->last_pg);
   if (auto problem = walker.check(meta->dbs[1], "main", false); !problem.empty()) {

@@ -456,6 +456,45 @@ TEST(CacheDamage, DamagedPagesAnywhereNeverCrashOrHang) {
             << "\n";
 }
 
+// Writes `value` at `offset` within the newer meta of the data file in `dir`.
+template <typename T> void poke_live_meta(const std::filesystem::path& dir, std::size_t offset, T value) {
+  std::fstream f(dir / "data.mdb", std::ios::in | std::ios::out | std::ios::binary);
+  std::uint64_t txn[2];
+  for (int m = 0; m < 2; ++m) {
+    f.seekg(m * 4096 + 16 + 128);  // the meta after the page header; its txnid at 128
+    f.read(reinterpret_cast<char*>(&txn[m]), 8);
+  }
+  f.seekp(static_cast<std::streamoff>((txn[1] > txn[0] ? 4096 : 0) + 16 + offset));
+  f.write(reinterpret_cast<const char*>(&value), sizeof(value));
+}
+
+TEST(CacheDamage, MetaFieldsLmdbWouldTrustAreChecked) {
+  // The main database flagged DUPSORT (LMDB would read nodes as sub-pages), and a
+  // last page number whose byte offset overflows 64 bits.
+  const std::vector<std::pair<std::size_t, std::uint64_t>> pokes = {
+      {24 + 48 + 4, 0x04},        // dbs[1].flags = MDB_DUPSORT (a 16-bit field; low byte)
+      {24 + 96, ~std::uint64_t{0}},  // last_pg
+      {24 + 96, std::uint64_t{1} << 62},
+  };
+  for (const auto& [offset, value] : pokes) {
+    Scratch s;
+    const auto dir = s / "cache";
+    build_rich_cache(dir);
+    if (offset == 24 + 48 + 4) {
+      poke_live_meta<std::uint16_t>(dir, offset, static_cast<std::uint16_t>(value));
+    } else {
+      poke_live_meta<std::uint64_t>(dir, offset, value);
+    }
+    std::vector<std::string> warnings;
+    auto c = open_ok(dir, &warnings);
+    ASSERT_TRUE(c);
+    ASSERT_EQ(warnings.size(), 1u) << "poke at " << offset;
+    EXPECT_NE(warnings[0].find(offset == 24 + 48 + 4 ? "database flags" : "truncated"), std::string::npos)
+        << warnings[0];
+    EXPECT_TRUE(c->nodes().value().empty());
+  }
+}
+
 TEST(CacheDamage, DamageFoundDuringARunSetsTheCacheAsideOnce) {
   // A leaf page damaged after the cache was opened (and checked): LMDB's own checks
   // report it; the cache is moved aside with one warning and not used again.
