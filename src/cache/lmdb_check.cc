@@ -55,11 +55,12 @@ static_assert(sizeof(LmdbMeta) == 136);
 static_assert(sizeof(LmdbNode) == 8);
 
 constexpr std::uint32_t lmdb_magic = 0xBEEFC0DE;
+// A page on disk carries exactly one of these: LMDB clears its in-memory flags
+// (dirty, loose, keep) before writing, and other bits change how it reads the page.
 constexpr std::uint16_t p_branch = 0x01;
 constexpr std::uint16_t p_leaf = 0x02;
 constexpr std::uint16_t p_overflow = 0x04;
 constexpr std::uint16_t p_meta = 0x08;
-constexpr std::uint16_t p_kinds = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40;  // branch..subpage
 constexpr std::uint16_t f_bigdata = 0x01;
 constexpr std::uint16_t free_list_flags = 0x08;  // MDB_INTEGERKEY
 constexpr std::uint64_t no_root = ~std::uint64_t{0};
@@ -91,7 +92,7 @@ std::string read_metas(const std::filesystem::path& file, Metas& out, bool& miss
   auto read_meta = [&](std::uint64_t offset, LmdbMeta& meta) {
     LmdbPageHeader h{};
     return ::pread(out.fd.get(), &h, sizeof(h), static_cast<off_t>(offset)) == static_cast<ssize_t>(sizeof(h)) &&
-           (h.flags & p_kinds) == p_meta &&
+           h.flags == p_meta &&
            ::pread(out.fd.get(), &meta, sizeof(meta), static_cast<off_t>(offset + sizeof(LmdbPageHeader))) ==
                static_cast<ssize_t>(sizeof(meta));
   };
@@ -193,7 +194,7 @@ private:
     }
     const auto h = header(first);
     const std::uint64_t pages = h.lower | (std::uint64_t{h.upper} << 16);
-    if (h.pgno != pgno || (h.flags & p_kinds) != p_overflow) {
+    if (h.pgno != pgno || h.flags != p_overflow) {
       return bad(fmt::format("page {}: not the overflow page a node points to", pgno));
     }
     if (!claim(pgno, pages)) {
@@ -245,7 +246,7 @@ private:
     if (h.pgno != pgno) {
       return bad(fmt::format("page {} says it is page {}", pgno, h.pgno));
     }
-    if ((h.flags & p_kinds) != (leaf ? p_leaf : p_branch)) {
+    if (h.flags != (leaf ? p_leaf : p_branch)) {
       return bad(fmt::format("page {}: flags {:#x} where a {} page belongs", pgno, h.flags, leaf ? "leaf" : "branch"));
     }
     if (h.lower < sizeof(LmdbPageHeader) + 2 || h.lower % 2 != 0 || h.lower > h.upper || h.upper > psize_) {
