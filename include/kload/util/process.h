@@ -1,6 +1,7 @@
 #pragma once
-// Running child processes with a fed stdin and captured stdout/stderr. Everything
-// that talks to a node goes through a ProcessRunner so tests can substitute a fake.
+// Running child processes: stdin fed from a callback, stdout captured or streamed to a
+// callback, stderr captured. Everything that talks to a node or to Docker goes through
+// a ProcessRunner so tests can substitute a fake.
 
 #include "kload/util/error.h"
 
@@ -16,10 +17,11 @@ struct ProcessResult {
   int exit_code = -1;      // -1 when killed by a signal
   int signal = 0;          // the signal that ended it, else 0
   bool timed_out = false;  // kload killed it after the timeout
-  std::string out;         // stdout
-  std::string err;         // stderr
-  // Set when the stdin feeder failed (stdin was then closed early). The child's own
-  // stderr usually says why better, so callers look at both.
+  std::string out;         // stdout (empty when streamed)
+  std::string err;         // stderr (its last 64 KiB when streamed)
+  // Set when the stdin feeder (or the stdout consumer) failed: stdin (stdout) was then
+  // closed early. The child's own stderr usually says why better, so callers look at
+  // both.
   std::optional<Error> feed_error;
 };
 
