@@ -1,5 +1,8 @@
 #include "kload/cache/cache.h"
 
+#include "lmdb_check.h"
+
+#include "kload/util/fd.h"
 #include "kload/util/process.h"
 
 #include <fmt/format.h>
@@ -13,6 +16,7 @@
 #include <ctime>
 #include <fcntl.h>
 #include <mutex>
+#include <string_view>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,74 +33,6 @@ constexpr std::string_view input_prefix{"input\0", 6};
 constexpr std::uint32_t record_magic = 0x314b4c4b; // "KLK1"
 // Sparse: the file only grows as pages are written.
 constexpr std::size_t map_size = std::size_t{8} << 30;
-
-// The start of an LMDB meta page (64-bit build of LMDB 0.9), used only to tell a
-// truncated or foreign data file before LMDB maps it: reading past the end of a
-// truncated map would be a SIGBUS, not an error.
-struct LmdbPageHeader {
-  std::uint64_t pgno;
-  std::uint16_t pad;
-  std::uint16_t flags;
-  std::uint32_t lower_upper;
-};
-struct LmdbDb {
-  std::uint32_t pad;  // in the free-list DB of a meta page: the page size
-  std::uint16_t flags;
-  std::uint16_t depth;
-  std::uint64_t branch_pages;
-  std::uint64_t leaf_pages;
-  std::uint64_t overflow_pages;
-  std::uint64_t entries;
-  std::uint64_t root;
-};
-struct LmdbMeta {
-  std::uint32_t magic;
-  std::uint32_t version;
-  std::uint64_t address;
-  std::uint64_t mapsize;
-  LmdbDb dbs[2];
-  std::uint64_t last_pg;
-  std::uint64_t txnid;
-};
-static_assert(sizeof(LmdbPageHeader) == 16);
-static_assert(sizeof(LmdbDb) == 48);
-static_assert(sizeof(LmdbMeta) == 136);
-constexpr std::uint32_t lmdb_magic = 0xBEEFC0DE;
-
-// Why data.mdb cannot be trusted, or empty when it looks sound (or does not exist).
-std::string check_data_file(const std::filesystem::path& file) {
-  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return errno == ENOENT ? "" : fmt::format("cannot read {}: {}", file.string(), std::strerror(errno));
-  }
-  struct stat st{};
-  ::fstat(fd, &st);
-  const auto size = static_cast<std::uint64_t>(st.st_size);
-  auto read_meta = [&](std::uint64_t offset, LmdbMeta& meta) {
-    return ::pread(fd, &meta, sizeof(meta), static_cast<off_t>(offset + sizeof(LmdbPageHeader))) ==
-           static_cast<ssize_t>(sizeof(meta));
-  };
-  std::string problem;
-  LmdbMeta m0{};
-  LmdbMeta m1{};
-  if (size == 0) {
-    problem = "empty data file";
-  } else if (!read_meta(0, m0) || m0.magic != lmdb_magic || m0.version != 1) {
-    problem = "not an LMDB data file";
-  } else {
-    const std::uint64_t psize = m0.dbs[0].pad;
-    if (psize < 512 || psize > 65536 || size < 2 * psize || !read_meta(psize, m1) || m1.magic != lmdb_magic) {
-      problem = "damaged meta pages";
-    } else {
-      const auto& meta = m1.txnid > m0.txnid ? m1 : m0;
-      if ((meta.last_pg + 1) * psize > size) {
-        problem = fmt::format("truncated: {} bytes, needs {}", size, (meta.last_pg + 1) * psize);
-      }
-    }
-  }
-  ::close(fd);
-  return problem;
-}
 
 std::string lmdb_error(const char* what, int rc) { return fmt::format("cache: {}: {}", what, mdb_strerror(rc)); }
 
@@ -258,19 +194,151 @@ std::optional<InputKey> InputKey::of(const std::string& path) {
   }
   std::error_code ec;
   const auto abs = std::filesystem::absolute(path, ec);
-  return InputKey{ec ? path : abs.lexically_normal().string(), static_cast<std::uint64_t>(st.st_size),
-                  static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
-                  static_cast<std::uint64_t>(st.st_ino)};
+  auto ns = [](const timespec& t) { return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec; };
+  return InputKey{ec ? path : abs.lexically_normal().string(),
+                  static_cast<std::uint64_t>(st.st_size),
+                  ns(st.st_mtim),
+                  static_cast<std::uint64_t>(st.st_ino),
+                  static_cast<std::uint64_t>(st.st_dev),
+                  ns(st.st_ctim)};
 }
 
-std::string InputKey::str() const { return fmt::format("{}\n{}\n{}\n{}", path, size, mtime_ns, inode); }
+std::string InputKey::str() const {
+  return fmt::format("{}\n{}\n{}\n{}\n{}\n{}", path, size, mtime_ns, inode, device, ctime_ns);
+}
+
+namespace {
+
+// LMDB's answers that mean the data file is damaged (or LMDB gave up on it), as
+// opposed to a full disk or a busy reader table.
+bool is_damage(int rc) {
+  return rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID || rc == MDB_PANIC ||
+         rc == MDB_VERSION_MISMATCH || rc == MDB_BAD_TXN;
+}
+
+// One LMDB transaction, aborted on every path unless committed, and every LMDB call
+// made in it. Remembers whether LMDB reported damage.
+class Txn {
+public:
+  enum class Mode { read, write };
+
+  Txn(MDB_env* env, MDB_dbi dbi) : env_(env), dbi_(dbi) {}
+  Txn(const Txn&) = delete;
+  Txn& operator=(const Txn&) = delete;
+  ~Txn() {
+    if (t_ != nullptr) {
+      mdb_txn_abort(t_);
+    }
+  }
+
+  // Error (io): LMDB refused.
+  Result<void> begin(Mode mode) {
+    if (int rc = mdb_txn_begin(env_, nullptr, mode == Mode::write ? 0 : MDB_RDONLY, &t_); rc != 0) {
+      t_ = nullptr;
+      return failed("begin", rc);
+    }
+    return {};
+  }
+
+  // Error (io): the commit failed; the transaction is gone either way.
+  Result<void> commit() {
+    const int rc = mdb_txn_commit(std::exchange(t_, nullptr));
+    return rc == 0 ? Result<void>{} : failed("commit", rc);
+  }
+
+  [[nodiscard]] MDB_txn* get() const { return t_; }
+  // The LMDB code that said the file is damaged, or 0.
+  [[nodiscard]] int damage() const { return damage_; }
+
+  // The value under `key`, or nullopt. Error (io).
+  Result<std::optional<std::string>> value(std::string_view key) {
+    MDB_val k{key.size(), const_cast<char*>(key.data())};
+    MDB_val v{};
+    const int rc = mdb_get(t_, dbi_, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+      return std::optional<std::string>();
+    }
+    if (rc != 0) {
+      return failed("get", rc);
+    }
+    return std::optional<std::string>(std::string(static_cast<const char*>(v.mv_data), v.mv_size));
+  }
+
+  // Error (io).
+  Result<void> put(std::string_view key, std::string_view value) {
+    MDB_val k{key.size(), const_cast<char*>(key.data())};
+    MDB_val v{value.size(), const_cast<char*>(value.data())};
+    if (int rc = mdb_put(t_, dbi_, &k, &v, 0); rc != 0) {
+      return failed("put", rc);
+    }
+    return {};
+  }
+
+  // Whether there was a value to remove. Error (io).
+  Result<bool> erase(std::string_view key) {
+    MDB_val k{key.size(), const_cast<char*>(key.data())};
+    const int rc = mdb_del(t_, dbi_, &k, nullptr);
+    if (rc == MDB_NOTFOUND) {
+      return false;
+    }
+    if (rc != 0) {
+      return failed("delete", rc);
+    }
+    return true;
+  }
+
+  // Calls fn(key without prefix, value) for every key starting with `prefix`. Error
+  // (io): LMDB failed part-way.
+  Result<void> scan(std::string_view prefix, const std::function<void(std::string_view, std::string_view)>& fn) {
+    MDB_cursor* raw = nullptr;
+    if (int rc = mdb_cursor_open(t_, dbi_, &raw); rc != 0) {
+      return failed("cursor", rc);
+    }
+    const std::unique_ptr<MDB_cursor, decltype(&mdb_cursor_close)> cursor(raw, mdb_cursor_close);
+    MDB_val k{prefix.size(), const_cast<char*>(prefix.data())};
+    MDB_val v{};
+    int rc = mdb_cursor_get(raw, &k, &v, MDB_SET_RANGE);
+    for (; rc == 0; rc = mdb_cursor_get(raw, &k, &v, MDB_NEXT)) {
+      const std::string_view key(static_cast<const char*>(k.mv_data), k.mv_size);
+      if (!key.starts_with(prefix)) {
+        return {};
+      }
+      fn(key.substr(prefix.size()), std::string_view(static_cast<const char*>(v.mv_data), v.mv_size));
+    }
+    return rc == MDB_NOTFOUND ? Result<void>{} : failed("scan", rc);
+  }
+
+private:
+  std::unexpected<util::Error> failed(const char* what, int rc) {
+    if (is_damage(rc)) {
+      damage_ = rc;
+    }
+    return util::fail(ErrorKind::io, lmdb_error(what, rc));
+  }
+
+  MDB_env* env_;
+  MDB_dbi dbi_;
+  MDB_txn* t_ = nullptr;
+  int damage_ = 0;
+};
+
+// Where a damaged cache directory is moved: beside it, named by the time.
+std::filesystem::path aside_path(const std::filesystem::path& dir) {
+  return std::filesystem::path(dir.string() + fmt::format(".corrupt-{}", now()));
+}
+
+} // namespace
 
 struct Cache::Impl {
   MDB_env* env = nullptr;
   MDB_dbi dbi = 0;
   std::filesystem::path dir;
+  std::function<void(const std::string&)> warning;
   // One transaction at a time per process; LMDB serialises writers across processes.
   std::mutex mutex;
+  // Set when LMDB reported damage during this run: the cache was moved aside and is
+  // not used again.
+  bool damaged = false;
 
   ~Impl() {
     if (env != nullptr) {
@@ -278,26 +346,68 @@ struct Cache::Impl {
     }
   }
 
-  // Runs `fn` in a transaction, committing write transactions that succeed.
-  template <typename Fn> auto txn(bool write, Fn&& fn) -> decltype(fn(static_cast<MDB_txn*>(nullptr))) {
+  // Runs `fn` in a transaction, committing write transactions that succeed. Damage
+  // that LMDB reports moves the cache aside, with one warning, and ends its use.
+  template <typename Fn> auto txn(Txn::Mode mode, Fn&& fn) -> decltype(fn(std::declval<Txn&>())) {
     std::lock_guard lock(mutex);
-    MDB_txn* t = nullptr;
-    if (int rc = mdb_txn_begin(env, nullptr, write ? 0 : MDB_RDONLY, &t); rc != 0) {
-      return std::unexpected(util::Error{ErrorKind::io, lmdb_error("begin", rc)});
+    if (damaged) {
+      return util::fail(ErrorKind::io, "cache: not used after damage was found");
     }
-    auto result = fn(t);
-    if (write && result) {
-      if (int rc = mdb_txn_commit(t); rc != 0) {
-        return std::unexpected(util::Error{ErrorKind::io, lmdb_error("commit", rc)});
+    Txn t(env, dbi);
+    auto result = [&]() -> decltype(fn(t)) {
+      if (auto begun = t.begin(mode); !begun) {
+        return std::unexpected(begun.error());
       }
-    } else {
-      mdb_txn_abort(t);
+      auto r = fn(t);
+      if (r && mode == Txn::Mode::write) {
+        if (auto committed = t.commit(); !committed) {
+          return std::unexpected(committed.error());
+        }
+      }
+      return r;
+    }();
+    if (t.damage() != 0) {
+      set_aside(mdb_strerror(t.damage()));
     }
     return result;
+  }
+
+  void set_aside(const std::string& why) {
+    damaged = true;
+    const auto aside = aside_path(dir);
+    std::error_code ec;
+    std::filesystem::rename(dir, aside, ec);
+    if (warning) {
+      warning(ec ? fmt::format("cache {} is damaged ({}); running without it", dir.string(), why)
+                 : fmt::format("cache {} is damaged ({}); moved it to {} and running without it", dir.string(),
+                               why, aside.string()));
+    }
   }
 };
 
 namespace {
+
+// Checks every page of the snapshot a read transaction sees (lmdb_check::check_tree),
+// holding the transaction so that no writer reuses those pages meanwhile. Error
+// (bad_input): damage found.
+Result<void> check_pages(MDB_env* env, const std::filesystem::path& dir) {
+  // A snapshot's meta page is overwritten two commits later; then try a newer one.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    Txn reader(env, 0);
+    if (auto r = reader.begin(Txn::Mode::read); !r) {
+      return util::fail(ErrorKind::bad_input, r.error().message);
+    }
+    const auto problem = lmdb_check::check_tree(dir / "data.mdb", mdb_txn_id(reader.get()));
+    if (!problem) {
+      continue;
+    }
+    if (!problem->empty()) {
+      return util::fail(ErrorKind::bad_input, *problem);
+    }
+    return {};
+  }
+  return {};  // written to without pause: other kload processes find it sound
+}
 
 Result<std::unique_ptr<MDB_env, decltype(&mdb_env_close)>> open_env(const std::filesystem::path& dir, MDB_dbi& dbi) {
   MDB_env* raw = nullptr;
@@ -311,25 +421,66 @@ Result<std::unique_ptr<MDB_env, decltype(&mdb_env_close)>> open_env(const std::f
   }
   int dead = 0;
   mdb_reader_check(raw, &dead);
-  MDB_txn* t = nullptr;
-  if (int rc = mdb_txn_begin(raw, nullptr, 0, &t); rc != 0) {
-    return util::fail(ErrorKind::bad_input, lmdb_error("begin", rc));
+  if (auto checked = check_pages(raw, dir); !checked) {
+    return std::unexpected(checked.error());
   }
-  if (int rc = mdb_dbi_open(t, nullptr, 0, &dbi); rc != 0) {
-    mdb_txn_abort(t);
+  Txn t(raw, 0);
+  if (auto r = t.begin(Txn::Mode::write); !r) {
+    return util::fail(ErrorKind::bad_input, r.error().message);
+  }
+  if (int rc = mdb_dbi_open(t.get(), nullptr, 0, &dbi); rc != 0) {
     return util::fail(ErrorKind::bad_input, lmdb_error("open database", rc));
   }
-  if (int rc = mdb_txn_commit(t); rc != 0) {
-    return util::fail(ErrorKind::bad_input, lmdb_error("commit", rc));
+  if (auto r = t.commit(); !r) {
+    return util::fail(ErrorKind::bad_input, r.error().message);
   }
   return env;
 }
 
+// Why `dir` must not hold the cache, or empty: the cache decides what kload skips, so
+// it must be the user's own, not a link to a place someone else controls.
+std::string refusal(const std::filesystem::path& dir) {
+  const auto euid = ::geteuid();
+  struct stat st{};
+  if (::lstat(dir.c_str(), &st) != 0) {
+    return fmt::format("cannot stat it: {}", std::strerror(errno));
+  }
+  if (S_ISLNK(st.st_mode)) {
+    return "it is a symbolic link";
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return "it is not a directory";
+  }
+  if (st.st_uid != euid) {
+    return fmt::format("it belongs to user {}, not to user {}", st.st_uid, euid);
+  }
+  for (const char* name : {"data.mdb", "lock.mdb"}) {
+    if (::lstat((dir / name).c_str(), &st) != 0) {
+      continue;
+    }
+    if (S_ISLNK(st.st_mode)) {
+      return fmt::format("its {} is a symbolic link", name);
+    }
+    if (!S_ISREG(st.st_mode)) {
+      return fmt::format("its {} is not a regular file", name);
+    }
+    if (st.st_uid != euid) {
+      return fmt::format("its {} belongs to user {}, not to user {}", name, st.st_uid, euid);
+    }
+  }
+  return "";
+}
+
+// Creates `dir` (mode 0700) unless it exists, and checks it may hold the cache.
+// Error (io): it cannot be created, or refusal() says why not.
 Result<void> make_private_dir(const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
     return util::fail(ErrorKind::io, fmt::format("cache: cannot create {}: {}", dir.string(), ec.message()));
+  }
+  if (const auto why = refusal(dir); !why.empty()) {
+    return util::fail(ErrorKind::io, fmt::format("cache {} is not used: {}", dir.string(), why));
   }
   ::chmod(dir.c_str(), 0700);
   return {};
@@ -358,7 +509,8 @@ Result<std::unique_ptr<Cache>> Cache::open(const std::filesystem::path& dir,
   }
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
-  std::string problem = check_data_file(dir / "data.mdb");
+  impl->warning = warning;
+  std::string problem = lmdb_check::check_meta(dir / "data.mdb");
   if (problem.empty()) {
     auto env = open_env(dir, impl->dbi);
     if (env) {
@@ -368,7 +520,7 @@ Result<std::unique_ptr<Cache>> Cache::open(const std::filesystem::path& dir,
     problem = env.error().message;
   }
   // Damaged: keep it for a post-mortem, start afresh.
-  const auto aside = std::filesystem::path(dir.string() + fmt::format(".corrupt-{}", now()));
+  const auto aside = aside_path(dir);
   std::error_code ec;
   std::filesystem::rename(dir, aside, ec);
   if (ec) {
@@ -392,53 +544,26 @@ Result<std::unique_ptr<Cache>> Cache::open(const std::filesystem::path& dir,
 
 namespace {
 
-Result<std::optional<std::string>> get(MDB_txn* t, MDB_dbi dbi, const std::string& key) {
-  MDB_val k{key.size(), const_cast<char*>(key.data())};
-  MDB_val v{};
-  const int rc = mdb_get(t, dbi, &k, &v);
-  if (rc == MDB_NOTFOUND) {
-    return std::optional<std::string>();
+// The digests of an input record: raw 32-byte values. Anything else (a value damaged
+// in place) holds none.
+std::unordered_set<Digest> decode_digests(std::string_view value) {
+  std::unordered_set<Digest> out;
+  if (value.size() % Digest::size != 0) {
+    return out;
   }
-  if (rc != 0) {
-    return util::fail(ErrorKind::io, lmdb_error("get", rc));
+  for (std::size_t i = 0; i < value.size(); i += Digest::size) {
+    std::array<std::uint8_t, Digest::size> raw{};
+    std::memcpy(raw.data(), value.data() + i, Digest::size);
+    out.insert(Digest(raw));
   }
-  return std::optional<std::string>(std::string(static_cast<const char*>(v.mv_data), v.mv_size));
-}
-
-Result<void> put(MDB_txn* t, MDB_dbi dbi, const std::string& key, const std::string& value) {
-  MDB_val k{key.size(), const_cast<char*>(key.data())};
-  MDB_val v{value.size(), const_cast<char*>(value.data())};
-  if (int rc = mdb_put(t, dbi, &k, &v, 0); rc != 0) {
-    return util::fail(ErrorKind::io, lmdb_error("put", rc));
-  }
-  return {};
-}
-
-// Calls fn(key without prefix, value) for every key starting with `prefix`.
-Result<void> scan(MDB_txn* t, MDB_dbi dbi, std::string_view prefix,
-                  const std::function<void(std::string_view, std::string_view)>& fn) {
-  MDB_cursor* c = nullptr;
-  if (int rc = mdb_cursor_open(t, dbi, &c); rc != 0) {
-    return util::fail(ErrorKind::io, lmdb_error("cursor", rc));
-  }
-  MDB_val k{prefix.size(), const_cast<char*>(prefix.data())};
-  MDB_val v{};
-  for (int rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-    const std::string_view key(static_cast<const char*>(k.mv_data), k.mv_size);
-    if (!key.starts_with(prefix)) {
-      break;
-    }
-    fn(key.substr(prefix.size()), std::string_view(static_cast<const char*>(v.mv_data), v.mv_size));
-  }
-  mdb_cursor_close(c);
-  return {};
+  return out;
 }
 
 } // namespace
 
 Result<std::optional<NodeRecord>> Cache::node(const std::string& key) {
-  return impl_->txn(false, [&](MDB_txn* t) -> Result<std::optional<NodeRecord>> {
-    auto v = get(t, impl_->dbi, node_key(key));
+  return impl_->txn(Txn::Mode::read, [&](Txn& t) -> Result<std::optional<NodeRecord>> {
+    auto v = t.value(node_key(key));
     if (!v) {
       return std::unexpected(v.error());
     }
@@ -454,12 +579,12 @@ Result<std::optional<NodeRecord>> Cache::node(const std::string& key) {
 }
 
 Result<void> Cache::put_node(const std::string& key, const NodeRecord& record) {
-  return impl_->txn(true, [&](MDB_txn* t) { return put(t, impl_->dbi, node_key(key), encode_node(record)); });
+  return impl_->txn(Txn::Mode::write, [&](Txn& t) { return t.put(node_key(key), encode_node(record)); });
 }
 
 Result<void> Cache::update_node(const std::string& key, const std::function<void(NodeRecord&)>& change) {
-  return impl_->txn(true, [&](MDB_txn* t) -> Result<void> {
-    auto v = get(t, impl_->dbi, node_key(key));
+  return impl_->txn(Txn::Mode::write, [&](Txn& t) -> Result<void> {
+    auto v = t.value(node_key(key));
     if (!v) {
       return std::unexpected(v.error());
     }
@@ -471,29 +596,18 @@ Result<void> Cache::update_node(const std::string& key, const std::function<void
     }
     change(record);
     record.updated_at = now();
-    return put(t, impl_->dbi, node_key(key), encode_node(record));
+    return t.put(node_key(key), encode_node(record));
   });
 }
 
 Result<bool> Cache::forget_node(const std::string& key) {
-  return impl_->txn(true, [&](MDB_txn* t) -> Result<bool> {
-    const auto k = node_key(key);
-    MDB_val mk{k.size(), const_cast<char*>(k.data())};
-    const int rc = mdb_del(t, impl_->dbi, &mk, nullptr);
-    if (rc == MDB_NOTFOUND) {
-      return false;
-    }
-    if (rc != 0) {
-      return util::fail(ErrorKind::io, lmdb_error("delete", rc));
-    }
-    return true;
-  });
+  return impl_->txn(Txn::Mode::write, [&](Txn& t) { return t.erase(node_key(key)); });
 }
 
 Result<std::vector<std::pair<std::string, NodeRecord>>> Cache::nodes() {
-  return impl_->txn(false, [&](MDB_txn* t) -> Result<std::vector<std::pair<std::string, NodeRecord>>> {
+  return impl_->txn(Txn::Mode::read, [&](Txn& t) -> Result<std::vector<std::pair<std::string, NodeRecord>>> {
     std::vector<std::pair<std::string, NodeRecord>> out;
-    auto r = scan(t, impl_->dbi, node_prefix, [&](std::string_view key, std::string_view value) {
+    auto r = t.scan(node_prefix, [&](std::string_view key, std::string_view value) {
       if (auto rec = decode_node(value)) {
         out.emplace_back(std::string(key), std::move(*rec));
       }
@@ -506,20 +620,12 @@ Result<std::vector<std::pair<std::string, NodeRecord>>> Cache::nodes() {
 }
 
 Result<std::unordered_set<Digest>> Cache::verified(const InputKey& key) {
-  return impl_->txn(false, [&](MDB_txn* t) -> Result<std::unordered_set<Digest>> {
-    auto v = get(t, impl_->dbi, std::string(input_prefix) + key.str());
+  return impl_->txn(Txn::Mode::read, [&](Txn& t) -> Result<std::unordered_set<Digest>> {
+    auto v = t.value(std::string(input_prefix) + key.str());
     if (!v) {
       return std::unexpected(v.error());
     }
-    std::unordered_set<Digest> out;
-    if (*v && (*v)->size() % Digest::size == 0) {
-      for (std::size_t i = 0; i < (*v)->size(); i += Digest::size) {
-        std::array<std::uint8_t, Digest::size> raw{};
-        std::memcpy(raw.data(), (*v)->data() + i, Digest::size);
-        out.insert(Digest(raw));
-      }
-    }
-    return out;
+    return *v ? decode_digests(**v) : std::unordered_set<Digest>{};
   });
 }
 
@@ -527,9 +633,9 @@ Result<void> Cache::add_verified(const InputKey& key, const std::vector<Digest>&
   if (digests.empty()) {
     return {};
   }
-  return impl_->txn(true, [&](MDB_txn* t) -> Result<void> {
+  return impl_->txn(Txn::Mode::write, [&](Txn& t) -> Result<void> {
     const auto k = std::string(input_prefix) + key.str();
-    auto v = get(t, impl_->dbi, k);
+    auto v = t.value(k);
     if (!v) {
       return std::unexpected(v.error());
     }
@@ -547,34 +653,39 @@ Result<void> Cache::add_verified(const InputKey& key, const std::vector<Digest>&
         value += raw;
       }
     }
-    return put(t, impl_->dbi, k, value);
+    return t.put(k, value);
   });
 }
 
 Result<std::size_t> Cache::forget_inputs() {
-  return impl_->txn(true, [&](MDB_txn* t) -> Result<std::size_t> {
+  return impl_->txn(Txn::Mode::write, [&](Txn& t) -> Result<std::size_t> {
     std::vector<std::string> keys;
-    auto r = scan(t, impl_->dbi, input_prefix,
-                  [&](std::string_view key, std::string_view) { keys.push_back(std::string(input_prefix) + std::string(key)); });
+    auto r = t.scan(input_prefix, [&](std::string_view key, std::string_view) {
+      keys.push_back(std::string(input_prefix) + std::string(key));
+    });
     if (!r) {
       return std::unexpected(r.error());
     }
     for (const auto& k : keys) {
-      MDB_val mk{k.size(), const_cast<char*>(k.data())};
-      mdb_del(t, impl_->dbi, &mk, nullptr);
+      if (auto erased = t.erase(k); !erased) {
+        return std::unexpected(erased.error());
+      }
     }
     return keys.size();
   });
 }
 
 Result<CacheStats> Cache::stats() {
-  return impl_->txn(false, [&](MDB_txn* t) -> Result<CacheStats> {
+  return impl_->txn(Txn::Mode::read, [&](Txn& t) -> Result<CacheStats> {
     CacheStats s;
     s.dir = impl_->dir;
-    auto r1 = scan(t, impl_->dbi, node_prefix, [&](std::string_view, std::string_view) { ++s.nodes; });
-    auto r2 = scan(t, impl_->dbi, input_prefix, [&](std::string_view, std::string_view) { ++s.inputs; });
-    if (!r1 || !r2) {
-      return util::fail(ErrorKind::io, "cache: cannot scan");
+    auto r1 = t.scan(node_prefix, [&](std::string_view, std::string_view) { ++s.nodes; });
+    if (!r1) {
+      return std::unexpected(r1.error());
+    }
+    auto r2 = t.scan(input_prefix, [&](std::string_view, std::string_view) { ++s.inputs; });
+    if (!r2) {
+      return std::unexpected(r2.error());
     }
     std::error_code ec;
     s.file_bytes = std::filesystem::file_size(impl_->dir / "data.mdb", ec);

@@ -1,6 +1,7 @@
 #include "kload/format/verify.h"
 #include "libarchive_error.h"
 
+#include "kload/util/fd.h"
 #include "kload/util/parallel.h"
 #include "kload/util/sha256.h"
 
@@ -24,11 +25,12 @@ Result<void> read_blob(const Blob& blob, const std::function<Result<void>(std::s
   if (blob.where.memory) {
     return sink(*blob.where.memory);
   }
-  const int fd = ::open(blob.where.file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  const util::Fd owned(::open(blob.where.file.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!owned) {
     return util::fail(ErrorKind::io, fmt::format("{}: {}: cannot open {}: {}", blob.where.source, blob.where.entry,
                                                  blob.where.file.string(), std::strerror(errno)));
   }
+  const int fd = owned.get();
   ::posix_fadvise(fd, static_cast<off_t>(blob.where.offset), static_cast<off_t>(blob.size), POSIX_FADV_SEQUENTIAL);
   std::vector<char> buf(std::min<std::uint64_t>(1 << 20, std::max<std::uint64_t>(blob.size, 1)));
   std::uint64_t done = 0;
@@ -50,7 +52,6 @@ Result<void> read_blob(const Blob& blob, const std::function<Result<void>(std::s
       break;
     }
   }
-  ::close(fd);
   return status;
 }
 
@@ -65,13 +66,13 @@ Result<std::pair<Digest, std::uint64_t>> uncompressed_digest(const Blob& blob) {
   // The compressed bytes are read in place, 1 MiB at a time, never all in memory.
   struct Source {
     const Blob* blob;
-    int fd = -1;
+    util::Fd fd;  // the file, when the blob is not in memory
     std::uint64_t done = 0;
     std::vector<char> buf = std::vector<char>(1 << 20);
-  } src{&blob};
+  } src{&blob, {}};
   if (!blob.where.memory) {
-    src.fd = ::open(blob.where.file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (src.fd < 0) {
+    src.fd.reset(::open(blob.where.file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!src.fd) {
       return util::fail(ErrorKind::io, fmt::format("{}: {}: cannot open: {}", blob.where.source, blob.where.entry,
                                                    std::strerror(errno)));
     }
@@ -88,7 +89,7 @@ Result<std::pair<Digest, std::uint64_t>> uncompressed_digest(const Blob& blob) {
       return static_cast<la_ssize_t>(left);
     }
     const auto want = std::min<std::uint64_t>(left, s->buf.size());
-    const ssize_t n = ::pread(s->fd, s->buf.data(), want, static_cast<off_t>(s->blob->where.offset + s->done));
+    const ssize_t n = ::pread(s->fd.get(), s->buf.data(), want, static_cast<off_t>(s->blob->where.offset + s->done));
     if (n <= 0) {
       return n == 0 ? 0 : -1;
     }
@@ -96,14 +97,6 @@ Result<std::pair<Digest, std::uint64_t>> uncompressed_digest(const Blob& blob) {
     *out = s->buf.data();
     return n;
   };
-  struct CloseFd {
-    int fd;
-    ~CloseFd() {
-      if (fd >= 0) {
-        ::close(fd);
-      }
-    }
-  } close_fd{src.fd};
   if (archive_read_open(a.get(), &src, nullptr, read_cb, nullptr) != ARCHIVE_OK) {
     return util::fail(ErrorKind::bad_input, fmt::format("{}: {}: cannot decompress: {}", blob.where.source,
                                                         blob.where.entry, archive_why(a.get())));

@@ -3,18 +3,9 @@
 
 #include "kload/format/image_ref.h"
 
-#include <cerrno>
 #include <csignal>
-#include <cstring>
-#include <fcntl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <thread>
-#include <unistd.h>
-
-extern char** environ;
 
 namespace kload::source {
 
@@ -24,8 +15,6 @@ using util::ErrorKind;
 
 // inspect answers in well under a second; this only catches a hung daemon.
 constexpr std::chrono::milliseconds inspect_timeout{60'000};
-// Enough of docker's stderr to quote its last line; the rest is dropped as it comes.
-constexpr std::size_t stderr_keep = 64 * 1024;
 
 using util::trim;
 
@@ -85,137 +74,6 @@ std::vector<std::string> missing_images(std::string_view err) {
 std::string not_installed(const std::string& doing, const util::Error& e) {
   return fmt::format("{}: docker is not installed or not on PATH ({})", doing, e.message);
 }
-
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  void reset() {
-    if (fd >= 0) {
-      ::close(fd);
-      fd = -1;
-    }
-  }
-};
-
-util::Result<void> make_pipe(Fd& read_end, Fd& write_end) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    return util::fail(ErrorKind::io, std::string("pipe: ") + std::strerror(errno));
-  }
-  read_end.fd = fds[0];
-  write_end.fd = fds[1];
-  return {};
-}
-
-// A child whose stdout is a pipe the caller reads as a stream; stderr is collected by
-// a thread. util::ProcessRunner captures stdout whole, which a multi-GiB save must
-// not be.
-class StreamingChild {
-public:
-  // Starts argv[0] (searched in PATH). Error (io): it cannot be started.
-  util::Result<void> start(const std::vector<std::string>& argv) {
-    Fd err_write;
-    Fd out_write;
-    if (auto r = make_pipe(out_, out_write); !r) {
-      return r;
-    }
-    if (auto r = make_pipe(err_, err_write); !r) {
-      return r;
-    }
-    Fd devnull;
-    devnull.fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, devnull.fd, 0);
-    posix_spawn_file_actions_adddup2(&actions, out_write.fd, 1);
-    posix_spawn_file_actions_adddup2(&actions, err_write.fd, 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    // kload ignores SIGPIPE and handles SIGINT/SIGTERM itself; docker gets the defaults.
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGINT);
-    sigaddset(&defaults, SIGTERM);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-    std::vector<char*> cargv;
-    for (const auto& a : argv) {
-      cargv.push_back(const_cast<char*>(a.c_str()));
-    }
-    cargv.push_back(nullptr);
-    const int rc = ::posix_spawnp(&pid_, cargv[0], &actions, &attr, cargv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    if (rc != 0) {
-      pid_ = -1;
-      return util::fail(ErrorKind::io, "cannot run " + argv[0] + ": " + std::strerror(rc));
-    }
-    err_thread_ = std::thread([this] {
-      char buf[4096];
-      ssize_t n = 0;
-      while ((n = ::read(err_.fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-        if (n > 0) {
-          err_text_.append(buf, static_cast<std::size_t>(n));
-          if (err_text_.size() > 2 * stderr_keep) {
-            err_text_.erase(0, err_text_.size() - stderr_keep);
-          }
-        }
-      }
-    });
-    return {};
-  }
-
-  [[nodiscard]] int stdout_fd() const { return out_.fd; }
-
-  // Reads and drops what is left of stdout (tar padding after the end marker), so the
-  // child never dies of a closed pipe after a good save.
-  void drain_stdout() {
-    char buf[65536];
-    ssize_t n = 0;
-    while ((n = ::read(out_.fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-    }
-  }
-
-  // Closes stdout (a child still writing then fails with EPIPE) and waits for the child.
-  util::ProcessResult finish() {
-    out_.reset();
-    util::ProcessResult result;
-    if (pid_ > 0) {
-      int status = 0;
-      while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-      }
-      pid_ = -1;
-      if (WIFEXITED(status)) {
-        result.exit_code = WEXITSTATUS(status);
-      } else if (WIFSIGNALED(status)) {
-        result.signal = WTERMSIG(status);
-      }
-    }
-    if (err_thread_.joinable()) {
-      err_thread_.join();
-    }
-    result.err = err_text_;
-    return result;
-  }
-
-  ~StreamingChild() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-    }
-    finish();
-  }
-
-private:
-  Fd out_;
-  Fd err_;
-  pid_t pid_ = -1;
-  std::thread err_thread_;
-  std::string err_text_;
-};
 
 } // namespace
 
@@ -305,17 +163,30 @@ std::vector<std::string> save_argv(const std::vector<std::string>& refs) {
 }
 
 util::Result<SavedImages> save_images(const std::vector<std::string>& refs, const format::ReadLimits& limits) {
+  util::SystemProcessRunner runner;
+  return save_images(refs, runner, limits);
+}
+
+util::Result<SavedImages> save_images(const std::vector<std::string>& refs, util::ProcessRunner& runner,
+                                      const format::ReadLimits& limits) {
   const std::string name = "docker save " + joined(refs);
-  StreamingChild child;
-  if (auto started = child.start(save_argv(refs)); !started) {
-    return util::fail(ErrorKind::bad_input, not_installed(name, started.error()));
-  }
   SavedImages saved;
-  auto read = format::read_archive_fd(child.stdout_fd(), name, saved.set, limits);
-  if (read) {
-    child.drain_stdout();
+  util::Result<format::ReadStats> read = util::fail(ErrorKind::bad_input, name + ": not read");
+  // No deadline: a multi-GiB save takes as long as it takes, and a failed read ends it.
+  auto ran = runner.stream(
+      save_argv(refs),
+      [&](int fd) -> util::Result<void> {
+        read = format::read_archive_fd(fd, name, saved.set, limits);
+        if (!read) {
+          return std::unexpected(read.error());
+        }
+        return {};
+      },
+      std::chrono::milliseconds{0});
+  if (!ran) {
+    return util::fail(ErrorKind::bad_input, not_installed(name, ran.error()));
   }
-  const auto result = child.finish();
+  const auto& result = *ran;
   // A docker killed by SIGPIPE only died because the reader gave up first: the
   // reader's message is the cause. Otherwise Docker's own line says why better than a
   // truncated stream does.

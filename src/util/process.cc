@@ -1,18 +1,23 @@
 #include "kload/util/process.h"
 
+#include "kload/util/fd.h"
+
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <fstream>
+#include <future>
+#include <iterator>
+#include <optional>
 #include <poll.h>
 #include <spawn.h>
-#include <sys/wait.h>
-#include <algorithm>
-#include <charconv>
-#include <fstream>
-#include <iterator>
 #include <sstream>
-#include <future>
+#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
@@ -22,81 +27,248 @@ namespace kload::util {
 
 namespace {
 
-struct Pipe {
-  int read = -1;
-  int write = -1;
-  ~Pipe() { close_both(); }
-  void close_both() {
-    close_read();
-    close_write();
-  }
-  void close_read() {
-    if (read >= 0) {
-      ::close(read);
-      read = -1;
-    }
-  }
-  void close_write() {
-    if (write >= 0) {
-      ::close(write);
-      write = -1;
-    }
-  }
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// How long a child may linger after its stdin or stdout was cut short, and how long
+// the pipes are still read after its group was killed (a descendant that left the
+// group may hold them open for ever).
+constexpr auto grace = 1s;
+// The most of a streamed child's stderr kept: enough to quote its last lines.
+constexpr std::size_t stream_stderr_keep = 64 * 1024;
+
+// The process groups of running children, for kill_running_children() in a signal
+// handler: lock-free atomics in a fixed array, no allocation, no mutex.
+constexpr std::size_t max_children = 256;
+std::atomic<pid_t> g_children[max_children];
+
+// The stall limit of the runner whose feeder runs on this thread; zero: none.
+thread_local std::chrono::seconds t_stall_limit{0};
+
+class ScopedStallLimit {
+public:
+  explicit ScopedStallLimit(std::chrono::seconds limit) : saved_(std::exchange(t_stall_limit, limit)) {}
+  ScopedStallLimit(const ScopedStallLimit&) = delete;
+  ScopedStallLimit& operator=(const ScopedStallLimit&) = delete;
+  ~ScopedStallLimit() { t_stall_limit = saved_; }
+
+private:
+  std::chrono::seconds saved_;
 };
 
-Result<void> make_pipe(Pipe& p) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) {
-    return fail(ErrorKind::io, std::string("pipe: ") + std::strerror(errno));
+// One spawned child, leader of its own process group, killed (the whole group) and
+// reaped on every path. The group is killed only while the leader is unreaped: its
+// zombie keeps the group's number from being given to anyone else.
+class Child {
+public:
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  ~Child() {
+    if (pid_ > 0) {
+      kill_group();
+      ProcessResult ignored;
+      reap(ignored, std::nullopt);
+    }
   }
-  p.read = fds[0];
-  p.write = fds[1];
-  return {};
-}
 
-// Drains stdout and stderr until both close, killing the child when the deadline
-// passes. Runs on its own thread so that a child that writes a lot while we are still
-// feeding its stdin never deadlocks.
-void drain(int out_fd, int err_fd, pid_t pid, std::chrono::milliseconds timeout, ProcessResult& result) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
-  std::string* sinks[2] = {&result.out, &result.err};
-  int open_count = 2;
-  char buf[65536];
-  while (open_count > 0) {
-    int wait_ms = -1;
-    if (timeout.count() > 0) {
-      // Rounded up: a deadline less than a millisecond away has not passed yet.
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) {
-        if (!result.timed_out) {
-          result.timed_out = true;
-          ::kill(pid, SIGKILL);
-        }
-        wait_ms = 100;
-      } else {
-        wait_ms = wait_ms < 0 ? static_cast<int>(left.count()) : std::min(wait_ms, static_cast<int>(left.count()));
+  // Starts argv[0] (searched in PATH) with the given descriptors as 0, 1 and 2.
+  // Error (io): it cannot be started.
+  Result<void> start(const std::vector<std::string>& argv, int in, int out, int err) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, in, 0);
+    posix_spawn_file_actions_adddup2(&actions, out, 1);
+    posix_spawn_file_actions_adddup2(&actions, err, 2);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    // The child must not inherit our SIGPIPE=ignore (ctr and ssh expect the default),
+    // nor our SIGINT/SIGTERM handlers' dispositions.
+    sigset_t defaults;
+    sigemptyset(&defaults);
+    sigaddset(&defaults, SIGPIPE);
+    sigaddset(&defaults, SIGINT);
+    sigaddset(&defaults, SIGTERM);
+    posix_spawnattr_setsigdefault(&attr, &defaults);
+    // Its own process group, so that a deadline kills its descendants too.
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+    std::vector<char*> cargv;
+    cargv.reserve(argv.size() + 1);
+    for (const auto& a : argv) {
+      cargv.push_back(const_cast<char*>(a.c_str()));
+    }
+    cargv.push_back(nullptr);
+    pid_t pid = 0;
+    const int rc = ::posix_spawnp(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+      return fail(ErrorKind::io, "cannot run " + argv[0] + ": " + std::strerror(rc));
+    }
+    pid_ = pid;
+    for (std::size_t i = 0; i < max_children; ++i) {
+      pid_t free = 0;
+      if (g_children[i].compare_exchange_strong(free, pid)) {
+        slot_ = static_cast<int>(i);
+        break;
       }
     }
-    const int n = ::poll(fds, 2, wait_ms);
+    return {};
+  }
+
+  // Kills the child's whole process group (once). Safe from any thread.
+  void kill_group() noexcept {
+    if (pid_ > 0 && !killed_.exchange(true)) {
+      ::kill(-pid_, SIGKILL);
+    }
+  }
+  [[nodiscard]] bool killed() const noexcept { return killed_.load(); }
+
+  // Waits for the child to exit, killing its group when `deadline` passes first
+  // (nullopt: no deadline), and reaps it into `result`. A kill at the run's own
+  // deadline (`timeout`) marks the result timed out; one after a cut-short feed or
+  // consume does not.
+  enum class Deadline { timeout, grace };
+  void reap(ProcessResult& result, std::optional<Clock::time_point> deadline, Deadline kind = Deadline::timeout) {
+    if (pid_ <= 0) {
+      return;
+    }
+    // Wait without reaping (WNOWAIT) so that the group can still be killed safely.
+    auto pause = 1ms;
+    while (true) {
+      siginfo_t info{};
+      const int flags = WEXITED | WNOWAIT | (deadline ? WNOHANG : 0);
+      const int rc = ::waitid(P_PID, static_cast<id_t>(pid_), &info, flags);
+      if (rc == 0 && info.si_pid != 0) {
+        break;
+      }
+      if (rc != 0 && errno != EINTR) {
+        break;
+      }
+      if (deadline && Clock::now() >= *deadline) {
+        if (!killed() && kind == Deadline::timeout) {
+          result.timed_out = true;
+        }
+        kill_group();
+        deadline.reset();
+        continue;
+      }
+      if (deadline) {
+        std::this_thread::sleep_for(pause);
+        pause = std::min<std::chrono::milliseconds>(pause * 2, 50ms);
+      }
+    }
+    if (slot_ >= 0) {
+      g_children[slot_].store(0);
+      slot_ = -1;
+    }
+    int status = 0;
+    pid_t got = 0;
+    while ((got = ::waitpid(pid_, &status, 0)) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+    if (got > 0 && WIFEXITED(status)) {
+      result.exit_code = WEXITSTATUS(status);
+    } else if (got > 0 && WIFSIGNALED(status)) {
+      result.signal = WTERMSIG(status);
+    }
+  }
+
+private:
+  pid_t pid_ = -1;
+  int slot_ = -1;
+  std::atomic<bool> killed_{false};
+};
+
+// One pipe the drain reads and where its bytes go.
+struct Sink {
+  int fd;
+  std::string* text;
+  std::size_t keep;  // 0: all; else only about the last `keep` bytes are kept
+};
+
+// Reads the sinks until they all close, killing the child's group when the deadline
+// passes (timeout zero: none). After a kill (by the deadline or by another thread),
+// the pipes are read for `grace` more at most: a descendant that left the group may
+// hold them open. Runs on its own thread so that a child that writes a lot while
+// we are still feeding its stdin never deadlocks.
+void drain(std::vector<Sink> sinks, Child& child, std::chrono::milliseconds timeout, ProcessResult& result) {
+  const auto deadline = Clock::now() + timeout;
+  std::optional<Clock::time_point> give_up;
+  std::vector<pollfd> fds;
+  for (const auto& s : sinks) {
+    fds.push_back({s.fd, POLLIN, 0});
+  }
+  std::size_t open_count = fds.size();
+  char buf[65536];
+  while (open_count > 0) {
+    const auto now = Clock::now();
+    if (timeout.count() > 0 && now >= deadline && !child.killed()) {
+      result.timed_out = true;
+      child.kill_group();
+    }
+    if (child.killed() && !give_up) {
+      give_up = now + grace;
+    }
+    if (give_up && now >= *give_up) {
+      break;
+    }
+    // At most 100 ms, so that a kill by another thread is noticed while pipes stay open.
+    auto wait = std::chrono::milliseconds(100);
+    if (timeout.count() > 0 && !child.killed()) {
+      // Rounded up: a deadline less than a millisecond away has not passed yet.
+      wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
+    }
+    const int n = ::poll(fds.data(), fds.size(), static_cast<int>(std::max<std::int64_t>(wait.count(), 0)));
     if (n < 0 && errno != EINTR) {
       break;
     }
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-        const ssize_t got = ::read(fds[i].fd, buf, sizeof(buf));
-        if (got > 0) {
-          sinks[i]->append(buf, static_cast<std::size_t>(got));
-        } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-          fds[i].fd = -1;
-          --open_count;
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].fd < 0 || (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) == 0) {
+        continue;
+      }
+      const ssize_t got = ::read(fds[i].fd, buf, sizeof(buf));
+      if (got > 0) {
+        auto& text = *sinks[i].text;
+        text.append(buf, static_cast<std::size_t>(got));
+        if (sinks[i].keep > 0 && text.size() > 2 * sinks[i].keep) {
+          text.erase(0, text.size() - sinks[i].keep);
         }
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        fds[i].fd = -1;
+        --open_count;
       }
     }
   }
 }
 
+// The deadline of a run that starts now; nullopt when `timeout` is zero (no limit).
+std::optional<Clock::time_point> deadline_of(std::chrono::milliseconds timeout, Clock::time_point start) {
+  return timeout.count() > 0 ? std::optional(start + timeout) : std::nullopt;
+}
+
 } // namespace
+
+std::chrono::seconds default_stall_limit() {
+  if (const char* v = std::getenv("KLOAD_STALL_SECONDS"); v != nullptr && *v != '\0') {
+    long seconds = 0;
+    const auto* end = v + std::strlen(v);
+    const auto [at, ec] = std::from_chars(v, end, seconds);
+    if (ec == std::errc{} && at == end && seconds >= 1 && seconds <= 86400) {
+      return std::chrono::seconds(seconds);
+    }
+  }
+  return stalled_reader_limit;
+}
+
+void kill_running_children() noexcept {
+  for (auto& slot : g_children) {
+    if (const pid_t pid = slot.load(); pid > 0) {
+      ::kill(-pid, SIGKILL);
+    }
+  }
+}
 
 Result<void> write_all(int fd, const void* data, std::size_t size, const std::string& what) {
   const auto* p = static_cast<const char*>(data);
@@ -109,11 +281,12 @@ Result<void> write_all(int fd, const void* data, std::size_t size, const std::st
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         // A non-blocking pipe to a child (see SystemProcessRunner::run): wait for room,
         // but not forever: a reader that takes nothing for this long is stuck.
+        const auto limit = t_stall_limit.count() > 0 ? t_stall_limit : default_stall_limit();
         pollfd pfd{fd, POLLOUT, 0};
-        const int ready = ::poll(&pfd, 1, static_cast<int>(stalled_reader_limit.count() * 1000));
+        const int ready = ::poll(&pfd, 1, static_cast<int>(limit.count() * 1000));
         if (ready == 0) {
-          return fail(ErrorKind::io, "writing " + what + ": the reader took nothing for " +
-                                         std::to_string(stalled_reader_limit.count()) + " s");
+          return fail(ErrorKind::io,
+                      "writing " + what + ": the reader took nothing for " + std::to_string(limit.count()) + " s");
         }
         continue;
       }
@@ -177,99 +350,164 @@ std::string shell_quote(const std::string& arg) {
   return out;
 }
 
+Result<ProcessResult> ProcessRunner::stream(const std::vector<std::string>& argv, const StdoutConsumer& consume,
+                                            std::chrono::milliseconds timeout) {
+  auto r = run(argv, {}, timeout);
+  if (!r) {
+    return r;
+  }
+  auto pipe = make_pipe();
+  if (!pipe) {
+    return std::unexpected(pipe.error());
+  }
+  // A consumer that stops reading early must give the replay EPIPE, not a SIGPIPE.
+  ::signal(SIGPIPE, SIG_IGN);
+  std::thread replay([&] {
+    (void)write_all(pipe->write.get(), r->out.data(), r->out.size(), "the replayed stdout");
+    pipe->write.reset();
+  });
+  auto consumed = consume(pipe->read.get());
+  pipe->read.reset();
+  replay.join();
+  r->out.clear();
+  if (r->err.size() > stream_stderr_keep) {
+    r->err.erase(0, r->err.size() - stream_stderr_keep);
+  }
+  if (!consumed) {
+    r->feed_error = consumed.error();
+  }
+  return r;
+}
+
 Result<ProcessResult> SystemProcessRunner::run(const std::vector<std::string>& argv,
                                                const StdinFeeder& feed,
                                                std::chrono::milliseconds timeout) {
   if (argv.empty()) {
     return fail(ErrorKind::io, "empty command");
   }
+  const auto start = Clock::now();
   // A child that stops reading must give the feeder EPIPE, not kill this process.
   ::signal(SIGPIPE, SIG_IGN);
-  Pipe in;
-  Pipe out;
-  Pipe err;
-  if (auto r = make_pipe(in); !r) {
-    return std::unexpected(r.error());
+  auto in = feed ? make_pipe() : Result<Pipe>(Pipe{});
+  if (!in) {
+    return std::unexpected(in.error());
   }
-  if (auto r = make_pipe(out); !r) {
-    return std::unexpected(r.error());
-  }
-  if (auto r = make_pipe(err); !r) {
-    return std::unexpected(r.error());
-  }
-  int devnull = -1;
   if (!feed) {
-    devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    auto devnull = open_fd("/dev/null", O_RDONLY);
+    if (!devnull) {
+      return std::unexpected(devnull.error());
+    }
+    in->read = std::move(*devnull);
   }
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, feed ? in.read : devnull, 0);
-  posix_spawn_file_actions_adddup2(&actions, out.write, 1);
-  posix_spawn_file_actions_adddup2(&actions, err.write, 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // The child must not inherit our SIGPIPE=ignore (ctr and ssh expect the default).
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  sigaddset(&defaults, SIGINT);
-  sigaddset(&defaults, SIGTERM);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-
-  std::vector<char*> cargv;
-  cargv.reserve(argv.size() + 1);
-  for (const auto& a : argv) {
-    cargv.push_back(const_cast<char*>(a.c_str()));
+  auto out = make_pipe();
+  if (!out) {
+    return std::unexpected(out.error());
   }
-  cargv.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, cargv[0], &actions, &attr, cargv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (devnull >= 0) {
-    ::close(devnull);
+  auto err = make_pipe();
+  if (!err) {
+    return std::unexpected(err.error());
   }
-  if (rc != 0) {
-    return fail(ErrorKind::io, "cannot run " + argv[0] + ": " + std::strerror(rc));
+  Child child;
+  if (auto started = child.start(argv, in->read.get(), out->write.get(), err->write.get()); !started) {
+    return std::unexpected(started.error());
   }
-  in.close_read();
-  out.close_write();
-  err.close_write();
+  in->read.reset();
+  out->write.reset();
+  err->write.reset();
 
   ProcessResult result;
   std::promise<void> drained;
   std::thread reader([&] {
-    drain(out.read, err.read, pid, timeout, result);
+    drain({{out->read.get(), &result.out, 0}, {err->read.get(), &result.err, 0}}, child, timeout, result);
     drained.set_value();
   });
   Result<void> fed{};
   if (feed) {
     // Non-blocking on our side only, so that write_all notices a child that stopped
     // reading (a ctr whose containerd died can hang) instead of blocking forever.
-    ::fcntl(in.write, F_SETFL, ::fcntl(in.write, F_GETFL) | O_NONBLOCK);
-    fed = feed(in.write);
-    in.close_write();
+    ::fcntl(in->write.get(), F_SETFL, ::fcntl(in->write.get(), F_GETFL) | O_NONBLOCK);
+    {
+      ScopedStallLimit limit(options_.stall_limit);
+      fed = feed(in->write.get());
+    }
+    in->write.reset();
     // Closing stdin ends the stream and the child usually fails on its own, saying
     // why; killing it at once would lose that message. One that lingers is killed.
-    // The kill is decided here, where the end of feeding is known: the reader may be
-    // blocked in poll() for as long as the whole timeout by then.
-    if (!fed && drained.get_future().wait_for(std::chrono::seconds(1)) == std::future_status::timeout) {
-      ::kill(pid, SIGKILL);
+    // The kill is decided here, where the end of feeding is known.
+    if (!fed && drained.get_future().wait_for(grace) == std::future_status::timeout) {
+      child.kill_group();
     }
   }
   reader.join();
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status)) {
-    result.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    result.signal = WTERMSIG(status);
+  if (fed) {
+    child.reap(result, deadline_of(timeout, start));
+  } else {
+    child.reap(result, Clock::now() + grace, Child::Deadline::grace);
   }
   if (!fed) {
     result.feed_error = fed.error();
+  }
+  return result;
+}
+
+Result<ProcessResult> SystemProcessRunner::stream(const std::vector<std::string>& argv,
+                                                  const StdoutConsumer& consume,
+                                                  std::chrono::milliseconds timeout) {
+  if (argv.empty()) {
+    return fail(ErrorKind::io, "empty command");
+  }
+  const auto start = Clock::now();
+  ::signal(SIGPIPE, SIG_IGN);
+  auto devnull = open_fd("/dev/null", O_RDONLY);
+  if (!devnull) {
+    return std::unexpected(devnull.error());
+  }
+  auto out = make_pipe();
+  if (!out) {
+    return std::unexpected(out.error());
+  }
+  auto err = make_pipe();
+  if (!err) {
+    return std::unexpected(err.error());
+  }
+  Child child;
+  if (auto started = child.start(argv, devnull->get(), out->write.get(), err->write.get()); !started) {
+    return std::unexpected(started.error());
+  }
+  devnull->reset();
+  out->write.reset();
+  err->write.reset();
+
+  // stderr and the deadline are watched on a thread; stdout is the consumer's.
+  ProcessResult result;
+  std::promise<void> drained;
+  std::thread watcher([&] {
+    drain({{err->read.get(), &result.err, stream_stderr_keep}}, child, timeout, result);
+    drained.set_value();
+  });
+  auto consumed = consume(out->read.get());
+  if (consumed) {
+    char buf[65536];
+    ssize_t n = 0;
+    while ((n = ::read(out->read.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    }
+  }
+  // A child still writing now gets EPIPE (or SIGPIPE) and ends.
+  out->read.reset();
+  if (!consumed && drained.get_future().wait_for(grace) == std::future_status::timeout) {
+    child.kill_group();
+  }
+  watcher.join();
+  if (consumed) {
+    child.reap(result, deadline_of(timeout, start));
+  } else {
+    child.reap(result, Clock::now() + grace, Child::Deadline::grace);
+  }
+  if (result.err.size() > stream_stderr_keep) {
+    result.err.erase(0, result.err.size() - stream_stderr_keep);
+  }
+  if (!consumed) {
+    result.feed_error = consumed.error();
   }
   return result;
 }

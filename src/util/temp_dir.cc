@@ -1,5 +1,8 @@
 #include "kload/util/temp_dir.h"
 
+#include "kload/util/fd.h"
+#include "kload/util/process.h"
+
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -47,26 +50,31 @@ void remove_tree(int at, const char* name, int depth) {
   if (::unlinkat(at, name, 0) == 0 || errno != EISDIR || depth == 0) {
     return;
   }
-  const int fd = ::openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) {
-    return;
-  }
-  alignas(dirent64) char buf[4096];
-  for (ssize_t n = 0; (n = ::getdents64(fd, buf, sizeof(buf))) > 0;) {
-    for (ssize_t off = 0; off < n;) {
-      const auto* entry = reinterpret_cast<const dirent64*>(buf + off);
-      off += entry->d_reclen;
-      const char* e = entry->d_name;
-      if (!(e[0] == '.' && (e[1] == '\0' || (e[1] == '.' && e[2] == '\0')))) {
-        remove_tree(fd, e, depth - 1);
+  {
+    // Fd's close is async-signal-safe, like everything else here.
+    const Fd dir(::openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!dir) {
+      return;
+    }
+    alignas(dirent64) char buf[4096];
+    for (ssize_t n = 0; (n = ::getdents64(dir.get(), buf, sizeof(buf))) > 0;) {
+      for (ssize_t off = 0; off < n;) {
+        const auto* entry = reinterpret_cast<const dirent64*>(buf + off);
+        off += entry->d_reclen;
+        const char* e = entry->d_name;
+        if (!(e[0] == '.' && (e[1] == '\0' || (e[1] == '.' && e[2] == '\0')))) {
+          remove_tree(dir.get(), e, depth - 1);
+        }
       }
     }
   }
-  ::close(fd);
   ::unlinkat(at, name, AT_REMOVEDIR);
 }
 
 void on_signal(int sig) {
+  // Children lead their own process groups, so the terminal's Ctrl-C no longer
+  // reaches them: they end with kload.
+  kill_running_children();
   for (auto& slot : g_live) {
     if (slot[0] != '\0') {
       remove_tree(AT_FDCWD, slot, 8);

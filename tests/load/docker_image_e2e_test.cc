@@ -602,5 +602,66 @@ TEST(DockerInspect, ArgvIsOneCallForAllImages) {
   EXPECT_THAT(source::save_argv({"app:v1", "db:v2"}), ElementsAre("docker", "save", "app:v1", "db:v2"));
 }
 
+// A Docker that answers save from canned output: only run(), so save_images streams
+// through ProcessRunner's replay.
+class CannedDocker final : public util::ProcessRunner {
+public:
+  util::ProcessResult answer;
+  std::vector<std::vector<std::string>> asked;
+  util::Result<util::ProcessResult> run(const std::vector<std::string>& argv, const util::StdinFeeder&,
+                                        std::chrono::milliseconds) override {
+    asked.push_back(argv);
+    return answer;
+  }
+};
+
+TEST(DockerSave, ReadsTheStreamThroughTheRunner) {
+  Scratch scratch;
+  const auto path = scratch / "v1.tar";
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:300K,top:1K", path.string()}));
+  CannedDocker docker;
+  docker.answer.exit_code = 0;
+  docker.answer.out = read_file(path);
+  auto saved = source::save_images({"app:v1"}, docker);
+  ASSERT_TRUE(saved.has_value()) << saved.error().message;
+  EXPECT_EQ(saved->set.images.size(), 1u);
+  EXPECT_THAT(docker.asked, ElementsAre(ElementsAre("docker", "save", "app:v1")));
+}
+
+TEST(DockerSave, DockersOwnLineSaysWhyItFailed) {
+  CannedDocker docker;
+  docker.answer.exit_code = 1;
+  docker.answer.err = "Error response from daemon: No such image: app:v2\n";
+  auto saved = source::save_images({"app:v2"}, docker);
+  ASSERT_FALSE(saved.has_value());
+  EXPECT_EQ(saved.error().kind, util::ErrorKind::bad_input);
+  EXPECT_EQ(saved.error().message, "docker save app:v2: no such image in Docker: app:v2");
+}
+
+TEST(DockerSave, AStreamThatStopsEarlyIsAnErrorEvenWhenDockerSaysAllIsWell) {
+  Scratch scratch;
+  const auto path = scratch / "v1.tar";
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:300K,top:1K", path.string()}));
+  CannedDocker docker;
+  docker.answer.exit_code = 0;
+  const auto whole = read_file(path);
+  docker.answer.out = whole.substr(0, whole.size() / 2);
+  auto saved = source::save_images({"app:v1"}, docker);
+  ASSERT_FALSE(saved.has_value());
+  EXPECT_EQ(saved.error().kind, util::ErrorKind::bad_input);
+  EXPECT_THAT(saved.error().message, HasSubstr("docker save app:v1"));
+}
+
+TEST(DockerSave, ADockerThatCannotBeRunIsNamed) {
+  // The real runner, with a PATH where docker cannot be found.
+  const char* old = std::getenv("PATH");
+  const std::string saved_path = old != nullptr ? old : "";
+  ::setenv("PATH", "/nonexistent", 1);
+  auto saved = source::save_images({"app:v1"});
+  ::setenv("PATH", saved_path.c_str(), 1);
+  ASSERT_FALSE(saved.has_value());
+  EXPECT_THAT(saved.error().message, HasSubstr("docker save app:v1: docker is not installed or not on PATH"));
+}
+
 } // namespace
 } // namespace kload::testing

@@ -1,8 +1,12 @@
 #include "kload/util/process.h"
 
+#include "support/test_support.h"
+
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <fstream>
+#include <iterator>
 #include <chrono>
 #include <csignal>
 #include <string>
@@ -288,6 +292,254 @@ TEST(ProcessToken, ASameNumberedProcessFromAnotherStartIsNotTheSame) {
   for (const char* bad : {"", ".", "abc", "12", "-1.5", "0.0", "99999999999999999999.1", "1x.2"}) {
     EXPECT_FALSE(process_running(bad)) << bad;
   }
+}
+
+} // namespace
+} // namespace kload::util
+
+namespace kload::util {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Whether the process a token named is gone (exited; a zombie counts as gone), waiting
+// up to 3 s for it.
+bool gone(const std::string& token) {
+  for (int i = 0; i < 300 && process_running(token); ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  return !process_running(token);
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Feeds `total` bytes of zeros through write_all.
+StdinFeeder zeros(std::size_t total) {
+  return [total](int fd) -> Result<void> {
+    const std::string chunk(1 << 16, '\0');
+    for (std::size_t done = 0; done < total; done += chunk.size()) {
+      if (auto w = write_all(fd, chunk.data(), chunk.size(), "the child's stdin"); !w) {
+        return w;
+      }
+    }
+    return {};
+  };
+}
+
+TEST(ProcessGroup, DeadlineHoldsWhenADescendantKeepsThePipesOpen) {
+  // The background sleep inherits stdout and stderr: killing only the shell would
+  // leave the pipes open and the run waiting for it. Run in a forked child with an
+  // alarm, so that a hang fails this test instead of stalling the suite.
+  kload::testing::Scratch scratch;
+  const std::string pidfile = (scratch / "bg.pid").string();
+  EXPECT_EXIT(
+      {
+        ::alarm(20);
+        SystemProcessRunner runner;
+        const auto start = std::chrono::steady_clock::now();
+        auto r = runner.run({"sh", "-c", "sleep 60 & echo $! >" + pidfile + "; sleep 60"}, {}, 300ms);
+        const auto elapsed = std::chrono::steady_clock::now() - start;
+        const bool ok = r && r->timed_out && r->signal == SIGKILL && elapsed < 5s;
+        std::_Exit(ok ? 0 : 3);
+      },
+      ::testing::ExitedWithCode(0), "");
+  const auto bg = std::stoi(read_text(pidfile));
+  const auto token = process_token(bg);
+  EXPECT_TRUE(token.empty() || gone(token)) << "the background sleep was killed with its group";
+}
+
+TEST(ProcessGroup, ADescendantThatLeftTheGroupIsGivenUpOnAfterTheKill) {
+  // setsid puts the sleep out of reach of the group kill; it keeps the pipes open,
+  // but the run still ends about a second after its deadline.
+  kload::testing::Scratch scratch;
+  const std::string pidfile = (scratch / "bg.pid").string();
+  SystemProcessRunner runner;
+  const auto start = std::chrono::steady_clock::now();
+  auto r = runner.run({"sh", "-c", "setsid sleep 30 & echo $! >" + pidfile + "; sleep 30"}, {}, 300ms);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_LT(elapsed, 5s);
+  if (const auto bg = read_text(pidfile); !bg.empty()) {
+    ::kill(std::stoi(bg), SIGKILL);
+  }
+}
+
+TEST(ProcessGroup, KillRunningChildrenEndsEveryGroup) {
+  // What the SIGINT/SIGTERM handler does: the children lead their own groups, so the
+  // terminal's signal no longer reaches them.
+  SystemProcessRunner runner;
+  Result<ProcessResult> r;
+  std::thread t([&] { r = runner.run({"sh", "-c", "sleep 30 & sleep 30"}, {}, 0ms); });
+  std::this_thread::sleep_for(300ms);
+  const auto start = std::chrono::steady_clock::now();
+  kill_running_children();
+  t.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->signal, SIGKILL);
+  EXPECT_TRUE(no_children_left());
+}
+
+TEST(StallLimit, AChildThatNeverReadsStdinFailsTheFeedAndIsKilled) {
+  SystemProcessRunner runner(RunnerOptions{1s});
+  const auto start = std::chrono::steady_clock::now();
+  auto r = runner.run({"sleep", "30"}, zeros(10 << 20), 60s);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->feed_error.has_value());
+  EXPECT_NE(r->feed_error->message.find("the reader took nothing for 1 s"), std::string::npos)
+      << r->feed_error->message;
+  EXPECT_EQ(r->signal, SIGKILL);
+  EXPECT_FALSE(r->timed_out);
+  EXPECT_LT(elapsed, 8s);
+  EXPECT_TRUE(no_children_left());
+}
+
+TEST(StallLimit, AChildThatNeverReadsNorExitsIsHandledTheSameWay) {
+  // It ignores SIGTERM and has a descendant holding stdin too; only the group kill ends it.
+  SystemProcessRunner runner(RunnerOptions{1s});
+  const auto start = std::chrono::steady_clock::now();
+  auto r = runner.run({"sh", "-c", "trap '' TERM INT; sleep 1000 & while :; do sleep 1; done"}, zeros(10 << 20), 0ms);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->feed_error.has_value());
+  EXPECT_NE(r->feed_error->message.find("took nothing for 1 s"), std::string::npos) << r->feed_error->message;
+  EXPECT_EQ(r->signal, SIGKILL);
+  EXPECT_LT(elapsed, 8s);
+  EXPECT_TRUE(no_children_left());
+}
+
+TEST(StallLimit, TheEnvironmentSetsTheDefault) {
+  ::setenv("KLOAD_STALL_SECONDS", "1", 1);
+  EXPECT_EQ(default_stall_limit(), 1s);
+  SystemProcessRunner runner;  // reads it when constructed
+  EXPECT_EQ(runner.options().stall_limit, 1s);
+  for (const char* bad : {"", "0", "-3", "1.5", "abc", "99999999999", "5s"}) {
+    ::setenv("KLOAD_STALL_SECONDS", bad, 1);
+    EXPECT_EQ(default_stall_limit(), stalled_reader_limit) << bad;
+  }
+  ::unsetenv("KLOAD_STALL_SECONDS");
+  EXPECT_EQ(default_stall_limit(), stalled_reader_limit);
+  auto r = runner.run({"sleep", "30"}, zeros(10 << 20), 60s);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->feed_error.has_value());
+  EXPECT_NE(r->feed_error->message.find("took nothing for 1 s"), std::string::npos) << r->feed_error->message;
+}
+
+TEST(ProcessStream, HandsStdoutToTheConsumerAndKeepsStderr) {
+  SystemProcessRunner runner;
+  std::size_t got = 0;
+  auto r = runner.stream({"sh", "-c", "head -c 5000000 /dev/zero; echo oops >&2; exit 3"},
+                         [&](int fd) -> Result<void> {
+                           char buf[4096];
+                           for (ssize_t n = 0; (n = ::read(fd, buf, sizeof buf)) > 0;) {
+                             got += static_cast<std::size_t>(n);
+                           }
+                           return {};
+                         },
+                         30s);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(got, 5000000u);
+  EXPECT_EQ(r->out, "");
+  EXPECT_EQ(r->err, "oops\n");
+  EXPECT_EQ(r->exit_code, 3);
+  EXPECT_FALSE(r->feed_error.has_value());
+  EXPECT_TRUE(no_children_left());
+}
+
+TEST(ProcessStream, WhatTheConsumerLeavesIsDrainedSoTheChildEndsWell) {
+  SystemProcessRunner runner;
+  auto r = runner.stream({"sh", "-c", "head -c 3000000 /dev/zero"},
+                         [&](int fd) -> Result<void> {
+                           char buf[100];
+                           return ::read(fd, buf, sizeof buf) > 0 ? Result<void>{} : fail(ErrorKind::io, "empty");
+                         },
+                         30s);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->exit_code, 0);
+  EXPECT_EQ(r->signal, 0);
+}
+
+TEST(ProcessStream, AFailedConsumerCancelsTheRun) {
+  SystemProcessRunner runner;
+  const auto start = std::chrono::steady_clock::now();
+  auto r = runner.stream({"sh", "-c", "trap '' PIPE; sleep 1000 & while :; do echo x 2>/dev/null; done"},
+                         [&](int fd) -> Result<void> {
+                           char buf[10];
+                           (void)::read(fd, buf, sizeof buf);
+                           return fail(ErrorKind::bad_input, "not an archive");
+                         },
+                         0ms);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->feed_error.has_value());
+  EXPECT_EQ(r->feed_error->message, "not an archive");
+  EXPECT_EQ(r->signal, SIGKILL);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 8s);
+  EXPECT_TRUE(no_children_left());
+}
+
+TEST(ProcessStream, DeadlineHoldsWhileTheConsumerReads) {
+  SystemProcessRunner runner;
+  const auto start = std::chrono::steady_clock::now();
+  auto r = runner.stream({"sh", "-c", "echo start; sleep 60 & sleep 60"},
+                         [&](int fd) -> Result<void> {
+                           char buf[64];
+                           while (::read(fd, buf, sizeof buf) > 0) {
+                           }
+                           return {};
+                         },
+                         300ms);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_EQ(r->signal, SIGKILL);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_TRUE(no_children_left());
+}
+
+TEST(ProcessStream, MissingProgramIsAnError) {
+  SystemProcessRunner runner;
+  auto r = runner.stream({"kload-test-no-such-program"}, [](int) -> Result<void> { return {}; }, 5s);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().message.find("kload-test-no-such-program"), std::string::npos);
+}
+
+// A runner that only knows run(): streaming comes from the base class's replay.
+class CannedRunner final : public ProcessRunner {
+public:
+  Result<ProcessResult> run(const std::vector<std::string>&, const StdinFeeder&, std::chrono::milliseconds) override {
+    ProcessResult r;
+    r.exit_code = 0;
+    r.out = std::string(1 << 20, 'a');
+    r.err = "note\n";
+    return r;
+  }
+};
+
+TEST(ProcessStream, FakesThatOnlyRunStreamThroughAReplay) {
+  CannedRunner runner;
+  std::string seen;
+  auto r = runner.stream({"anything"},
+                         [&](int fd) -> Result<void> {
+                           char buf[4096];
+                           for (ssize_t n = 0; (n = ::read(fd, buf, sizeof buf)) > 0;) {
+                             seen.append(buf, static_cast<std::size_t>(n));
+                           }
+                           return {};
+                         },
+                         1s);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(seen.size(), std::size_t{1} << 20);
+  EXPECT_EQ(r->out, "");
+  EXPECT_EQ(r->err, "note\n");
+  // A consumer that stops early does not hang the replay.
+  r = runner.stream({"anything"}, [](int) -> Result<void> { return fail(ErrorKind::io, "stop"); }, 1s);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->feed_error.has_value());
+  EXPECT_EQ(r->feed_error->message, "stop");
 }
 
 } // namespace

@@ -58,12 +58,16 @@ struct NodeRecord {
   void forget_unreferenced();
 };
 
-// Identifies one version of an input file: path, size, mtime and inode.
+// Identifies one version of an input file: path, size, mtime, inode, device and
+// ctime. ctime cannot be set back by a user (touch restores mtime, not ctime), so a
+// file rewritten in place with its size and mtime restored is another version.
 struct InputKey {
   std::string path;  // absolute
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
   std::uint64_t inode = 0;
+  std::uint64_t device = 0;
+  std::int64_t ctime_ns = 0;
 
   // The key of a regular file; nullopt for stdin, pipes or unreadable paths.
   static std::optional<InputKey> of(const std::string& path);
@@ -85,9 +89,16 @@ public:
   // ~/.cache/kload.
   static std::filesystem::path default_dir();
 
-  // Opens (creating, mode 0700) the cache in `dir`. A corrupt or truncated cache is
-  // moved aside to `dir`.corrupt-<time> and rebuilt empty; `warning` then receives one
-  // line saying so. Error (io): the directory cannot be created or opened at all.
+  // Opens (creating, mode 0700) the cache in `dir`. Every page of the data file is
+  // checked first (LMDB itself trusts them: a damaged page could crash or hang it); a
+  // corrupt or truncated cache is moved aside to `dir`.corrupt-<time> and rebuilt
+  // empty, and `warning` receives one line saying so. Damage LMDB reports later, in
+  // any call, moves the cache aside the same way (one warning) and every later call
+  // fails (io); `warning` is kept for that, so what it refers to must outlive the
+  // cache. Error (io), one line: `dir` is a symbolic link, not a directory, or not
+  // owned by the user (nor may its data.mdb and lock.mdb be symbolic links or someone
+  // else's: what the cache says decides what kload skips); the directory cannot be
+  // created or opened at all.
   static util::Result<std::unique_ptr<Cache>> open(const std::filesystem::path& dir,
                                                    const std::function<void(const std::string&)>& warning);
   ~Cache();

@@ -53,12 +53,15 @@ struct SavedImages {
   format::ReadStats stats;
 };
 
-// Runs save_argv and reads its stdout once, streamed, with format::read_archive_fd
+// Runs save_argv (a SystemProcessRunner, streaming) and reads its stdout once, streamed, with format::read_archive_fd
 // (entries hashed as they pass, large ones spooled); messages name the input
 // "docker save REF...". The set is returned only when all of the stream was read and
 // docker exited 0. Error (bad_input), one line naming the images: docker cannot be
 // run; docker failed (its last stderr line quoted: an unknown image, a daemon error
 // mid-stream); the stream is truncated or not an archive.
 util::Result<SavedImages> save_images(const std::vector<std::string>& refs, const format::ReadLimits& limits = {});
+// The same through `runner` (its streaming mode), for tests with a fake Docker.
+util::Result<SavedImages> save_images(const std::vector<std::string>& refs, util::ProcessRunner& runner,
+                                      const format::ReadLimits& limits = {});
 
 } // namespace kload::source

@@ -26,7 +26,8 @@ private:
   std::filesystem::path path_;
 };
 
-// Installs SIGINT/SIGTERM handlers that remove every live TempDir and exit.
+// Installs SIGINT/SIGTERM/SIGHUP handlers that kill the process group of every
+// running child (kill_running_children), remove every live TempDir and exit.
 // Idempotent.
 void install_cleanup_signal_handlers();
 
