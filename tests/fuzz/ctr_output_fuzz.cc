@@ -1,5 +1,5 @@
 // Fuzz target for what kload reads from other programs: the output of `ctr version`,
-// `ctr plugins ls`, `ctr content ls`, `ctr images ls`, `ctr images check`, the error
+// `ctr plugins ls`, `ctr content ls`, `ctr images check`, the error
 // text of a failed `ctr images import`, kind's `docker ps` listing, and node URIs.
 //
 // The input is text: a first line of exit codes, then sections separated by lines
@@ -7,7 +7,8 @@
 //
 //   line 0       one character per call below, '0' for exit code 0, anything else 1
 //                (missing characters: 0)
-//   sections     1 version, 2 plugins ls, 3 content ls, 4 images ls, 5 images check,
+//   sections     1 version, 2 plugins ls, 3 content ls, 4 unused (once `images ls`;
+//                kept so that the seeds keep their meaning), 5 images check,
 //                6 import, 7 tag, 8 rm: stdout of a call that succeeds, stderr of one
 //                that fails; 9 `docker ps` output for kind discovery; 10 a node URI
 //

@@ -62,10 +62,12 @@ TEST_F(E2ECache, WarmReloadsMakeNoListing) {
     EXPECT_EQ(changed["nodes"][i]["listings"], 0) << "the check and the import, no listing";
     EXPECT_EQ(changed["nodes"][i]["layersSent"], 1);
     EXPECT_FALSE(changed["nodes"][i]["retried"].get<bool>());
-    // Back to v1: containerd collected top1 when the name moved to v2, and the cache
-    // knew it would, so top1 is planned and sent without a failed first attempt.
+    // Back to v1. Without CRI, containerd collected top1 when the name moved to v2,
+    // and the cache knew it would, so top1 is planned and sent without a failed first
+    // attempt. With CRI (kind-shaped nodes), CRI's own "sha256:<ID>" reference kept v1
+    // whole, and the check of every name shows it: a retag, nothing sent.
     EXPECT_EQ(back["nodes"][i]["listings"], 0);
-    EXPECT_EQ(back["nodes"][i]["layersSent"], 1);
+    EXPECT_EQ(back["nodes"][i]["layersSent"], lab.kind().docker ? 0 : 1) << back.dump();
     EXPECT_FALSE(back["nodes"][i]["retried"].get<bool>());
   }
   EXPECT_EQ(unchanged["hashed"]["bytes"], 0);

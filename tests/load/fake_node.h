@@ -8,6 +8,7 @@
 
 #include "kload/node/node_client.h"
 #include "kload/util/sha256.h"
+#include "support/test_support.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -88,7 +89,7 @@ public:
 
   std::expected<void, node::ImportError> import(const util::StdinFeeder& feed, const std::string&) override {
     std::string archive;
-    auto fed = capture(feed, archive);
+    auto fed = kload::testing::capture_feed(feed, archive);
     auto r = step(Op::import, [&]() -> util::Result<void> {
       if (!fed) {
         return std::unexpected(fed.error());
@@ -284,26 +285,6 @@ private:
       return std::unexpected(util::Error{util::ErrorKind::node, message});
     }
     return run();
-  }
-
-  // Runs the feeder against a pipe drained by a thread, as a child's stdin would be.
-  static util::Result<void> capture(const util::StdinFeeder& feed, std::string& sink) {
-    int fds[2];
-    if (::pipe(fds) != 0) {
-      return util::fail(util::ErrorKind::io, "FakeNode: pipe failed");
-    }
-    std::thread reader([&sink, fd = fds[0]] {
-      char buf[65536];
-      ssize_t n = 0;
-      while ((n = ::read(fd, buf, sizeof buf)) > 0) {
-        sink.append(buf, static_cast<std::size_t>(n));
-      }
-      ::close(fd);
-    });
-    auto fed = feed(fds[1]);
-    ::close(fds[1]);
-    reader.join();
-    return fed;
   }
 
   std::map<Op, std::pair<int, std::string>> faults_;

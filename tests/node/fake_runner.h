@@ -4,6 +4,7 @@
 // "images import", ...), so node-level code runs without any process or socket.
 
 #include "kload/util/process.h"
+#include "support/test_support.h"
 
 #include <chrono>
 #include <deque>
@@ -53,7 +54,7 @@ public:
     Call call{argv, key_of(argv), {}, timeout};
     std::optional<util::Error> feed_error;
     if (feed) {
-      auto fed = capture(feed, call.stdin);
+      auto fed = kload::testing::capture_feed(feed, call.stdin);
       if (!fed) {
         feed_error = fed.error();
       }
@@ -121,26 +122,6 @@ private:
       return w.substr(1, w.size() - 2);
     }
     return w;
-  }
-
-  // Runs the feeder against a pipe drained by a thread, as a child's stdin would be.
-  static util::Result<void> capture(const util::StdinFeeder& feed, std::string& sink) {
-    int fds[2];
-    if (::pipe(fds) != 0) {
-      return util::fail(util::ErrorKind::io, "FakeRunner: pipe failed");
-    }
-    std::thread reader([&sink, fd = fds[0]] {
-      char buf[65536];
-      ssize_t n = 0;
-      while ((n = ::read(fd, buf, sizeof buf)) > 0) {
-        sink.append(buf, static_cast<std::size_t>(n));
-      }
-      ::close(fd);
-    });
-    auto fed = feed(fds[1]);
-    ::close(fds[1]);
-    reader.join();
-    return fed;
   }
 
   mutable std::mutex mutex_;

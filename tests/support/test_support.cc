@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
+#include <thread>
 #include <unistd.h>
 
 namespace kload::testing {
@@ -278,6 +279,25 @@ CommandResult kload(const std::vector<std::string>& args, const std::string& std
   std::vector<std::string> argv{kload_binary().string()};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_command(argv, stdin_file);
+}
+
+util::Result<void> capture_feed(const util::StdinFeeder& feed, std::string& sink) {
+  int fds[2];
+  if (::pipe(fds) != 0) {
+    return util::fail(util::ErrorKind::io, "capture_feed: pipe failed");
+  }
+  std::thread reader([&sink, fd = fds[0]] {
+    char buf[65536];
+    ssize_t n = 0;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) {
+      sink.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+  });
+  auto fed = feed(fds[1]);
+  ::close(fds[1]);
+  reader.join();
+  return fed;
 }
 
 } // namespace kload::testing

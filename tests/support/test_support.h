@@ -2,6 +2,8 @@
 // Shared helpers for tests: a scratch directory per test (kept when the test fails),
 // running the project's own tools, and running the kload binary.
 
+#include "kload/util/process.h"
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -37,6 +39,10 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
 
 // Runs tools/mkimage with `args`; fails the current test (and returns false) on error.
 bool mkimage(const std::vector<std::string>& args);
+
+// Runs `feed` against a pipe drained into `sink` by a thread, as a child's stdin would
+// be read: what fakes of a node or a process runner do with a feeder.
+util::Result<void> capture_feed(const util::StdinFeeder& feed, std::string& sink);
 
 // The non-empty lines of `text`.
 std::vector<std::string> split_lines(const std::string& text);
