@@ -17,8 +17,6 @@ int exit_code_for(util::ErrorKind kind) {
   case util::ErrorKind::bad_input:
   case util::ErrorKind::usage:
     return exit_bad_input;
-  case util::ErrorKind::interrupted:
-    return 130;
   case util::ErrorKind::node:
   case util::ErrorKind::io:
     return exit_node_failure;
