@@ -206,7 +206,7 @@ int run(int argc, char** argv) {
                "only once all of it is there.",
                "kload"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "kload 0.1.0");
+  app.set_version_flag("--version", "kload " KLOAD_VERSION);
   app.footer("Exit codes: 0 success, 1 a node failed, 2 bad input or usage.\n"
              "Run 'kload COMMAND --help' for a command's options.");
   Commands commands;
