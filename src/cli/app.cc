@@ -56,8 +56,8 @@ void add_target_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, st
   cmd->add_flag("--dry-run", target.dry_run, "Show what each node would get; change nothing");
   cmd->add_flag("--json", target.json, json_help);
   cmd->add_option("-j,--jobs", jobs,
-                  "Serve at most this many nodes at once (default 8); hashing uses at most one\n"
-                  "thread per core")
+                  "Serve at most this many nodes at once (default 8, or the number of cores if\n"
+                  "more); hashing uses at most one thread per core")
       ->check(CLI::Range(1u, 256u));
   cmd->add_option("--cache", target.cache_dir,
                   "Inventory cache directory (default $KLOAD_CACHE, else $XDG_CACHE_HOME/kload,\n"
