@@ -1,5 +1,6 @@
 #include "kload/util/temp_dir.h"
 
+#include "kload/util/fd.h"
 #include "kload/util/process.h"
 
 #include "support/test_support.h"
