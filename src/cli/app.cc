@@ -17,8 +17,6 @@ int exit_code_for(util::ErrorKind kind) {
   case util::ErrorKind::bad_input:
   case util::ErrorKind::usage:
     return exit_bad_input;
-  case util::ErrorKind::interrupted:
-    return 130;
   case util::ErrorKind::node:
   case util::ErrorKind::io:
     return exit_node_failure;
@@ -58,8 +56,8 @@ void add_target_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, st
   cmd->add_flag("--dry-run", target.dry_run, "Show what each node would get; change nothing");
   cmd->add_flag("--json", target.json, json_help);
   cmd->add_option("-j,--jobs", jobs,
-                  "Serve at most this many nodes at once (default 8); hashing uses at most one\n"
-                  "thread per core")
+                  "Serve at most this many nodes at once (default 8, or the number of cores if\n"
+                  "more); hashing uses at most one thread per core")
       ->check(CLI::Range(1u, 256u));
   cmd->add_option("--cache", target.cache_dir,
                   "Inventory cache directory (default $KLOAD_CACHE, else $XDG_CACHE_HOME/kload,\n"
@@ -208,7 +206,7 @@ int run(int argc, char** argv) {
                "only once all of it is there.",
                "kload"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "kload 0.1.0");
+  app.set_version_flag("--version", "kload " KLOAD_VERSION);
   app.footer("Exit codes: 0 success, 1 a node failed, 2 bad input or usage.\n"
              "Run 'kload COMMAND --help' for a command's options.");
   Commands commands;

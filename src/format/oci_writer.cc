@@ -3,6 +3,7 @@
 
 #include "kload/format/verify.h"
 #include "kload/util/process.h"
+#include "kload/util/sha256.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -162,10 +163,36 @@ Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vec
                                                           b->where.source, b->where.entry, b->computed->str(),
                                                           d.str()));
     }
+    // The proof (Blob::computed) came from an earlier read, and the input may have
+    // changed since: the bytes are hashed again by the very read that feeds the tar
+    // entry, and the entry's last byte is held back until that hash matches. So a
+    // changed blob never reaches the node complete: its entry stays short and the
+    // stream is cut (Writer's destructor), which ctr refuses.
+    auto changed = [&](const Digest& now) {
+      return util::fail(ErrorKind::bad_input,
+                        fmt::format("{}: {}: the input changed since it was read (blob {} now hashes to {}); "
+                                    "run kload again",
+                                    b->where.source, b->where.entry, d.str(), now.str()));
+    };
+    util::Sha256 hash;
+    if (b->size == 0) {
+      // A header alone is a whole entry: check before writing it.
+      if (const auto now = hash.finish(); now != d) {
+        return changed(now);
+      }
+    }
     if (auto r = w.begin(blob_path(d), b->size); !r) {
       return r;
     }
+    std::uint64_t done = 0;
+    char last = 0;  // the held-back final byte
     auto r = read_blob(*b, [&](std::string_view chunk) -> Result<void> {
+      hash.update(chunk);
+      done += chunk.size();
+      if (done == b->size && !chunk.empty()) {
+        last = chunk.back();
+        chunk.remove_suffix(1);
+      }
       if (auto wr = w.data(chunk); !wr) {
         return wr;
       }
@@ -177,10 +204,31 @@ Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vec
       }
       return {};
     });
-    if (r && is_layer) {
+    if (!r) {
+      return r;
+    }
+    if (b->size != 0) {
+      if (done != b->size) {
+        return util::fail(ErrorKind::io, fmt::format("{}: {}: read {} bytes of blob {}, expected {}",
+                                                     b->where.source, b->where.entry, done, d.str(), b->size));
+      }
+      if (const auto now = hash.finish(); now != d) {
+        return changed(now);
+      }
+      if (auto wr = w.data(std::string_view(&last, 1)); !wr) {
+        return wr;
+      }
+      if (is_layer) {
+        stats.layer_bytes += 1;
+        if (progress) {
+          progress(stats.layer_bytes);
+        }
+      }
+    }
+    if (is_layer) {
       ++stats.layers_sent;
     }
-    return r;
+    return {};
   };
   for (const auto& e : entries) {
     if (auto r = put_blob(e.image->manifest.digest, false); !r) {
@@ -199,7 +247,10 @@ Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vec
       }
     }
   }
-  // index.json last: a stream cut short before it can never name anything.
+  // index.json after every blob, never before: containerd's importer names images only
+  // from index.json, so a stream cut short anywhere above (a changed input, a read
+  // error, a closed pipe) can never name an image, let alone one whose blobs did not
+  // all arrive proven.
   if (auto r = w.file("index.json", thin_index_json(entries)); !r) {
     return std::unexpected(r.error());
   }

@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <mutex>
 #include <set>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace kload::util {
@@ -84,25 +86,79 @@ void on_signal(int sig) {
 }
 } // namespace
 
-TempDir::TempDir(std::filesystem::path p) : path_(std::move(p)) { register_dir(path_); }
+namespace {
+// The PID.START token of a sibling named PREFIX.PID.START.XXXXXX; empty otherwise.
+std::string owner_token(const std::string& name, const std::string& prefix) {
+  if (!name.starts_with(prefix + ".") || name.size() < prefix.size() + 1 + 7) {
+    return {};
+  }
+  const std::string rest = name.substr(prefix.size() + 1, name.size() - prefix.size() - 1 - 7);
+  const auto dot = rest.find('.');
+  if (name[name.size() - 7] != '.' || dot == std::string::npos || dot == 0 || dot + 1 == rest.size() ||
+      rest.find_first_not_of("0123456789.") != std::string::npos || rest.find('.', dot + 1) != std::string::npos) {
+    return {};
+  }
+  return rest;
+}
+
+// Removes the directories of `prefix` under `base` whose owner provably ended (see
+// TempDir::create). The token alone would not do: a run in another PID namespace
+// sharing this /tmp (a container) looks dead from here, so its live lock decides.
+void remove_leftovers(const std::string& base, const std::string& prefix) {
+  std::error_code ec;
+  const auto own = own_process_token();
+  for (std::filesystem::directory_iterator it(base, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto name = it->path().filename().string();
+    const auto token = owner_token(name, prefix);
+    if (token.empty() || token == own || process_running(token)) {
+      continue;
+    }
+    const Fd dir(::open(it->path().c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    struct stat st{};
+    if (!dir || ::fstat(dir.get(), &st) != 0 || st.st_uid != ::geteuid() ||
+        ::flock(dir.get(), LOCK_EX | LOCK_NB) != 0) {
+      continue;
+    }
+    std::error_code rm;
+    std::filesystem::remove_all(it->path(), rm);  // a sweep: what it cannot remove stays
+  }
+}
+} // namespace
+
+TempDir::TempDir(std::filesystem::path p, Fd lock) : path_(std::move(p)), lock_(std::move(lock)) {
+  register_dir(path_);
+}
 
 Result<TempDir> TempDir::create(const std::string& prefix) {
-  const char* base = std::getenv("TMPDIR");
-  std::string templ = std::string(base != nullptr && *base != '\0' ? base : "/tmp") + "/" +
-                      prefix + ".XXXXXX";
+  const char* env = std::getenv("TMPDIR");
+  const std::string base = env != nullptr && *env != '\0' ? env : "/tmp";
+  remove_leftovers(base, prefix);
+  const auto token = own_process_token();  // empty only without /proc: then unnamed
+  std::string templ = base + "/" + prefix + "." + (token.empty() ? "" : token + ".") + "XXXXXX";
   if (mkdtemp(templ.data()) == nullptr) {
     return fail(ErrorKind::io,
                 "cannot create a temporary directory " + templ + ": " + std::strerror(errno));
   }
-  return TempDir(std::filesystem::path(templ));
+  // Locked at once: from here a sweep in another PID namespace leaves it alone too.
+  Fd lock(::open(templ.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!lock || ::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    std::error_code ec;
+    std::filesystem::remove(templ, ec);
+    return fail(ErrorKind::io, "cannot lock the temporary directory " + templ + ": " + std::strerror(err));
+  }
+  return TempDir(std::filesystem::path(templ), std::move(lock));
 }
 
-TempDir::TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)) { other.path_.clear(); }
+TempDir::TempDir(TempDir&& other) noexcept : path_(std::move(other.path_)), lock_(std::move(other.lock_)) {
+  other.path_.clear();
+}
 
 TempDir& TempDir::operator=(TempDir&& other) noexcept {
   if (this != &other) {
     remove();
     path_ = std::move(other.path_);
+    lock_ = std::move(other.lock_);
     other.path_.clear();
   }
   return *this;
@@ -117,6 +173,7 @@ void TempDir::remove() noexcept {
   unregister_dir(path_);
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+  lock_.reset();
   path_.clear();
 }
 

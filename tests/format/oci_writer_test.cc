@@ -276,6 +276,47 @@ TEST_F(OciWriter, RefusesAMismatchingBlob) {
   expect_stopped_before(bytes, mid);
 }
 
+// The proof is an earlier read: a file rewritten in place (same size, so nothing
+// but the bytes tells) between proof and send must not reach the node.
+void change_byte_in_place(const Blob& b, std::uint64_t at) {
+  const int fd = ::open(b.where.file.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << b.where.file;
+  char c = 0;
+  ASSERT_EQ(::pread(fd, &c, 1, static_cast<off_t>(b.where.offset + at)), 1);
+  c = static_cast<char>(c ^ 0x5a);
+  ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(b.where.offset + at)), 1);
+  ::close(fd);
+}
+
+void expect_changed_input_refused(const util::Result<ThinStats>& r, const Blob& b, const std::string& bytes) {
+  ASSERT_FALSE(r.has_value()) << "a blob changed since its proof was sent";
+  EXPECT_EQ(r.error().kind, util::ErrorKind::bad_input);
+  EXPECT_EQ(r.error().message.find('\n'), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(b.where.source), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(b.where.entry), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("changed since it was read"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("run kload again"), std::string::npos) << r.error().message;
+  expect_stopped_before(bytes, b.digest);
+}
+
+TEST_F(OciWriter, RefusesALayerChangedSinceItsProof) {
+  const Blob& b = *set.find(mid);
+  ASSERT_TRUE(b.where.memory == nullptr) << "the layer is read from the input file";
+  change_byte_in_place(b, b.size / 2);
+  std::string bytes;
+  auto r = write_to_file(set, {mid, extra}, bytes);
+  expect_changed_input_refused(r, b, bytes);
+}
+
+TEST_F(OciWriter, RefusesALastByteChangedSinceItsProof) {
+  // The last byte is the one read last: the check must come before it is sent.
+  const Blob& b = *set.find(extra);
+  change_byte_in_place(b, b.size - 1);
+  std::string bytes;
+  auto r = write_to_file(set, {mid, extra}, bytes);
+  expect_changed_input_refused(r, b, bytes);
+}
+
 TEST_F(OciWriter, RefusesABlobMissingFromTheSet) {
   ImageSet partial = set;
   partial.blobs.erase(other->config.digest);

@@ -1,5 +1,8 @@
 #include "kload/util/temp_dir.h"
 
+#include "kload/util/fd.h"
+#include "kload/util/process.h"
+
 #include "support/test_support.h"
 
 #include <gtest/gtest.h>
@@ -11,6 +14,7 @@
 #include <optional>
 #include <fcntl.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <thread>
@@ -69,7 +73,9 @@ TEST(TempDir, CreatedPrivateAndRemovedOnDestruction) {
     path = dir->path();
     EXPECT_EQ(path.parent_path(), scratch.path());
     EXPECT_TRUE(path.filename().string().starts_with("kload-test.")) << path;
-    EXPECT_EQ(path.filename().string().size(), std::string("kload-test.XXXXXX").size()) << path;
+    EXPECT_TRUE(path.filename().string().starts_with("kload-test." + own_process_token() + "."))
+        << "named for its owner, so that a later run can tell it is a leftover: " << path;
+    EXPECT_EQ(path.filename().string().size(), ("kload-test." + own_process_token() + ".XXXXXX").size()) << path;
     struct stat st{};
     ASSERT_EQ(::stat(path.c_str(), &st), 0);
     EXPECT_TRUE(S_ISDIR(st.st_mode));
@@ -145,6 +151,79 @@ TEST(TempDir, MoveAssignmentRemovesTheDirectoryItOwned) {
     EXPECT_TRUE(fs::exists(second));
   }
   EXPECT_FALSE(fs::exists(second));
+}
+
+// A token for a process that has ended: a child's, once reaped.
+std::string dead_process_token() {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::_exit(0);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  const std::string token = std::to_string(pid) + ".1";
+  EXPECT_FALSE(process_running(token));
+  return token;
+}
+
+TEST(TempDir, RemovesTheLeftoverOfAProcessThatEnded) {
+  // What a SIGKILLed run leaves: its directory, named for it, with a spool file.
+  Scratch scratch;
+  TmpdirGuard tmp(scratch.path().c_str());
+  const auto leftover = scratch / ("kload-spool." + dead_process_token() + ".AbC123");
+  fs::create_directories(leftover / "sub");
+  kload::testing::write_file(leftover / "sub" / "blob", "spooled bytes");
+  const auto other_prefix = scratch / ("other." + dead_process_token() + ".AbC123");
+  fs::create_directory(other_prefix);
+  auto dir = TempDir::create("kload-spool");
+  ASSERT_TRUE(dir.has_value()) << dir.error().message;
+  EXPECT_FALSE(fs::exists(leftover)) << "the leftover of an ended run stayed";
+  EXPECT_TRUE(fs::exists(other_prefix)) << "only the prefix asked for is swept";
+  EXPECT_TRUE(fs::exists(dir->path()));
+}
+
+TEST(TempDir, KeepsTheDirectoriesOfLiveProcessesAndOfOthers) {
+  Scratch scratch;
+  TmpdirGuard tmp(scratch.path().c_str());
+  // A live process's directory (this one's, made by hand: another TempDir of it).
+  const auto live = scratch / ("kload-spool." + own_process_token() + ".AbC123");
+  fs::create_directory(live);
+  // Named for an ended process but locked: a live run in another PID namespace.
+  const auto locked = scratch / ("kload-spool." + dead_process_token() + ".LoCk3d");
+  fs::create_directory(locked);
+  const Fd lock(::open(locked.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ASSERT_TRUE(lock.valid());
+  ASSERT_EQ(::flock(lock.get(), LOCK_EX | LOCK_NB), 0);
+  // Not a directory of ours in the expected shape: a symbolic link, a regular file,
+  // names that only look alike.
+  const auto target = scratch / "target";
+  fs::create_directory(target);
+  const auto link = scratch / ("kload-spool." + dead_process_token() + ".L1nk00");
+  fs::create_directory_symlink(target, link);
+  const auto file = scratch / ("kload-spool." + dead_process_token() + ".F1le00");
+  kload::testing::write_file(file, "x");
+  const auto odd = scratch / "kload-spool.12.x4.AbC123";
+  fs::create_directory(odd);
+  const auto unnamed = scratch / "kload-spool.AbC123";
+  fs::create_directory(unnamed);
+
+  auto dir = TempDir::create("kload-spool");
+  ASSERT_TRUE(dir.has_value()) << dir.error().message;
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(locked)) << "a locked directory belongs to a live run";
+  EXPECT_TRUE(fs::is_symlink(link));
+  EXPECT_TRUE(fs::exists(target));
+  EXPECT_TRUE(fs::exists(file));
+  EXPECT_TRUE(fs::exists(odd));
+  EXPECT_TRUE(fs::exists(unnamed));
+  // And a TempDir's own lock keeps it from a sweep that thinks its owner ended.
+  const auto mine = dir->path().filename().string();
+  const auto renamed = scratch / ("kload-spool." + dead_process_token() + mine.substr(mine.size() - 7));
+  fs::rename(dir->path(), renamed);
+  auto again = TempDir::create("kload-spool");
+  ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(fs::exists(renamed)) << "a directory a live TempDir holds was swept";
+  fs::rename(renamed, dir->path());
 }
 
 // Runs `kload inspect -` reading from a pipe that stalls in the middle of a large

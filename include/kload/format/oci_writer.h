@@ -32,9 +32,12 @@ using ProgressFn = std::function<void(std::uint64_t layer_bytes_done)>;
 
 // Writes the archive for `entries` to `fd`, including layer blobs only when their
 // digest is in `layers` (each once, however many images share it). Blob bytes come
-// from `set` and must have been hashed (Blob::computed) and match. Error: a blob
-// missing from the set, not hashed, mismatching (bad_input) or unreadable (io), or the
-// pipe closed early (io; the reader's own error usually says more).
+// from `set` and must have been hashed (Blob::computed) and match; they are hashed
+// again as they are sent, and index.json comes after every blob, so a failure leaves
+// a cut stream that names no image. Error: a blob missing from the set, not hashed,
+// mismatching (bad_input) or unreadable (io); a blob whose bytes changed since they
+// were hashed (bad_input: "the input changed since it was read", naming input and
+// entry); or the pipe closed early (io; the reader's own error usually says more).
 util::Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vector<ThinEntry>& entries,
                                            const std::unordered_set<util::Digest>& layers,
                                            const ProgressFn& progress = {});

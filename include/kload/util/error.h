@@ -8,13 +8,15 @@
 namespace kload::util {
 
 // What went wrong, which decides the exit code: input and usage problems exit 2,
-// node failures exit 1.
+// node failures exit 1. Ctrl-C is not an Error: the SIGINT/SIGTERM handler
+// (util::install_cleanup_signal_handlers) kills the children, removes the temporary
+// directories and exits 128+signal at once, since an Error would only reach the top
+// after every node's step in flight had finished.
 enum class ErrorKind {
-  bad_input,  // an archive, a JSON file or a digest is wrong
-  usage,      // the command line is wrong
-  node,       // a node failed or could not be reached
-  io,         // a local file system or process problem
-  interrupted // the user pressed Ctrl-C
+  bad_input, // an archive, a JSON file or a digest is wrong
+  usage,     // the command line is wrong
+  node,      // a node failed or could not be reached
+  io,        // a local file system or process problem
 };
 
 struct Error {
