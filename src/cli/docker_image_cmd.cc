@@ -108,6 +108,9 @@ Result<SavedWanted> save_wanted(const std::vector<load::DockerWanted>& wanted, c
   if (!saved) {
     return std::unexpected(saved.error());
   }
+  for (const auto& w : saved->set.warnings) {
+    console.warn(w);
+  }
   console.line(fmt::format("docker save: read {} in {}", util::human_bytes(saved->stats.bytes_expanded),
                            util::human_seconds(seconds_since(start))));
   SavedWanted out{{}, std::move(*saved), {}};

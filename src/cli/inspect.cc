@@ -30,6 +30,9 @@ Result<format::ImageSet> read_inputs(const std::vector<std::string>& archives, C
                                util::human_seconds(secs)));
     }
   }
+  for (const auto& w : set.warnings) {
+    console.warn(w);
+  }
   return set;
 }
 

@@ -22,14 +22,6 @@ using util::Digest;
 
 namespace {
 
-std::vector<std::string> all_names(const std::vector<const format::Image*>& images) {
-  std::vector<std::string> names;
-  for (const auto* image : images) {
-    names.insert(names.end(), image->names.begin(), image->names.end());
-  }
-  return names;
-}
-
 const node::ImageStatus* find_status(const std::vector<node::ImageStatus>& statuses, const std::string& name) {
   const auto it = std::find_if(statuses.begin(), statuses.end(),
                                [&](const node::ImageStatus& s) { return s.name == name; });
