@@ -1531,7 +1531,8 @@ class DRow:
     thin_bytes: int = 0  # the floor's stream, one node
     kind_docker_calls: float | None = None  # docker processes per node in kind's traced run
     kload_docker_calls: float | None = None  # the same for kload, from the same wrapper
-    kload_seconds_per_node: list[float] = field(default_factory=list)
+    load: str = ""  # 1-minute load average when the scenario started
+    busy: str = ""  # other_work() when the scenario started
 
     def wall(self, method: str) -> float:
         w = self.walls.get(method)
@@ -1716,6 +1717,7 @@ class DockerBench:
     def first_load(self, row: DRow, archive: Archive) -> None:
         """Fresh nodes (a new lab) before every run of every method."""
         n = row.nodes
+        row.load, row.busy = Path("/proc/loadavg").read_text().split()[0], other_work()
         self.lab.up(n)
         thin, argv = self.traced(row, archive, self.new_cache())
         if thin is None:
@@ -1742,6 +1744,7 @@ class DockerBench:
         """Nodes hold `before`, loaded by kload into a cache that every kload run starts
         from (a fresh copy); each run loads `after`, then the nodes are put back."""
         n = row.nodes
+        row.load, row.busy = Path("/proc/loadavg").read_text().split()[0], other_work()
         nodes = self.lab.up(n)
         cache = self.new_cache()
         self.runner.run([self.kload, "image-archive", str(before.path), "--name", self.lab.cluster, "--cache",
@@ -1900,6 +1903,8 @@ def write_docker_results(bench: DockerBench, path: Path, minutes: float, load_st
       "the thin archive kload sent, with kload's own ctr words: the stream is captured by a `docker` wrapper "
       "first on PATH during one untimed kload run per scenario (the same wrapper counts kind's and kload's "
       "docker processes per node in untimed runs).")
+    a("* `kind load docker-image` is not measured: every scenario starts from an archive, and a Docker-image "
+      "scenario would add a `docker save` to both sides without telling more about the load itself.")
     a("* **Fresh nodes**: first loads re-create the lab (new containers) before every run of every method. "
       "Reloads load the starting image once with kload, run containerd's GC, record each node's names, blobs "
       "and snapshots, and after every run remove what the run added (`ctr images rm --sync`) and check the node "
@@ -1920,23 +1925,25 @@ def write_docker_results(bench: DockerBench, path: Path, minutes: float, load_st
         kind, kload, floor = row.wall("kind"), row.wall("kload"), row.wall("floor")
         calls = max((max(c) for c in row.kload_calls), default=-1)
         cpu = statistics.median(row.kload_cpu) / row.nodes if row.kload_cpu else float("nan")
+        cpu_s = f"{cpu:.3f}" if cpu > 0 else "< 0.01"  # /proc/PID/stat counts in 10 ms ticks
         floor_s = fmt_s(floor) if row.walls.get("floor") else "0 (nothing to import)"
         kof = f"{kload / floor:.2f}x" if row.walls.get("floor") else "-"
         dk = "-" if row.kind_docker_calls is None else f"{row.kind_docker_calls:g}"
         dl = "-" if row.kload_docker_calls is None else f"{row.kload_docker_calls:g}"
         a(f"| {row.title} | {row.nodes} | {fmt_bytes(row.archive_bytes)} | {fmt_s(kind)} | {fmt_s(kload)} | "
-          f"{floor_s} | {kind / kload:.2f}x | {kof} | {calls} | {dk}, {dl} | {cpu:.3f} | "
+          f"{floor_s} | {kind / kload:.2f}x | {kof} | {calls} | {dk}, {dl} | {cpu_s} | "
           f"{fmt_bytes(row.archive_bytes)}, {fmt_bytes(row.kload_sent // row.nodes)} | "
           f"{'; '.join(targets_of(row))} |")
     a("")
-    a("Every run, in seconds (in the order run):")
+    a("Every run, in seconds (in the order run), with the machine's 1-minute load average and its busiest other "
+      "processes (a `top` snapshot) when the scenario started:")
     a("")
-    a("| Scenario | Nodes | " + " | ".join(["kind", "kload", "kload --no-cache", "floor"]) + " |")
-    a("|---|---:|---|---|---|---|")
+    a("| Scenario | Nodes | " + " | ".join(["kind", "kload", "kload --no-cache", "floor"]) + " | load | busy |")
+    a("|---|---:|---|---|---|---|---:|---|")
     for row in bench.rows:
         cells = [", ".join(fmt_s(w) for w in row.walls.get(m, [])) or "-"
                  for m in ["kind", "kload", "kload --no-cache", "floor"]]
-        a(f"| {row.title} | {row.nodes} | " + " | ".join(cells) + " |")
+        a(f"| {row.title} | {row.nodes} | " + " | ".join(cells) + f" | {row.load} | {row.busy or '-'} |")
     a("")
     a("Images (tools/mkimage, docker-save layout, `--compressible 0.5`), layers bottom first; the dev reload "
       "changes only the top layer:")
@@ -1948,15 +1955,28 @@ def write_docker_results(bench: DockerBench, path: Path, minutes: float, load_st
 
 
 def other_work() -> str:
-    """What else is running: the load average and the busiest processes not ours."""
+    """What else is busy right now: one `top` snapshot, processes at 10% CPU or more,
+    grouped by command name."""
     try:
-        top = subprocess.run(["ps", "-eo", "pcpu,comm", "--sort=-pcpu", "--no-headers"], capture_output=True,
-                             text=True, timeout=10).stdout.splitlines()[:6]
+        lines = subprocess.run(["top", "-b", "-n", "1", "-o", "%CPU", "-w", "200"], capture_output=True, text=True,
+                               timeout=10).stdout.splitlines()
     except OSError:
         return ""
-    busy = [line.split(None, 1) for line in top]
-    busy = [(float(c), n) for c, n in busy if float(c) >= 20]
-    return ", ".join(f"{n} ({c:.0f}% CPU)" for c, n in busy)
+    busy: dict[str, list[float]] = {}
+    header = next((i for i, line in enumerate(lines) if line.split()[:1] == ["PID"]), None)
+    if header is None:
+        return ""
+    for line in lines[header + 1:]:
+        f = line.split()
+        if len(f) < 12:
+            continue
+        try:
+            cpu = float(f[8])
+        except ValueError:
+            continue
+        if cpu >= 10 and f[11] != "top":
+            busy.setdefault(f[11], []).append(cpu)
+    return ", ".join(f"{len(v)} x {k} ({sum(v):.0f}% CPU)" for k, v in sorted(busy.items(), key=lambda kv: -sum(kv[1])))
 
 
 def docker_main(argv: list[str]) -> int:
