@@ -1468,7 +1468,8 @@ DOCKER_PROFILES = {
     # first loads: (image MiB, nodes); reloads: image MiB, on reload_nodes nodes
     "default": {"runs": 3, "first": [(1, 1), (1, 3), (32, 1), (32, 3), (256, 1), (256, 3)], "reload": 256,
                 "reload_nodes": 3},
-    "quick": {"runs": 1, "first": [(1, 1), (1, 3), (32, 1), (32, 3), (64, 3)], "reload": 64, "reload_nodes": 3},
+    "quick": {"runs": 1, "first": [(1, 1), (1, 3), (32, 1), (32, 3), (64, 1), (64, 3)], "reload": 64,
+              "reload_nodes": 3},
 }
 
 # issue #12's targets
@@ -1532,6 +1533,8 @@ class DRow:
     kind_docker_calls: float | None = None  # docker processes per node in kind's traced run
     kload_docker_calls: float | None = None  # the same for kload, from the same wrapper
     load: str = ""  # 1-minute load average when the scenario started
+    kload_timeline: list[dict] = field(default_factory=list)  # node 1's docker calls in kload's traced run
+    kind_timeline: list[dict] = field(default_factory=list)  # the same for kind
     busy: str = ""  # other_work() when the scenario started
 
     def wall(self, method: str) -> float:
@@ -1680,6 +1683,7 @@ class DockerBench:
                "KLOAD_BENCH_CAPTURE_NODE": self.lab.nodes[0]}
         p = self.kload_run(archive, cache, env=env)
         row.kload_docker_calls = self.count_exec(trace) / row.nodes
+        row.kload_timeline = self.timeline(trace, p)
         argv: list[str] = []
         if capture.exists():
             argv = ["docker", *Path(str(capture) + ".argv").read_bytes().decode().split("\0")[:-1]]
@@ -1700,10 +1704,24 @@ class DockerBench:
                 n += 1
         return n
 
+    def timeline(self, trace: Path, p: Proc) -> list[dict]:
+        """Node 1's docker calls in a traced run: start (from the tool's own start), duration, what."""
+        calls = []
+        if not trace.exists():
+            return calls
+        for line in trace.read_text().splitlines():
+            start, end, rc, target, words = line.split("\t", 4)
+            if target != self.lab.nodes[0]:
+                continue
+            calls.append({"at": float(start) - p.start, "took": float(end) - float(start), "rc": int(rc),
+                          "what": call_summary(words.split())})
+        return sorted(calls, key=lambda c: c["at"])
+
     def kind_traced(self, row: DRow, archive: Archive) -> None:
         trace = self.work / f"trace-kind-{row.key}.tsv"
-        self.kind_run(archive, env={**self.kind_env_traced, "KLOAD_BENCH_TRACE": str(trace)})
+        p = self.kind_run(archive, env={**self.kind_env_traced, "KLOAD_BENCH_TRACE": str(trace)})
         row.kind_docker_calls = self.count_exec(trace) / row.nodes
+        row.kind_timeline = self.timeline(trace, p)
 
     def record_kload(self, row: DRow, p: Proc) -> None:
         row.walls.setdefault("kload", []).append(p.wall)
@@ -1818,6 +1836,36 @@ class DockerBench:
 
 
 # ---------------------------------------------------------------- Docker-mode report
+
+
+def call_summary(words: list[str]) -> str:
+    """`docker exec -i NODE ctr --connect-timeout 5s -n k8s.io images import ... -` -> `ctr images import`."""
+    with_value = {"-n", "--namespace", "-a", "--address", "--connect-timeout", "--snapshotter", "--platform",
+                  "--index-name", "--label", "-e", "--env", "-u", "--user", "-w", "--workdir"}
+    try:
+        i = words.index("exec") + 1
+    except ValueError:
+        return " ".join(words[:2])
+    # skip docker exec's own options and the container
+    while i < len(words) and words[i].startswith("-"):
+        i += 2 if words[i] in with_value else 1
+    i += 1
+    out = []
+    while i < len(words) and len(out) < 3:
+        w = words[i]
+        if w.startswith("-"):
+            i += 2 if w in with_value and "=" not in w else 1
+            continue
+        out.append(w)
+        i += 1
+        if out[0] != "ctr" and len(out) == 2:
+            break
+    return " ".join(out)
+
+
+def timeline_text(calls: list[dict]) -> str:
+    return "; ".join(f"+{c['at']:.2f} s {c['what']} ({c['took']:.2f} s{'' if c['rc'] == 0 else ', rc ' + str(c['rc'])})"
+                     for c in calls) or "-"
 
 
 def docker_facts(bench: DockerBench) -> list[tuple[str, str]]:
@@ -1945,6 +1993,14 @@ def write_docker_results(bench: DockerBench, path: Path, minutes: float, load_st
                  for m in ["kind", "kload", "kload --no-cache", "floor"]]
         a(f"| {row.title} | {row.nodes} | " + " | ".join(cells) + f" | {row.load} | {row.busy or '-'} |")
     a("")
+    a("Where the time goes: node 1's docker processes in one untimed run of each tool through the wrapper "
+      "(start from the tool's own start, duration; the wrapper adds a bash start to each):")
+    a("")
+    a("| Scenario | Nodes | kind | kload |")
+    a("|---|---:|---|---|")
+    for row in bench.rows:
+        a(f"| {row.title} | {row.nodes} | {timeline_text(row.kind_timeline)} | {timeline_text(row.kload_timeline)} |")
+    a("")
     a("Images (tools/mkimage, docker-save layout, `--compressible 0.5`), layers bottom first; the dev reload "
       "changes only the top layer:")
     a("")
@@ -1993,6 +2049,7 @@ def docker_main(argv: list[str]) -> int:
     ap.add_argument("--cluster", default="", help="the lab's cluster name (default kload-e2e-PID)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (inputs, traces)")
     ap.add_argument("--note", default="", help="what the kload binary is, for RESULTS.md (e.g. its commit)")
+    ap.add_argument("--save-raw", metavar="FILE", default="", help="also save every scenario's measurements as JSON")
     args = ap.parse_args(argv)
     args.kload = str(Path(args.kload).resolve())
     if not os.access(args.kload, os.X_OK):
@@ -2014,6 +2071,8 @@ def docker_main(argv: list[str]) -> int:
     try:
         bench = DockerBench(args, work)
         bench.run()
+        if args.save_raw:
+            Path(args.save_raw).write_text(json.dumps([asdict(r) for r in bench.rows], indent=1) + "\n")
         load_end = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         others_end = other_work()
         load1 = max(float(load_start.split()[0]), float(load_end.split()[0]))
