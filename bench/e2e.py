@@ -2041,7 +2041,7 @@ def docker_main(argv: list[str]) -> int:
                                  "writes bench/RESULTS.md. --host runs the older host-node mode instead (see "
                                  "e2e.py --host --help).")
     ap.add_argument("--profile", choices=sorted(DOCKER_PROFILES), default="default",
-                    help="default (3 runs, 1/32/256 MiB, ~25 min) or quick (1 run, 1/32/64 MiB, a few minutes)")
+                    help="default (3 runs, 1/32/256 MiB, ~12 min on 2 cores) or quick (1 run, 1/32/64 MiB, ~3 min)")
     ap.add_argument("--runs", type=int, default=0, help="runs per method (default: the profile's)")
     ap.add_argument("--kload", default=str(ROOT / "build" / "kload"), help="the kload binary (default build/kload)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"), help="where to write the results")
