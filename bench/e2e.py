@@ -1379,8 +1379,9 @@ def report_from(raw: dict) -> Report:
 # ---------------------------------------------------------------- main
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def host_main() -> int:
+    """The host-node mode (--host): kind's method re-enacted with ctr on tools/lab host nodes."""
+    ap = argparse.ArgumentParser(prog="e2e.py --host", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small inputs, 1 run: a smoke test (< 2 min)")
     ap.add_argument("--runs", type=int, default=0, help="runs per method (default 3, quick 1)")
@@ -1404,7 +1405,7 @@ def main() -> int:
     if os.geteuid() != 0:
         print("e2e: the lab's containerd nodes need root", file=sys.stderr)
         return 2
-    cmdline = "bench/e2e.py" + (" --quick" if args.quick else "") + (f" --runs {args.runs}" if args.runs else "") + \
+    cmdline = "bench/e2e.py --host" + (" --quick" if args.quick else "") + (f" --runs {args.runs}" if args.runs else "") + \
         (f" --only {args.only}" if args.only else "")
 
     def on_term(signum, frame):
@@ -1442,6 +1443,669 @@ def main() -> int:
             log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+# ================================================================ Docker mode (default)
+#
+# The real `kind load image-archive` against kind-shaped Docker nodes running
+# containerd 2.x (tools/lab up --docker), kload on the same nodes, and the floor, all
+# in one run and interleaved run by run, so the machine's other load hits them alike.
+
+KIND_SHIM = ROOT / "tools" / "kind-shim"
+THIRDPARTY = ROOT / "tools" / "thirdparty"
+
+# Sizes in MiB, bottom layer first; the last layer is the one a dev reload changes.
+# Layer seeds are shared on purpose: the same SEED:SIZE is the same blob everywhere.
+IMAGES = {
+    1: [("one-a", "768K"), ("one-top", "256K")],
+    32: [("mid-a", "16M"), ("mid-b", "8M"), ("mid-c", "4M"), ("mid-top", "4M")],
+    64: [("q-a", "32M"), ("q-b", "16M"), ("q-c", "8M"), ("q-d", "4M"), ("q-top", "4M")],
+    256: [("big-a", "120M"), ("big-b", "64M"), ("big-c", "32M"), ("big-d", "16M"), ("big-e", "8M"), ("big-f", "8M"),
+          ("big-top", "8M")],
+}
+
+DOCKER_PROFILES = {
+    # first loads: (image MiB, nodes); reloads: image MiB, on reload_nodes nodes
+    "default": {"runs": 3, "first": [(1, 1), (1, 3), (32, 1), (32, 3), (256, 1), (256, 3)], "reload": 256,
+                "reload_nodes": 3},
+    "quick": {"runs": 1, "first": [(1, 1), (1, 3), (32, 1), (32, 3), (64, 1), (64, 3)], "reload": 64,
+              "reload_nodes": 3},
+}
+
+# issue #12's targets
+TARGET_FIRST_VS_KIND = 1.0
+TARGET_FIRST_OVER_FLOOR = 1.05
+TARGET_DEV_VS_KIND = 30.0
+TARGET_UNCHANGED_WALL = 0.05
+TARGET_CALLS_COLD = 3
+TARGET_CALLS_UNCHANGED = 1
+
+# First on PATH for the traced runs only (bash start-up would tax every timed call): logs
+# every docker call (start, end, exit code, argv) and tees the stdin of the first
+# `docker exec -i NODE ctr ... import` into KLOAD_BENCH_CAPTURE (the argv beside it, NUL
+# separated), which becomes the floor's stream. It calls the real docker by path, so
+# the kind shim, which looks for the next docker on PATH, finds this one and not itself.
+DOCKER_SHIM = r"""#!/usr/bin/env bash
+real=@REAL@
+start=$EPOCHREALTIME
+target="" import=0
+if [[ ${1:-} == exec ]]; then
+  i=0
+  for a in "$@"; do
+    i=$((i + 1))
+    [[ $a == import ]] && import=1
+  done
+  args=("$@")
+  for ((j = 1; j < ${#args[@]}; j++)); do
+    [[ ${args[j]} == -* ]] && continue
+    target=${args[j]}
+    break
+  done
+fi
+if [[ $import == 1 && -n ${KLOAD_BENCH_CAPTURE:-} && $target == "${KLOAD_BENCH_CAPTURE_NODE:-}" &&
+      ! -e $KLOAD_BENCH_CAPTURE ]]; then
+  printf '%s\0' "$@" > "$KLOAD_BENCH_CAPTURE.argv"
+  tee "$KLOAD_BENCH_CAPTURE" | "$real" "$@"
+  rc=${PIPESTATUS[1]}
+else
+  "$real" "$@"
+  rc=$?
+fi
+printf '%s\t%s\t%s\t%s\t%s\n' "$start" "$EPOCHREALTIME" "$rc" "$target" "$*" >> "$KLOAD_BENCH_TRACE"
+exit $rc
+"""
+
+
+@dataclass
+class DRow:
+    """One scenario: every method's runs, in the order they ran."""
+    key: str
+    title: str
+    kind: str  # first | dev | unchanged
+    nodes: int
+    image_mib: int
+    archive_bytes: int = 0
+    walls: dict[str, list[float]] = field(default_factory=dict)  # method -> runs
+    kload_cpu: list[float] = field(default_factory=list)  # kload's own user+sys per run
+    kload_calls: list[list[int]] = field(default_factory=list)  # ctrCalls per node, per run
+    kload_sent: int = 0
+    thin_bytes: int = 0  # the floor's stream, one node
+    kind_docker_calls: float | None = None  # docker processes per node in kind's traced run
+    kload_docker_calls: float | None = None  # the same for kload, from the same wrapper
+    load: str = ""  # 1-minute load average when the scenario started
+    kload_timeline: list[dict] = field(default_factory=list)  # node 1's docker calls in kload's traced run
+    kind_timeline: list[dict] = field(default_factory=list)  # the same for kind
+    busy: str = ""  # other_work() when the scenario started
+
+    def wall(self, method: str) -> float:
+        w = self.walls.get(method)
+        return statistics.median(w) if w else float("nan")
+
+
+class DockerLab:
+    """One lab directory and cluster name, (re)started as often as a scenario needs."""
+
+    def __init__(self, runner: Runner, work: Path, cluster: str):
+        self.runner = runner
+        self.dir = work / "lab"
+        self.cluster = cluster
+        self.started = False
+        self.nodes: list[str] = []
+
+    def up(self, n: int) -> list[str]:
+        self.started = True
+        p = self.runner.run([str(LAB), "up", str(n), str(self.dir), "--docker", "--containerd", "2.x", "--name",
+                             self.cluster], timeout=300)
+        self.nodes = [line.strip()[len("docker://"):] for line in p.out.splitlines()
+                      if line.startswith("docker://")]
+        if len(self.nodes) != n:
+            raise BenchError(f"lab up {n} --docker printed {len(self.nodes)} nodes")
+        os.sync()
+        return self.nodes
+
+    def down(self) -> None:
+        if self.started:
+            subprocess.run([str(LAB), "down", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           timeout=300, check=False)
+
+
+def dctr(node: str, *args: str) -> list[str]:
+    return ["docker", "exec", "-i", node, "ctr", "--connect-timeout", CONNECT_TIMEOUT, "-n", NAMESPACE, *args]
+
+
+def dnode_state(runner: Runner, node: str) -> NodeState:
+    names = set(runner.run(dctr(node, "images", "ls", "-q")).out.split())
+    content = set(runner.run(dctr(node, "content", "ls", "-q")).out.split())
+    snaps = runner.run(dctr(node, "snapshots", "--snapshotter", SNAPSHOTTER, "ls")).out.strip().splitlines()
+    return NodeState(names, content, max(0, len(snaps) - 1))
+
+
+def dcollect_garbage(runner: Runner, node: str) -> None:
+    names = runner.run(dctr(node, "images", "ls", "-q")).out.split()
+    if names:
+        runner.run(dctr(node, "images", "tag", "--force", names[0], "localhost/e2e-gc:trigger"))
+        runner.run(dctr(node, "images", "rm", "--sync", "localhost/e2e-gc:trigger"))
+
+
+def drestore(runner: Runner, nodes: list[str], before: list[NodeState]) -> None:
+    """Removes every name a run added (kind's stray import-DATE@sha256 names, the CRI's
+    sha256:ID names included; the synchronous GC drops blobs and snapshots) and checks
+    each node is back in its recorded state. The CRI adds its ID name asynchronously
+    after an import, hence the retries."""
+    for node, state in zip(nodes, before):
+        now = None
+        for attempt in range(6):
+            names = set(runner.run(dctr(node, "images", "ls", "-q")).out.split())
+            extra = sorted(names - state.names)
+            if extra:
+                runner.run(dctr(node, "images", "rm", "--sync", *extra))
+            now = dnode_state(runner, node)
+            if now.content != state.content:
+                dcollect_garbage(runner, node)
+                now = dnode_state(runner, node)
+            if now.names == state.names and now.content == state.content and now.snapshots == state.snapshots:
+                break
+            time.sleep(0.5)
+        else:
+            raise BenchError(f"{node}: could not restore the node: {len(now.content)} blobs / {now.snapshots} "
+                             f"snapshots / {len(now.names)} names, expected {len(state.content)} / "
+                             f"{state.snapshots} / {len(state.names)}")
+
+
+class DockerBench:
+    def __init__(self, args, work: Path):
+        self.args = args
+        self.work = work
+        self.profile = DOCKER_PROFILES[args.profile]
+        self.runs = args.runs or self.profile["runs"]
+        self.kload = args.kload
+        self.runner = Runner(work)
+        self.lab = DockerLab(self.runner, work, args.cluster or f"kload-e2e-{os.getpid()}")
+        self.rows: list[DRow] = []
+        self.cache_serial = 0
+        real_docker = shutil.which("docker")
+        if not real_docker:
+            raise BenchError("docker is not installed")
+        kind_dir = subprocess.run([str(THIRDPARTY), "dir", "kind"], capture_output=True, text=True).stdout.strip()
+        if not kind_dir or not os.access(Path(kind_dir) / "kind", os.X_OK):
+            raise BenchError("no kind binary (tools/thirdparty dir kind)")
+        self.kind = str(Path(kind_dir) / "kind")
+        self.kind_version = subprocess.run([self.kind, "version"], capture_output=True, text=True).stdout.strip()
+        trace_dir = work / "docker-shim"
+        trace_dir.mkdir()
+        (trace_dir / "docker").write_text(DOCKER_SHIM.replace("@REAL@", real_docker))
+        (trace_dir / "docker").chmod(0o755)
+        self.trace_dir = trace_dir
+        path = os.environ.get("PATH", "")
+        self.kind_env = {**os.environ, "PATH": f"{KIND_SHIM}:{path}"}
+        self.kind_env_traced = {**os.environ, "PATH": f"{KIND_SHIM}:{trace_dir}:{path}"}
+        self.kload_env_traced = {**os.environ, "PATH": f"{trace_dir}:{path}"}
+        self.archives: dict[str, Archive] = {}
+
+    # ------------------------------------------------ one run of each method
+
+    def new_cache(self, warm: Path | None = None) -> Path:
+        self.cache_serial += 1
+        d = self.work / f"cache-{self.cache_serial}"
+        if warm:
+            shutil.copytree(warm, d)
+        return d
+
+    def kind_run(self, archive: Archive, env=None) -> Proc:
+        return self.runner.run([self.kind, "load", "image-archive", str(archive.path), "--name", self.lab.cluster],
+                               env=env or self.kind_env)
+
+    def kload_run(self, archive: Archive, cache: Path | None, env=None) -> Proc:
+        argv = [self.kload, "image-archive", str(archive.path), "--name", self.lab.cluster, "--json"]
+        argv += ["--cache", str(cache)] if cache else ["--no-cache"]
+        p = self.runner.run(argv, env=env)
+        report = json.loads(p.out)
+        if not report.get("ok"):
+            raise BenchError(f"kload reported a failure: {p.out[-800:]}")
+        p.report = report
+        return p
+
+    def floor_run(self, thin: Path, argv: list[str]) -> float:
+        """One import per node, all at once, of the captured stream with kload's own ctr words."""
+        target = argv.index(self.lab.nodes[0])
+        jobs = [(argv[:target] + [node] + argv[target + 1:], thin) for node in self.lab.nodes]
+        wall, _ = self.runner.group(jobs)
+        return wall
+
+    def traced(self, row: DRow, archive: Archive, cache: Path | None) -> tuple[Path | None, list[str]]:
+        """An untimed kload run through the docker wrapper: its docker calls, and node 1's
+        import stream (the floor archive); then, on nodes put back as they were, an
+        untimed kind run for its docker calls."""
+        tag = f"{row.key}"
+        trace = self.work / f"trace-kload-{tag}.tsv"
+        capture = self.work / f"floor-{tag}.tar"
+        env = {**self.kload_env_traced, "KLOAD_BENCH_TRACE": str(trace), "KLOAD_BENCH_CAPTURE": str(capture),
+               "KLOAD_BENCH_CAPTURE_NODE": self.lab.nodes[0]}
+        p = self.kload_run(archive, cache, env=env)
+        row.kload_docker_calls = self.count_exec(trace) / row.nodes
+        row.kload_timeline = self.timeline(trace, p)
+        argv: list[str] = []
+        if capture.exists():
+            argv = ["docker", *Path(str(capture) + ".argv").read_bytes().decode().split("\0")[:-1]]
+            row.thin_bytes = capture.stat().st_size
+            sent = p.report["nodes"][0]["bytesSent"]
+            if row.thin_bytes != sent:
+                log(f"{row.key}: captured {row.thin_bytes} bytes, kload reported {sent} for node 1")
+        return (capture if capture.exists() else None), argv
+
+    def count_exec(self, trace: Path) -> int:
+        """docker processes aimed at one of the lab's nodes (exec, cp, inspect...)."""
+        if not trace.exists():
+            return 0
+        n = 0
+        for line in trace.read_text().splitlines():
+            words = line.split("\t", 4)[4].split()
+            if any(w in self.lab.nodes for w in words):
+                n += 1
+        return n
+
+    def timeline(self, trace: Path, p: Proc) -> list[dict]:
+        """Node 1's docker calls in a traced run: start (from the tool's own start), duration, what."""
+        calls = []
+        if not trace.exists():
+            return calls
+        for line in trace.read_text().splitlines():
+            start, end, rc, target, words = line.split("\t", 4)
+            if target != self.lab.nodes[0]:
+                continue
+            calls.append({"at": float(start) - p.start, "took": float(end) - float(start), "rc": int(rc),
+                          "what": call_summary(words.split())})
+        return sorted(calls, key=lambda c: c["at"])
+
+    def kind_traced(self, row: DRow, archive: Archive) -> None:
+        trace = self.work / f"trace-kind-{row.key}.tsv"
+        p = self.kind_run(archive, env={**self.kind_env_traced, "KLOAD_BENCH_TRACE": str(trace)})
+        row.kind_docker_calls = self.count_exec(trace) / row.nodes
+        row.kind_timeline = self.timeline(trace, p)
+
+    def record_kload(self, row: DRow, p: Proc) -> None:
+        row.walls.setdefault("kload", []).append(p.wall)
+        row.kload_cpu.append(p.cpu_own)
+        nodes = p.report["nodes"]
+        row.kload_calls.append([n.get("ctrCalls", -1) for n in nodes])
+        row.kload_sent = sum(n["bytesSent"] for n in nodes)
+
+    # ------------------------------------------------ scenarios
+
+    def first_load(self, row: DRow, archive: Archive) -> None:
+        """Fresh nodes (a new lab) before every run of every method."""
+        n = row.nodes
+        row.load, row.busy = Path("/proc/loadavg").read_text().split()[0], other_work()
+        self.lab.up(n)
+        thin, argv = self.traced(row, archive, self.new_cache())
+        if thin is None:
+            raise BenchError(f"{row.key}: the traced kload run captured no import stream")
+        self.lab.up(n)
+        self.kind_traced(row, archive)
+        for r in range(self.runs):
+            for what in rotated(["kind", "kload", "floor"], r):
+                self.lab.up(n)
+                if what == "kind":
+                    wall = self.kind_run(archive).wall
+                    row.walls.setdefault("kind", []).append(wall)
+                elif what == "kload":
+                    p = self.kload_run(archive, self.new_cache())
+                    self.record_kload(row, p)
+                    wall = p.wall
+                else:
+                    wall = self.floor_run(thin, argv)
+                    row.walls.setdefault("floor", []).append(wall)
+                log(f"{row.key}: {what} run {r + 1}: {wall:.3f} s")
+        thin.unlink()
+
+    def reload(self, row: DRow, before: Archive, after: Archive) -> None:
+        """Nodes hold `before`, loaded by kload into a cache that every kload run starts
+        from (a fresh copy); each run loads `after`, then the nodes are put back."""
+        n = row.nodes
+        row.load, row.busy = Path("/proc/loadavg").read_text().split()[0], other_work()
+        nodes = self.lab.up(n)
+        cache = self.new_cache()
+        self.runner.run([self.kload, "image-archive", str(before.path), "--name", self.lab.cluster, "--cache",
+                         str(cache)])
+        warm = self.work / f"warm-{row.key}"
+        shutil.copytree(cache, warm)
+        states = []
+        for node in nodes:
+            dcollect_garbage(self.runner, node)
+            states.append(dnode_state(self.runner, node))
+        thin, argv = self.traced(row, after, self.new_cache(warm))
+        drestore(self.runner, nodes, states)
+        self.kind_traced(row, after)
+        drestore(self.runner, nodes, states)
+        methods = ["kind", "kload", "kload --no-cache"] + (["floor"] if thin else [])
+        for r in range(self.runs):
+            for what in rotated(methods, r):
+                os.sync()
+                if what == "kind":
+                    wall = self.kind_run(after).wall
+                    row.walls.setdefault("kind", []).append(wall)
+                elif what == "kload":
+                    p = self.kload_run(after, self.new_cache(warm))
+                    self.record_kload(row, p)
+                    wall = p.wall
+                elif what == "kload --no-cache":
+                    wall = self.kload_run(after, None).wall
+                    row.walls.setdefault(what, []).append(wall)
+                else:
+                    wall = self.floor_run(thin, argv)
+                    row.walls.setdefault("floor", []).append(wall)
+                log(f"{row.key}: {what} run {r + 1}: {wall:.3f} s")
+                drestore(self.runner, nodes, states)
+        if thin:
+            thin.unlink()
+
+    def archive(self, name: str, mib: int, top: str | None = None) -> Archive:
+        layers = list(IMAGES[mib])
+        if top:
+            seed, size = layers[-1]
+            layers[-1] = (seed + "-" + top, size)
+        out = self.work / f"{name}.tar"
+        args = ["--image", f"{name.split('-')[0]}:{name.split('-', 1)[1]}=" +
+                ",".join(f"{seed}:{size}" for seed, size in layers), "--compressible", "0.5"]
+        self.runner.run([sys.executable, str(MKIMAGE), *args, str(out)], timeout=600)
+        info = json.loads(self.runner.run([self.kload, "inspect", "--json", str(out)]).out)
+        return Archive(out, out.stat().st_size, info["images"], args)
+
+    def run(self) -> None:
+        p = self.profile
+        only = set(self.args.only.split(",")) if self.args.only else None
+        for mib, n in p["first"]:
+            key = f"first-{mib}M-{n}"
+            if only and "first" not in only and key not in only:
+                continue
+            a = self.archive(f"img{mib}-v1", mib)
+            row = DRow(key, f"first load, {mib} MiB", "first", n, mib, a.size)
+            self.rows.append(row)
+            self.first_load(row, a)
+        mib, n = p["reload"], p["reload_nodes"]
+        v1 = self.archive(f"app{mib}-v1", mib)
+        if not only or "dev" in only:
+            v2 = self.archive(f"app{mib}-v2", mib, top="v2")
+            row = DRow("dev", f"dev reload, {mib} MiB", "dev", n, mib, v2.size)
+            self.rows.append(row)
+            self.reload(row, v1, v2)
+        if not only or "unchanged" in only:
+            row = DRow("unchanged", f"unchanged reload, {mib} MiB", "unchanged", n, mib, v1.size)
+            self.rows.append(row)
+            self.reload(row, v1, v1)
+
+
+# ---------------------------------------------------------------- Docker-mode report
+
+
+def call_summary(words: list[str]) -> str:
+    """`docker exec -i NODE ctr --connect-timeout 5s -n k8s.io images import ... -` -> `ctr images import`."""
+    with_value = {"-n", "--namespace", "-a", "--address", "--connect-timeout", "--snapshotter", "--platform",
+                  "--index-name", "--label", "-e", "--env", "-u", "--user", "-w", "--workdir"}
+    try:
+        i = words.index("exec") + 1
+    except ValueError:
+        return " ".join(words[:2])
+    # skip docker exec's own options and the container
+    while i < len(words) and words[i].startswith("-"):
+        i += 2 if words[i] in with_value else 1
+    i += 1
+    out = []
+    while i < len(words) and len(out) < 3:
+        w = words[i]
+        if w.startswith("-"):
+            i += 2 if w in with_value and "=" not in w else 1
+            continue
+        out.append(w)
+        i += 1
+        if out[0] != "ctr" and len(out) == 2:
+            break
+    return " ".join(out)
+
+
+def timeline_text(calls: list[dict]) -> str:
+    return "; ".join(f"+{c['at']:.2f} s {c['what']} ({c['took']:.2f} s{'' if c['rc'] == 0 else ', rc ' + str(c['rc'])})"
+                     for c in calls) or "-"
+
+
+def docker_facts(bench: DockerBench) -> list[tuple[str, str]]:
+    facts = [f for f in machine_facts(bench.kload, bench.args.note) if f[0] not in ("containerd", "ctr")]
+
+    def out(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
+        except OSError:
+            return "?"
+
+    node_ctrd = "?"
+    if bench.lab.nodes:
+        node_ctrd = out(["docker", "exec", bench.lab.nodes[0], "containerd", "--version"])
+    facts += [("Docker engine", out(["docker", "version", "--format", "{{.Server.Version}}"])),
+              ("node containerd", node_ctrd),
+              ("node image", out(["docker", "inspect", "-f", "{{.Config.Image}}", bench.lab.nodes[0]])
+               if bench.lab.nodes else "?"),
+              ("kind", bench.kind_version)]
+    return facts
+
+
+def verdict(ok: bool, shortfall: str) -> str:
+    return "met" if ok else f"**not met** ({shortfall})"
+
+
+def targets_of(row: DRow) -> list[str]:
+    """issue #12's targets for this row, each 'target: met' or with the shortfall."""
+    kind, kload, floor = row.wall("kind"), row.wall("kload"), row.wall("floor")
+    calls = max((max(c) for c in row.kload_calls), default=-1)
+    out = []
+    if row.kind == "first":
+        r = kind / kload
+        out.append(f">= {TARGET_FIRST_VS_KIND:.1f}x kind: " + verdict(r >= TARGET_FIRST_VS_KIND, f"{r:.2f}x"))
+        f = kload / floor
+        out.append(f"<= floor +5%: " + verdict(f <= TARGET_FIRST_OVER_FLOOR, f"+{(f - 1) * 100:.0f}%"))
+        out.append(f"<= {TARGET_CALLS_COLD} calls/node: " + verdict(calls <= TARGET_CALLS_COLD, f"{calls}"))
+    elif row.kind == "dev":
+        r = kind / kload
+        out.append(f">= {TARGET_DEV_VS_KIND:.0f}x kind: " + verdict(r >= TARGET_DEV_VS_KIND, f"{r:.1f}x"))
+        out.append(f"<= {TARGET_CALLS_COLD} calls/node: " + verdict(calls <= TARGET_CALLS_COLD, f"{calls}"))
+    else:
+        out.append(f"< {TARGET_UNCHANGED_WALL} s: " + verdict(kload < TARGET_UNCHANGED_WALL, f"{kload:.3f} s"))
+        out.append(f"{TARGET_CALLS_UNCHANGED} call/node: " + verdict(calls <= TARGET_CALLS_UNCHANGED, f"{calls}"))
+    return out
+
+
+def write_docker_results(bench: DockerBench, path: Path, minutes: float, load_start: str, load_end: str,
+                         others: str, cmdline: str) -> None:
+    L = []
+    a = L.append
+    a("# kload end-to-end benchmark results")
+    a("")
+    a("Written by `bench/e2e.py`; do not edit by hand. Every figure below was measured in the same run, on the "
+      "same machine, against kind-shaped Docker nodes running containerd 2.x (`tools/lab up N DIR --docker "
+      "--containerd 2.x --name CLUSTER`: kind's node names and labels, kind's containerd configuration, CRI on).")
+    a("")
+    a(f"Command: `{cmdline}`. Profile {bench.args.profile}, {bench.runs} run(s) per method; the run took "
+      f"{minutes:.1f} min. Load average {load_start} at the start, {load_end} at the end (the machine has "
+      f"{os.cpu_count()} cores).")
+    a("")
+    if others:
+        a(f"Other work ran on the machine at the same time: {others} Absolute times are noisy; the ratios "
+          "compare methods that took turns within the same minutes.")
+        a("")
+    a("## Machine")
+    a("")
+    a("| | |")
+    a("|---|---|")
+    for k, v in docker_facts(bench):
+        a(f"| {k} | {v} |")
+    a("")
+    a("## Methods")
+    a("")
+    a(f"* **kind**: the real `kind load image-archive ARCHIVE --name CLUSTER` ({bench.kind_version}), with "
+      "`tools/kind-shim` first on PATH (it drops `--privileged` from `docker exec`, which this engine refuses; "
+      "nothing else changes). kind asks each node for its snapshotter, then pipes the whole archive into "
+      "`ctr images import --all-platforms --digests` on every node at once.")
+    a("* **kload**: `build/kload image-archive ARCHIVE --name CLUSTER --json --cache DIR`, its defaults "
+      "otherwise; first loads start from a fresh, empty cache directory each run; reloads from a fresh copy of "
+      "the cache kload left when it loaded the nodes' starting state (`kload --no-cache` asks every node afresh).")
+    a("* **floor**: one `docker exec -i NODE ctr ... images import ...` per node, all nodes at once, of exactly "
+      "the thin archive kload sent, with kload's own ctr words: the stream is captured by a `docker` wrapper "
+      "first on PATH during one untimed kload run per scenario (the same wrapper counts kind's and kload's "
+      "docker processes per node in untimed runs).")
+    a("* `kind load docker-image` is not measured: every scenario starts from an archive, and a Docker-image "
+      "scenario would add a `docker save` to both sides without telling more about the load itself.")
+    a("* **Fresh nodes**: first loads re-create the lab (new containers) before every run of every method. "
+      "Reloads load the starting image once with kload, run containerd's GC, record each node's names, blobs "
+      "and snapshots, and after every run remove what the run added (`ctr images rm --sync`) and check the node "
+      "is back in the recorded state.")
+    a("* Methods take turns within each run (the order rotates run by run); wall is the median of the runs. "
+      "kload CPU is user+sys of the kload process itself (not the docker/ctr clients it starts, not the "
+      "daemons), divided by the nodes. Calls/node is the largest `ctrCalls` of any node in kload's `--json` "
+      "report (processes kload starts on the node); the docker columns count, from the wrapper, docker "
+      "processes naming a node, per node, for kind and kload.")
+    a("")
+    a("## Results")
+    a("")
+    a("| Scenario | Nodes | Image | kind (s) | kload (s) | floor (s) | kind / kload | kload / floor | "
+      "kload calls/node | docker procs/node kind, kload | kload CPU/node (s) | Sent per node kind, kload | "
+      "Targets (issue #12) |")
+    a("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for row in bench.rows:
+        kind, kload, floor = row.wall("kind"), row.wall("kload"), row.wall("floor")
+        calls = max((max(c) for c in row.kload_calls), default=-1)
+        cpu = statistics.median(row.kload_cpu) / row.nodes if row.kload_cpu else float("nan")
+        cpu_s = f"{cpu:.3f}" if cpu > 0 else "< 0.01"  # /proc/PID/stat counts in 10 ms ticks
+        floor_s = fmt_s(floor) if row.walls.get("floor") else "0 (nothing to import)"
+        kof = f"{kload / floor:.2f}x" if row.walls.get("floor") else "-"
+        dk = "-" if row.kind_docker_calls is None else f"{row.kind_docker_calls:g}"
+        dl = "-" if row.kload_docker_calls is None else f"{row.kload_docker_calls:g}"
+        a(f"| {row.title} | {row.nodes} | {fmt_bytes(row.archive_bytes)} | {fmt_s(kind)} | {fmt_s(kload)} | "
+          f"{floor_s} | {kind / kload:.2f}x | {kof} | {calls} | {dk}, {dl} | {cpu_s} | "
+          f"{fmt_bytes(row.archive_bytes)}, {fmt_bytes(row.kload_sent // row.nodes)} | "
+          f"{'; '.join(targets_of(row))} |")
+    a("")
+    a("Every run, in seconds (in the order run), with the machine's 1-minute load average and its busiest other "
+      "processes (a `top` snapshot) when the scenario started:")
+    a("")
+    a("| Scenario | Nodes | " + " | ".join(["kind", "kload", "kload --no-cache", "floor"]) + " | load | busy |")
+    a("|---|---:|---|---|---|---|---:|---|")
+    for row in bench.rows:
+        cells = [", ".join(fmt_s(w) for w in row.walls.get(m, [])) or "-"
+                 for m in ["kind", "kload", "kload --no-cache", "floor"]]
+        a(f"| {row.title} | {row.nodes} | " + " | ".join(cells) + f" | {row.load} | {row.busy or '-'} |")
+    a("")
+    a("Where the time goes: node 1's docker processes in one untimed run of each tool through the wrapper "
+      "(start from the tool's own start, duration; the wrapper adds a bash start to each):")
+    a("")
+    a("| Scenario | Nodes | kind | kload |")
+    a("|---|---:|---|---|")
+    for row in bench.rows:
+        a(f"| {row.title} | {row.nodes} | {timeline_text(row.kind_timeline)} | {timeline_text(row.kload_timeline)} |")
+    a("")
+    a("Images (tools/mkimage, docker-save layout, `--compressible 0.5`), layers bottom first; the dev reload "
+      "changes only the top layer:")
+    a("")
+    for mib in sorted({r.image_mib for r in bench.rows}):
+        a(f"* {mib} MiB: " + ", ".join(f"{s}" for _, s in IMAGES[mib]))
+    a("")
+    path.write_text("\n".join(L) + "\n")
+
+
+def other_work() -> str:
+    """What else is busy right now: one `top` snapshot, processes at 10% CPU or more,
+    grouped by command name."""
+    try:
+        lines = subprocess.run(["top", "-b", "-n", "1", "-o", "%CPU", "-w", "200"], capture_output=True, text=True,
+                               timeout=10).stdout.splitlines()
+    except OSError:
+        return ""
+    busy: dict[str, list[float]] = {}
+    header = next((i for i, line in enumerate(lines) if line.split()[:1] == ["PID"]), None)
+    if header is None:
+        return ""
+    for line in lines[header + 1:]:
+        f = line.split()
+        if len(f) < 12:
+            continue
+        try:
+            cpu = float(f[8])
+        except ValueError:
+            continue
+        if cpu >= 10 and f[11] != "top":
+            busy.setdefault(f[11], []).append(cpu)
+    return ", ".join(f"{len(v)} x {k} ({sum(v):.0f}% CPU)" for k, v in sorted(busy.items(), key=lambda kv: -sum(kv[1])))
+
+
+def docker_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="e2e.py", description="kload against the real `kind load image-archive` on "
+                                 "Docker-hosted containerd 2.x nodes (tools/lab up --docker), with the floor; "
+                                 "writes bench/RESULTS.md. --host runs the older host-node mode instead (see "
+                                 "e2e.py --host --help).")
+    ap.add_argument("--profile", choices=sorted(DOCKER_PROFILES), default="default",
+                    help="default (3 runs, 1/32/256 MiB, ~12 min on 2 cores) or quick (1 run, 1/32/64 MiB, ~3 min)")
+    ap.add_argument("--runs", type=int, default=0, help="runs per method (default: the profile's)")
+    ap.add_argument("--kload", default=str(ROOT / "build" / "kload"), help="the kload binary (default build/kload)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"), help="where to write the results")
+    ap.add_argument("--only", default="", help="comma-separated: first, first-SIZEM-N, dev, unchanged")
+    ap.add_argument("--cluster", default="", help="the lab's cluster name (default kload-e2e-PID)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory (inputs, traces)")
+    ap.add_argument("--note", default="", help="what the kload binary is, for RESULTS.md (e.g. its commit)")
+    ap.add_argument("--save-raw", metavar="FILE", default="", help="also save every scenario's measurements as JSON")
+    args = ap.parse_args(argv)
+    args.kload = str(Path(args.kload).resolve())
+    if not os.access(args.kload, os.X_OK):
+        print(f"e2e: no kload binary at {args.kload} (build first: tools/dev build)", file=sys.stderr)
+        return 2
+    cmdline = "bench/e2e.py" + (f" --profile {args.profile}" if args.profile != "default" else "") + \
+        (f" --runs {args.runs}" if args.runs else "") + (f" --only {args.only}" if args.only else "")
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    work = Path(tempfile.mkdtemp(prefix="kload-e2e."))
+    os.environ["KLOAD_CACHE"] = str(work / "cache-default")
+    started = time.time()
+    load_start = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    others = other_work()
+    bench = None
+    try:
+        bench = DockerBench(args, work)
+        bench.run()
+        if args.save_raw:
+            Path(args.save_raw).write_text(json.dumps([asdict(r) for r in bench.rows], indent=1) + "\n")
+        load_end = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        others_end = other_work()
+        load1 = max(float(load_start.split()[0]), float(load_end.split()[0]))
+        note = ""
+        if load1 > 1.0 or others or others_end:
+            note = (f"load average up to {load1:.2f} at the start or end of the run on {os.cpu_count()} cores"
+                    + (f"; busiest other processes at the start: {others}" if others else "")
+                    + (f"; at the end: {others_end}" if others_end else "") + ".")
+        write_docker_results(bench, Path(args.out), (time.time() - started) / 60, load_start, load_end, note,
+                             cmdline)
+        log(f"wrote {args.out} in {(time.time() - started) / 60:.1f} min")
+        return 0
+    except BenchError as e:
+        print(f"e2e: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("e2e: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if bench:
+            bench.runner.kill_all()
+            bench.lab.down()
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    if "--host" in sys.argv[1:]:
+        sys.argv.remove("--host")
+        return host_main()
+    return docker_main(sys.argv[1:])
 
 
 if __name__ == "__main__":
