@@ -108,8 +108,8 @@ private:
       parent->items.push_back(std::move(v));
       return &parent->items.back();
     }
-    parent->members.emplace_back(std::move(key_), std::move(v));
-    return &parent->members.back().second;
+    parent->members.push_back(Member{std::move(key_), std::move(v)});
+    return &parent->members.back().value;
   }
 
   bool put(Value v) {

@@ -183,10 +183,10 @@ TEST(GoJson, EveryDuplicateIsKeptInOrder) {
   auto v = parse("doc.json", R"({"a":1,"A":2,"a":{"b":[true,null,"s"]}})");
   ASSERT_TRUE(v.has_value());
   ASSERT_EQ(v->members.size(), 3u);
-  EXPECT_EQ(v->members[0].first, "a");
-  EXPECT_EQ(v->members[1].first, "A");
-  EXPECT_EQ(v->members[1].second.integer, 2u);
-  const auto& inner = v->members[2].second.members.at(0).second;
+  EXPECT_EQ(v->members[0].key, "a");
+  EXPECT_EQ(v->members[1].key, "A");
+  EXPECT_EQ(v->members[1].value.integer, 2u);
+  const auto& inner = v->members[2].value.members.at(0).value;
   ASSERT_EQ(inner.items.size(), 3u);
   EXPECT_TRUE(inner.items[0].boolean);
   EXPECT_TRUE(inner.items[1].is_null());
@@ -203,14 +203,14 @@ TEST(GoJson, OnlyTheFieldsAskedForAreKept) {
                  keep);
   ASSERT_TRUE(v.has_value()) << v.error().message;
   ASSERT_EQ(v->members.size(), 3u);
-  EXPECT_EQ(v->members[0].first, "Config");
-  ASSERT_EQ(v->members[0].second.members.size(), 1u) << "\"other\" is not kept";
-  EXPECT_EQ(v->members[0].second.members[0].first, "Layers");
-  EXPECT_EQ(v->members[1].first, "annotations");
-  ASSERT_EQ(v->members[1].second.members.size(), 2u) << "a map keeps every member";
-  EXPECT_EQ(v->members[1].second.members[0].second.members[0].second.items[0].text, "kept");
-  EXPECT_EQ(v->members[2].first, "layer\u017F");
-  EXPECT_TRUE(v->members[2].second.items[0].members.empty()) << "\"x\" is not a field asked for";
+  EXPECT_EQ(v->members[0].key, "Config");
+  ASSERT_EQ(v->members[0].value.members.size(), 1u) << "\"other\" is not kept";
+  EXPECT_EQ(v->members[0].value.members[0].key, "Layers");
+  EXPECT_EQ(v->members[1].key, "annotations");
+  ASSERT_EQ(v->members[1].value.members.size(), 2u) << "a map keeps every member";
+  EXPECT_EQ(v->members[1].value.members[0].value.members[0].value.items[0].text, "kept");
+  EXPECT_EQ(v->members[2].key, "layer\u017F");
+  EXPECT_TRUE(v->members[2].value.items[0].members.empty()) << "\"x\" is not a field asked for";
 
   auto bad = parse("doc.json", R"({"history":[1,2,{"a":"b"},)", keep);
   EXPECT_FALSE(bad.has_value()) << "what is not kept is still checked";

@@ -29,6 +29,8 @@ namespace kload::format::gojson {
 inline constexpr int max_depth = 10000;
 
 // One JSON value. Objects keep every member in document order, duplicates included.
+struct Member;
+
 struct Value {
   enum class Kind { null, boolean, number, string, array, object };
   Kind kind = Kind::null;
@@ -36,12 +38,18 @@ struct Value {
   std::string text;                      // a string's contents
   std::optional<std::uint64_t> integer;  // a number written as a non-negative integer that fits
   std::vector<Value> items;                              // an array's elements
-  std::vector<std::pair<std::string, Value>> members;    // an object's members
+  std::vector<Member> members;                           // an object's members, in order
 
   [[nodiscard]] bool is_null() const { return kind == Kind::null; }
   [[nodiscard]] bool is_object() const { return kind == Kind::object; }
   [[nodiscard]] bool is_array() const { return kind == Kind::array; }
   [[nodiscard]] bool is_string() const { return kind == Kind::string; }
+};
+
+// One member of an object: a pair would need Value complete where it is declared.
+struct Member {
+  std::string key;
+  Value value;
 };
 
 // What parse keeps of a document. Every member is parsed and checked, but only those
