@@ -76,7 +76,7 @@ Result<int> cache_ls(cache::Cache& c, const CacheCommandOptions& options) {
     }
   }
   if (options.json) {
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out) << "\n";
   }
   return 0;
 }

@@ -53,4 +53,8 @@ void Console::status(const std::string& text) {
   status_shown_ = true;
 }
 
+std::string json_text(const nlohmann::json& doc) {
+  return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 } // namespace kload::cli

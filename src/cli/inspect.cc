@@ -150,7 +150,7 @@ Result<int> inspect(const InspectOptions& options, Console& console) {
     } else {
       out["verified"] = nullptr;
     }
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out) << "\n";
     return 0;
   }
   std::string text;

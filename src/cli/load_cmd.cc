@@ -182,7 +182,7 @@ int print_load_report(const load::LoadReport& report, const LoadSummary& summary
     if (summary.docker_saved) {
       out["dockerSaved"] = *summary.docker_saved;
     }
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out) << "\n";
   }
   return report.all_ok() ? 0 : 1;
 }

@@ -2,6 +2,8 @@
 // One serialized output stream for people (stderr) so that lines from parallel work
 // never interleave, and stdout kept for machine-readable output.
 
+#include <nlohmann/json.hpp>
+
 #include <mutex>
 #include <string>
 
@@ -22,5 +24,9 @@ private:
   std::mutex mutex_;
   bool status_shown_ = false;
 };
+
+// A JSON document as text for stdout. File and image names may hold any byte: bytes
+// that are not UTF-8 become U+FFFD instead of aborting the output.
+std::string json_text(const nlohmann::json& doc);
 
 } // namespace kload::cli
