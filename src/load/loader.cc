@@ -432,7 +432,8 @@ private:
         if (auto it = r.names.find(s.name); it != r.names.end() && !is_staging_name(s.name)) {
           it->second.target = s.target;
           it->second.complete = s.complete;
-          it->second.ids = known_ids_.contains(s.target) ? known_ids_[s.target] : std::vector<Digest>{};
+          const auto known = known_ids_.find(s.target);
+          it->second.ids = known == known_ids_.end() ? std::vector<Digest>{} : known->second;
         }
       }
       for (const auto& step : plan_.steps) {

@@ -35,18 +35,6 @@ const std::string& boot_tag() {
   return tag;
 }
 
-std::vector<std::string_view> split(std::string_view text, char sep) {
-  std::vector<std::string_view> parts;
-  std::size_t start = 0;
-  for (std::size_t i = 0; i <= text.size(); ++i) {
-    if (i == text.size() || text[i] == sep) {
-      parts.push_back(text.substr(start, i - start));
-      start = i + 1;
-    }
-  }
-  return parts;
-}
-
 std::optional<std::int64_t> number(std::string_view text) {
   std::int64_t value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -73,7 +61,7 @@ bool staging_abandoned(const std::string& name, std::int64_t now) {
     return false;
   }
   // TIME-BOOT-PID.START-RANDOM; older kloads wrote TIME-PID-RANDOM.
-  const auto fields = split(std::string_view(name).substr(colon + 1), '-');
+  const auto fields = util::fields_of(std::string_view(name).substr(colon + 1), "-");
   const auto when = fields.empty() ? std::nullopt : number(fields[0]);
   if (!when) {
     return false;

@@ -24,6 +24,7 @@ constexpr std::chrono::milliseconds no_timeout{0};
 
 constexpr std::string_view gc_content_prefix = "containerd.io/gc.ref.content.";
 
+using util::fields_of;
 using util::trim;
 
 std::vector<std::string_view> lines_of(std::string_view text) {
@@ -37,25 +38,6 @@ std::vector<std::string_view> lines_of(std::string_view text) {
     text.remove_prefix(nl + 1);
   }
   return lines;
-}
-
-// Splits on runs of any of `seps`, dropping empty pieces.
-std::vector<std::string_view> fields_of(std::string_view line, std::string_view seps) {
-  std::vector<std::string_view> out;
-  std::size_t pos = 0;
-  while (true) {
-    const auto start = line.find_first_not_of(seps, pos);
-    if (start == std::string_view::npos) {
-      break;
-    }
-    const auto end = line.find_first_of(seps, start);
-    out.push_back(line.substr(start, end == std::string_view::npos ? end : end - start));
-    if (end == std::string_view::npos) {
-      break;
-    }
-    pos = end;
-  }
-  return out;
 }
 
 // A line as it may appear inside a one-line message, cut at `max` characters.
@@ -149,7 +131,6 @@ std::unexpected<Error> unparsable(const Transport& t, std::string_view command,
                                          "\")");
 }
 
-// Runs a query and insists on exit status 0.
 enum class Algorithm { sha256, other, invalid };
 
 // containerd can hold non-sha256 content in principle; kload's world is sha256, so such

@@ -379,6 +379,33 @@ Result<ProcessResult> ProcessRunner::stream(const std::vector<std::string>& argv
   return r;
 }
 
+namespace {
+
+// The read ends of a started child's stdout and stderr pipes.
+struct ChildOutputs {
+  Fd out;
+  Fd err;
+};
+
+// Starts `child` with `in` as its stdin and fresh pipes as stdout and stderr; this
+// process keeps only the pipes' read ends. Error (io): no pipe, or no child.
+Result<ChildOutputs> start_with_pipes(Child& child, const std::vector<std::string>& argv, Fd in) {
+  auto out = make_pipe();
+  if (!out) {
+    return std::unexpected(out.error());
+  }
+  auto err = make_pipe();
+  if (!err) {
+    return std::unexpected(err.error());
+  }
+  if (auto started = child.start(argv, in.get(), out->write.get(), err->write.get()); !started) {
+    return std::unexpected(started.error());
+  }
+  return ChildOutputs{std::move(out->read), std::move(err->read)};
+}
+
+} // namespace
+
 Result<ProcessResult> SystemProcessRunner::run(const std::vector<std::string>& argv,
                                                const StdinFeeder& feed,
                                                std::chrono::milliseconds timeout) {
@@ -399,26 +426,16 @@ Result<ProcessResult> SystemProcessRunner::run(const std::vector<std::string>& a
     }
     in->read = std::move(*devnull);
   }
-  auto out = make_pipe();
-  if (!out) {
-    return std::unexpected(out.error());
-  }
-  auto err = make_pipe();
-  if (!err) {
-    return std::unexpected(err.error());
-  }
   Child child;
-  if (auto started = child.start(argv, in->read.get(), out->write.get(), err->write.get()); !started) {
-    return std::unexpected(started.error());
+  auto outputs = start_with_pipes(child, argv, std::move(in->read));
+  if (!outputs) {
+    return std::unexpected(outputs.error());
   }
-  in->read.reset();
-  out->write.reset();
-  err->write.reset();
 
   ProcessResult result;
   std::promise<void> drained;
   std::thread reader([&] {
-    drain({{out->read.get(), &result.out, 0}, {err->read.get(), &result.err, 0}}, child, timeout, result);
+    drain({{outputs->out.get(), &result.out, 0}, {outputs->err.get(), &result.err, 0}}, child, timeout, result);
     drained.set_value();
   });
   Result<void> fed{};
@@ -462,38 +479,30 @@ Result<ProcessResult> SystemProcessRunner::stream(const std::vector<std::string>
   if (!devnull) {
     return std::unexpected(devnull.error());
   }
-  auto out = make_pipe();
-  if (!out) {
-    return std::unexpected(out.error());
-  }
-  auto err = make_pipe();
-  if (!err) {
-    return std::unexpected(err.error());
-  }
   Child child;
-  if (auto started = child.start(argv, devnull->get(), out->write.get(), err->write.get()); !started) {
-    return std::unexpected(started.error());
+  auto outputs = start_with_pipes(child, argv, std::move(*devnull));
+  if (!outputs) {
+    return std::unexpected(outputs.error());
   }
-  devnull->reset();
-  out->write.reset();
-  err->write.reset();
+  auto& out = outputs->out;
+  auto& err = outputs->err;
 
   // stderr and the deadline are watched on a thread; stdout is the consumer's.
   ProcessResult result;
   std::promise<void> drained;
   std::thread watcher([&] {
-    drain({{err->read.get(), &result.err, stream_stderr_keep}}, child, timeout, result);
+    drain({{err.get(), &result.err, stream_stderr_keep}}, child, timeout, result);
     drained.set_value();
   });
-  auto consumed = consume(out->read.get());
+  auto consumed = consume(out.get());
   if (consumed) {
     char buf[65536];
     ssize_t n = 0;
-    while ((n = ::read(out->read.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
+    while ((n = ::read(out.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
     }
   }
   // A child still writing now gets EPIPE (or SIGPIPE) and ends.
-  out->read.reset();
+  out.reset();
   if (!consumed && drained.get_future().wait_for(grace) == std::future_status::timeout) {
     child.kill_group();
   }

@@ -2,6 +2,7 @@
 // Small text helpers for parsing the output of other programs.
 
 #include <string_view>
+#include <vector>
 
 namespace kload::util {
 
@@ -13,6 +14,25 @@ constexpr std::string_view trim(std::string_view s) {
   }
   const auto last = s.find_last_not_of(" \t\r\n");
   return s.substr(first, last - first + 1);
+}
+
+// Splits on runs of any of `seps`, dropping empty pieces.
+inline std::vector<std::string_view> fields_of(std::string_view line, std::string_view seps) {
+  std::vector<std::string_view> out;
+  std::size_t pos = 0;
+  while (true) {
+    const auto start = line.find_first_not_of(seps, pos);
+    if (start == std::string_view::npos) {
+      break;
+    }
+    const auto end = line.find_first_of(seps, start);
+    out.push_back(line.substr(start, end == std::string_view::npos ? end : end - start));
+    if (end == std::string_view::npos) {
+      break;
+    }
+    pos = end;
+  }
+  return out;
 }
 
 } // namespace kload::util
