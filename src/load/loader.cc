@@ -340,9 +340,16 @@ private:
         expected_[name] = step.image->manifest.digest;
       }
     }
-    if (!commits.empty()) {
+    // containerd 1.x's importer fails when another load creates the same name between
+    // its update and its create; the next attempt's update then finds the name.
+    constexpr int attempts = 3;
+    for (int attempt = 1; !commits.empty(); ++attempt) {
       std::optional<util::Error> write_error;
-      if (auto r = send_archive(commits, {}, write_error); !r) {
+      auto r = send_archive(commits, {}, write_error);
+      if (r) {
+        break;
+      }
+      if (write_error || r.error().failure != node::ImportFailure::name_taken || attempt == attempts) {
         return failed(write_error ? write_error->message : r.error().error.message);
       }
     }

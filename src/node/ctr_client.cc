@@ -339,6 +339,13 @@ util::Result<std::string> parse_snapshotters(const Transport& t, std::string_vie
   return std::string("overlayfs");
 }
 
+// 'image "NAME": already exists': another writer created a name between the
+// importer's update and its create.
+bool name_taken(std::string_view err) {
+  const auto at = err.find("\": already exists");
+  return at != std::string_view::npos && err.substr(0, at).rfind("image \"") != std::string_view::npos;
+}
+
 // "content digest sha256:<hex>: not found": an import needed a blob that was neither in
 // the stream nor on the node.
 std::optional<Digest> missing_content(std::string_view err) {
@@ -533,6 +540,8 @@ std::expected<void, ImportError> CtrClient::import(const util::StdinFeeder& feed
   if (auto missing = missing_content(r->err)) {
     error.failure = ImportFailure::missing_content;
     error.missing = missing;
+  } else if (name_taken(r->err)) {
+    error.failure = ImportFailure::name_taken;
   }
   return std::unexpected(std::move(error));
 }

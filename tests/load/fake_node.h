@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <set>
@@ -34,8 +35,11 @@ public:
   std::string uuid = "11111111-2222-3333-4444-555555555555";
   std::vector<Op> log;                          // every call, in order
 
-  // The `nth` call of `op` from now (1: the next one) fails with `message`.
-  void fail(Op op, int nth, std::string message) { faults_[op] = {calls_of(op) + nth, std::move(message)}; }
+  // The `nth` call of `op` from now (1: the next one) fails with `message`; an import
+  // fails as `kind` says.
+  void fail(Op op, int nth, std::string message, node::ImportFailure kind = node::ImportFailure::other) {
+    faults_.emplace(op, Fault{calls_of(op) + nth, std::move(message), kind});
+  }
   // Runs `change` just before the `nth` call of `op` from now.
   void before(Op op, int nth, std::function<void(FakeNode&)> change) {
     hooks_[op] = {calls_of(op) + nth, std::move(change)};
@@ -97,11 +101,12 @@ public:
       return ingest(archive);
     });
     if (!r) {
-      node::ImportError e{node::ImportFailure::other, missing_, r.error()};
+      node::ImportError e{fault_kind_, missing_, r.error()};
       if (missing_) {
         e.failure = node::ImportFailure::missing_content;
       }
       missing_.reset();
+      fault_kind_ = node::ImportFailure::other;
       return std::unexpected(e);
     }
     return {};
@@ -279,15 +284,23 @@ private:
       hooks_.erase(h);
       change(*this);
     }
-    if (auto f = faults_.find(op); f != faults_.end() && f->second.first == n) {
-      const auto message = f->second.second;
+    const auto [first, last] = faults_.equal_range(op);
+    if (auto f = std::find_if(first, last, [&](const auto& kv) { return kv.second.nth == n; }); f != last) {
+      const auto message = f->second.message;
+      fault_kind_ = f->second.kind;
       faults_.erase(f);
       return std::unexpected(util::Error{util::ErrorKind::node, message});
     }
     return run();
   }
 
-  std::map<Op, std::pair<int, std::string>> faults_;
+  struct Fault {
+    int nth = 0;
+    std::string message;
+    node::ImportFailure kind = node::ImportFailure::other;
+  };
+  std::multimap<Op, Fault> faults_;
+  node::ImportFailure fault_kind_ = node::ImportFailure::other;
   std::map<Op, std::pair<int, std::function<void(FakeNode&)>>> hooks_;
   std::optional<util::Digest> missing_;
 };

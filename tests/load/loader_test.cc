@@ -200,6 +200,37 @@ TEST_F(LoaderProtocol, FailedCommitImportLeavesTheNameAsItWasAndNoStaging) {
   EXPECT_TRUE(staging_left(node).empty()) << "the guard removed the staging name";
 }
 
+TEST_F(LoaderProtocol, NameCreatedByAnotherLoadDuringTheCommitIsCommittedAgain) {
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  auto other = archive("b.tar", {"app:v1=other:4K"});
+  FakeNode node;
+  // containerd 1.x: another load creates the name between the importer's update and
+  // its create, and the commit import fails; the next attempt updates the name.
+  node.before(Op::import, 2, [&](FakeNode& n) {
+    ASSERT_EQ(load_into(n, *other).status, NodeStatus::ok);
+  });
+  node.fail(Op::import, 2, "node fake: importing: ctr: image \"docker.io/library/app:v1\": already exists",
+            node::ImportFailure::name_taken);
+  const auto r = load_into(node, *set);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_EQ(node.images.at("docker.io/library/app:v1"), manifest_of(*set));
+  EXPECT_TRUE(staging_left(node).empty());
+}
+
+TEST_F(LoaderProtocol, NameRaceThatNeverEndsFailsTheNode) {
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  FakeNode node;
+  for (int nth = 2; nth <= 4; ++nth) {
+    node.fail(Op::import, nth, "node fake: importing: ctr: image \"docker.io/library/app:v1\": already exists",
+              node::ImportFailure::name_taken);
+  }
+  const auto r = load_into(node, *set);
+  EXPECT_EQ(r.status, NodeStatus::failed);
+  EXPECT_THAT(r.error, HasSubstr("already exists"));
+  EXPECT_FALSE(node.images.contains("docker.io/library/app:v1"));
+  EXPECT_TRUE(staging_left(node).empty());
+}
+
 TEST_F(LoaderProtocol, FailedStagingRemovalFailsTheNodeAndIsTriedAgain) {
   auto set = archive("a.tar", {"app:v1=base:4K"});
   FakeNode node;

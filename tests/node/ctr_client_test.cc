@@ -500,6 +500,23 @@ TEST_F(CtrClientUnit, ImportMissingManifestOfAnotherPlatform) {
             digest("sha256:9999999999999999999999999999999999999999999999999999999999999999"));
 }
 
+TEST_F(CtrClientUnit, ImportRacedByAnotherWriterOfTheName) {
+  // containerd 1.x: the importer's update found no name, another load created it, the
+  // importer's create then failed.
+  runner_.fails("images import", "ctr: image \"docker.io/library/app0:v1\": already exists\n");
+  const auto r = client_->import(feed_of("x"), "overlayfs");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().failure, ImportFailure::name_taken);
+  EXPECT_EQ(r.error().error.message, "node k: importing: ctr: image \"docker.io/library/app0:v1\": already exists");
+}
+
+TEST_F(CtrClientUnit, ImportOfAnExistingBlobIsNotANameRace) {
+  runner_.fails("images import", "ctr: content sha256:1234: already exists\n");
+  const auto r = client_->import(feed_of("x"), "overlayfs");
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().failure, ImportFailure::other);
+}
+
 TEST_F(CtrClientUnit, ImportOtherFailure) {
   runner_.fails("images import", "ctr: unexpected EOF\n");
   const auto r = client_->import(feed_of("x"), "overlayfs");

@@ -39,6 +39,9 @@ struct ImageStatus {
 // Why an import failed, when ctr said so in a way kload can act on.
 enum class ImportFailure {
   missing_content,  // "content digest sha256:...: not found": the inventory was stale
+  name_taken,       // 'image "NAME": already exists': another writer created a name the
+                    // import was about to create (containerd 1.x's importer updates a
+                    // name, then creates it when absent, without a retry between)
   other,
 };
 
