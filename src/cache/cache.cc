@@ -63,6 +63,9 @@ std::vector<Digest> digests_from(const nlohmann::json& j) {
 std::string encode_node(const NodeRecord& r) {
   nlohmann::json j;
   j["uuid"] = r.server_uuid;
+  if (!r.snapshotter.empty()) {
+    j["snapshotter"] = r.snapshotter;
+  }
   j["listed"] = r.listed_at;
   j["updated"] = r.updated_at;
   j["names"] = nlohmann::json::object();
@@ -111,6 +114,7 @@ Result<NodeRecord> decode_node(std::string_view bytes) {
   NodeRecord r;
   try {
     r.server_uuid = j.value("uuid", "");
+    r.snapshotter = j.value("snapshotter", "");
     r.listed_at = j.value("listed", std::int64_t{0});
     r.updated_at = j.value("updated", std::int64_t{0});
     for (const auto& [name, n] : j.at("names").items()) {

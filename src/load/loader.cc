@@ -100,71 +100,89 @@ private:
 
   // --- planning ---
 
-  // One check of every name on the node is the truth for names. A plan that sends
-  // nothing needs no more; one that sends asks the cache (same containerd UUID) or a
-  // listing which blobs the node has, to send only the missing ones.
+  // One check of every name on the node is the truth for names; the same round trip
+  // asks containerd's UUID (is the cache's record of this node still this node?) and,
+  // when kload has no record of the node, lists its content and snapshotter, so that
+  // a first load needs no second query. A plan that sends asks the record or, failing
+  // that, a listing which blobs the node has, to send only the missing ones.
   bool plan_now() {
-    if (!check_every_name()) {
+    const auto record = usable_record();
+    const bool first_contact = cache_ != nullptr && !record;
+    if (!probe({.uuid = true, .inventory = first_contact, .snapshotter = first_contact})) {
       return false;
     }
+    if (record && *server_uuid_ == record->server_uuid && !record->snapshotter.empty()) {
+      snapshotter_ = record->snapshotter;
+    }
     plan_ = plan::plan_node(images_, view_of(statuses_, {}, {}, images_));
-    if (plan_.count(plan::Action::send) > 0 && !plan_from_record() && !plan_from_listing()) {
+    if (plan_.count(plan::Action::send) > 0 && !plan_from_record(record) && !plan_from_listing()) {
       return false;
     }
     find_abandoned_staging();
     return true;
   }
 
-  bool check_every_name() {
-    auto statuses = client_.check({});
-    if (!statuses) {
-      return failed(statuses.error().message);
-    }
-    statuses_ = std::move(*statuses);
-    return true;
-  }
-
-  bool plan_from_record() {
+  // The cache's record of this node if it can be planned from: listed once, no load
+  // that died while sending. Whether it is still this node, the UUID says.
+  std::optional<cache::NodeRecord> usable_record() {
     if (cache_ == nullptr) {
-      return false;
+      return std::nullopt;
     }
     auto record = cache_->node(target_.uri.text);
     if (!record || !*record || (*record)->listed_at == 0 || (*record)->interrupted_load()) {
-      return false;
+      return std::nullopt;
     }
-    auto uuid = client_.server_uuid();
-    if (!uuid) {
-      return false;  // the listing asks again and reports the error
+    return std::move(**record);
+  }
+
+  // One round trip: every name, and what `want` asks. A listing is planned from and
+  // stored at once.
+  bool probe(const node::ProbeRequest& want) {
+    const auto started = unix_now();
+    auto p = client_.probe(want);
+    if (!p) {
+      return failed(p.error().message);
     }
-    server_uuid_ = *uuid;
-    if (*uuid != (*record)->server_uuid) {
-      return false;  // a recreated node
+    statuses_ = std::move(p->images);
+    if (p->uuid) {
+      server_uuid_ = std::move(p->uuid);
     }
-    known_ids_ = (*record)->target_ids;
-    plan_ = plan::plan_node(images_, view_of(statuses_, known_ids_, (*record)->blobs, images_));
+    if (p->snapshotter) {
+      snapshotter_ = std::move(p->snapshotter);
+    }
+    if (p->inventory) {
+      ++report_.listings;
+      auto record = record_from_listing(server_uuid_.value_or(""), *p->inventory, statuses_, unix_now());
+      record.snapshotter = snapshotter_.value_or("");
+      listing_ = record.blobs;
+      known_ids_ = record.target_ids;
+      if (cache_ != nullptr) {
+        store_listing(*cache_, target_.uri.text, std::move(record), started);
+      }
+    }
     return true;
   }
 
+  bool plan_from_record(const std::optional<cache::NodeRecord>& record) {
+    if (listing_) {
+      plan_ = plan::plan_node(images_, view_of(statuses_, known_ids_, *listing_, images_));
+      return true;
+    }
+    if (!record || record->server_uuid != *server_uuid_) {
+      return false;  // none, or a recreated node
+    }
+    known_ids_ = record->target_ids;
+    plan_ = plan::plan_node(images_, view_of(statuses_, known_ids_, record->blobs, images_));
+    return true;
+  }
+
+  // A fresh check and listing (and the snapshotter, when still unknown) in one round
+  // trip, planned from.
   bool plan_from_listing() {
-    const auto started = unix_now();
-    if (!server_uuid_) {
-      auto uuid = client_.server_uuid();
-      if (!uuid) {
-        return failed(uuid.error().message);
-      }
-      server_uuid_ = *uuid;
+    if (!probe({.uuid = true, .inventory = true, .snapshotter = !snapshotter_})) {
+      return false;
     }
-    auto inv = client_.inventory(statuses_);
-    if (!inv) {
-      return failed(inv.error().message);
-    }
-    ++report_.listings;
-    auto record = record_from_listing(*server_uuid_, *inv, statuses_, unix_now());
-    known_ids_ = record.target_ids;
-    plan_ = plan::plan_node(images_, view_of(statuses_, known_ids_, record.blobs, images_));
-    if (cache_ != nullptr) {
-      store_listing(*cache_, target_.uri.text, std::move(record), started);
-    }
+    plan_ = plan::plan_node(images_, view_of(statuses_, known_ids_, *listing_, images_));
     return true;
   }
 
@@ -184,8 +202,7 @@ private:
   // again, plan again, and prove what the new plan sends that no plan sent before.
   bool replan_and_prove() {
     report_.retried = true;
-    server_uuid_.reset();
-    if (!check_every_name() || !plan_from_listing()) {
+    if (!plan_from_listing()) {
       return false;
     }
     const std::lock_guard lock(verify_mutex_);
@@ -205,7 +222,7 @@ private:
     if (plan_.count(plan::Action::send) > 0 && !stage(staging)) {
       return;
     }
-    if (commit(staging) && retag() && confirm()) {
+    if (finish(staging)) {
       remember();
     }
   }
@@ -252,55 +269,53 @@ private:
     return true;
   }
 
+  // One round trip: the import, then a check of the staging names (ctr can succeed and
+  // still leave an incomplete image: a blob the node was thought to hold is gone, but
+  // its snapshot is there).
   Staged import_staged(StagingGuard& staging) {
     std::vector<format::ThinEntry> entries;
-    std::vector<std::string> refs;
+    node::Changes then;
     for (const auto& step : plan_.steps) {
       const bool first = std::none_of(entries.begin(), entries.end(), [&](const format::ThinEntry& e) {
         return e.image->manifest.digest == step.image->manifest.digest;
       });
       if (step.action == plan::Action::send && first) {
-        refs.push_back(make_staging_name(step.image->manifest.digest));
-        entries.push_back(format::ThinEntry{step.image, refs.back()});
-        staging.add(refs.back());
+        then.check.push_back(make_staging_name(step.image->manifest.digest));
+        entries.push_back(format::ThinEntry{step.image, then.check.back()});
+        staging.add(then.check.back());
       }
     }
     const std::unordered_set<Digest> layers(plan_.layers.begin(), plan_.layers.end());
     std::optional<util::Error> write_error;
-    auto imported = send_archive(entries, layers, write_error);
+    auto statuses = send_archive(entries, layers, then, write_error);
     if (write_error && write_error->kind == util::ErrorKind::bad_input) {
       failed(write_error->message);  // the input changed since it was proven
       return Staged::failed;
     }
-    if (!imported) {
-      if (imported.error().failure == node::ImportFailure::missing_content) {
+    if (!statuses) {
+      const auto& e = statuses.error();
+      if (e.step == node::ChangeError::Step::import && e.error.failure == node::ImportFailure::missing_content) {
         return Staged::stale;
       }
-      failed(imported.error().error.message);
+      failed(e.error.error.message);
       return Staged::failed;
     }
-    // ctr can succeed and still leave an incomplete image (a blob the node was thought
-    // to hold is gone, but its snapshot is there): check before the commit.
-    auto statuses = client_.check(refs);
-    if (!statuses) {
-      failed(statuses.error().message);
-      return Staged::failed;
-    }
-    const bool complete = std::all_of(refs.begin(), refs.end(), [&](const std::string& ref) {
+    const bool complete = std::all_of(then.check.begin(), then.check.end(), [&](const std::string& ref) {
       const auto* s = find_status(*statuses, ref);
       return s != nullptr && s->complete;
     });
     return complete ? Staged::ok : Staged::stale;
   }
 
-  // One import of `entries` carrying the blobs in `layers`, counted in the report.
-  std::expected<void, node::ImportError> send_archive(const std::vector<format::ThinEntry>& entries,
-                                                      const std::unordered_set<Digest>& layers,
-                                                      std::optional<util::Error>& write_error) {
+  // One import of `entries` carrying the blobs in `layers`, then the steps of `then`,
+  // in one round trip; counted in the report.
+  std::expected<std::vector<node::ImageStatus>, node::ChangeError> send_archive(
+      const std::vector<format::ThinEntry>& entries, const std::unordered_set<Digest>& layers, node::Changes then,
+      std::optional<util::Error>& write_error) {
     const auto total = plan_.layer_bytes;
     std::uint64_t streamed = 0;  // layer bytes written, also when the stream broke
     std::optional<format::ThinStats> stats;
-    auto feed = [&](int fd) -> util::Result<void> {
+    const util::StdinFeeder feed = [&](int fd) -> util::Result<void> {
       auto r = format::write_thin_archive(fd, set_, entries, layers, [&](std::uint64_t done) {
         streamed = done;
         observer_.progress(report_.node, done, total);
@@ -312,7 +327,9 @@ private:
       stats = *r;
       return {};
     };
-    auto imported = client_.import(feed, *snapshotter_);
+    then.import = &feed;
+    then.snapshotter = *snapshotter_;
+    auto applied = client_.apply(then);
     if (stats) {
       report_.layers_sent += stats->layers_sent;
       report_.layer_bytes_sent += stats->layer_bytes;
@@ -321,81 +338,62 @@ private:
       report_.layer_bytes_sent += streamed;
       report_.bytes_sent += streamed;
     }
-    return imported;
+    return applied;
   }
 
-  // Points every real name of the images sent at them, then drops the staging names.
-  // A second, tiny import (manifests and configs; every layer is on the node now) does
-  // it: containerd's importer updates an existing name's target in one step, where
-  // `ctr images tag --force` deletes the name and creates it again, leaving a moment
-  // without it and losing it if the second step fails.
-  bool commit(StagingGuard& staging) {
+  // One round trip sets every name and proves it: a second, tiny import (manifests
+  // and configs; every layer is on the node now) points the real names of the images
+  // sent at them (containerd's importer updates an existing name's target in one step,
+  // where `ctr images tag --force` deletes the name and creates it again, leaving a
+  // moment without it); `tag --force` gives the other names their image from a name
+  // this load's check saw complete; the staging names go; a check of every name set
+  // ends it, and confirm() holds each to exactly the manifest intended.
+  bool finish(StagingGuard& staging) {
     std::vector<format::ThinEntry> commits;
+    node::Changes changes;
     for (const auto& step : plan_.steps) {
-      if (step.action != plan::Action::send) {
-        continue;
+      if (step.action == plan::Action::send) {
+        for (const auto& name : step.names) {
+          commits.push_back(format::ThinEntry{step.image, name});
+          expected_[name] = step.image->manifest.digest;
+        }
+      } else if (step.action == plan::Action::retag) {
+        const auto* source = find_status(statuses_, step.retag_from);
+        if (source == nullptr) {
+          return failed(fmt::format("node {}: {} vanished before it could be retagged", report_.node, step.retag_from));
+        }
+        for (const auto& name : step.names) {
+          changes.tags.emplace_back(step.retag_from, name);
+          expected_[name] = source->target;
+        }
       }
-      for (const auto& name : step.names) {
-        commits.push_back(format::ThinEntry{step.image, name});
-        expected_[name] = step.image->manifest.digest;
-      }
+    }
+    changes.remove = staging.names();
+    for (const auto& [name, target] : expected_) {
+      changes.check.push_back(name);
     }
     // containerd 1.x's importer fails when another load creates the same name between
     // its update and its create; the next attempt's update then finds the name.
     constexpr int attempts = 3;
-    for (int attempt = 1; !commits.empty(); ++attempt) {
+    for (int attempt = 1;; ++attempt) {
       std::optional<util::Error> write_error;
-      auto r = send_archive(commits, {}, write_error);
-      if (r) {
-        break;
+      auto statuses = commits.empty() ? client_.apply(changes) : send_archive(commits, {}, changes, write_error);
+      if (statuses) {
+        staging.removed();
+        return confirm(*statuses);
       }
-      if (write_error || r.error().failure != node::ImportFailure::name_taken || attempt == attempts) {
-        return failed(write_error ? write_error->message : r.error().error.message);
-      }
-    }
-    if (auto r = staging.remove(); !r) {
-      return failed(r.error().message);
-    }
-    return true;
-  }
-
-  // Names whose image ID is on the node under another name: `tag --force` from that
-  // name, which this load's check saw complete a moment ago; confirm() then holds the
-  // name to exactly what the source pointed at.
-  bool retag() {
-    for (const auto& step : plan_.steps) {
-      if (step.action != plan::Action::retag) {
-        continue;
-      }
-      const auto* source = find_status(statuses_, step.retag_from);
-      if (source == nullptr) {
-        return failed(fmt::format("node {}: {} vanished before it could be retagged", report_.node, step.retag_from));
-      }
-      for (const auto& name : step.names) {
-        if (auto r = client_.tag(step.retag_from, name); !r) {
-          return failed(r.error().message);
-        }
-        expected_[name] = source->target;
+      const auto& e = statuses.error();
+      const bool raced = e.step == node::ChangeError::Step::import && e.error.failure == node::ImportFailure::name_taken;
+      if (write_error || !raced || attempt == attempts) {
+        return failed(write_error ? write_error->message : e.error.error.message);
       }
     }
-    return true;
   }
 
   // Every name set must now resolve, complete, to exactly the manifest intended.
-  bool confirm() {
-    if (expected_.empty()) {
-      return true;
-    }
-    std::vector<std::string> names;
+  bool confirm(const std::vector<node::ImageStatus>& statuses) {
     for (const auto& [name, target] : expected_) {
-      names.push_back(name);
-    }
-    auto statuses = client_.check(names);
-    if (!statuses) {
-      return failed(statuses.error().message);
-    }
-    for (const auto& [name, target] : expected_) {
-      const auto* s = find_status(*statuses, name);
+      const auto* s = find_status(statuses, name);
       if (s == nullptr) {
         return failed(fmt::format("node {}: {} is missing after the load", report_.node, name));
       }
@@ -435,6 +433,9 @@ private:
       if (r.server_uuid.empty() && server_uuid_) {
         r.server_uuid = *server_uuid_;
       }
+      if (snapshotter_ && server_uuid_ && r.server_uuid == *server_uuid_) {
+        r.snapshotter = *snapshotter_;
+      }
       for (const auto& s : statuses_) {
         if (auto it = r.names.find(s.name); it != r.names.end() && !is_staging_name(s.name)) {
           it->second.target = s.target;
@@ -473,6 +474,7 @@ private:
   TargetIds known_ids_;                      // what each target reaches, from the record or a listing
   std::optional<std::string> server_uuid_;
   std::optional<std::string> snapshotter_;
+  std::optional<std::unordered_set<Digest>> listing_;  // blobs, from this load's listing
   plan::NodePlan plan_;
   std::map<std::string, Digest> expected_;   // each name set -> the target it must resolve to
   std::vector<std::string> abandoned_;       // staging names of loads that provably ended
@@ -504,19 +506,11 @@ bool LoadReport::all_ok() const {
 
 util::Result<void> refresh_node(const Target& target, cache::Cache& cache) {
   const auto started = unix_now();
-  auto statuses = target.client->check({});
-  if (!statuses) {
-    return std::unexpected(statuses.error());
+  auto p = target.client->probe({.uuid = true, .inventory = true, .snapshotter = false});
+  if (!p) {
+    return std::unexpected(p.error());
   }
-  auto uuid = target.client->server_uuid();
-  if (!uuid) {
-    return std::unexpected(uuid.error());
-  }
-  auto inv = target.client->inventory(*statuses);
-  if (!inv) {
-    return std::unexpected(inv.error());
-  }
-  store_listing(cache, target.uri.text, record_from_listing(*uuid, *inv, *statuses, unix_now()), started);
+  store_listing(cache, target.uri.text, record_from_listing(*p->uuid, *p->inventory, p->images, unix_now()), started);
   return {};
 }
 

@@ -103,6 +103,9 @@ void store_listing(cache::Cache& cache, const std::string& key, cache::NodeRecor
   (void)cache.update_node(key, [&](cache::NodeRecord& r) {
     r.forget_interrupted_loads();
     record.sending = std::move(r.sending);
+    if (record.snapshotter.empty() && r.server_uuid == record.server_uuid) {
+      record.snapshotter = std::move(r.snapshotter);
+    }
     if (r.server_uuid == record.server_uuid && r.updated_at >= listing_started) {
       // Another load recorded what it sent while this listing ran: keep that, or the
       // older listing would hide it.

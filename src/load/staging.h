@@ -32,6 +32,9 @@ public:
 
   void add(const std::string& name) { names_.push_back(name); }
   [[nodiscard]] bool empty() const { return names_.empty(); }
+  [[nodiscard]] const std::vector<std::string>& names() const { return names_; }
+  // The names held were removed by another step (a round trip that also removed them).
+  void removed() { names_.clear(); }
   // Removes every name held now. Error (node): the removal failed (the names are still
   // held, and tried again at the end of the scope).
   util::Result<void> remove();

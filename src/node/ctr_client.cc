@@ -1,4 +1,5 @@
 #include "kload/node/ctr_client.h"
+#include "kload/node/batch.h"
 #include "kload/node/containerd_config.h"
 #include "kload/util/text.h"
 
@@ -415,6 +416,131 @@ void keep_only_reachable_blobs(NodeInventory& inv, const std::vector<ImageStatus
 
 std::string CtrClient::display() const { return transport_.uri().display(); }
 
+// --- one ctr command: its words, and what its result means ---
+
+namespace {
+
+std::vector<std::string> check_args(const std::vector<std::string>& names) {
+  std::vector<std::string> args{"images", "check"};
+  if (!names.empty()) {
+    args.emplace_back("--");
+    for (const auto& name : names) {
+      args.push_back(name_filter(name));
+    }
+  }
+  return args;
+}
+
+std::vector<std::string> tag_args(const std::string& source, const std::string& target) {
+  return {"images", "tag", "--force", "--", source, target};
+}
+
+std::vector<std::string> remove_args(const std::vector<std::string>& names) {
+  std::vector<std::string> args{"images", "rm", "--"};
+  args.insert(args.end(), names.begin(), names.end());
+  return args;
+}
+
+std::string removing(const std::vector<std::string>& names) {
+  return names.size() == 1 ? "removing " + names.front() : "removing images";
+}
+
+// A command that must succeed: "node NAME: DOING: WHY" otherwise.
+util::Result<void> settled(const Transport& t, const ProcessResult& r, const std::string& doing) {
+  if (r.exit_code != 0 || r.timed_out) {
+    return std::unexpected(failure(t, doing, r));
+  }
+  return {};
+}
+
+util::Result<std::vector<ImageStatus>> check_result(const Transport& t, const ProcessResult& r) {
+  // check exits 1 when one image cannot be checked ("unable to check unpack" when the
+  // default snapshotter is not loaded, a corrupt manifest) but still prints every row;
+  // those rows are the answer. Without a table there is nothing to go on.
+  if (r.timed_out || (r.exit_code != 0 && !trim(r.out).starts_with("REF"))) {
+    return std::unexpected(failure(t, "checking images", r));
+  }
+  return parse_images_check(t, r.out);
+}
+
+util::Result<std::string> version_result(const Transport& t, const ProcessResult& r) {
+  if (auto ok = settled(t, r, "asking for its version"); !ok) {
+    return std::unexpected(ok.error());
+  }
+  return parse_version(t, r.out);
+}
+
+util::Result<NodeInventory> content_result(const Transport& t, const ProcessResult& r,
+                                           const std::vector<ImageStatus>& images) {
+  if (auto ok = settled(t, r, "listing content"); !ok) {
+    return std::unexpected(ok.error());
+  }
+  NodeInventory inv;
+  if (auto parsed = parse_content_ls(t, r.out, inv); !parsed) {
+    return std::unexpected(parsed.error());
+  }
+  keep_only_reachable_blobs(inv, images);
+  return inv;
+}
+
+// CRI's snapshotter from `containerd config dump`, if it ran and says.
+std::optional<std::string> dump_result(const ProcessResult& r) {
+  if (r.exit_code != 0 || r.timed_out) {
+    return std::nullopt;
+  }
+  return cri_snapshotter(r.out);
+}
+
+const std::string importing = "importing";
+
+// A failed import: why, and whether kload can act on it.
+ImportError import_failure(const Transport& t, const ProcessResult& r) {
+  // A feeder failure kills ctr. When ctr had already failed on its own (it stops
+  // reading, so the feeder then sees EPIPE) ctr's message is the cause; when ctr was
+  // still reading (or even finished), the feeder's error is.
+  const bool ctr_failed = r.exit_code > 0 || has_ctr_message(r.err);
+  if (r.feed_error && !ctr_failed) {
+    return ImportError{ImportFailure::other, std::nullopt,
+                       r.feed_error->with_context(node_prefix(t) + ": " + importing)};
+  }
+  ImportError error{ImportFailure::other, std::nullopt, failure(t, importing, r)};
+  if (auto missing = missing_content(r.err)) {
+    error.failure = ImportFailure::missing_content;
+    error.missing = missing;
+  } else if (name_taken(r.err)) {
+    error.failure = ImportFailure::name_taken;
+  }
+  return error;
+}
+
+bool import_ok(const ProcessResult& r) { return r.exit_code == 0 && !r.timed_out && !r.feed_error; }
+
+// containerd 2.x's ctr imports through the Transfer API, which unpacks only into the
+// snapshotters its transfer service is configured for (overlayfs unless set up
+// otherwise), and refuses any other before it reads the stream. ctr's in-process
+// import (--local) unpacks into any snapshotter, as 1.x's ctr always did.
+bool needs_local_import(const ProcessResult& r) {
+  return r.err.find("no unpack platforms defined") != std::string::npos;
+}
+
+// A shell the node lacks: docker exec and ssh say so with 126 or 127.
+bool no_shell(const ProcessResult& r) { return r.exit_code == 126 || r.exit_code == 127; }
+
+} // namespace
+
+std::vector<std::string> CtrClient::import_args(const std::string& snapshotter) const {
+  // No --digests: it adds an "import-DATE@sha256:..." image for every manifest, which
+  // nothing removes and which keeps pointing at a broken image when unpack fails.
+  std::vector<std::string> args{"images", "import", "--snapshotter", snapshotter};
+  if (local_import_) {
+    args.emplace_back("--local");
+  }
+  args.emplace_back("-");
+  return args;
+}
+
+// --- processes ---
+
 util::Result<ProcessResult> CtrClient::ctr(const std::vector<std::string>& args, const util::StdinFeeder& feed,
                                            std::chrono::milliseconds timeout) {
   ++calls_;
@@ -427,18 +553,60 @@ util::Result<ProcessResult> CtrClient::query(const std::vector<std::string>& arg
   if (!r) {
     return std::unexpected(r.error().with_context(node_prefix(transport_) + ": " + doing));
   }
-  if (r->exit_code != 0 || r->timed_out) {
-    return std::unexpected(failure(transport_, doing, *r));
+  if (auto ok = settled(transport_, *r, doing); !ok) {
+    return std::unexpected(ok.error());
   }
   return r;
 }
 
-util::Result<std::string> CtrClient::server_uuid() {
-  auto r = query({"version"}, "asking for its version");
-  if (!r) {
-    return std::unexpected(r.error());
+util::Result<std::vector<ProcessResult>> CtrClient::batch(const std::vector<BatchStep>& steps,
+                                                          const util::StdinFeeder& feed,
+                                                          std::chrono::milliseconds timeout) {
+  if (!has_shell_) {
+    return one_by_one(steps, feed, timeout);
   }
-  return parse_version(transport_, r->out);
+  const auto marker = batch_marker();
+  ++calls_;
+  auto whole = transport_.shell(batch_script(marker, steps), feed, timeout);
+  if (!whole) {
+    return std::unexpected(whole.error());
+  }
+  if (auto results = split_batch(marker, steps, *whole)) {
+    return std::move(*results);
+  }
+  if (no_shell(*whole)) {
+    has_shell_ = false;
+    return one_by_one(steps, feed, timeout);
+  }
+  return std::vector<ProcessResult>{std::move(*whole)};  // the first step's failure
+}
+
+util::Result<std::vector<ProcessResult>> CtrClient::one_by_one(const std::vector<BatchStep>& steps,
+                                                               const util::StdinFeeder& feed,
+                                                               std::chrono::milliseconds timeout) {
+  std::vector<ProcessResult> results;
+  for (const auto& step : steps) {
+    ++calls_;
+    auto r = transport_.run(step.words, step.reads_stdin ? feed : util::StdinFeeder{}, timeout);
+    if (!r) {
+      return std::unexpected(r.error());
+    }
+    results.push_back(std::move(*r));
+    if (results.back().exit_code != 0 && step.stop_on_failure) {
+      break;
+    }
+  }
+  return results;
+}
+
+// --- the steps one by one ---
+
+util::Result<std::string> CtrClient::server_uuid() {
+  auto r = ctr({"version"}, {}, query_timeout);
+  if (!r) {
+    return std::unexpected(r.error().with_context(node_prefix(transport_) + ": asking for its version"));
+  }
+  return version_result(transport_, *r);
 }
 
 util::Result<std::string> CtrClient::snapshotter() {
@@ -450,13 +618,17 @@ util::Result<std::string> CtrClient::snapshotter() {
   // a node whose `containerd` is not on PATH, or that runs without CRI, falls back.
   if (reaches_node_host(transport_.uri())) {
     ++calls_;
-    auto dump = transport_.run({"containerd", "config", "dump"}, query_timeout);
-    if (dump && dump->exit_code == 0 && !dump->timed_out) {
-      if (auto snap = cri_snapshotter(dump->out)) {
+    auto dump = transport_.run({"containerd", "config", "dump"}, {}, query_timeout);
+    if (dump) {
+      if (auto snap = dump_result(*dump)) {
         return *snap;
       }
     }
   }
+  return snapshotter_from_plugins();
+}
+
+util::Result<std::string> CtrClient::snapshotter_from_plugins() {
   auto r = query({"plugins", "ls"}, "listing plugins");
   if (!r) {
     return std::unexpected(r.error());
@@ -465,90 +637,40 @@ util::Result<std::string> CtrClient::snapshotter() {
 }
 
 util::Result<NodeInventory> CtrClient::inventory(const std::vector<ImageStatus>& images) {
-  NodeInventory inv;
-  auto content = query({"content", "ls"}, "listing content");
-  if (!content) {
-    return std::unexpected(content.error());
+  auto r = ctr({"content", "ls"}, {}, query_timeout);
+  if (!r) {
+    return std::unexpected(r.error().with_context(node_prefix(transport_) + ": listing content"));
   }
-  if (auto r = parse_content_ls(transport_, content->out, inv); !r) {
-    return std::unexpected(r.error());
-  }
-  keep_only_reachable_blobs(inv, images);
-  return inv;
+  return content_result(transport_, *r, images);
 }
 
 util::Result<std::vector<ImageStatus>> CtrClient::check(const std::vector<std::string>& names) {
-  std::vector<std::string> args{"images", "check"};
-  if (!names.empty()) {
-    args.emplace_back("--");
-    for (const auto& name : names) {
-      args.push_back(name_filter(name));
-    }
-  }
-  const std::string doing = "checking images";
-  auto r = ctr(args, {}, query_timeout);
+  auto r = ctr(check_args(names), {}, query_timeout);
   if (!r) {
-    return std::unexpected(r.error().with_context(node_prefix(transport_) + ": " + doing));
+    return std::unexpected(r.error().with_context(node_prefix(transport_) + ": checking images"));
   }
-  // check exits 1 when one image cannot be checked ("unable to check unpack" when the
-  // default snapshotter is not loaded, a corrupt manifest) but still prints every row;
-  // those rows are the answer. Without a table there is nothing to go on.
-  if (r->timed_out || (r->exit_code != 0 && !trim(r->out).starts_with("REF"))) {
-    return std::unexpected(failure(transport_, doing, *r));
-  }
-  return parse_images_check(transport_, r->out);
+  return check_result(transport_, *r);
 }
 
 std::expected<void, ImportError> CtrClient::import(const util::StdinFeeder& feed,
                                                    const std::string& snapshotter) {
-  // No --digests: it adds an "import-DATE@sha256:..." image for every manifest, which
-  // nothing removes and which keeps pointing at a broken image when unpack fails.
-  std::vector<std::string> args{"images", "import", "--snapshotter", snapshotter};
-  if (local_import_) {
-    args.emplace_back("--local");
-  }
-  args.emplace_back("-");
-  const std::string doing = "importing";
-
-  auto r = ctr(args, feed, no_timeout);
+  auto r = ctr(import_args(snapshotter), feed, no_timeout);
   if (!r) {
-    return std::unexpected(ImportError{
-        ImportFailure::other, std::nullopt,
-        r.error().with_context(node_prefix(transport_) + ": " + doing)});
+    return std::unexpected(ImportError{ImportFailure::other, std::nullopt,
+                                       r.error().with_context(node_prefix(transport_) + ": " + importing)});
   }
-  if (r->exit_code == 0 && !r->feed_error) {
+  if (import_ok(*r)) {
     return {};
   }
-  // containerd 2.x's ctr imports through the Transfer API, which unpacks only into the
-  // snapshotters its transfer service is configured for (overlayfs unless set up
-  // otherwise), and refuses any other before it reads the stream. ctr's in-process
-  // import (--local) unpacks into any snapshotter, as 1.x's ctr always did.
-  if (!local_import_ && r->err.find("no unpack platforms defined") != std::string::npos) {
+  if (!local_import_ && needs_local_import(*r)) {
     local_import_ = true;
     return import(feed, snapshotter);
   }
-  // A feeder failure kills ctr. When ctr had already failed on its own (it stops
-  // reading, so the feeder then sees EPIPE) ctr's message is the cause; when ctr was
-  // still reading (or even finished), the feeder's error is.
-  const bool ctr_failed = r->exit_code > 0 || has_ctr_message(r->err);
-  if (r->feed_error && !ctr_failed) {
-    return std::unexpected(ImportError{
-        ImportFailure::other, std::nullopt,
-        r->feed_error->with_context(node_prefix(transport_) + ": " + doing)});
-  }
-  ImportError error{ImportFailure::other, std::nullopt, failure(transport_, doing, *r)};
-  if (auto missing = missing_content(r->err)) {
-    error.failure = ImportFailure::missing_content;
-    error.missing = missing;
-  } else if (name_taken(r->err)) {
-    error.failure = ImportFailure::name_taken;
-  }
-  return std::unexpected(std::move(error));
+  return std::unexpected(import_failure(transport_, *r));
 }
 
 util::Result<void> CtrClient::tag(const std::string& source, const std::string& target) {
-  auto r = query({"images", "tag", "--force", "--", source, target},
-                 "tagging " + source + " as " + target);
+  auto r = query(tag_args(source, target), "tagging " + source + " as " + target);
   if (!r) {
     return std::unexpected(r.error());
   }
@@ -559,14 +681,135 @@ util::Result<void> CtrClient::remove(const std::vector<std::string>& names) {
   if (names.empty()) {
     return {};
   }
-  std::vector<std::string> args{"images", "rm", "--"};
-  args.insert(args.end(), names.begin(), names.end());
-  auto r = query(args, names.size() == 1 ? "removing " + names.front()
-                                                      : "removing images");
+  auto r = query(remove_args(names), removing(names));
   if (!r) {
     return std::unexpected(r.error());
   }
   return {};
+}
+
+// --- the round trips of a load: several steps in one process ---
+
+util::Result<Probe> CtrClient::probe(const ProbeRequest& want) {
+  const auto& uri = transport_.uri();
+  const bool dump = want.snapshotter && uri.snapshotter.empty() && reaches_node_host(uri);
+  // Every step runs whatever the one before it said: each answers on its own.
+  std::vector<BatchStep> steps{{ctr_words(uri, check_args({})), false, false}};
+  if (want.uuid) {
+    steps.push_back({ctr_words(uri, {"version"}), false, false});
+  }
+  if (want.inventory) {
+    steps.push_back({ctr_words(uri, {"content", "ls"}), false, false});
+  }
+  if (dump) {
+    steps.push_back({{"containerd", "config", "dump"}, false, false});
+  }
+  auto results = batch(steps, {}, query_timeout);
+  if (!results) {
+    return std::unexpected(results.error().with_context(node_prefix(transport_) + ": checking images"));
+  }
+  std::size_t next = 0;
+  // A step the batch never reached shares the fate of the last one that ran.
+  const auto result = [&]() -> const ProcessResult& { return (*results)[std::min(next++, results->size() - 1)]; };
+  Probe p;
+  auto images = check_result(transport_, result());
+  if (!images) {
+    return std::unexpected(images.error());
+  }
+  p.images = std::move(*images);
+  if (want.uuid) {
+    auto uuid = version_result(transport_, result());
+    if (!uuid) {
+      return std::unexpected(uuid.error());
+    }
+    p.uuid = std::move(*uuid);
+  }
+  if (want.inventory) {
+    auto inv = content_result(transport_, result(), p.images);
+    if (!inv) {
+      return std::unexpected(inv.error());
+    }
+    p.inventory = std::move(*inv);
+  }
+  if (want.snapshotter) {
+    std::optional<std::string> snap;
+    if (!uri.snapshotter.empty()) {
+      snap = uri.snapshotter;
+    } else if (dump) {
+      snap = dump_result(result());
+    }
+    if (!snap) {
+      auto guessed = snapshotter_from_plugins();
+      if (!guessed) {
+        return std::unexpected(guessed.error());
+      }
+      snap = std::move(*guessed);
+    }
+    p.snapshotter = std::move(snap);
+  }
+  return p;
+}
+
+std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Changes& changes) {
+  using Step = ChangeError::Step;
+  const auto& uri = transport_.uri();
+  std::vector<BatchStep> steps;
+  if (changes.import != nullptr) {
+    steps.push_back({ctr_words(uri, import_args(changes.snapshotter)), true, true});
+  }
+  for (const auto& [source, target] : changes.tags) {
+    steps.push_back({ctr_words(uri, tag_args(source, target)), false, true});
+  }
+  if (!changes.remove.empty()) {
+    steps.push_back({ctr_words(uri, remove_args(changes.remove)), false, true});
+  }
+  if (!changes.check.empty()) {
+    steps.push_back({ctr_words(uri, check_args(changes.check)), false, false});
+  }
+  if (steps.empty()) {
+    return std::vector<ImageStatus>{};
+  }
+  const auto fail = [](Step step, Error e) {
+    return std::unexpected(ChangeError{step, ImportError{ImportFailure::other, std::nullopt, std::move(e)}});
+  };
+  const util::StdinFeeder none;
+  auto results = batch(steps, changes.import != nullptr ? *changes.import : none,
+                       changes.import != nullptr ? no_timeout : query_timeout);
+  if (!results) {
+    return fail(changes.import != nullptr ? Step::import : Step::tag,
+                results.error().with_context(node_prefix(transport_) + ": " + importing));
+  }
+  std::size_t next = 0;
+  // Absent results: the step before failed and the batch stopped there.
+  const auto result = [&]() -> const ProcessResult& { return (*results)[std::min(next++, results->size() - 1)]; };
+  if (changes.import != nullptr) {
+    const auto& r = result();
+    if (!import_ok(r)) {
+      if (!local_import_ && needs_local_import(r)) {
+        local_import_ = true;
+        return apply(changes);
+      }
+      return std::unexpected(ChangeError{Step::import, import_failure(transport_, r)});
+    }
+  }
+  for (const auto& [source, target] : changes.tags) {
+    if (auto ok = settled(transport_, result(), "tagging " + source + " as " + target); !ok) {
+      return fail(Step::tag, ok.error());
+    }
+  }
+  if (!changes.remove.empty()) {
+    if (auto ok = settled(transport_, result(), removing(changes.remove)); !ok) {
+      return fail(Step::remove, ok.error());
+    }
+  }
+  if (changes.check.empty()) {
+    return std::vector<ImageStatus>{};
+  }
+  auto statuses = check_result(transport_, result());
+  if (!statuses) {
+    return fail(Step::check, statuses.error());
+  }
+  return std::move(*statuses);
 }
 
 } // namespace kload::node

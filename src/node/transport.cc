@@ -7,21 +7,6 @@ namespace {
 // "5s": ctr parses Go durations.
 std::string go_duration(std::chrono::seconds s) { return std::to_string(s.count()) + "s"; }
 
-// The ctr words common to every transport; the namespace always travels explicitly
-// so a CONTAINERD_NAMESPACE in the node's environment cannot redirect kload. The
-// address only when the URI names one (the socket of containerd://, address= on the
-// others): without it ctr on the node finds its own socket, as it would for the user.
-std::vector<std::string> ctr_words(const NodeUri& uri, const std::vector<std::string>& args) {
-  std::vector<std::string> words{"ctr"};
-  const std::string& address = uri.kind == TransportKind::containerd_socket ? uri.target : uri.address;
-  if (!address.empty()) {
-    words.insert(words.end(), {"-a", address});
-  }
-  words.insert(words.end(), {"--connect-timeout", go_duration(ctr_connect_timeout), "-n", uri.ns});
-  words.insert(words.end(), args.begin(), args.end());
-  return words;
-}
-
 class ProcessTransport final : public Transport {
 public:
   ProcessTransport(NodeUri uri, util::ProcessRunner& runner)
@@ -33,9 +18,14 @@ public:
     return runner_.run(ctr_argv(uri_, args), feed, timeout);
   }
 
-  util::Result<util::ProcessResult> run(const std::vector<std::string>& argv,
+  util::Result<util::ProcessResult> run(const std::vector<std::string>& argv, const util::StdinFeeder& feed,
                                         std::chrono::milliseconds timeout) override {
-    return runner_.run(node_argv(uri_, argv), {}, timeout);
+    return runner_.run(node_argv(uri_, argv), feed, timeout);
+  }
+
+  util::Result<util::ProcessResult> shell(const std::string& script, const util::StdinFeeder& feed,
+                                          std::chrono::milliseconds timeout) override {
+    return runner_.run(node_argv(uri_, {"sh", "-c", script}), feed, timeout);
   }
 
   [[nodiscard]] const NodeUri& uri() const override { return uri_; }
@@ -46,6 +36,20 @@ private:
 };
 
 } // namespace
+
+// The namespace always travels explicitly so a CONTAINERD_NAMESPACE in the node's
+// environment cannot redirect kload. The address only when the URI names one: without
+// it ctr on the node finds its own socket, as it would for the user.
+std::vector<std::string> ctr_words(const NodeUri& uri, const std::vector<std::string>& args) {
+  std::vector<std::string> words{"ctr"};
+  const std::string& address = uri.kind == TransportKind::containerd_socket ? uri.target : uri.address;
+  if (!address.empty()) {
+    words.insert(words.end(), {"-a", address});
+  }
+  words.insert(words.end(), {"--connect-timeout", go_duration(ctr_connect_timeout), "-n", uri.ns});
+  words.insert(words.end(), args.begin(), args.end());
+  return words;
+}
 
 std::vector<std::string> node_argv(const NodeUri& uri, const std::vector<std::string>& words) {
   switch (uri.kind) {

@@ -18,6 +18,7 @@
 // seeds/ctr_output/ are real ctr 1.6 output.
 
 #include "fuzz_support.h"
+#include "support/batch_emulator.h"
 
 #include "kload/node/containerd_config.h"
 #include "kload/node/ctr_client.h"
@@ -78,9 +79,27 @@ public:
   }
 
   // The URI is a containerd:// socket, whose node files kload never reads.
-  kload::util::Result<ProcessResult> run(const std::vector<std::string>& argv, std::chrono::milliseconds) override {
+  kload::util::Result<ProcessResult> run(const std::vector<std::string>& argv, const kload::util::StdinFeeder&,
+                                         std::chrono::milliseconds) override {
     kload::fuzz::fail("CtrClient ran a node command on a containerd:// node: " + (argv.empty() ? "" : argv[0]));
     return ProcessResult{};
+  }
+
+  // A batch: each step answered as ctr() answers it, framed as the script would.
+  kload::util::Result<ProcessResult> shell(const std::string& script, const kload::util::StdinFeeder& feed,
+                                           std::chrono::milliseconds timeout) override {
+    const auto batch = kload::testing::decode_batch(script);
+    if (!batch) {
+      kload::fuzz::fail("CtrClient ran a shell script that is no batch");
+      return ProcessResult{};
+    }
+    return kload::testing::emulate_batch(batch->first, batch->second, [&](const kload::testing::EmulatedStep& step) {
+      const auto ns = std::find(step.words.begin(), step.words.end(), "-n");
+      if (step.words.empty() || step.words[0] != "ctr" || ns == step.words.end() || ns + 1 == step.words.end()) {
+        kload::fuzz::fail("a batch step that is no ctr command on a containerd:// node");
+      }
+      return *ctr(std::vector<std::string>(ns + 2, step.words.end()), feed, timeout);
+    });
   }
 
   [[nodiscard]] const kload::node::NodeUri& uri() const override { return uri_; }
@@ -150,6 +169,18 @@ int kload_fuzz_ctr_output(const std::uint8_t* data, std::size_t size) {
     }
   }
   said_why(client.tag("a", "b"), "tag");
+  // The same answers through the round trips of a load, one batch each.
+  const auto probed = client.probe({.uuid = true, .inventory = true, .snapshotter = true});
+  said_why(probed, "probe");
+  const kload::util::StdinFeeder feed = [](int) -> kload::util::Result<void> { return {}; };
+  const auto applied = client.apply({.import = &feed,
+                                     .snapshotter = "overlayfs",
+                                     .tags = {{"a", "b"}},
+                                     .remove = {"c"},
+                                     .check = {"docker.io/library/app:v1"}});
+  if (!applied && applied.error().error.error.message.empty()) {
+    kload::fuzz::fail("a failed round trip without a message");
+  }
   said_why(client.remove({"a", "b"}), "rm");
 
   (void)kload::node::parse_kind_nodes(transport.section(kind_ps));

@@ -46,7 +46,27 @@ public:
   }
 
   [[nodiscard]] std::string display() const override { return "fake"; }
-  [[nodiscard]] int calls() const override { return static_cast<int>(log.size()); }
+  // Starts the log and the count afresh (hooks and faults count from here on).
+  void forget_calls() {
+    log.clear();
+    round_trips_ = 0;
+    faults_.clear();
+    hooks_.clear();
+  }
+
+  // Round trips, as a client that batches would count them: a probe or an apply is
+  // one, whatever steps it ran (the log has those); any other call is one.
+  [[nodiscard]] int calls() const override { return round_trips_; }
+
+  util::Result<node::Probe> probe(const node::ProbeRequest& want) override {
+    const RoundTrip one(*this);
+    return NodeClient::probe(want);
+  }
+
+  std::expected<std::vector<node::ImageStatus>, node::ChangeError> apply(const node::Changes& changes) override {
+    const RoundTrip one(*this);
+    return NodeClient::apply(changes);
+  }
   [[nodiscard]] int calls_of(Op op) const { return static_cast<int>(std::count(log.begin(), log.end(), op)); }
 
   util::Result<std::string> server_uuid() override {
@@ -275,8 +295,22 @@ private:
     return {};
   }
 
+  // Counts one round trip for its scope, however many steps run inside it.
+  struct RoundTrip {
+    explicit RoundTrip(FakeNode& node) : node_(node) {
+      if (node_.in_round_trip_++ == 0) {
+        ++node_.round_trips_;
+      }
+    }
+    ~RoundTrip() { --node_.in_round_trip_; }
+    RoundTrip(const RoundTrip&) = delete;
+    RoundTrip& operator=(const RoundTrip&) = delete;
+    FakeNode& node_;
+  };
+
   template <typename F>
   auto step(Op op, F run) -> decltype(run()) {
+    const RoundTrip one(*this);
     log.push_back(op);
     const int n = calls_of(op);
     if (auto h = hooks_.find(op); h != hooks_.end() && h->second.first == n) {
@@ -303,6 +337,8 @@ private:
   node::ImportFailure fault_kind_ = node::ImportFailure::other;
   std::map<Op, std::pair<int, std::function<void(FakeNode&)>>> hooks_;
   std::optional<util::Digest> missing_;
+  int round_trips_ = 0;
+  int in_round_trip_ = 0;
 };
 
 } // namespace kload::test

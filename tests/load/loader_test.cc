@@ -95,6 +95,7 @@ TEST_F(LoaderProtocol, FirstLoadStagesChecksCommitsAndConfirms) {
   EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::inventory, Op::snapshotter, Op::import, Op::check,
                                        Op::import, Op::remove, Op::check}));
   EXPECT_EQ(r.ctr_calls, node.calls()) << "the report counts what the client counted";
+  EXPECT_EQ(r.ctr_calls, 3) << "a probe, the staging import with its check, the commit with its check";
   EXPECT_EQ(r.layers_sent, 2u);
 }
 
@@ -102,10 +103,11 @@ TEST_F(LoaderProtocol, UnchangedReloadIsOneCall) {
   auto set = archive("a.tar", {"app:v1=base:4K"});
   FakeNode node;
   ASSERT_EQ(load_into(node, *set).status, NodeStatus::ok);
-  node.log.clear();
+  node.forget_calls();
   const auto r = load_into(node, *set);
   ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
-  EXPECT_EQ(node.log, std::vector<Op>{Op::check});
+  EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid}));
+  EXPECT_EQ(r.ctr_calls, 1);
   ASSERT_EQ(r.images.size(), 1u);
   EXPECT_EQ(r.images[0].action, plan::Action::skip);
 }
@@ -116,10 +118,11 @@ TEST_F(LoaderProtocol, SecondNameOfAnImageOnTheNodeIsATagFromACheckedSource) {
   ASSERT_EQ(manifest_of(*one), manifest_of(*two));
   FakeNode node;
   ASSERT_EQ(load_into(node, *one).status, NodeStatus::ok);
-  node.log.clear();
+  node.forget_calls();
   const auto r = load_into(node, *two);
   ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
-  EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::tag, Op::check})) << "no listing, no import";
+  EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::tag, Op::check})) << "no listing, no import";
+  EXPECT_EQ(r.ctr_calls, 2);
   EXPECT_EQ(node.images.at("docker.io/library/app:two"), manifest_of(*two));
 }
 
@@ -327,7 +330,7 @@ TEST_F(LoaderProtocol, StagingNamesAreNeverARetagSource) {
   node.images[fmt::format("{}x:{}-00000000-{}-1", staging_prefix, std::time(nullptr), util::own_process_token())] =
       manifest_of(*set);
   node.images.erase("docker.io/library/app:v1");
-  node.log.clear();
+  node.forget_calls();
   const auto r = load_into(node, *set);
   ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
   ASSERT_EQ(r.images.size(), 1u);

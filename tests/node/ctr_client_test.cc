@@ -25,6 +25,7 @@ namespace kload::node {
 namespace {
 
 namespace fs = std::filesystem;
+using ::testing::_;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
@@ -647,6 +648,139 @@ TEST_F(CtrClientUnit, SnapshotterFallbacks) {
             "native");
   EXPECT_EQ(guess("io.containerd.content.v1 content - ok\n"), "overlayfs");
   EXPECT_EQ(guess("garbage\n"), "?");
+}
+
+// --- the round trips of a load: one process each ---
+
+TEST_F(CtrClientUnit, FirstProbeIsOneProcess) {
+  use("docker://kind-worker");
+  runner_.ok("images check", images_check_out);
+  runner_.ok("version", version_out);
+  runner_.ok("content ls", content_ls_out);
+  runner_.ok("containerd", "version = 3\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = 'native'\n");
+  const auto p = client_->probe({.uuid = true, .inventory = true, .snapshotter = true});
+  ASSERT_TRUE(p.has_value()) << p.error().message;
+  ASSERT_EQ(runner_.calls().size(), 1u);
+  EXPECT_EQ(runner_.calls()[0].key, "batch");
+  EXPECT_THAT(runner_.calls()[0].steps, ElementsAre("images check", "version", "content ls", "containerd"));
+  EXPECT_THAT(runner_.calls()[0].argv, ElementsAre("docker", "exec", "-i", "kind-worker", "sh", "-c", _));
+  EXPECT_EQ(client_->calls(), 1);
+  EXPECT_EQ(p->images.size(), 4u);
+  EXPECT_EQ(p->uuid, "d8b6a686-a517-49dd-9432-b6e57080147f");
+  ASSERT_TRUE(p->inventory.has_value());
+  EXPECT_FALSE(p->inventory->blobs.empty());
+  EXPECT_EQ(p->snapshotter, "native");
+}
+
+TEST_F(CtrClientUnit, ProbeOfAnUnreachableNodeSaysSo) {
+  use("docker://gone");
+  util::ProcessResult r;
+  r.exit_code = 1;
+  r.err = "Error response from daemon: No such container: gone\n";
+  runner_.script("batch", r);
+  const auto p = client_->probe({.uuid = true, .inventory = false, .snapshotter = false});
+  ASSERT_FALSE(p.has_value());
+  EXPECT_EQ(p.error().message, "node gone: not reachable: Error response from daemon: No such container: gone");
+}
+
+TEST_F(CtrClientUnit, ProbeReportsTheFirstStepThatFailed) {
+  runner_.ok("images check", images_check_out);
+  runner_.fails("version", "ctr: connection reset\n");
+  const auto p = client_->probe({.uuid = true, .inventory = false, .snapshotter = false});
+  ASSERT_FALSE(p.has_value());
+  EXPECT_EQ(p.error().message, "node k: asking for its version: ctr: connection reset");
+}
+
+TEST_F(CtrClientUnit, ProbeAsksThePluginsWhenTheConfigDoesNotSay) {
+  use("docker://kind-worker");
+  runner_.ok("images check", images_check_out);
+  runner_.fails("containerd", "sh: containerd: not found\n", 127);
+  runner_.ok("plugins ls", plugins_ls_out);
+  const auto p = client_->probe({.uuid = false, .inventory = false, .snapshotter = true});
+  ASSERT_TRUE(p.has_value()) << p.error().message;
+  EXPECT_EQ(p->snapshotter, "overlayfs");
+  EXPECT_EQ(client_->calls(), 2);
+}
+
+TEST_F(CtrClientUnit, ChangesAreOneProcessInOrder) {
+  runner_.ok("images import", "");
+  runner_.ok("images tag", "");
+  runner_.ok("images rm", "");
+  runner_.ok("images check", images_check_out);
+  const util::StdinFeeder feed = feed_of("the archive");
+  Changes changes;
+  changes.import = &feed;
+  changes.snapshotter = "overlayfs";
+  changes.tags = {{"docker.io/library/app:v1", "docker.io/library/app:v2"}};
+  changes.remove = {"localhost/kload-staging/x:1"};
+  changes.check = {"docker.io/library/app:v1"};
+  const auto r = client_->apply(changes);
+  ASSERT_TRUE(r.has_value()) << r.error().error.error.message;
+  ASSERT_EQ(runner_.calls().size(), 1u);
+  EXPECT_THAT(runner_.calls()[0].steps, ElementsAre("images import", "images tag", "images rm", "images check"));
+  EXPECT_EQ(runner_.calls()[0].stdin, "the archive");
+  EXPECT_EQ(runner_.calls()[0].timeout, std::chrono::milliseconds(0)) << "an import has no deadline";
+  EXPECT_EQ(r->size(), 4u);
+}
+
+TEST_F(CtrClientUnit, ChangesStopAtAFailedImportAndSayWhy) {
+  runner_.fails("images import", import_missing_err);
+  runner_.ok("images check", images_check_out);
+  const util::StdinFeeder feed = feed_of("x");
+  Changes changes;
+  changes.import = &feed;
+  changes.snapshotter = "overlayfs";
+  changes.remove = {"a"};
+  changes.check = {"b"};
+  const auto r = client_->apply(changes);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().step, ChangeError::Step::import);
+  EXPECT_EQ(r.error().error.failure, ImportFailure::missing_content);
+  EXPECT_THAT(runner_.calls()[0].steps, ElementsAre("images import")) << "nothing after a failed import";
+}
+
+TEST_F(CtrClientUnit, ChangesReportAFailedRemoval) {
+  runner_.fails("images rm", "ctr: deadline exceeded\n");
+  Changes changes;
+  changes.remove = {"a"};
+  changes.check = {"b"};
+  const auto r = client_->apply(changes);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().step, ChangeError::Step::remove);
+  EXPECT_EQ(r.error().error.error.message, "node k: removing a: ctr: deadline exceeded");
+}
+
+TEST_F(CtrClientUnit, ChangesGoAgainWithLocalWhenTheTransferServiceRefusesTheSnapshotter) {
+  runner_.fails("images import", "ctr: no unpack platforms defined: invalid argument\n");
+  runner_.ok("images import", "");
+  runner_.ok("images check", images_check_out);
+  const util::StdinFeeder feed = feed_of("x");
+  Changes changes;
+  changes.import = &feed;
+  changes.snapshotter = "native";
+  changes.check = {"b"};
+  const auto r = client_->apply(changes);
+  ASSERT_TRUE(r.has_value()) << r.error().error.error.message;
+  ASSERT_EQ(runner_.calls().size(), 2u);
+  EXPECT_THAT(runner_.calls()[1].argv.back(), HasSubstr("'--local'"));
+}
+
+TEST_F(CtrClientUnit, ANodeWithoutAShellGetsOneProcessPerStep) {
+  use("docker://distroless");
+  util::ProcessResult no_sh;
+  no_sh.exit_code = 127;
+  no_sh.err = "OCI runtime exec failed: exec: \"sh\": executable file not found in $PATH: unknown\n";
+  runner_.script("batch", no_sh);
+  runner_.ok("images check", images_check_out);
+  runner_.ok("version", version_out);
+  auto p = client_->probe({.uuid = true, .inventory = false, .snapshotter = false});
+  ASSERT_TRUE(p.has_value()) << p.error().message;
+  EXPECT_EQ(p->uuid, "d8b6a686-a517-49dd-9432-b6e57080147f");
+  ASSERT_EQ(runner_.calls().size(), 3u);
+  EXPECT_EQ(runner_.calls()[1].key, "images check");
+  EXPECT_EQ(runner_.calls()[2].key, "version");
+  p = client_->probe({});
+  EXPECT_EQ(runner_.calls().size(), 4u) << "no second try of the shell";
 }
 
 // ---------------------------------------------------------------------------------

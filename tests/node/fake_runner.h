@@ -4,6 +4,7 @@
 // "images import", ...), so node-level code runs without any process or socket.
 
 #include "kload/util/process.h"
+#include "support/batch_emulator.h"
 #include "support/test_support.h"
 
 #include <chrono>
@@ -22,9 +23,10 @@ class FakeRunner final : public util::ProcessRunner {
 public:
   struct Call {
     std::vector<std::string> argv;
-    std::string key;    // the ctr subcommand, see key_of
+    std::string key;    // the ctr subcommand, see key_of; "batch" for a `sh -c` batch
     std::string stdin;  // what the feeder wrote (empty without a feeder)
     std::chrono::milliseconds timeout{0};
+    std::vector<std::string> steps;  // a batch's steps, by key
   };
 
   // The answer to the next call whose key is `key`. Answers queue up in order; the last
@@ -51,7 +53,7 @@ public:
   util::Result<util::ProcessResult> run(const std::vector<std::string>& argv,
                                         const util::StdinFeeder& feed,
                                         std::chrono::milliseconds timeout) override {
-    Call call{argv, key_of(argv), {}, timeout};
+    Call call{argv, key_of(argv), {}, timeout, {}};
     std::optional<util::Error> feed_error;
     if (feed) {
       auto fed = kload::testing::capture_feed(feed, call.stdin);
@@ -59,18 +61,29 @@ public:
         feed_error = fed.error();
       }
     }
-    util::Result<util::ProcessResult> answer = util::fail(
-        util::ErrorKind::io, "FakeRunner: nothing scripted for \"" + call.key + "\"");
-    {
+    util::Result<util::ProcessResult> answer = util::ProcessResult{};
+    if (auto batch = batch_of(argv); batch && !scripted("batch")) {
+      call.key = "batch";
+      answer = kload::testing::emulate_batch(batch->first, batch->second, [&](const kload::testing::EmulatedStep& step) {
+        call.steps.push_back(key_of(step.words));
+        auto r = next_answer(call.steps.back());
+        if (r) {
+          return *r;
+        }
+        util::ProcessResult failed;
+        failed.exit_code = 127;
+        failed.err = r.error().message;
+        return failed;
+      });
       const std::lock_guard lock(mutex_);
       calls_.push_back(call);
-      auto it = scripts_.find(call.key);
-      if (it != scripts_.end() && !it->second.empty()) {
-        answer = it->second.front();
-        if (it->second.size() > 1) {
-          it->second.pop_front();
-        }
+    } else {
+      if (batch) {
+        call.key = "batch";  // answered as a whole, as scripted
       }
+      answer = next_answer(call.key);
+      const std::lock_guard lock(mutex_);
+      calls_.push_back(call);
     }
     if (answer && feed_error && !answer->feed_error) {
       answer->feed_error = feed_error;
@@ -115,6 +128,41 @@ public:
   }
 
 private:
+  bool scripted(const std::string& key) const {
+    const std::lock_guard lock(mutex_);
+    return scripts_.contains(key);
+  }
+
+  // The next scripted answer for `key`.
+  util::Result<util::ProcessResult> next_answer(const std::string& key) {
+    const std::lock_guard lock(mutex_);
+    auto it = scripts_.find(key);
+    if (it == scripts_.end() || it->second.empty()) {
+      return util::fail(util::ErrorKind::io, "FakeRunner: nothing scripted for \"" + key + "\"");
+    }
+    auto answer = it->second.front();
+    if (it->second.size() > 1) {
+      it->second.pop_front();
+    }
+    return answer;
+  }
+
+  // The marker and steps of a `sh -c SCRIPT` batch in `argv` (its words shell-quoted
+  // for ssh), else nullopt.
+  static std::optional<std::pair<std::string, std::vector<kload::testing::EmulatedStep>>> batch_of(
+      const std::vector<std::string>& argv) {
+    for (std::size_t i = 0; i + 2 < argv.size(); ++i) {
+      if (argv[i] == "sh" && argv[i + 1] == "-c") {
+        return kload::testing::decode_batch(argv[i + 2]);
+      }
+      if (argv[i] == "'sh'" && argv[i + 1] == "'-c'") {
+        std::size_t pos = 0;
+        return kload::testing::decode_batch(kload::testing::shell_word(argv[i + 2], pos));
+      }
+    }
+    return std::nullopt;
+  }
+
   // Undoes util::shell_quote for words without embedded quotes.
   static std::string unquote(const std::string& w) {
     if (w.size() >= 2 && w.front() == '\'' && w.back() == '\'' &&

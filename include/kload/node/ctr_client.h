@@ -3,6 +3,7 @@
 // Transport: inventory, import, tag, remove, check. Parses ctr's text output and turns
 // its error messages into typed failures.
 
+#include "kload/node/batch.h"
 #include "kload/node/node_client.h"
 #include "kload/node/transport.h"
 
@@ -52,16 +53,37 @@ public:
 
   [[nodiscard]] int calls() const override { return calls_; }
 
+  // One process on the node (a `sh -c` batch): `ctr images check`, then `ctr version`,
+  // `ctr content ls` and `containerd config dump` as asked (plugins ls in a second
+  // process only when the dump does not say).
+  util::Result<Probe> probe(const ProbeRequest& want) override;
+
+  // One process on the node: import, `ctr images tag --force` each, `ctr images rm`,
+  // `ctr images check`, stopping at the first that fails. A Transfer API refusal of
+  // the snapshotter runs it again with --local, as import() does.
+  std::expected<std::vector<ImageStatus>, ChangeError> apply(const Changes& changes) override;
+
 private:
   // Runs one ctr command on the node, counting it; `query` also fails on a failing ctr.
   util::Result<util::ProcessResult> query(const std::vector<std::string>& args, const std::string& doing);
   util::Result<util::ProcessResult> ctr(const std::vector<std::string>& args, const util::StdinFeeder& feed,
                                         std::chrono::milliseconds timeout);
+  // Runs `steps` in one process on the node, counted once; on a node without a shell,
+  // one process each from then on.
+  util::Result<std::vector<util::ProcessResult>> batch(const std::vector<BatchStep>& steps,
+                                                       const util::StdinFeeder& feed, std::chrono::milliseconds timeout);
+  util::Result<std::vector<util::ProcessResult>> one_by_one(const std::vector<BatchStep>& steps,
+                                                            const util::StdinFeeder& feed,
+                                                            std::chrono::milliseconds timeout);
+  util::Result<std::string> snapshotter_from_plugins();
+  [[nodiscard]] std::vector<std::string> import_args(const std::string& snapshotter) const;
 
   Transport& transport_;
   int calls_ = 0;
   // Set once a Transfer API import refused the snapshotter: imports then use --local.
   bool local_import_ = false;
+  // Cleared once the node turned out to have no `sh`: batches then run step by step.
+  bool has_shell_ = true;
 };
 
 } // namespace kload::node

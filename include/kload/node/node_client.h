@@ -51,6 +51,35 @@ struct ImportError {
   util::Error error;                    // one line naming the node
 };
 
+// What a load asks first: every name's status, and what planning may need besides.
+struct ProbeRequest {
+  bool uuid = false;         // server_uuid()
+  bool inventory = false;    // inventory() of every name checked
+  bool snapshotter = false;  // snapshotter()
+};
+
+struct Probe {
+  std::vector<ImageStatus> images;  // check({}): every name
+  std::optional<std::string> uuid;
+  std::optional<NodeInventory> inventory;
+  std::optional<std::string> snapshotter;
+};
+
+// The steps that change a node, in this order, each only when all before it
+// succeeded: an import, tags, a removal, then a check of names.
+struct Changes {
+  const util::StdinFeeder* import = nullptr;  // none when null
+  std::string snapshotter;                    // for the import
+  std::vector<std::pair<std::string, std::string>> tags;  // source, target
+  std::vector<std::string> remove;
+  std::vector<std::string> check;  // none when empty
+};
+
+struct ChangeError {
+  enum class Step { import, tag, remove, check } step = Step::import;
+  ImportError error;  // failure kinds beyond `other` only for the import
+};
+
 class NodeClient {
 public:
   virtual ~NodeClient() = default;
@@ -91,6 +120,15 @@ public:
 
   // Processes started on the node (or for it) so far.
   [[nodiscard]] virtual int calls() const = 0;
+
+  // The round trips of a load. A client that can run several steps in one process on
+  // the node overrides these; the defaults call the steps above one by one.
+
+  // check({}), then what `want` asks. Error (node): the first step that failed.
+  virtual util::Result<Probe> probe(const ProbeRequest& want);
+
+  // Runs `changes`; returns the statuses of `changes.check`.
+  virtual std::expected<std::vector<ImageStatus>, ChangeError> apply(const Changes& changes);
 };
 
 } // namespace kload::node

@@ -26,14 +26,21 @@ public:
   virtual util::Result<util::ProcessResult> ctr(const std::vector<std::string>& args,
                                                 const util::StdinFeeder& feed,
                                                 std::chrono::milliseconds timeout) = 0;
-  // Runs `argv` on the node itself (node_argv), without stdin. Error: the local
-  // program cannot be started; a failing command is a ProcessResult.
-  virtual util::Result<util::ProcessResult> run(const std::vector<std::string>& argv,
+  // Runs `argv` on the node itself (node_argv), stdin from `feed` (empty: none).
+  // Error: the local program cannot be started; a failing command is a ProcessResult.
+  virtual util::Result<util::ProcessResult> run(const std::vector<std::string>& argv, const util::StdinFeeder& feed,
                                                 std::chrono::milliseconds timeout) = 0;
+  // Runs `sh -c SCRIPT` on the node (node_argv), stdin from `feed`. Errors as run().
+  virtual util::Result<util::ProcessResult> shell(const std::string& script, const util::StdinFeeder& feed,
+                                                  std::chrono::milliseconds timeout) = 0;
   [[nodiscard]] virtual const NodeUri& uri() const = 0;
 };
 
-// The exact local argv that runs `ctr ARGS` on the node described by `uri`:
+// The words that run `ctr ARGS` on the node itself: ctr [-a ADDRESS] --connect-timeout
+// 5s -n NS ARGS (ADDRESS: the socket of containerd://, else the URI's address=).
+std::vector<std::string> ctr_words(const NodeUri& uri, const std::vector<std::string>& args);
+
+// The exact local argv that runs `ctr ARGS` (ctr_words) on the node described by `uri`:
 //   containerd: ctr -a SOCK --connect-timeout 5s -n NS ARGS
 //   docker:     docker exec -i CONTAINER ctr [-a ADDRESS] --connect-timeout 5s -n NS ARGS
 //   ssh:        ssh -o BatchMode=yes -o ConnectTimeout=10 [-p PORT] [-l USER] -- HOST

@@ -1,0 +1,38 @@
+#pragma once
+// Several commands in one process on a node: a `sh -c` script that runs them in order,
+// stops at the first that fails, and frames each one's stdout, stderr and exit status
+// between marker lines, so one round trip (one `docker exec`, one ssh connection)
+// does the work of several. The marker is random per batch: no command's output can
+// forge it.
+
+#include "kload/util/process.h"
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kload::node {
+
+struct BatchStep {
+  std::vector<std::string> words;  // the command on the node
+  bool reads_stdin = false;        // at most one step: the others read /dev/null
+  bool stop_on_failure = true;     // false: the next step runs even when this one fails
+};
+
+// A fresh random marker: 32 hex digits after "kload-batch-".
+std::string batch_marker();
+
+// The POSIX sh script that runs `steps` with `marker`.
+std::string batch_script(std::string_view marker, const std::vector<BatchStep>& steps);
+
+// Each step's result, from the result of the whole script: every step up to the one
+// that failed and stopped the script, or all of them. A step cut off (a timeout, a
+// dropped connection, the script killed between two steps) gets the whole run's exit
+// code, signal and timed_out, and is the last result. A feeder error goes to the step
+// that read stdin. nullopt when the first step never began: the script did not run
+// (no shell on the node, or the transport failed first).
+std::optional<std::vector<util::ProcessResult>> split_batch(std::string_view marker, const std::vector<BatchStep>& steps,
+                                                            const util::ProcessResult& whole);
+
+} // namespace kload::node

@@ -1,0 +1,64 @@
+#include "kload/node/node_client.h"
+
+namespace kload::node {
+
+util::Result<Probe> NodeClient::probe(const ProbeRequest& want) {
+  Probe p;
+  auto images = check({});
+  if (!images) {
+    return std::unexpected(images.error());
+  }
+  p.images = std::move(*images);
+  if (want.uuid) {
+    auto uuid = server_uuid();
+    if (!uuid) {
+      return std::unexpected(uuid.error());
+    }
+    p.uuid = std::move(*uuid);
+  }
+  if (want.inventory) {
+    auto inv = inventory(p.images);
+    if (!inv) {
+      return std::unexpected(inv.error());
+    }
+    p.inventory = std::move(*inv);
+  }
+  if (want.snapshotter) {
+    auto snap = snapshotter();
+    if (!snap) {
+      return std::unexpected(snap.error());
+    }
+    p.snapshotter = std::move(*snap);
+  }
+  return p;
+}
+
+std::expected<std::vector<ImageStatus>, ChangeError> NodeClient::apply(const Changes& changes) {
+  using Step = ChangeError::Step;
+  const auto fail = [](Step step, util::Error e) {
+    return std::unexpected(ChangeError{step, ImportError{ImportFailure::other, std::nullopt, std::move(e)}});
+  };
+  if (changes.import != nullptr) {
+    if (auto r = import(*changes.import, changes.snapshotter); !r) {
+      return std::unexpected(ChangeError{Step::import, std::move(r.error())});
+    }
+  }
+  for (const auto& [source, target] : changes.tags) {
+    if (auto r = tag(source, target); !r) {
+      return fail(Step::tag, std::move(r.error()));
+    }
+  }
+  if (auto r = remove(changes.remove); !r) {
+    return fail(Step::remove, std::move(r.error()));
+  }
+  if (changes.check.empty()) {
+    return std::vector<ImageStatus>{};
+  }
+  auto statuses = check(changes.check);
+  if (!statuses) {
+    return fail(Step::check, std::move(statuses.error()));
+  }
+  return std::move(*statuses);
+}
+
+} // namespace kload::node
