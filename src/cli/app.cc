@@ -174,7 +174,8 @@ void add_cache(CLI::App& app, Commands& c) {
   c.cache_cmd->add_option("--cache", c.cache.cache_dir, "Cache directory (as for image-archive)");
 }
 
-constexpr const char* nodes_jobs_help = "Ask at most this many nodes at once (default 8, or the number of cores if more)";
+constexpr const char* nodes_jobs_help =
+    "Ask at most this many nodes at once (default 8, or the number of cores if more)";
 
 void add_ls(CLI::App& app, Commands& c) {
   c.ls_cmd = app.add_subcommand("ls", "Show which image names each node holds, asking the nodes themselves");

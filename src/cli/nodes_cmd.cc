@@ -128,6 +128,8 @@ Result<int> prune_nodes(const TargetOptions& options, Console& console) {
   const auto& targets = prepared->targets;
   const auto prunings = load::prune(targets, load_options(options, prepared->cache.get()), std::time(nullptr));
   const std::string removed = options.dry_run ? "would remove" : "removed";
+  std::size_t names = 0;
+  std::size_t records = 0;
   std::size_t failed = 0;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const auto& p = prunings[i];
@@ -135,17 +137,20 @@ Result<int> prune_nodes(const TargetOptions& options, Console& console) {
     for (const auto& n : p.removed) {
       console.line(fmt::format("node \"{}\": {} {} (its load has ended)", node, removed, n));
     }
+    if (p.kept > 0) {
+      console.line(fmt::format("node \"{}\": kept {} staging name(s) of loads that may still run", node, p.kept));
+    }
     if (p.failed()) {
       print_failure(console, targets[i], p.error);
       ++failed;
-    } else {
-      console.line(fmt::format("node \"{}\": {} {} staging name(s) of ended loads{}", node, removed, p.removed.size(),
-                               p.kept > 0 ? fmt::format("; kept {} of loads that may still run", p.kept) : ""));
     }
-    if (p.record_forgotten) {
-      console.line(fmt::format("node \"{}\": {} its cache record", node, options.dry_run ? "would forget" : "forgot"));
-    }
+    names += p.removed.size();
+    records += p.record_forgotten ? 1 : 0;
   }
+  console.line(fmt::format("{}{} {} staging name(s) of ended loads from {} node(s), {} {} cache record(s){}",
+                           options.dry_run ? "dry run: " : "", removed, names, targets.size(),
+                           options.dry_run ? "would forget" : "forgot", records,
+                           failed > 0 ? fmt::format("; {} node(s) FAILED", failed) : ""));
   return failed > 0 ? exit_node_failure : exit_ok;
 }
 

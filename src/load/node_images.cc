@@ -214,7 +214,8 @@ std::vector<NameRow> name_rows(const std::vector<NodeNames>& nodes, const std::v
     std::set<util::Digest> targets;
     for (std::size_t i = 0; i < nodes.size(); ++i) {
       const auto& images = nodes[i].images;
-      const auto it = std::find_if(images.begin(), images.end(), [&](const node::ImageStatus& s) { return s.name == name; });
+      const auto it =
+          std::find_if(images.begin(), images.end(), [&](const node::ImageStatus& s) { return s.name == name; });
       if (!nodes[i].failed() && it != images.end()) {
         row.on[i] = *it;
         targets.insert(it->target);
@@ -236,7 +237,9 @@ std::vector<NameRow> name_rows(const std::vector<NodeNames>& nodes, const std::v
         cell = targets.size() > 1 ? NameState::different : NameState::present;
       }
     }
-    const auto some = [&](NameState s) { return std::find(row.states.begin(), row.states.end(), s) != row.states.end(); };
+    const auto some = [&](NameState s) {
+      return std::find(row.states.begin(), row.states.end(), s) != row.states.end();
+    };
     if (!any) {
       row.state = NameState::unknown;
     } else if (targets.size() > 1) {

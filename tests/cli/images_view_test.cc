@@ -124,7 +124,8 @@ TEST(ImagesView, JsonHasEveryNodeAndEveryNamesState) {
   std::vector<load::NodeNames> answers(2);
   answers[0].images = {status("docker.io/library/app:dev", a, false)};
   answers[1].error = nodes[1].error;
-  const auto doc = images_json(nodes, load::name_rows(answers, {"docker.io/library/app:dev", "docker.io/library/x:v1"}));
+  const auto doc =
+      images_json(nodes, load::name_rows(answers, {"docker.io/library/app:dev", "docker.io/library/x:v1"}));
   EXPECT_EQ(doc["schema"], "kload.ls/v1");
   EXPECT_FALSE(doc["ok"].get<bool>());
   ASSERT_EQ(doc["nodes"].size(), 2u);

@@ -122,7 +122,8 @@ TEST_F(E2ENodeImages, LsRmAndPruneOnAKindCluster) {
     auto latest = kload({"rm", "app", "--name", lab.cluster(), "--cache", cache_dir});
     EXPECT_EQ(latest.exit_code, 0) << latest.err;
     EXPECT_THAT(latest.err, HasSubstr("docker.io/library/app:latest is not there"));
-    auto dry = kload({"rm", "app:v1", "only1:v1", "--name", lab.cluster(), "--cache", cache_dir, "--dry-run", "--json"});
+    auto dry =
+        kload({"rm", "app:v1", "only1:v1", "--name", lab.cluster(), "--cache", cache_dir, "--dry-run", "--json"});
     ASSERT_EQ(dry.exit_code, 0) << dry.err;
     const auto report = json::parse(dry.out);
     EXPECT_EQ(report["nodes"][0]["removed"].size(), 2u) << report.dump(1);

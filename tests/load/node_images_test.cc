@@ -262,7 +262,8 @@ TEST_F(NodeImagesCache, PruneRemovesOnlyStagingNamesOfEndedLoads) {
   const std::string prefix = "localhost/kload-staging/0123456789ab:";
   const auto dead_here = prefix + std::to_string(now) + "-" + boot_tag() + "-" + std::to_string(getpid()) +
                          ".1-00000001";  // this machine, a process that is gone (wrong start time)
-  const auto live_here = prefix + std::to_string(now) + "-" + boot_tag() + "-" + util::own_process_token() + "-00000002";
+  const auto live_here =
+      prefix + std::to_string(now) + "-" + boot_tag() + "-" + util::own_process_token() + "-00000002";
   const auto old_elsewhere = prefix + std::to_string(now - 7200) + "-99-abc";
   const auto new_elsewhere = prefix + std::to_string(now - 60) + "-99-abc";
   for (const auto& n : {dead_here, live_here, old_elsewhere, new_elsewhere}) {
