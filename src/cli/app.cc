@@ -212,7 +212,9 @@ void add_rm(CLI::App& app, Commands& c) {
       "Names are normalised as for loading, and only a name equal to one of them is\n"
       "removed. A name that is not on a node is reported, not an error. Each node is\n"
       "checked again afterwards: a name still there fails that node. As 'ctr images rm',\n"
-      "it removes names: containerd collects the content once no name holds it.");
+      "it removes names: containerd collects the content once no name holds it. On a\n"
+      "node with CRI (kind's), CRI's own sha256:<ID> reference keeps the image until the\n"
+      "kubelet's image garbage collection or 'crictl rmi' removes it.");
 }
 
 void add_prune(CLI::App& app, Commands& c) {
