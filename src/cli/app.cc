@@ -54,6 +54,7 @@ void add_node_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, cons
   cmd->add_option("-j,--jobs", jobs, jobs_help)->check(CLI::Range(1u, 256u));
 }
 
+// Which inventory cache, or none: --cache and --no-cache.
 void add_cache_options(CLI::App* cmd, TargetOptions& target) {
   cmd->add_option("--cache", target.cache_dir,
                   "Inventory cache directory (default $KLOAD_CACHE, else $XDG_CACHE_HOME/kload,\n"

@@ -33,7 +33,8 @@ struct InspectOptions {
 // that is absent or unavailable.
 util::Result<int> inspect(const InspectOptions& options, Console& console);
 
-// What every command that loads into nodes takes: where to load, how, and the cache.
+// What every command that talks to nodes takes: which nodes, how, and the cache (ls,
+// rm and prune register only what they use: no --platform, and ls no cache).
 struct TargetOptions {
   std::vector<std::string> nodes;       // --node URIs; when empty, the nodes of the kind cluster `cluster`
   std::string cluster;                  // --name: a kind cluster (empty: "kind" when no node URI is given)
