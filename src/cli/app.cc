@@ -35,34 +35,44 @@ std::optional<format::Platform> parse_platform(const std::string& text) {
   return p;
 }
 
-// The options of every command that loads into nodes (TargetOptions), registered
-// once; --platform and --json say what is particular to the command.
-void add_target_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, std::string& platform_text,
-                        const std::string& platform_help, const std::string& json_help) {
+// Which nodes, and how many at once: the options of every command that talks to
+// nodes, registered once.
+void add_node_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, const std::string& jobs_help) {
   auto* node =
       cmd->add_option("-n,--node", target.nodes,
                       "A node: docker://CONTAINER, containerd:///path/to.sock or ssh://[user@]host[:port];\n"
                       "add ?namespace=NS (default k8s.io) or &snapshotter=S (default: the node's).\n"
                       "Repeatable. Without --node: the nodes of the kind cluster --name");
   auto* name = cmd->add_option("--name", target.cluster,
-                               "The kind cluster whose nodes to load into (default \"kind\", like kind's --name):\n"
+                               "The kind cluster whose nodes to use (default \"kind\", like kind's --name):\n"
                                "its node containers, found with docker ps, less the external load balancer");
   auto* picks = cmd->add_option("--nodes", target.kind_nodes,
                                 "Only these nodes of the kind cluster, by container name: a,b")
                     ->delimiter(',');
   node->excludes(name);
   node->excludes(picks);
-  cmd->add_option("--platform", platform_text, platform_help);
-  cmd->add_flag("--dry-run", target.dry_run, "Show what each node would get; change nothing");
-  cmd->add_flag("--json", target.json, json_help);
-  cmd->add_option("-j,--jobs", jobs,
-                  "Serve at most this many nodes at once (default 8, or the number of cores if\n"
-                  "more); hashing uses at most one thread per core")
-      ->check(CLI::Range(1u, 256u));
+  cmd->add_option("-j,--jobs", jobs, jobs_help)->check(CLI::Range(1u, 256u));
+}
+
+// Which inventory cache, or none: --cache and --no-cache.
+void add_cache_options(CLI::App* cmd, TargetOptions& target) {
   cmd->add_option("--cache", target.cache_dir,
                   "Inventory cache directory (default $KLOAD_CACHE, else $XDG_CACHE_HOME/kload,\n"
                   "else ~/.cache/kload)");
   cmd->add_flag("--no-cache", target.no_cache, "Ask every node afresh; remember nothing");
+}
+
+// The options of every command that loads into nodes (TargetOptions), registered
+// once; --platform and --json say what is particular to the command.
+void add_target_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, std::string& platform_text,
+                        const std::string& platform_help, const std::string& json_help) {
+  add_node_options(cmd, target, jobs,
+                   "Serve at most this many nodes at once (default 8, or the number of cores if\n"
+                   "more); hashing uses at most one thread per core");
+  cmd->add_option("--platform", platform_text, platform_help);
+  cmd->add_flag("--dry-run", target.dry_run, "Show what each node would get; change nothing");
+  cmd->add_flag("--json", target.json, json_help);
+  add_cache_options(cmd, target);
 }
 
 // Completes `target` once parsed. Throws CLI::ValidationError: a bad --platform.
@@ -79,10 +89,16 @@ struct Commands {
   LoadCommandOptions archive;
   DockerImageOptions docker;
   CacheCommandOptions cache;
+  NodeImagesOptions ls;
+  NodeImagesOptions rm;
+  TargetOptions prune;
   CLI::App* inspect_cmd = nullptr;
   CLI::App* archive_cmd = nullptr;
   CLI::App* docker_cmd = nullptr;
   CLI::App* cache_cmd = nullptr;
+  CLI::App* ls_cmd = nullptr;
+  CLI::App* rm_cmd = nullptr;
+  CLI::App* prune_cmd = nullptr;
 };
 
 void add_inspect(CLI::App& app, Commands& c) {
@@ -159,6 +175,64 @@ void add_cache(CLI::App& app, Commands& c) {
   c.cache_cmd->add_option("--cache", c.cache.cache_dir, "Cache directory (as for image-archive)");
 }
 
+constexpr const char* nodes_jobs_help =
+    "Ask at most this many nodes at once (default 8, or the number of cores if more)";
+
+void add_ls(CLI::App& app, Commands& c) {
+  c.ls_cmd = app.add_subcommand("ls", "Show which image names each node holds, asking the nodes themselves");
+  c.ls_cmd->add_option("image", c.ls.images, "Only these names (app:dev is docker.io/library/app:dev)");
+  add_node_options(c.ls_cmd, c.ls.target, c.jobs, nodes_jobs_help);
+  c.ls_cmd->add_flag("--json", c.ls.target.json, "Print a JSON document (schema kload.ls/v1) on stdout");
+  c.ls_cmd->footer(
+      "Examples:\n"
+      "  kload ls                          # every name on the nodes of kind cluster \"kind\"\n"
+      "  kload ls app:dev --name dev       # one image on the nodes of cluster \"dev\"\n"
+      "  kload ls --node docker://kind-worker --json\n"
+      "A cell is the first 12 hex digits of the manifest (or index) the name points at on\n"
+      "that node, then \"*\" when the image is incomplete there (a blob is missing) or \"!\"\n"
+      "when the nodes disagree on the target; \"-\": the name is not there. Without IMAGE:\n"
+      "every name but kload's staging names and CRI's own sha256:<ID> references. A table\n"
+      "wider than 80 columns (many nodes, long names) becomes one block per node, with the\n"
+      "state in words: present, missing, incomplete or different. One 'ctr images check'\n"
+      "per node, in parallel; the cache is not read.");
+}
+
+void add_rm(CLI::App& app, Commands& c) {
+  c.rm_cmd = app.add_subcommand("rm", "Remove image names from nodes");
+  c.rm_cmd->add_option("image", c.rm.images, "The names to remove (app:dev is docker.io/library/app:dev)")
+      ->required();
+  add_node_options(c.rm_cmd, c.rm.target, c.jobs, nodes_jobs_help);
+  c.rm_cmd->add_flag("--dry-run", c.rm.target.dry_run, "Show what each node would lose; change nothing");
+  c.rm_cmd->add_flag("--json", c.rm.target.json, "Print a JSON report (schema kload.rm/v1) on stdout");
+  add_cache_options(c.rm_cmd, c.rm.target);
+  c.rm_cmd->footer(
+      "Examples:\n"
+      "  kload rm app:dev                          # from the nodes of kind cluster \"kind\"\n"
+      "  kload rm app:dev app:old --name dev --dry-run\n"
+      "  kload rm registry.example.com/team/app:v1 --node docker://kind-worker\n"
+      "Names are normalised as for loading, and only a name equal to one of them is\n"
+      "removed. A name that is not on a node is reported, not an error. Each node is\n"
+      "checked again afterwards: a name still there fails that node. As 'ctr images rm',\n"
+      "it removes names: containerd collects the content once no name holds it. On a\n"
+      "node with CRI (kind's), CRI's own sha256:<ID> reference keeps the image until the\n"
+      "kubelet's image garbage collection or 'crictl rmi' removes it.");
+}
+
+void add_prune(CLI::App& app, Commands& c) {
+  c.prune_cmd = app.add_subcommand("prune", "Remove what kload left behind on nodes and in its cache");
+  add_node_options(c.prune_cmd, c.prune, c.jobs, nodes_jobs_help);
+  c.prune_cmd->add_flag("--dry-run", c.prune.dry_run, "Show what would go; change nothing");
+  add_cache_options(c.prune_cmd, c.prune);
+  c.prune_cmd->footer(
+      "Examples:\n"
+      "  kload prune                       # the nodes of kind cluster \"kind\"\n"
+      "  kload prune --name dev --dry-run\n"
+      "Removes the staging names (localhost/kload-staging/...) of loads that have provably\n"
+      "ended: made on this machine by a process that is gone, or over an hour old. A load\n"
+      "still running keeps its own. Then forgets the cache records of these nodes, even of\n"
+      "one that does not answer: the next load lists each node afresh.");
+}
+
 // Runs the command that was parsed. Throws CLI::ValidationError: a bad --platform.
 util::Result<int> dispatch(Commands& c, Console& console) {
   if (c.inspect_cmd->parsed()) {
@@ -176,6 +250,18 @@ util::Result<int> dispatch(Commands& c, Console& console) {
   }
   if (c.cache_cmd->parsed()) {
     return cache_command(c.cache, console);
+  }
+  if (c.ls_cmd->parsed()) {
+    finish_target_options(c.ls_cmd, c.ls.target, c.jobs, c.platform_text);
+    return list_images(c.ls, console);
+  }
+  if (c.rm_cmd->parsed()) {
+    finish_target_options(c.rm_cmd, c.rm.target, c.jobs, c.platform_text);
+    return remove_images(c.rm, console);
+  }
+  if (c.prune_cmd->parsed()) {
+    finish_target_options(c.prune_cmd, c.prune, c.jobs, c.platform_text);
+    return prune_nodes(c.prune, console);
   }
   return 0;
 }
@@ -214,6 +300,9 @@ int run(int argc, char** argv) {
   add_image_archive(app, commands);
   add_docker_image(app, commands);
   add_cache(app, commands);
+  add_ls(app, commands);
+  add_rm(app, commands);
+  add_prune(app, commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -33,7 +33,8 @@ struct InspectOptions {
 // that is absent or unavailable.
 util::Result<int> inspect(const InspectOptions& options, Console& console);
 
-// What every command that loads into nodes takes: where to load, how, and the cache.
+// What every command that talks to nodes takes: which nodes, how, and the cache (ls,
+// rm and prune register only what they use: no --platform, and ls no cache).
 struct TargetOptions {
   std::vector<std::string> nodes;       // --node URIs; when empty, the nodes of the kind cluster `cluster`
   std::string cluster;                  // --name: a kind cluster (empty: "kind" when no node URI is given)
@@ -94,6 +95,31 @@ struct DockerImageOptions {
 // `docker save` (nothing is then sent to any node), node selection errors as for
 // image_archive.
 util::Result<int> docker_image(const DockerImageOptions& options, Console& console);
+
+struct NodeImagesOptions {
+  std::vector<std::string> images;  // IMAGE arguments as given: ls shows only these, rm removes them
+  TargetOptions target;
+};
+
+// `kload ls`: one `ctr images check` per node (never the cache) and a table of every
+// name (only `images`, normalised as loads normalise names, when given) with what
+// each node holds under it (load/node_images.h, cli/images_view.h), or with `json`
+// the kload.ls/v1 document. Returns 0, or 1 when some node could not be asked (its
+// error is printed as one line). Error (usage): a name that is no reference, node
+// selection errors as for image_archive.
+util::Result<int> list_images(const NodeImagesOptions& options, Console& console);
+
+// `kload rm`: removes exactly the names `images` (normalised) from every node, checks
+// that they are gone and drops them from the nodes' cache records; a name not on a
+// node is reported, not an error. Returns 0, or 1 when some node failed. Error
+// (usage): a name that is no reference or in kload's staging namespace, node
+// selection errors as for image_archive.
+util::Result<int> remove_images(const NodeImagesOptions& options, Console& console);
+
+// `kload prune`: removes from every node the staging names of loads that have ended,
+// never a live load's, and forgets the nodes' cache records. Returns 0, or 1 when
+// some node failed. Error (usage): node selection errors as for image_archive.
+util::Result<int> prune_nodes(const TargetOptions& options, Console& console);
 
 // Where to load: node URIs given one by one, or the nodes of a kind cluster.
 struct NodeSelection {
