@@ -353,20 +353,25 @@ TEST_F(E2ELoad, DryRunChangesNothing) {
 TEST_F(E2ELoad, DockerTransportGivesRealDockerTheExactArgv) {
   Lab lab(scratch / "lab", 1, LabKind{});  // host node: a ctr or docker shim on PATH reaches its socket
   ASSERT_TRUE(lab.up());
-  // A docker shim: logs its argv, then runs `ctr ARGS` against the lab node the
-  // container name stands for.
+  // A docker shim: logs its argv, then runs the node-side command against the lab
+  // node the container name stands for: `ctr ARGS`, or a `sh -c` batch whose ctr
+  // calls go to that node's socket.
   const auto shim_dir = scratch / "shim";
   std::filesystem::create_directories(shim_dir);
   const auto log = shim_dir / "argv.log";
   write_file(log, "\n");  // every logged line then starts after a newline
+  const std::string socket = lab.socket(1).string();
   write_file(shim_dir / "docker",
              "#!/bin/sh\n"
              "printf '%s\\n' \"$*\" >> " + log.string() + "\n"
              "[ \"$1\" = exec ] && [ \"$2\" = -i ] && [ \"$3\" = kind-worker ] || { echo \"shim: unexpected: $*\" >&2; exit 2; }\n"
              "shift 3\n"
+             "if [ \"$1\" = sh ] && [ \"$2\" = -c ]; then\n"
+             "  exec sh -c \"ctr() { command ctr -a " + socket + " \\\"\\$@\\\"; }; $3\"\n"
+             "fi\n"
              "[ \"$1\" = ctr ] || exit 2\n"
              "shift\n"
-             "exec ctr -a " + lab.socket(1).string() + " \"$@\"\n");
+             "exec ctr -a " + socket + " \"$@\"\n");
   std::filesystem::permissions(shim_dir / "docker", std::filesystem::perms::owner_all);
   const auto v1 = archive("v1.tar", {"--image", app_v1});
   const std::string path = shim_dir.string() + ":" + std::getenv("PATH");
@@ -375,20 +380,35 @@ TEST_F(E2ELoad, DockerTransportGivesRealDockerTheExactArgv) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(v1));
   const auto argv = read_file(log);
+  // Three docker processes, one per round trip.
+  std::size_t processes = 0;
+  for (std::size_t at = 0; (at = argv.find("\nexec -i kind-worker ", at)) != std::string::npos; ++at) {
+    ++processes;
+  }
+  EXPECT_EQ(processes, 3u) << argv;
   // Exactly what real Docker would be asked to run, in order.
+  const std::string ctr = "'ctr' '--connect-timeout' '5s' '-n' 'k8s.io' ";
   const std::vector<std::string> expected_prefixes{
-      // Every name on the node: the truth the plan starts from.
-      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images check\n",
-      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io content ls\n",
-      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images import --snapshotter overlayfs -",
-      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images check -- name==\"localhost/kload-staging/",
-      // The commit: a second import naming the real image; it updates the name in one step.
-      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images import --snapshotter overlayfs -",
-      "exec -i kind-worker ctr --connect-timeout 5s -n k8s.io images rm -- localhost/kload-staging/",
+      // The probe: every name on the node (the truth the plan starts from), the
+      // containerd UUID and, on a first contact, the content.
+      "exec -i kind-worker sh -c k=",
+      ctr + "'images' 'check' </dev/null; e on",
+      ctr + "'version' </dev/null; e on",
+      ctr + "'content' 'ls' </dev/null; e on",
+      // The staging import and its check.
+      "exec -i kind-worker sh -c k=",
+      ctr + "'images' 'import' '--snapshotter' 'overlayfs' '-' ; e",
+      ctr + "'images' 'check' '--' 'name==\"localhost/kload-staging/",
+      // The commit: a second import naming the real image (it updates the name in one
+      // step), the staging name gone, and the check of the name.
+      "exec -i kind-worker sh -c k=",
+      ctr + "'images' 'import' '--snapshotter' 'overlayfs' '-' ; e",
+      ctr + "'images' 'rm' '--' 'localhost/kload-staging/",
+      ctr + "'images' 'check' '--' 'name==\"docker.io/library/app:v1\"'",
   };
   std::size_t at = 0;
   for (const auto& prefix : expected_prefixes) {
-    const auto found = argv.find("\n" + prefix, at == 0 ? 0 : at - 1);
+    const auto found = argv.find(prefix, at);
     EXPECT_NE(found, std::string::npos) << "missing, in order: " << prefix << "\nin:\n" << argv;
     if (found != std::string::npos) {
       at = found + 1;
