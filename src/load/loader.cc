@@ -28,11 +28,12 @@ const node::ImageStatus* find_status(const std::vector<node::ImageStatus>& statu
   return it == statuses.end() ? nullptr : &*it;
 }
 
-// The blobs a plan sends: manifests and configs of the images sent, and the layers.
+// The blobs a plan sends: manifests and configs of the images sent or retagged, and
+// the layers.
 std::vector<Digest> blobs_to_send(const plan::NodePlan& plan) {
   std::vector<Digest> blobs;
   for (const auto& step : plan.steps) {
-    if (step.action == plan::Action::send) {
+    if (step.action != plan::Action::skip) {  // a retag may be a commit import too
       blobs.push_back(step.image->manifest.digest);
       blobs.push_back(step.image->config.digest);
     }
@@ -343,11 +344,13 @@ private:
 
   // One round trip sets every name and proves it: a second, tiny import (manifests
   // and configs; every layer is on the node now) points the real names of the images
-  // sent at them (containerd's importer updates an existing name's target in one step,
-  // where `ctr images tag --force` deletes the name and creates it again, leaving a
-  // moment without it); `tag --force` gives the other names their image from a name
-  // this load's check saw complete; the staging names go; a check of every name set
-  // ends it, and confirm() holds each to exactly the manifest intended.
+  // sent, and of those retagged from a name at the very same manifest, at them
+  // (containerd's importer updates an existing name's target in one step, where `ctr
+  // images tag --force` deletes the name and creates it again, leaving a moment
+  // without it); `tag --force` gives a name its image only from a name at another
+  // manifest of the same image ID, which this load's check saw complete; the staging
+  // names go; a check of every name set ends it, and confirm() holds each to exactly
+  // the manifest intended.
   bool finish(StagingGuard& staging) {
     std::vector<format::ThinEntry> commits;
     node::Changes changes;
@@ -362,8 +365,15 @@ private:
         if (source == nullptr) {
           return failed(fmt::format("node {}: {} vanished before it could be retagged", report_.node, step.retag_from));
         }
+        // A source at this very manifest: the commit import sets the name in one step
+        // (its blobs are all there). Another manifest of the image: `tag --force`.
+        const bool exact = source->target == step.image->manifest.digest;
         for (const auto& name : step.names) {
-          changes.tags.emplace_back(step.retag_from, name);
+          if (exact) {
+            commits.push_back(format::ThinEntry{step.image, name});
+          } else {
+            changes.tags.emplace_back(step.retag_from, name);
+          }
           expected_[name] = source->target;
         }
       }
@@ -371,6 +381,9 @@ private:
     changes.remove = staging.names();
     for (const auto& [name, target] : expected_) {
       changes.check.push_back(name);
+    }
+    if (!commits.empty() && !find_snapshotter()) {
+      return false;
     }
     // containerd 1.x's importer fails when another load creates the same name between
     // its update and its create; the next attempt's update then finds the name.

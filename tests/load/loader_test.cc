@@ -45,6 +45,16 @@ protected:
     return set;
   }
 
+  // One image ID as two manifests: its layers gzip in one archive, zstd in the other.
+  std::pair<std::unique_ptr<format::ImageSet>, std::unique_ptr<format::ImageSet>> two_manifests(
+      const std::string& gz_name, const std::string& zst_name) {
+    auto gz = archive("gz.tar", {gz_name + "=base:4K"}, {"--layout", "docker25", "--layer-compression", "gzip"});
+    auto zst = archive("zst.tar", {zst_name + "=base:4K"}, {"--layout", "docker25", "--layer-compression", "zstd"});
+    EXPECT_EQ(gz->images.at(0).id, zst->images.at(0).id);
+    EXPECT_NE(gz->images.at(0).manifest.digest, zst->images.at(0).manifest.digest);
+    return {std::move(gz), std::move(zst)};
+  }
+
   NodeReport load_into(FakeNode& node, format::ImageSet& set, bool with_cache = true) {
     auto images = plan::select_images(set, std::nullopt);
     EXPECT_TRUE(images.has_value()) << images.error().message;
@@ -112,7 +122,7 @@ TEST_F(LoaderProtocol, UnchangedReloadIsOneCall) {
   EXPECT_EQ(r.images[0].action, plan::Action::skip);
 }
 
-TEST_F(LoaderProtocol, SecondNameOfAnImageOnTheNodeIsATagFromACheckedSource) {
+TEST_F(LoaderProtocol, SecondNameOfAnImageOnTheNodeIsSetByTheCommitImport) {
   auto one = archive("one.tar", {"app:one=base:4K"});
   auto two = archive("two.tar", {"app:two=base:4K"});
   ASSERT_EQ(manifest_of(*one), manifest_of(*two));
@@ -121,9 +131,23 @@ TEST_F(LoaderProtocol, SecondNameOfAnImageOnTheNodeIsATagFromACheckedSource) {
   node.forget_calls();
   const auto r = load_into(node, *two);
   ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
-  EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::tag, Op::check})) << "no listing, no import";
+  // The name's manifest is on the node: an import of manifest and config sets it in
+  // one step, where `tag --force` would delete and create it.
+  EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::import, Op::check})) << "no listing, no tag";
   EXPECT_EQ(r.ctr_calls, 2);
+  EXPECT_EQ(r.layers_sent, 0u);
   EXPECT_EQ(node.images.at("docker.io/library/app:two"), manifest_of(*two));
+}
+
+TEST_F(LoaderProtocol, NameOfAnotherManifestOfTheImageIsATagFromACheckedSource) {
+  auto [gz, zst] = two_manifests("app:gz", "app:zst");
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *gz).status, NodeStatus::ok);
+  node.forget_calls();
+  const auto r = load_into(node, *zst);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::tag, Op::check})) << "no listing, no import";
+  EXPECT_EQ(node.images.at("docker.io/library/app:zst"), manifest_of(*gz)) << "the image ID, as the node holds it";
 }
 
 // Issue 11, item 1: a name kload set is pointed elsewhere behind its back; the next
@@ -255,25 +279,37 @@ TEST_F(LoaderProtocol, NodeThatDiesBetweenImportAndCheckNeverGetsTheName) {
 }
 
 TEST_F(LoaderProtocol, FailedRetagFailsTheNode) {
+  auto [gz, zst] = two_manifests("app:gz", "app:zst");
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *gz).status, NodeStatus::ok);
+  node.fail(Op::tag, 1, "node fake: tagging: ctr: deadline exceeded");
+  const auto r = load_into(node, *zst);
+  EXPECT_EQ(r.status, NodeStatus::failed);
+  EXPECT_FALSE(node.images.contains("docker.io/library/app:zst"));
+}
+
+TEST_F(LoaderProtocol, FailedImportOfASecondNameFailsTheNode) {
   auto one = archive("one.tar", {"app:one=base:4K"});
   auto two = archive("two.tar", {"app:two=base:4K"});
   FakeNode node;
   ASSERT_EQ(load_into(node, *one).status, NodeStatus::ok);
-  node.fail(Op::tag, 1, "node fake: tagging: ctr: deadline exceeded");
+  node.fail(Op::import, 1, "node fake: importing: ctr: deadline exceeded");
   const auto r = load_into(node, *two);
   EXPECT_EQ(r.status, NodeStatus::failed);
+  EXPECT_EQ(r.error, "node fake: importing: ctr: deadline exceeded");
   EXPECT_FALSE(node.images.contains("docker.io/library/app:two"));
 }
 
 TEST_F(LoaderProtocol, RetagSourceMovedBetweenCheckAndTagIsCaughtByTheConfirm) {
-  auto one = archive("one.tar", {"app:one=base:4K", "other:v1=else:4K"});
-  auto two = archive("two.tar", {"app:two=base:4K"});
+  auto [gz, zst] = two_manifests("app:gz", "app:zst");
+  auto other = archive("other.tar", {"other:v1=else:4K"});
   FakeNode node;
-  ASSERT_EQ(load_into(node, *one).status, NodeStatus::ok);
+  ASSERT_EQ(load_into(node, *gz).status, NodeStatus::ok);
+  ASSERT_EQ(load_into(node, *other).status, NodeStatus::ok);
   node.before(Op::tag, 1, [](FakeNode& n) {
-    n.images["docker.io/library/app:one"] = n.images.at("docker.io/library/other:v1");
+    n.images["docker.io/library/app:gz"] = n.images.at("docker.io/library/other:v1");
   });
-  const auto r = load_into(node, *two);
+  const auto r = load_into(node, *zst);
   EXPECT_EQ(r.status, NodeStatus::failed);
   EXPECT_THAT(r.error, HasSubstr("points at"));
 }
