@@ -17,6 +17,7 @@ namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string containerd_version() {
   const char* env = std::getenv("KLOAD_TEST_CONTAINERD");
@@ -256,6 +257,83 @@ TEST_F(E2EKind, SshAcrossTheLabNetwork) {
                         "ssh://" + lab.container(1)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_usable(lab, 1, full(name), id, "over-ssh");
+}
+
+// kload as kind, the way Makefiles, CI scripts, Skaffold and Tilt meet it: a link
+// named kind first on PATH, the real kind after it. What kload does not serve is the
+// real kind's to answer, byte for byte; the loads are kload's, and land on the nodes.
+TEST_F(E2EKind, KloadAsKindServesLoadsAndHandsOnTheRest) {
+  Lab lab(scratch / "lab", 2, kind());
+  ASSERT_TRUE(lab.up());
+  const auto bin = scratch / "bin";
+  std::filesystem::create_directories(bin);
+  std::filesystem::create_symlink(kload_binary(), bin / "kind");
+  const auto real_path = kind_path();
+  const auto dropin_path = bin.string() + ":" + real_path;
+  const auto kind_with = [](const std::string& path, const std::vector<std::string>& args,
+                            const std::vector<std::string>& env = {}) {
+    std::vector<std::string> argv{"env", "PATH=" + path};
+    argv.insert(argv.end(), env.begin(), env.end());
+    argv.emplace_back("kind");
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv);
+  };
+
+  // Handed on: output and exit code are the real kind's, failures included.
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"version"}, {"get", "nodes", "--name", lab.cluster()}, {"no-such-command"}, {"load", "docker-image"}}) {
+    const auto want = kind_with(real_path, args);
+    const auto got = kind_with(dropin_path, args);
+    EXPECT_EQ(got.exit_code, want.exit_code) << ::testing::PrintToString(args);
+    EXPECT_EQ(got.out, want.out) << ::testing::PrintToString(args);
+    EXPECT_EQ(got.err, want.err) << ::testing::PrintToString(args);
+  }
+  // Other tests' clusters may come and go between two runs of `get clusters`.
+  const auto before = kind_with(real_path, {"get", "clusters"});
+  const auto clusters = kind_with(dropin_path, {"get", "clusters"});
+  const auto after = kind_with(real_path, {"get", "clusters"});
+  EXPECT_EQ(clusters.exit_code, before.exit_code);
+  EXPECT_TRUE(clusters.out == before.out || clusters.out == after.out) << clusters.out << "\n--\n" << before.out;
+  EXPECT_THAT(split_lines(clusters.out), ::testing::Contains(lab.cluster()));
+
+  // Served, as Skaffold runs it: kind's line per node, then usable on every node.
+  const auto [name, id] = build("dropin", "served-as-kind");
+  const auto r = kind_with(dropin_path, {"load", "docker-image", "--name=" + lab.cluster(), name});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (int n = 1; n <= 2; ++n) {
+    EXPECT_THAT(r.err, HasSubstr("Image: \"" + name + "\" with ID \"" + id + "\" not yet present on node \"" +
+                                 lab.container(n) + "\", loading..."));
+  }
+  EXPECT_THAT(r.err, HasSubstr("kind cluster \"" + lab.cluster() + "\": 2 of 2 node(s)"));  // kload's own line
+  expect_usable(lab, 2, full(name), id, "served-as-kind");
+  // Again, as kind's documentation writes it, and by KIND_CLUSTER_NAME: nothing to do.
+  for (const auto& [args, env] : std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>{
+           {{"load", "docker-image", name, "--name", lab.cluster()}, {}},
+           {{"load", "docker-image", name}, {"KIND_CLUSTER_NAME=" + lab.cluster()}}}) {
+    const auto again = kind_with(dropin_path, args, env);
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_THAT(again.err, HasSubstr("Image: \"" + name + "\" with ID \"" + id +
+                                     "\" found to be already present on all nodes."));
+    EXPECT_THAT(again.err, Not(HasSubstr("loading...")));
+  }
+
+  // image-archive into one node picked by --nodes; the other node does not get it.
+  const auto [archived, archived_id] = build("dropin-archive", "archive-as-kind");
+  const auto tar = (scratch / "dropin.tar").string();
+  ASSERT_EQ(run_command({"docker", "save", "-o", tar, archived}).exit_code, 0);
+  const auto a =
+      kind_with(dropin_path, {"load", "image-archive", tar, "-n", lab.cluster(), "--nodes", lab.container(2)});
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(crictl_id(lab, 2, full(archived)), archived_id);
+  EXPECT_THAT(run_on(lab, 2, full(archived)), HasSubstr("archive-as-kind"));
+  for (const auto& [image_name, image] : lab.images(1)) {
+    EXPECT_NE(image_name, full(archived)) << "node 1 was not picked";
+  }
+
+  // A served load that fails: kind's ERROR line and exit code.
+  const auto missing = kind_with(dropin_path, {"load", "docker-image", "kload-e2e-absent/none:v0", "-n", lab.cluster()});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("ERROR: "));
 }
 
 } // namespace
