@@ -256,15 +256,27 @@ public:
   void finished(const load::NodeReport& report) override {
     if (report.status == load::NodeStatus::failed) {
       std::lock_guard lock(mutex_);
-      some_node_failed_ = true;
+      failures_.push_back(report.error.starts_with("node " + report.node)
+                              ? report.error
+                              : fmt::format("node \"{}\": {}", report.node, report.error));
     }
     inner_->finished(report);
+  }
+
+  // kind's one ERROR line for nodes that failed, "" when none did.
+  std::string failure() {
+    std::lock_guard lock(mutex_);
+    if (failures_.empty()) {
+      return "";
+    }
+    return fmt::format("failed to load images: {}{}", failures_.front(),
+                       failures_.size() > 1 ? fmt::format(" (and {} more node(s))", failures_.size() - 1) : "");
   }
 
   // kind's line for each image that no node needed: called once the load is over.
   void present_everywhere() {
     std::lock_guard lock(mutex_);
-    if (some_node_failed_) {
+    if (!failures_.empty()) {
       return;
     }
     std::vector<const Seen*> idle;
@@ -302,7 +314,7 @@ private:
   std::map<std::string, std::string> given_;  // normalised name -> as the user gave it
   std::mutex mutex_;
   std::map<std::string, Seen> seen_;  // by shown name
-  bool some_node_failed_ = false;
+  std::vector<std::string> failures_;  // per node that failed, its error naming it
 };
 
 // The normalised name of each image as given -> as given.
@@ -343,13 +355,17 @@ int serve(const KindLoad& load) {
   const auto result = images ? docker_image(DockerImageOptions{load.inputs, target}, console)
                              : image_archive(LoadCommandOptions{load.inputs, "", target}, console);
   if (!result) {
-    // kind's one error line; kload's messages may span several.
+    // kind's error line; kload's messages may span several.
     std::string_view message = result.error().message;
     for (std::size_t start = 0; start <= message.size();) {
       const auto end = std::min(message.find('\n', start), message.size());
       console.line(fmt::format("ERROR: {}", message.substr(start, end - start)));
       start = end + 1;
     }
+    return 1;
+  }
+  if (const auto failed = observer.failure(); !failed.empty()) {
+    console.line("ERROR: " + failed);
     return 1;
   }
   observer.present_everywhere();

@@ -327,11 +327,19 @@ TEST_F(E2EKind, KloadAsKindServesLoadsAndHandsOnTheRest) {
     EXPECT_THAT(again.err, Not(HasSubstr("loading...")));
   }
 
-  // A served load that fails: kind's ERROR line and exit code.
+  // Served loads that fail: kind's ERROR line and exit code, for an image Docker does
+  // not have and for a node that fails (its ctr gone).
   const auto missing =
       kind_with(dropin_path, {"load", "docker-image", "kload-e2e-absent/none:v0", "-n", lab.cluster()});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("ERROR: "));
+  const auto hide_ctr = lab.exec(1, {"sh", "-c", "for c in /usr/local/bin/ctr /usr/bin/ctr; do if [ -e $c ]; then mv $c $c.away; fi; done; "
+                                         "! command -v ctr"});
+  ASSERT_EQ(hide_ctr.exit_code, 0) << hide_ctr.err;
+  const auto failed = kind_with(dropin_path, {"load", "docker-image", name, "-n", lab.cluster()});
+  EXPECT_EQ(failed.exit_code, 1) << failed.err;
+  EXPECT_THAT(failed.err, HasSubstr("ERROR: failed to load images: node " + lab.container(1)));
+  EXPECT_THAT(failed.err, Not(HasSubstr("present on all nodes")));
 }
 
 } // namespace
