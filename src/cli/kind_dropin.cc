@@ -393,8 +393,8 @@ int hand_on(std::span<char*> argv, const KindHandOn& why) {
     for (const char* word : argv.subspan(argv.empty() ? 0 : 1)) {
       command += fmt::format(" {}", word);
     }
-    std::cerr << fmt::format("kload: \"{}\" is for the real kind ({}; kload serves only kind load docker-image "
-                             "and kind load image-archive), and there is no other kind on PATH: install kind "
+    std::cerr << fmt::format("kload: no other kind on PATH to run \"{}\": kload serves only kind load "
+                             "docker-image and kind load image-archive (handed on: {}); install kind "
                              "(https://kind.sigs.k8s.io) in a directory later on PATH than this one",
                              command, why.why)
               << std::endl;
