@@ -333,8 +333,10 @@ TEST_F(E2EKind, KloadAsKindServesLoadsAndHandsOnTheRest) {
       kind_with(dropin_path, {"load", "docker-image", "kload-e2e-absent/none:v0", "-n", lab.cluster()});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("ERROR: "));
-  const auto hide_ctr = lab.exec(1, {"sh", "-c", "for c in /usr/local/bin/ctr /usr/bin/ctr; do if [ -e $c ]; then mv $c $c.away; fi; done; "
-                                         "! command -v ctr"});
+  const auto hide_ctr =
+      lab.exec(1, {"sh", "-c",
+                   "for c in /usr/local/bin/ctr /usr/bin/ctr; do if [ -e $c ]; then mv $c $c.away; fi; done; "
+                   "! command -v ctr"});
   ASSERT_EQ(hide_ctr.exit_code, 0) << hide_ctr.err;
   const auto failed = kind_with(dropin_path, {"load", "docker-image", name, "-n", lab.cluster()});
   EXPECT_EQ(failed.exit_code, 1) << failed.err;

@@ -86,7 +86,8 @@ std::vector<FileId> parse_passed(std::string_view text);
 // ("ERROR: ..." and kind's "Image: ..." lines on stderr); else replaces this process
 // (execv) with the real kind (find_real_kind), argv and environment as they are, but
 // for kind_passed_env. Returns the exit code as kind's: 0 success, 1 any failure; 127
-// when the command is to be handed on and no real kind is on PATH (one line says so).
+// when the command is to be handed on and no real kind is on PATH, 126 when the one
+// found cannot be run (one line says so).
 // Must run before kload installs its signal handlers: the real kind is to start with
 // the signal dispositions kload was started with.
 int run_as_kind(std::span<char*> argv);
