@@ -2,6 +2,7 @@
 
 #include "kload/cli/commands.h"
 #include "kload/cli/console.h"
+#include "kload/cli/kind_dropin.h"
 #include "kload/util/parallel.h"
 #include "kload/util/temp_dir.h"
 
@@ -285,6 +286,11 @@ int report_error(const util::Error& error, Console& console) {
 } // namespace
 
 int run(int argc, char** argv) {
+  // As kind first: a command handed on to the real kind must not inherit kload's
+  // signal handling.
+  if (const auto kind = kind_argv(argc, argv); !kind.empty()) {
+    return run_as_kind(kind);
+  }
   util::install_cleanup_signal_handlers();
   Console console;
   CLI::App app{"kload: load container images into Kubernetes nodes without a registry.\n"
@@ -303,6 +309,9 @@ int run(int argc, char** argv) {
   add_ls(app, commands);
   add_rm(app, commands);
   add_prune(app, commands);
+  // Listed for --help only: run() answers `kload kind ...` before parsing.
+  app.add_subcommand("kind", "Answer as kind (also as a link named kind): serve 'kind load docker-image' and\n"
+                             "'kind load image-archive', hand every other kind command to the real kind on PATH");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -214,8 +214,9 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
   for (const auto& w : *wanted) {
     stand_ins.push_back(stand_in(w));
   }
-  auto observer = make_console_observer(console);
-  auto report = settled_report(targets, checks, stand_ins, *observer);
+  auto console_observer = make_console_observer(console);
+  auto& observer = t.observer != nullptr ? *t.observer : *console_observer;
+  auto report = settled_report(targets, checks, stand_ins, observer);
   const auto plan = load::plan_save(*wanted, checks);
   std::optional<SavedWanted> saved;  // the reports point into it
   if (!plan.nothing_to_save()) {
@@ -224,7 +225,7 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
       return std::unexpected(s.error());
     }
     saved.emplace(std::move(*s));
-    if (auto r = load_needy(*saved, plan, t, *prepared, stand_ins, *observer, report); !r) {
+    if (auto r = load_needy(*saved, plan, t, *prepared, stand_ins, observer, report); !r) {
       return std::unexpected(r.error());
     }
   }

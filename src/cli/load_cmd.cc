@@ -37,10 +37,13 @@ const char* action_name(plan::Action a) {
 // Prints kind-style lines per node and, on a terminal, one live progress line.
 class ConsoleObserver final : public load::Observer {
 public:
-  explicit ConsoleObserver(Console& console) : console_(console) {}
+  ConsoleObserver(Console& console, ImageLines lines) : console_(console), lines_(lines) {}
 
   void planned(const std::string& node, const plan::NodePlan& plan) override {
     for (const auto& step : plan.steps) {
+      if (lines_ == ImageLines::left_out) {
+        break;
+      }
       const auto& image = *step.image;
       const std::string name = image.names.empty() ? image.id.str() : image.names.front();
       switch (step.action) {
@@ -64,7 +67,7 @@ public:
         }
       }
       for (const auto& step : plan.steps) {
-        if (step.action == plan::Action::send) {
+        if (step.action == plan::Action::send && lines_ == ImageLines::shown) {
           const auto& image = *step.image;
           console_.line(fmt::format("Image: \"{}\" with ID \"{}\" not yet present on node \"{}\"",
                                     image.names.empty() ? image.id.str() : image.names.front(), image.id.str(), node));
@@ -116,6 +119,7 @@ public:
 
 private:
   Console& console_;
+  ImageLines lines_;
   std::mutex mutex_;
   std::map<std::string, std::uint64_t> totals_;
   std::map<std::string, std::uint64_t> done_;
@@ -158,8 +162,8 @@ nlohmann::json report_json(const load::LoadReport& report, bool dry_run) {
 
 } // namespace
 
-std::unique_ptr<load::Observer> make_console_observer(Console& console) {
-  return std::make_unique<ConsoleObserver>(console);
+std::unique_ptr<load::Observer> make_console_observer(Console& console, ImageLines lines) {
+  return std::make_unique<ConsoleObserver>(console, lines);
 }
 
 int print_load_report(const load::LoadReport& report, const LoadSummary& summary, Console& console) {
@@ -338,8 +342,9 @@ Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
   if (cache != nullptr) {
     trust_verified(*cache, options.archives, *set);
   }
-  auto observer = make_console_observer(console);
-  auto report = load::load(*set, *images, prepared->targets, load_options(options.target, cache), *observer);
+  auto console_observer = make_console_observer(console);
+  auto& observer = options.target.observer != nullptr ? *options.target.observer : *console_observer;
+  auto report = load::load(*set, *images, prepared->targets, load_options(options.target, cache), observer);
   if (!report) {
     return std::unexpected(report.error());
   }

@@ -17,6 +17,7 @@ namespace {
 
 using nlohmann::json;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::string containerd_version() {
   const char* env = std::getenv("KLOAD_TEST_CONTAINERD");
@@ -256,6 +257,93 @@ TEST_F(E2EKind, SshAcrossTheLabNetwork) {
                         "ssh://" + lab.container(1)});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   expect_usable(lab, 1, full(name), id, "over-ssh");
+}
+
+// kload as kind, the way Makefiles, CI scripts, Skaffold and Tilt meet it: a link
+// named kind first on PATH, the real kind after it. What kload does not serve is the
+// real kind's to answer, byte for byte; the loads are kload's, and land on the nodes.
+TEST_F(E2EKind, KloadAsKindServesLoadsAndHandsOnTheRest) {
+  Lab lab(scratch / "lab", 2, kind());
+  ASSERT_TRUE(lab.up());
+  const auto bin = scratch / "bin";
+  std::filesystem::create_directories(bin);
+  std::filesystem::create_symlink(kload_binary(), bin / "kind");
+  const auto real_path = kind_path();
+  const auto dropin_path = bin.string() + ":" + real_path;
+  const auto kind_with = [](const std::string& path, const std::vector<std::string>& args,
+                            const std::vector<std::string>& env = {}) {
+    std::vector<std::string> argv{"env", "PATH=" + path};
+    argv.insert(argv.end(), env.begin(), env.end());
+    argv.emplace_back("kind");
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_command(argv);
+  };
+
+  // Handed on: output and exit code are the real kind's, failures included.
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"version"}, {"get", "nodes", "--name", lab.cluster()}, {"no-such-command"}, {"load", "docker-image"}}) {
+    const auto want = kind_with(real_path, args);
+    const auto got = kind_with(dropin_path, args);
+    EXPECT_EQ(got.exit_code, want.exit_code) << ::testing::PrintToString(args);
+    EXPECT_EQ(got.out, want.out) << ::testing::PrintToString(args);
+    EXPECT_EQ(got.err, want.err) << ::testing::PrintToString(args);
+  }
+  // Other tests' clusters may come and go between two runs of `get clusters`.
+  const auto before = kind_with(real_path, {"get", "clusters"});
+  const auto clusters = kind_with(dropin_path, {"get", "clusters"});
+  const auto after = kind_with(real_path, {"get", "clusters"});
+  EXPECT_EQ(clusters.exit_code, before.exit_code);
+  EXPECT_TRUE(clusters.out == before.out || clusters.out == after.out) << clusters.out << "\n--\n" << before.out;
+  EXPECT_THAT(split_lines(clusters.out), ::testing::Contains(lab.cluster()));
+
+  // Served: image-archive into the one node --nodes picks, checked with ctr on each node.
+  const auto [name, id] = build("dropin", "served-as-kind");
+  const auto tar = (scratch / "dropin.tar").string();
+  ASSERT_EQ(run_command({"docker", "save", "-o", tar, name}).exit_code, 0);
+  const auto a =
+      kind_with(dropin_path, {"load", "image-archive", tar, "-n", lab.cluster(), "--nodes", lab.container(2)});
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(lab.image_id(2, full(name)), id);
+  for (const auto& [image_name, image] : lab.images(1)) {
+    EXPECT_NE(image_name, full(name)) << "node 1 was not picked";
+  }
+  // docker-image as Skaffold runs it: kind's line for the node that lacks the image.
+  const auto r = kind_with(dropin_path, {"load", "docker-image", "--name", lab.cluster(), name});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("Image: \"" + name + "\" with ID \"" + id + "\" not yet present on node \"" +
+                               lab.container(1) + "\", loading..."));
+  EXPECT_THAT(r.err, Not(HasSubstr("on node \"" + lab.container(2) + "\", loading")));
+  EXPECT_THAT(r.err, HasSubstr("kind cluster \"" + lab.cluster() + "\": 2 of 2 node(s)"));  // kload's own line
+  EXPECT_EQ(lab.image_id(1, full(name)), id);
+  EXPECT_EQ(crictl_id(lab, 1, full(name)), id);
+  // Again, as Tilt and kind's documentation write it, as Makefiles often do, and by
+  // KIND_CLUSTER_NAME: nothing to do.
+  for (const auto& [args, env] : std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>>{
+           {{"load", "docker-image", name, "--name", lab.cluster()}, {}},
+           {{"load", "docker-image", "--name=" + lab.cluster(), name}, {}},
+           {{"load", "docker-image", name}, {"KIND_CLUSTER_NAME=" + lab.cluster()}}}) {
+    const auto again = kind_with(dropin_path, args, env);
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_THAT(again.err, HasSubstr("Image: \"" + name + "\" with ID \"" + id +
+                                     "\" found to be already present on all nodes."));
+    EXPECT_THAT(again.err, Not(HasSubstr("loading...")));
+  }
+
+  // Served loads that fail: kind's ERROR line and exit code, for an image Docker does
+  // not have and for a node that fails (its ctr gone).
+  const auto missing =
+      kind_with(dropin_path, {"load", "docker-image", "kload-e2e-absent/none:v0", "-n", lab.cluster()});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("ERROR: "));
+  const auto hide_ctr =
+      lab.exec(1, {"sh", "-c",
+                   "for c in /usr/local/bin/ctr /usr/bin/ctr; do if [ -e $c ]; then mv $c $c.away; fi; done; "
+                   "! command -v ctr"});
+  ASSERT_EQ(hide_ctr.exit_code, 0) << hide_ctr.err;
+  const auto failed = kind_with(dropin_path, {"load", "docker-image", name, "-n", lab.cluster()});
+  EXPECT_EQ(failed.exit_code, 1) << failed.err;
+  EXPECT_THAT(failed.err, HasSubstr("ERROR: failed to load images: node " + lab.container(1)));
+  EXPECT_THAT(failed.err, Not(HasSubstr("present on all nodes")));
 }
 
 } // namespace

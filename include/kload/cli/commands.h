@@ -45,6 +45,7 @@ struct TargetOptions {
   unsigned jobs = 1;
   std::string cache_dir;  // empty: the default location
   bool no_cache = false;
+  load::Observer* observer = nullptr;  // when set, told what happens instead of the console (kload as kind); not owned
 };
 
 // The nodes of one command, reached and ready to load into. Owns the transports and
@@ -140,9 +141,13 @@ util::Result<std::vector<node::NodeUri>> select_nodes(const NodeSelection& selec
 // empty. A cache that cannot be opened is a warning, and the run goes on without.
 std::unique_ptr<cache::Cache> open_cache(bool no_cache, const std::string& dir, Console& console);
 
+// Whether the console observer prints a line per node and image ("Image: ... not yet
+// present on node ..."): kload as kind prints kind's own instead.
+enum class ImageLines { shown, left_out };
+
 // The per-node lines image-archive and docker-image print while loading, with a live
 // progress line on terminals.
-std::unique_ptr<load::Observer> make_console_observer(Console& console);
+std::unique_ptr<load::Observer> make_console_observer(Console& console, ImageLines lines = ImageLines::shown);
 
 struct LoadSummary {
   std::size_t images = 0;
