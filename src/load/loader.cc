@@ -15,6 +15,7 @@
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <utility>
 
 namespace kload::load {
 
@@ -101,19 +102,20 @@ private:
 
   // --- planning ---
 
-  // One check of every name on the node is the truth for names; the same round trip
-  // asks containerd's UUID (is the cache's record of this node still this node?) and,
-  // when kload has no record of the node, lists its content and snapshotter, so that
-  // a first load needs no second query. A plan that sends asks the record or, failing
-  // that, a listing which blobs the node has, to send only the missing ones.
+  // One check of every name on the node is the truth for names. When kload has no
+  // record of the node, the same round trip lists its content, UUID and snapshotter,
+  // so that a first load needs no second query. A plan that sends asks the record or,
+  // failing that, a listing which blobs the node has, to send only the missing ones.
+  // A plan from the record holds only for the node the record describes: the staging
+  // round trip checks containerd's UUID before its import (see import_staged).
   bool plan_now() {
     const auto record = usable_record();
     const bool first_contact = cache_ != nullptr && !record;
-    if (!probe({.uuid = true, .inventory = first_contact, .snapshotter = first_contact})) {
+    if (!probe({.uuid = first_contact, .inventory = first_contact, .snapshotter = first_contact})) {
       return false;
     }
-    if (record && *server_uuid_ == record->server_uuid && !record->snapshotter.empty()) {
-      snapshotter_ = record->snapshotter;
+    if (record && !record->snapshotter.empty()) {
+      snapshotter_ = record->snapshotter;  // as unconfirmed as the record
     }
     plan_ = plan::plan_node(images_, view_of(statuses_, {}, {}, images_));
     if (plan_.count(plan::Action::send) > 0 && !plan_from_record(record) && !plan_from_listing()) {
@@ -169,9 +171,10 @@ private:
       plan_ = plan::plan_node(images_, view_of(statuses_, known_ids_, *listing_, images_));
       return true;
     }
-    if (!record || record->server_uuid != *server_uuid_) {
-      return false;  // none, or a recreated node
+    if (!record) {
+      return false;
     }
+    unconfirmed_uuid_ = record->server_uuid;
     known_ids_ = record->target_ids;
     plan_ = plan::plan_node(images_, view_of(statuses_, known_ids_, record->blobs, images_));
     return true;
@@ -203,6 +206,10 @@ private:
   // again, plan again, and prove what the new plan sends that no plan sent before.
   bool replan_and_prove() {
     report_.retried = true;
+    if (!unconfirmed_uuid_.empty()) {
+      snapshotter_.reset();  // the record's, and the record may be of another node
+      unconfirmed_uuid_.clear();
+    }
     if (!plan_from_listing()) {
       return false;
     }
@@ -286,6 +293,7 @@ private:
         staging.add(then.check.back());
       }
     }
+    then.expect_uuid = unconfirmed_uuid_;
     const std::unordered_set<Digest> layers(plan_.layers.begin(), plan_.layers.end());
     std::optional<util::Error> write_error;
     auto statuses = send_archive(entries, layers, then, write_error);
@@ -295,11 +303,17 @@ private:
     }
     if (!statuses) {
       const auto& e = statuses.error();
+      if (e.step == node::ChangeError::Step::node_changed) {
+        return Staged::stale;  // the record was of another node: list this one
+      }
       if (e.step == node::ChangeError::Step::import && e.error.failure == node::ImportFailure::missing_content) {
         return Staged::stale;
       }
       failed(e.error.error.message);
       return Staged::failed;
+    }
+    if (!unconfirmed_uuid_.empty()) {
+      server_uuid_ = std::exchange(unconfirmed_uuid_, {});  // the node said so
     }
     const bool complete = std::all_of(then.check.begin(), then.check.end(), [&](const std::string& ref) {
       const auto* s = find_status(*statuses, ref);
@@ -485,7 +499,8 @@ private:
 
   std::vector<node::ImageStatus> statuses_;  // every name on the node, from this load's check
   TargetIds known_ids_;                      // what each target reaches, from the record or a listing
-  std::optional<std::string> server_uuid_;
+  std::optional<std::string> server_uuid_;   // as the node said it
+  std::string unconfirmed_uuid_;             // the record's, planned from, not yet seen on the node
   std::optional<std::string> snapshotter_;
   std::optional<std::unordered_set<Digest>> listing_;  // blobs, from this load's listing
   plan::NodePlan plan_;

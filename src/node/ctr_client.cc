@@ -523,6 +523,9 @@ bool needs_local_import(const ProcessResult& r) {
   return r.err.find("no unpack platforms defined") != std::string::npos;
 }
 
+// The exit status of the UUID check of apply() when the UUID is another.
+constexpr int uuid_mismatch = 97;
+
 // A shell the node lacks: docker exec and ssh say so with 126 or 127.
 bool no_shell(const ProcessResult& r) { return r.exit_code == 126 || r.exit_code == 127; }
 
@@ -754,6 +757,20 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
   using Step = ChangeError::Step;
   const auto& uri = transport_.uri();
   std::vector<BatchStep> steps;
+  if (!changes.expect_uuid.empty()) {
+    // The steps after it run only on the node planned for: `ctr version` must show
+    // the UUID, else the step ends with uuid_mismatch.
+    std::string version;
+    for (const auto& w : ctr_words(uri, {"version"})) {
+      version += util::shell_quote(w) + " ";
+    }
+    steps.push_back({{"sh", "-c",
+                      "v=$(" + version + ") || exit; case $v in *\"UUID: $1\"*) exit 0 ;; esac; exit " +
+                          std::to_string(uuid_mismatch),
+                      "sh", changes.expect_uuid},
+                     false,
+                     true});
+  }
   if (changes.import != nullptr) {
     steps.push_back({ctr_words(uri, import_args(changes.snapshotter)), true, true});
   }
@@ -782,6 +799,15 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
   std::size_t next = 0;
   // Absent results: the step before failed and the batch stopped there.
   const auto result = [&]() -> const ProcessResult& { return (*results)[std::min(next++, results->size() - 1)]; };
+  if (!changes.expect_uuid.empty()) {
+    const auto& r = result();
+    if (r.exit_code == uuid_mismatch) {
+      return fail(Step::node_changed, Error{ErrorKind::node, node_changed_message(display())});
+    }
+    if (auto ok = settled(transport_, r, "asking for its version"); !ok) {
+      return fail(Step::node_changed, ok.error());
+    }
+  }
   if (changes.import != nullptr) {
     const auto& r = result();
     if (!import_ok(r)) {

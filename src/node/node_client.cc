@@ -2,6 +2,10 @@
 
 namespace kload::node {
 
+std::string node_changed_message(const std::string& node) {
+  return "node " + node + ": containerd's UUID is not the one kload's cache knows (a recreated node)";
+}
+
 util::Result<Probe> NodeClient::probe(const ProbeRequest& want) {
   Probe p;
   auto images = check({});
@@ -38,6 +42,15 @@ std::expected<std::vector<ImageStatus>, ChangeError> NodeClient::apply(const Cha
   const auto fail = [](Step step, util::Error e) {
     return std::unexpected(ChangeError{step, ImportError{ImportFailure::other, std::nullopt, std::move(e)}});
   };
+  if (!changes.expect_uuid.empty()) {
+    auto uuid = server_uuid();
+    if (!uuid) {
+      return fail(Step::node_changed, std::move(uuid.error()));
+    }
+    if (*uuid != changes.expect_uuid) {
+      return fail(Step::node_changed, util::Error{util::ErrorKind::node, node_changed_message(display())});
+    }
+  }
   if (changes.import != nullptr) {
     if (auto r = import(*changes.import, changes.snapshotter); !r) {
       return std::unexpected(ChangeError{Step::import, std::move(r.error())});

@@ -723,6 +723,49 @@ TEST_F(CtrClientUnit, ChangesAreOneProcessInOrder) {
   EXPECT_EQ(r->size(), 4u);
 }
 
+TEST_F(CtrClientUnit, ChangesRunOnlyOnTheNodeWithTheExpectedUuid) {
+  util::ProcessResult other;
+  other.exit_code = 97;  // the UUID check's status when `ctr version` shows another
+  runner_.script("sh", other);
+  const util::StdinFeeder feed = feed_of("x");
+  Changes changes;
+  changes.expect_uuid = "d8b6a686-a517-49dd-9432-b6e57080147f";
+  changes.import = &feed;
+  changes.snapshotter = "overlayfs";
+  changes.check = {"b"};
+  const auto r = client_->apply(changes);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().step, ChangeError::Step::node_changed);
+  EXPECT_THAT(r.error().error.error.message, HasSubstr("a recreated node"));
+  ASSERT_EQ(runner_.calls().size(), 1u);
+  EXPECT_THAT(runner_.calls()[0].steps, ElementsAre("sh")) << "no import on another node";
+}
+
+TEST_F(CtrClientUnit, TheUuidCheckFindsTheUuidInCtrVersion) {
+  // The check's own shell words, run for real against a stand-in `ctr version`.
+  const auto check = [](const std::string& uuid) {
+    test::FakeRunner runner;
+    const auto t = make_transport(*parse_node_uri("containerd:///run/k/containerd.sock"), runner);
+    util::ProcessResult ok;
+    ok.exit_code = 0;
+    runner.script("sh", ok);
+    runner.ok("images check", images_check_out);
+    Changes changes;
+    changes.expect_uuid = uuid;
+    changes.check = {"b"};
+    (void)CtrClient(*t).apply(changes);
+    const auto argv = runner.calls().at(0).argv;
+    auto batch = testing::decode_batch(argv.at(2));
+    auto words = batch->second.at(0).words;  // sh -c SCRIPT sh UUID
+    // `ctr` replaced by a function printing a real version output.
+    words[2] = "ctr() { printf '%s' '" + version_out + "'; }; " + words[2];
+    util::SystemProcessRunner real;
+    return real.run(words, {}, std::chrono::seconds(10))->exit_code;
+  };
+  EXPECT_EQ(check("d8b6a686-a517-49dd-9432-b6e57080147f"), 0);
+  EXPECT_EQ(check("00000000-a517-49dd-9432-b6e57080147f"), 97);
+}
+
 TEST_F(CtrClientUnit, ChangesStopAtAFailedImportAndSayWhy) {
   runner_.fails("images import", import_missing_err);
   runner_.ok("images check", images_check_out);

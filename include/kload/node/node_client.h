@@ -66,8 +66,10 @@ struct Probe {
 };
 
 // The steps that change a node, in this order, each only when all before it
-// succeeded: an import, tags, a removal, then a check of names.
+// succeeded: a check that the node is the one planned for, an import, tags, a
+// removal, then a check of names.
 struct Changes {
+  std::string expect_uuid;                    // when set: containerd's UUID must be this
   const util::StdinFeeder* import = nullptr;  // none when null
   std::string snapshotter;                    // for the import
   std::vector<std::pair<std::string, std::string>> tags;  // source, target
@@ -76,9 +78,13 @@ struct Changes {
 };
 
 struct ChangeError {
-  enum class Step { import, tag, remove, check } step = Step::import;
+  // node_changed: the UUID was not expect_uuid (or could not be read); nothing ran.
+  enum class Step { node_changed, import, tag, remove, check } step = Step::import;
   ImportError error;  // failure kinds beyond `other` only for the import
 };
+
+// "node NAME: containerd's UUID is not the one kload's cache knows ...".
+std::string node_changed_message(const std::string& node);
 
 class NodeClient {
 public:
