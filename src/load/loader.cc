@@ -206,13 +206,11 @@ private:
   // again, plan again, and prove what the new plan sends that no plan sent before.
   bool replan_and_prove() {
     report_.retried = true;
-    if (!unconfirmed_uuid_.empty()) {
-      snapshotter_.reset();  // the record's, and the record may be of another node
-      unconfirmed_uuid_.clear();
-    }
-    if (!plan_from_listing()) {
-      return false;
-    }
+    return plan_from_listing() && prove_plan();
+  }
+
+  // Proves what the plan sends that no plan proved before.
+  bool prove_plan() {
     const std::lock_guard lock(verify_mutex_);
     if (auto v = format::verify_blobs(set_, blobs_to_send(plan_), 1); !v) {
       return failed(v.error().message);
@@ -235,7 +233,8 @@ private:
     }
   }
 
-  enum class Staged { ok, stale, failed };
+  // node_changed: the record planned from was of another containerd; nothing was sent.
+  enum class Staged { ok, stale, node_changed, failed };
 
   // Imports what the plan sends under staging names and checks it is complete; on a
   // stale plan (the node lost a blob it was thought to hold: GC, crictl rmi,
@@ -248,6 +247,19 @@ private:
     mark_sending();
     for (int attempt = 0;; ++attempt) {
       const auto staged = import_staged(staging);
+      if (staged == Staged::node_changed) {
+        // Not a retry: the plan never reached this node. List it and plan afresh.
+        snapshotter_.reset();  // the record's, and the record was of another node
+        unconfirmed_uuid_.clear();
+        if (!plan_from_listing() || !prove_plan() || !find_snapshotter()) {
+          return false;
+        }
+        --attempt;
+        if (plan_.count(plan::Action::send) == 0) {
+          return true;
+        }
+        continue;
+      }
       if (staged != Staged::stale) {
         return staged == Staged::ok;
       }
@@ -304,7 +316,7 @@ private:
     if (!statuses) {
       const auto& e = statuses.error();
       if (e.step == node::ChangeError::Step::node_changed) {
-        return Staged::stale;  // the record was of another node: list this one
+        return Staged::node_changed;
       }
       if (e.step == node::ChangeError::Step::import && e.error.failure == node::ImportFailure::missing_content) {
         return Staged::stale;

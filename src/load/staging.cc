@@ -17,8 +17,17 @@ namespace {
 
 constexpr std::int64_t abandoned_after_seconds = 3600;
 
-// The first 8 hex digits of this boot's random ID: with a process token it names one
-// process on one machine.
+std::optional<std::int64_t> number(std::string_view text) {
+  std::int64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+} // namespace
+
 const std::string& boot_tag() {
   static const std::string tag = [] {
     std::ifstream in("/proc/sys/kernel/random/boot_id");
@@ -34,17 +43,6 @@ const std::string& boot_tag() {
   }();
   return tag;
 }
-
-std::optional<std::int64_t> number(std::string_view text) {
-  std::int64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size()) {
-    return std::nullopt;
-  }
-  return value;
-}
-
-} // namespace
 
 std::string make_staging_name(const util::Digest& manifest) {
   std::random_device rd;

@@ -16,6 +16,10 @@ namespace kload::load {
 // <random>, where boot, pid and start name this process on this machine.
 std::string make_staging_name(const util::Digest& manifest);
 
+// The first 8 hex digits of this boot's random ID: with a process token it names one
+// process on one machine.
+const std::string& boot_tag();
+
 // Whether the load that made a staging name has provably ended: it ran on this
 // machine (same boot) and its process is gone, or its name is over an hour old
 // (another machine's, or an older kload's). Names kload did not make never are.

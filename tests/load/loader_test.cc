@@ -149,7 +149,8 @@ TEST_F(LoaderProtocol, RecreatedNodeIsListedBeforeAnythingIsSentToIt) {
   node.uuid = "99999999-2222-3333-4444-555555555555";
   const auto r = load_into(node, *v2);
   ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
-  EXPECT_TRUE(r.retried);
+  EXPECT_FALSE(r.retried) << "nothing was sent on the old plan: no retry";
+  EXPECT_EQ(r.listings, 1);
   EXPECT_EQ(r.layers_sent, 2u) << "every layer: the record's claims were of the old node";
   EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::check, Op::uuid, Op::inventory, Op::snapshotter,
                                        Op::import, Op::check, Op::import, Op::remove, Op::check}))

@@ -7,6 +7,7 @@
 #include "kload/util/process.h"
 #include "kload/util/sha256.h"
 #include "load/fake_node.h"
+#include "load/staging.h"
 #include "support/test_support.h"
 
 #include <gtest/gtest.h>
@@ -240,20 +241,6 @@ TEST_F(NodeImagesCache, NoRecordIsMadeForANodeWithoutOne) {
   put_image(node, "docker.io/library/app:v1", "1");
   remove_names({target_of(node, "n")}, {"docker.io/library/app:v1"}, LoadOptions{1, DryRun::no, store.get()});
   EXPECT_FALSE(store->node("docker://n")->has_value());
-}
-
-// This boot's tag in staging names: the first 8 hex digits of its random ID.
-std::string boot_tag() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
-  std::string hex;
-  for (char c : id) {
-    if (std::isxdigit(static_cast<unsigned char>(c)) != 0 && hex.size() < 8) {
-      hex += c;
-    }
-  }
-  return hex;
 }
 
 TEST_F(NodeImagesCache, PruneRemovesOnlyStagingNamesOfEndedLoads) {
