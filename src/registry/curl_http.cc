@@ -125,11 +125,6 @@ public:
 
 } // namespace
 
-std::string HttpResponse::header(const std::string& name) const {
-  const auto it = headers.find(name);
-  return it == headers.end() ? std::string() : it->second;
-}
-
 std::unique_ptr<HttpClient> make_curl_client() { return std::make_unique<CurlClient>(); }
 
 } // namespace kload::registry

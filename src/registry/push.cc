@@ -35,23 +35,6 @@ std::string percent_encode(std::string_view s) {
   return out;
 }
 
-// "HTTP 404 (MANIFEST_UNKNOWN: manifest unknown)": the status and the registry's own
-// errors[0], when its body carries one.
-std::string describe(const HttpResponse& r) {
-  std::string out = fmt::format("HTTP {}", r.status);
-  const auto doc = nlohmann::json::parse(r.body, nullptr, false);
-  if (!doc.is_discarded() && doc.is_object()) {
-    const auto errors = doc.find("errors");
-    if (errors != doc.end() && errors->is_array() && !errors->empty() && (*errors)[0].is_object()) {
-      const auto& e = (*errors)[0];
-      const std::string code = e.value("code", std::string());
-      const std::string message = e.value("message", std::string());
-      out += fmt::format(" ({}{}{})", code, !code.empty() && !message.empty() ? ": " : "", message);
-    }
-  }
-  return out;
-}
-
 // One registry, spoken to through `http`: URLs, authentication (Basic, or a Bearer
 // token per repository fetched on the first 401) and the count of requests sent.
 class Registry {
@@ -103,7 +86,7 @@ public:
 
   [[nodiscard]] util::Error refused(const std::string& repository, const std::string& what,
                                     const HttpResponse& r) const {
-    return error(repository, what, describe(r));
+    return error(repository, what, describe_response(r));
   }
 
   [[nodiscard]] std::map<std::string, std::uint64_t> requests() const {
@@ -163,7 +146,7 @@ private:
       return std::unexpected(error(repository, what, "token from " + realm + ": " + response.error().message));
     }
     if (response->status != 200) {
-      return std::unexpected(error(repository, what, "token from " + realm + ": " + describe(*response)));
+      return std::unexpected(error(repository, what, "token from " + realm + ": " + describe_response(*response)));
     }
     const auto doc = nlohmann::json::parse(response->body, nullptr, false);
     std::string token;

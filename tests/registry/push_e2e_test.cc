@@ -19,7 +19,6 @@
 
 #include <chrono>
 #include <map>
-#include <regex>
 #include <thread>
 
 extern char** environ;
@@ -119,13 +118,19 @@ public:
   [[nodiscard]] std::vector<std::string> requests() const {
     // The access log line is written once the answer is sent: give the last one a moment.
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    static const std::regex line(R"(\] "([A-Z]+) (/v2/[^ ]*) HTTP/)");
     std::vector<std::string> out;
     for (const auto& l : testing::split_lines(testing::read_file(dir_ / "registry.log"))) {
-      std::smatch m;
-      if (std::regex_search(l, m, line)) {
-        out.push_back(m[1].str() + " " + m[2].str());
+      // 127.0.0.1 - - [date] "METHOD /v2/... HTTP/1.1" status ...
+      const auto open = l.find("] \"");
+      if (open == std::string::npos) {
+        continue;
       }
+      const auto method_end = l.find(' ', open + 3);
+      const auto path_end = method_end == std::string::npos ? std::string::npos : l.find(' ', method_end + 1);
+      if (path_end == std::string::npos || l.compare(method_end + 1, 4, "/v2/") != 0) {
+        continue;
+      }
+      out.push_back(l.substr(open + 3, path_end - open - 3));
     }
     return out;
   }
@@ -168,7 +173,8 @@ std::map<std::string, std::string> manifests_of(const std::string& archive) {
   const auto r = kload({"inspect", "--json", archive});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   std::map<std::string, std::string> out;
-  for (const auto& image : json_of(r)["images"]) {
+  const auto doc = json_of(r);
+  for (const auto& image : doc["images"]) {
     for (const auto& name : image["names"]) {
       out[name.get<std::string>()] = image["manifest"]["digest"].get<std::string>();
     }
@@ -252,11 +258,11 @@ TEST_F(E2EPush, FirstPushThenUnchangedPushOnlyAsks) {
   EXPECT_EQ(doc2["requests"], nlohmann::json({{"HEAD", 8}}));
 }
 
-TEST_F(E2EPush, DevPushUploadsOnlyTheChangedLayerInChunks) {
+TEST_F(E2EPush, DevPushUploadsOnlyTheChangedLayer) {
   const auto v1 = (scratch_ / "v1.tar").string();
   const auto v2 = (scratch_ / "v2.tar").string();
-  ASSERT_TRUE(mkimage({"--layout", "oci", "--image", "docker.io/library/app:dev=base:1M,top:256K", v1}));
-  ASSERT_TRUE(mkimage({"--layout", "oci", "--image", "docker.io/library/app:dev=base:1M,top2:512K", v2}));
+  ASSERT_TRUE(mkimage({"--layout", "docker25", "--layer-compression", "gzip", "--image", "app:dev=base:1M,top:256K", v1}));
+  ASSERT_TRUE(mkimage({"--layout", "docker25", "--layer-compression", "gzip", "--image", "app:dev=base:1M,top2:512K", v2}));
   ASSERT_EQ(push({v1}).exit_code, 0);
   const auto before = registry_->requests().size();
   const auto dev = push({v2});
@@ -316,8 +322,8 @@ TEST_F(E2EPush, AnUnreachableRegistryIsOneLineAndExitOne) {
 TEST_F(E2EPush, ARegistryErrorNamesItsCode) {
   const auto archive = (scratch_ / "app.tar").string();
   ASSERT_TRUE(mkimage({"--image", "app:v1=base:64K", archive}));
-  // A registry in read-only maintenance answers every upload with its error
-  // UNSUPPORTED (HTTP 405).
+  // A registry in read-only maintenance refuses every upload (HTTP 405, a plain-text
+  // body: describe_response's unit test covers the registry's JSON error codes).
   registry_->stop();
   const auto dir = scratch_ / "registry";
   auto config = testing::read_file(dir / "config.yml");
@@ -330,7 +336,7 @@ TEST_F(E2EPush, ARegistryErrorNamesItsCode) {
   const auto lines = testing::split_lines(r.err);
   ASSERT_EQ(lines.size(), 1u) << r.err;
   EXPECT_NE(lines[0].find("library/app: blob sha256:"), std::string::npos) << lines[0];
-  EXPECT_NE(lines[0].find("HTTP 405 (UNSUPPORTED"), std::string::npos) << lines[0];
+  EXPECT_TRUE(lines[0].ends_with(": HTTP 405")) << lines[0];
 }
 
 } // namespace

@@ -30,6 +30,11 @@ struct HttpResponse {
   [[nodiscard]] std::string header(const std::string& name) const;
 };
 
+// The answer in one line for an error message: "HTTP 404 (MANIFEST_UNKNOWN: manifest
+// unknown)", the status and the registry's own errors[0] code and message when its
+// body carries them (distribution's error document), else "HTTP 405".
+std::string describe_response(const HttpResponse& response);
+
 class HttpClient {
 public:
   virtual ~HttpClient() = default;
