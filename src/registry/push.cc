@@ -86,6 +86,10 @@ public:
 
   [[nodiscard]] util::Error refused(const std::string& repository, const std::string& what,
                                     const HttpResponse& r) const {
+    // A HEAD answer has no body to carry the registry's error code.
+    if (r.status == 401 && r.body.empty()) {
+      return error(repository, what, "HTTP 401 (the credentials were refused)");
+    }
     return error(repository, what, describe_response(r));
   }
 

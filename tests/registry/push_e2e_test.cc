@@ -69,7 +69,9 @@ bool accepts(int port) {
 // One docker-registry process, stopped (by its PID) when the object goes.
 class Registry {
 public:
-  explicit Registry(const std::filesystem::path& dir) : dir_(dir), port_(free_port()) {
+  // `extra`: more top-level configuration (an auth section).
+  explicit Registry(const std::filesystem::path& dir, const std::string& extra = "")
+      : dir_(dir), port_(free_port()) {
     std::filesystem::create_directories(dir / "storage");
     testing::write_file(dir / "config.yml", "version: 0.1\n"
                                             "log:\n  level: error\n  accesslog:\n    disabled: false\n"
@@ -77,7 +79,7 @@ public:
                                                 (dir / "storage").string() +
                                                 "\n"
                                                 "http:\n  addr: 127.0.0.1:" +
-                                                std::to_string(port_) + "\n  secret: kload-test\n");
+                                                std::to_string(port_) + "\n  secret: kload-test\n" + extra);
     start();
   }
   ~Registry() { stop(); }
@@ -337,6 +339,49 @@ TEST_F(E2EPush, ARegistryErrorNamesItsCode) {
   ASSERT_EQ(lines.size(), 1u) << r.err;
   EXPECT_NE(lines[0].find("library/app: blob sha256:"), std::string::npos) << lines[0];
   EXPECT_TRUE(lines[0].ends_with(": HTTP 405")) << lines[0];
+}
+
+TEST_F(E2EPush, BasicCredentialsFromTheDockerConfigOrCreds) {
+  // A second registry that wants Basic credentials: ci:pw, bcrypt as its htpasswd
+  // file requires.
+  const auto dir = scratch_ / "private";
+  std::filesystem::create_directories(dir);
+  const auto hash = testing::run_command(
+      {"python3", "-W", "ignore", "-c",
+       "import crypt; print('ci:' + crypt.crypt('pw', crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))"});
+  ASSERT_EQ(hash.exit_code, 0) << hash.err;
+  testing::write_file(dir / "htpasswd", hash.out);
+  Registry guarded(dir, "auth:\n  htpasswd:\n    realm: kload-test\n    path: " + (dir / "htpasswd").string() + "\n");
+  ASSERT_TRUE(guarded.up());
+  const auto archive = (scratch_ / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:64K", archive}));
+  const auto bin = testing::kload_binary().string();
+  const auto config_dir = scratch_ / "docker";
+  std::filesystem::create_directories(config_dir);
+  auto run = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv{"env", "-u", "KLOAD_REGISTRY_USER", "DOCKER_CONFIG=" + config_dir.string(), bin,
+                                  "push", "--registry", guarded.address(), "--plain-http", archive};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return testing::run_command(argv);
+  };
+
+  const auto anonymous = run({});
+  EXPECT_EQ(anonymous.exit_code, 1) << anonymous.err;
+  EXPECT_NE(anonymous.err.find("the registry asks for credentials"), std::string::npos) << anonymous.err;
+
+  const auto wrong = run({"--creds", "ci:nope"});
+  EXPECT_EQ(wrong.exit_code, 1) << wrong.err;
+  ASSERT_EQ(testing::split_lines(wrong.err).size(), 1u) << wrong.err;
+  EXPECT_NE(wrong.err.find("HTTP 401 (the credentials were refused)"), std::string::npos) << wrong.err;
+
+  // base64("ci:pw") = Y2k6cHc=
+  testing::write_file(config_dir / "config.json",
+                      R"({"auths":{")" + guarded.address() + R"(":{"auth":"Y2k6cHc="}}})");
+  const auto pushed = run({});
+  EXPECT_EQ(pushed.exit_code, 0) << pushed.err;
+  const auto again = run({"--creds", "ci:pw", "--json"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(json_of(again)["blobsPresent"], 2) << again.out;
 }
 
 } // namespace
