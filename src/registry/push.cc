@@ -362,16 +362,24 @@ struct Repository {
   std::unordered_map<Digest, std::uint64_t> bytes;
 };
 
-} // namespace
+// The repositories of a push, in order of first use.
+struct Repositories {
+  std::vector<Repository> list;
+  std::map<std::string, std::size_t> index;
 
-Result<PushReport> push(format::ImageSet& set, const std::vector<const format::Image*>& images,
-                        const PushOptions& options, HttpClient& http) {
-  Registry registry(options, http);
-  PushReport report;
+  Repository& operator[](const std::string& name) {
+    auto [at, added] = index.emplace(name, list.size());
+    if (added) {
+      list.push_back(Repository{name, {}, {}, {}, {}});
+    }
+    return list[at->second];
+  }
+};
 
-  // 1. Destinations, and the repositories they fall in (in order of first use).
-  std::vector<Repository> repos;
-  std::map<std::string, std::size_t> repo_index;
+// Step 1: each image under each of its names, and the blobs each repository needs.
+// Error (bad_input): an image without a name, a name that maps onto another image's.
+Result<void> place(const std::vector<const format::Image*>& images, const RegistryAddress& address,
+                   Repositories& repos, PushReport& report) {
   std::map<std::string, const format::Image*> taken;
   for (const auto* image : images) {
     if (image->names.empty()) {
@@ -379,23 +387,21 @@ Result<PushReport> push(format::ImageSet& set, const std::vector<const format::I
                         fmt::format("{}: image {} has no name to push it under", image->source, image->id.str()));
     }
     for (const auto& name : image->names) {
-      auto dest = destination_for(name, options.registry);
+      auto dest = destination_for(name, address);
       if (!dest) {
         return std::unexpected(dest.error());
       }
-      const auto shown = dest->display(options.registry);
-      if (const auto [it, fresh] = taken.emplace(shown, image); !fresh && it->second != image) {
+      const auto shown = dest->display(address);
+      const auto [it, fresh] = taken.emplace(shown, image);
+      if (!fresh && it->second != image) {
         return util::fail(ErrorKind::bad_input,
                           fmt::format("{} would name two images ({} and {}); push one platform (--platform)", shown,
                                       it->second->id.str(), image->id.str()));
-      } else if (!fresh) {
+      }
+      if (!fresh) {
         continue;
       }
-      auto [at, added] = repo_index.emplace(dest->repository, repos.size());
-      if (added) {
-        repos.push_back(Repository{dest->repository, {}, {}, {}, {}});
-      }
-      auto& repo = repos[at->second];
+      auto& repo = repos[dest->repository];
       for (const auto& d : content_of(*image)) {
         if (std::find(repo.blobs.begin(), repo.blobs.end(), d) == repo.blobs.end()) {
           repo.blobs.push_back(d);
@@ -407,18 +413,22 @@ Result<PushReport> push(format::ImageSet& set, const std::vector<const format::I
       report.images.push_back(std::move(pushed));
     }
   }
+  return {};
+}
 
-  // 2. What each repository holds: one HEAD per blob, all repositories at once.
-  std::vector<std::pair<std::size_t, Digest>> probes;
-  for (std::size_t i = 0; i < repos.size(); ++i) {
-    for (const auto& d : repos[i].blobs) {
-      probes.emplace_back(i, d);
+// Step 2: one HEAD per blob of every repository, `jobs` at a time. Fills each
+// repository's `present` and returns, per blob found, a repository holding it.
+Result<std::unordered_map<Digest, std::string>> probe(Registry& registry, Repositories& repos, unsigned jobs) {
+  std::vector<std::pair<Repository*, Digest>> probes;
+  for (auto& repo : repos.list) {
+    for (const auto& d : repo.blobs) {
+      probes.emplace_back(&repo, d);
     }
   }
   std::vector<std::optional<util::Error>> errors(probes.size());
   std::vector<char> held(probes.size(), 0);
-  util::parallel_for(probes.size(), options.jobs, [&](std::size_t i) {
-    auto r = head_blob(registry, repos[probes[i].first].name, probes[i].second);
+  util::parallel_for(probes.size(), jobs, [&](std::size_t i) {
+    auto r = head_blob(registry, probes[i].first->name, probes[i].second);
     if (!r) {
       errors[i] = r.error();
     } else {
@@ -431,89 +441,100 @@ Result<PushReport> push(format::ImageSet& set, const std::vector<const format::I
   std::unordered_map<Digest, std::string> holders;
   for (std::size_t i = 0; i < probes.size(); ++i) {
     if (held[i] != 0) {
-      repos[probes[i].first].present.insert(probes[i].second);
-      holders.emplace(probes[i].second, repos[probes[i].first].name);
+      probes[i].first->present.insert(probes[i].second);
+      holders.emplace(probes[i].second, probes[i].first->name);
     }
   }
+  return holders;
+}
 
-  // 3. Prove every blob that may travel before any is sent.
-  std::vector<Digest> to_prove;
-  for (const auto& repo : repos) {
+// Step 3: every blob that may travel is hashed before any is sent. Returns the bytes
+// hashed. Error (bad_input): a mismatch or an unreadable blob (format::verify_blobs).
+Result<std::uint64_t> prove(format::ImageSet& set, const Repositories& repos, unsigned jobs) {
+  std::vector<Digest> wanted;
+  for (const auto& repo : repos.list) {
     for (const auto& d : repo.blobs) {
       if (!repo.present.contains(d)) {
-        to_prove.push_back(d);
+        wanted.push_back(d);
       }
     }
   }
-  if (!to_prove.empty()) {
-    auto proven = format::verify_blobs(set, to_prove, options.jobs);
-    if (!proven) {
-      return std::unexpected(proven.error());
-    }
-    report.bytes_hashed = proven->bytes_hashed;
+  if (wanted.empty()) {
+    return 0;
   }
+  auto proven = format::verify_blobs(set, wanted, jobs);
+  if (!proven) {
+    return std::unexpected(proven.error());
+  }
+  return proven->bytes_hashed;
+}
 
-  // 4. Blobs, repository by repository: a blob sent to one is mounted into the later
-  // ones, which needs it complete in the first.
-  for (auto& repo : repos) {
-    const auto steps = plan_uploads(repo.name, repo.blobs, repo.present, holders);
-    std::vector<std::optional<util::Error>> failed(steps.size());
-    std::vector<BlobAction> done(steps.size(), BlobAction::present);
-    std::vector<std::uint64_t> bytes(steps.size(), 0);
-    util::parallel_for(steps.size(), options.jobs, [&](std::size_t i) {
-      const auto& step = steps[i];
-      if (step.action == BlobAction::present) {
-        return;
-      }
-      auto location = start_upload(registry, repo.name, step.digest, step.from);
-      if (!location) {
-        failed[i] = location.error();
-        return;
-      }
-      if (location->empty()) {
-        done[i] = BlobAction::mount;
-        return;
-      }
-      // Not mounted (the registry may refuse a mount): the session it opened takes
-      // the bytes.
-      const format::Blob* blob = set.find(step.digest);
-      if (blob == nullptr) {
-        failed[i] = util::Error{ErrorKind::bad_input, fmt::format("blob {} is not in the input", step.digest.str())};
-        return;
-      }
-      auto sent = upload_blob(registry, repo.name, *blob, *location, options.chunk_bytes);
-      if (!sent) {
-        failed[i] = sent.error();
-        return;
-      }
-      done[i] = BlobAction::upload;
-      bytes[i] = *sent;
-    });
-    if (auto r = first_error(failed); !r) {
-      return std::unexpected(r.error());
+// Step 4, one repository: its blobs in parallel, mounted from a repository of
+// `holders` or uploaded (where the registry refuses a mount, into the session it
+// opened instead). Records each outcome in `repo` and `report`, and the blobs now
+// held in `holders`. Error: as upload_blob and start_upload.
+Result<void> send_blobs(Registry& registry, const format::ImageSet& set, Repository& repo,
+                        std::unordered_map<Digest, std::string>& holders, const PushOptions& options,
+                        PushReport& report) {
+  const auto steps = plan_uploads(repo.name, repo.blobs, repo.present, holders);
+  std::vector<std::optional<util::Error>> failed(steps.size());
+  std::vector<BlobAction> done(steps.size(), BlobAction::present);
+  std::vector<std::uint64_t> bytes(steps.size(), 0);
+  util::parallel_for(steps.size(), options.jobs, [&](std::size_t i) {
+    const auto& step = steps[i];
+    if (step.action == BlobAction::present) {
+      return;
     }
-    for (std::size_t i = 0; i < steps.size(); ++i) {
-      repo.outcome[steps[i].digest] = done[i];
-      repo.bytes[steps[i].digest] = bytes[i];
-      holders.emplace(steps[i].digest, repo.name);
-      switch (done[i]) {
-      case BlobAction::present:
-        ++report.blobs_present;
-        break;
-      case BlobAction::mount:
-        ++report.blobs_mounted;
-        break;
-      case BlobAction::upload:
-        ++report.blobs_uploaded;
-        report.bytes_uploaded += bytes[i];
-        break;
-      }
+    auto location = start_upload(registry, repo.name, step.digest, step.from);
+    if (!location) {
+      failed[i] = location.error();
+      return;
+    }
+    if (location->empty()) {
+      done[i] = BlobAction::mount;
+      return;
+    }
+    const format::Blob* blob = set.find(step.digest);
+    if (blob == nullptr) {
+      failed[i] = util::Error{ErrorKind::bad_input, fmt::format("blob {} is not in the input", step.digest.str())};
+      return;
+    }
+    auto sent = upload_blob(registry, repo.name, *blob, *location, options.chunk_bytes);
+    if (!sent) {
+      failed[i] = sent.error();
+      return;
+    }
+    done[i] = BlobAction::upload;
+    bytes[i] = *sent;
+  });
+  if (auto r = first_error(failed); !r) {
+    return r;
+  }
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    repo.outcome[steps[i].digest] = done[i];
+    repo.bytes[steps[i].digest] = bytes[i];
+    holders.emplace(steps[i].digest, repo.name);
+    switch (done[i]) {
+    case BlobAction::present:
+      ++report.blobs_present;
+      break;
+    case BlobAction::mount:
+      ++report.blobs_mounted;
+      break;
+    case BlobAction::upload:
+      ++report.blobs_uploaded;
+      report.bytes_uploaded += bytes[i];
+      break;
     }
   }
+  return {};
+}
 
-  // 5. Manifests last: every blob of every repository is there by now.
+// Step 5: each image's manifest under its reference, once every blob is there; and
+// what its repository got of its blobs. Error: as put_manifest.
+Result<void> write_manifests(Registry& registry, Repositories& repos, PushReport& report) {
   for (auto& pushed : report.images) {
-    const auto& repo = repos[repo_index.at(pushed.destination.repository)];
+    const auto& repo = repos[pushed.destination.repository];
     for (const auto& d : content_of(*pushed.image)) {
       switch (repo.outcome.at(d)) {
       case BlobAction::present:
@@ -533,6 +554,42 @@ Result<PushReport> push(format::ImageSet& set, const std::vector<const format::I
       return std::unexpected(written.error());
     }
     pushed.manifest_written = *written;
+  }
+  return {};
+}
+
+} // namespace
+
+Result<PushReport> push(format::ImageSet& set, const std::vector<const format::Image*>& images,
+                        const PushOptions& options, HttpClient& http) {
+  Registry registry(options, http);
+  PushReport report;
+  Repositories repos;
+  // Where each image goes, and which blobs each repository needs.
+  if (auto r = place(images, options.registry, repos, report); !r) {
+    return std::unexpected(r.error());
+  }
+  // What the registry holds already: a HEAD per blob.
+  auto holders = probe(registry, repos, options.jobs);
+  if (!holders) {
+    return std::unexpected(holders.error());
+  }
+  // Proof of every blob that may travel, before anything is sent.
+  auto hashed = prove(set, repos, options.jobs);
+  if (!hashed) {
+    return std::unexpected(hashed.error());
+  }
+  report.bytes_hashed = *hashed;
+  // The blobs, repository by repository: what one received is mounted into the
+  // later ones, which needs it complete in the first.
+  for (auto& repo : repos.list) {
+    if (auto r = send_blobs(registry, set, repo, *holders, options, report); !r) {
+      return std::unexpected(r.error());
+    }
+  }
+  // Manifests last: a tag never names a manifest whose blobs are not all there.
+  if (auto r = write_manifests(registry, repos, report); !r) {
+    return std::unexpected(r.error());
   }
   report.requests = registry.requests();
   return report;
