@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <functional>
 #include <mutex>
 
 namespace kload::registry {
@@ -27,6 +29,9 @@ public:
   std::vector<std::string> present;
   std::string tag_digest;
   std::vector<Sent> sent;
+  long put_blob_status = 201;           // the answer to a blob's closing PUT
+  std::string put_blob_body;
+  std::function<void()> on_first_post;  // runs when the first upload starts
 
   util::Result<HttpResponse> send(const HttpRequest& r) override {
     std::lock_guard lock(mutex_);
@@ -58,8 +63,16 @@ public:
       out.status = tag_digest.empty() ? 404 : 200;
       out.headers["docker-content-digest"] = tag_digest;
     } else if (r.method == "POST") {
+      if (on_first_post) {
+        std::exchange(on_first_post, nullptr)();
+      }
+      // A mount is refused the way distribution refuses one it cannot do: a 202 and
+      // an upload session instead.
       out.status = 202;
       out.headers["location"] = "/v2/library/app/blobs/uploads/u" + std::to_string(sent.size());
+    } else if (r.method == "PUT" && path.find("/blobs/") != std::string::npos) {
+      out.status = put_blob_status;
+      out.body = put_blob_body;
     } else if (r.method == "PUT") {
       out.status = 201;
     } else {
@@ -154,6 +167,78 @@ TEST_F(RegistryPush, ARefusedTokenIsOneLineNamingTheRegistryAndBlob) {
       << report.error().message;
   EXPECT_NE(report.error().message.find("token from https://auth.test/token: HTTP 401"), std::string::npos)
       << report.error().message;
+}
+
+TEST_F(RegistryPush, ARefusedBlobIsOneLineWithTheRegistrysCodeAndNoManifestIsWritten) {
+  FakeRegistry fake;
+  fake.put_blob_status = 400;
+  fake.put_blob_body = R"({"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded content"}]})";
+  auto report = push(set_, {image_}, options_, fake);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().kind, util::ErrorKind::node);
+  EXPECT_TRUE(report.error().message.starts_with("registry reg.test: library/app: blob sha256:"))
+      << report.error().message;
+  EXPECT_TRUE(report.error().message.ends_with(
+      ": HTTP 400 (DIGEST_INVALID: provided digest did not match uploaded content)"))
+      << report.error().message;
+  for (const auto& s : fake.sent) {
+    EXPECT_EQ(s.url.find("/manifests/"), std::string::npos) << s.method << " " << s.url;
+  }
+}
+
+TEST_F(RegistryPush, AnInputChangedAfterItsProofNeverCompletesABlob) {
+  FakeRegistry fake;
+  fake.present = {image_->config.digest.str()};
+  const format::Blob* layer = set_.find(image_->layers[0].blob.digest);
+  ASSERT_NE(layer, nullptr);
+  ASSERT_FALSE(layer->where.file.empty());  // read in place from the archive
+  // Proven by then (every blob is hashed before the first upload starts): change one
+  // byte of the layer in the archive, same size.
+  fake.on_first_post = [&] {
+    std::fstream f(layer->where.file, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(layer->where.offset + layer->size / 2));
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x5a);
+    f.seekp(static_cast<std::streamoff>(layer->where.offset + layer->size / 2));
+    f.write(&c, 1);
+  };
+  auto report = push(set_, {image_}, options_, fake);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().kind, util::ErrorKind::bad_input);
+  EXPECT_NE(report.error().message.find("the input changed since it was read"), std::string::npos)
+      << report.error().message;
+  for (const auto& s : fake.sent) {
+    EXPECT_NE(s.method, "PUT") << s.url;  // neither the blob's closing PUT nor a manifest
+  }
+}
+
+TEST_F(RegistryPush, AMountTheRegistryRefusesBecomesAnUpload) {
+  // Two names in two repositories: the layer goes to the first, then a mount into the
+  // second, which this registry answers with an upload session.
+  const auto archive = (scratch_ / "two.tar").string();
+  ASSERT_TRUE(testing::mkimage({"--image", "app:v1=base:64K", "--image", "other:v1=base:64K,x:1K", archive}));
+  format::ImageSet set;
+  ASSERT_TRUE(format::read_archive(archive, set));
+  std::vector<const format::Image*> images;
+  for (const auto& i : set.images) {
+    images.push_back(&i);
+  }
+  FakeRegistry fake;
+  auto report = push(set, images, options_, fake);
+  ASSERT_TRUE(report) << report.error().message;
+  EXPECT_EQ(report->blobs_mounted, 0u);
+  EXPECT_EQ(report->blobs_uploaded, 5u);  // two configs, base twice, x
+  const auto mounts = std::count_if(fake.sent.begin(), fake.sent.end(), [](const Sent& s) {
+    return s.method == "POST" && s.authorization == "Bearer T1" && s.url.find("?mount=") != std::string::npos &&
+           s.url.find("&from=library/app") != std::string::npos;
+  });
+  EXPECT_EQ(mounts, 1);
+  // The mount's token also asks to pull from the source repository.
+  const auto token = std::count_if(fake.sent.begin(), fake.sent.end(), [](const Sent& s) {
+    return s.url.ends_with("scope=repository%3Alibrary%2Fother%3Apull%2Cpush&scope=repository%3Alibrary%2Fapp%3Apull");
+  });
+  EXPECT_EQ(token, 1);
 }
 
 } // namespace
