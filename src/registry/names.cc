@@ -4,7 +4,7 @@
 
 #include <fmt/format.h>
 
-#include <regex>
+#include <algorithm>
 
 namespace kload::registry {
 
@@ -13,22 +13,70 @@ using util::Result;
 
 namespace {
 
+bool alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+
+// Dot-separated labels of letters, digits and inner '-', or [IPv6], then an optional
+// :PORT of 1 to 5 digits. (Hand-written: libstdc++'s std::regex recurses per
+// character, and --registry can be any length.)
 bool valid_host(std::string_view host) {
-  static const std::regex pattern(
-      R"(^(([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])(\.([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$)");
-  return std::regex_match(host.begin(), host.end(), pattern);
+  if (const auto colon = host.rfind(':'); colon != std::string_view::npos && !host.ends_with(']')) {
+    const auto port = host.substr(colon + 1);
+    if (port.empty() || port.size() > 5 || !std::ranges::all_of(port, [](char c) { return c >= '0' && c <= '9'; })) {
+      return false;
+    }
+    host = host.substr(0, colon);
+  }
+  if (host.starts_with('[')) {
+    return host.size() > 2 && host.ends_with(']') &&
+           std::ranges::all_of(host.substr(1, host.size() - 2), [](char c) {
+             return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
+           });
+  }
+  while (true) {
+    const auto dot = host.find('.');
+    const auto label = host.substr(0, dot);
+    if (label.empty() || !alnum(label.front()) || !alnum(label.back()) ||
+        !std::ranges::all_of(label, [](char c) { return alnum(c) || c == '-'; })) {
+      return false;
+    }
+    if (dot == std::string_view::npos) {
+      return true;
+    }
+    host.remove_prefix(dot + 1);
+  }
 }
 
+// [a-z0-9]+ joined by one '.', one '_', "__" or a run of '-'.
 bool valid_component(std::string_view c) {
-  static const std::regex pattern(R"(^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$)");
-  return std::regex_match(c.begin(), c.end(), pattern);
+  auto lower_alnum = [](char ch) { return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'); };
+  if (c.empty() || !lower_alnum(c.front()) || !lower_alnum(c.back())) {
+    return false;
+  }
+  for (std::size_t i = 0; i < c.size();) {
+    if (lower_alnum(c[i])) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < c.size() && !lower_alnum(c[j])) {
+      ++j;
+    }
+    const auto sep = c.substr(i, j - i);
+    const bool dashes = std::ranges::all_of(sep, [](char ch) { return ch == '-'; });
+    if (sep != "." && sep != "_" && sep != "__" && !dashes) {
+      return false;
+    }
+    i = j;
+  }
+  return true;
 }
 
 } // namespace
 
 Result<RegistryAddress> parse_registry(std::string_view text) {
   auto bad = [&](const std::string& why) {
-    return util::fail(ErrorKind::usage, fmt::format("--registry \"{}\": {}", std::string(text), why));
+    const auto shown = text.size() > 80 ? std::string(text.substr(0, 80)) + "..." : std::string(text);
+    return util::fail(ErrorKind::usage, fmt::format("--registry \"{}\": {}", shown, why));
   };
   if (text.empty()) {
     return bad("empty; expected HOST[:PORT][/PREFIX]");
@@ -38,6 +86,9 @@ Result<RegistryAddress> parse_registry(std::string_view text) {
   }
   while (text.ends_with('/')) {
     text.remove_suffix(1);
+  }
+  if (text.size() > format::max_repository_length) {
+    return bad(fmt::format("longer than {} characters", format::max_repository_length));
   }
   RegistryAddress out;
   const auto slash = text.find('/');

@@ -155,9 +155,10 @@ private:
     const auto doc = nlohmann::json::parse(response->body, nullptr, false);
     std::string token;
     if (!doc.is_discarded() && doc.is_object()) {
-      token = doc.value("token", std::string());
-      if (token.empty()) {
-        token = doc.value("access_token", std::string());
+      for (const char* key : {"token", "access_token"}) {
+        if (const auto it = doc.find(key); token.empty() && it != doc.end() && it->is_string()) {
+          token = it->get<std::string>();
+        }
       }
     }
     if (token.empty()) {

@@ -17,10 +17,16 @@ TEST(RegistryNames, ParsesHostPortAndPrefix) {
   auto c = parse_registry("[::1]:5000");
   ASSERT_TRUE(c) << c.error().message;
   EXPECT_EQ(c->host, "[::1]:5000");
+  auto e = parse_registry("my-registry.local/a__b/c-d--e/f.g");
+  ASSERT_TRUE(e) << e.error().message;
+  EXPECT_EQ(e->prefix, "a__b/c-d--e/f.g");
+  // Any length is answered, not a crash.
+  EXPECT_FALSE(parse_registry(std::string(200000, 'a') + "/"));
 }
 
 TEST(RegistryNames, RefusesSchemesBadHostsAndPrefixes) {
-  for (const char* bad : {"", "https://localhost:5000", "-bad.example", "host:port", "host/Team", "host/a//b"}) {
+  for (const char* bad : {"", "https://localhost:5000", "-bad.example", "host:port", "host:123456", "host/Team",
+                          "host/a//b", "host/a..b", "host/a___b", "a_b.example", "[::1"}) {
     auto r = parse_registry(bad);
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(r.error().kind, util::ErrorKind::usage);

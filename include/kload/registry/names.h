@@ -16,9 +16,9 @@ struct RegistryAddress {
 };
 
 // Parses HOST[:PORT][/PREFIX] (no scheme: TLS or --plain-http decides it). Error
-// (usage), naming the text: empty, a scheme given, an invalid host or port, a prefix
-// component that is not a repository path component ([a-z0-9] with '.', '_', '__'
-// or '-' runs inside).
+// (usage), naming the text: empty, longer than 255 characters, a scheme given, an
+// invalid host or port, a prefix component that is not a repository path component
+// ([a-z0-9] with '.', '_', '__' or '-' runs inside).
 util::Result<RegistryAddress> parse_registry(std::string_view text);
 
 // A repository in the registry and the tag (or digest) the image is pushed under.
