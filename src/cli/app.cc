@@ -93,6 +93,7 @@ struct Commands {
   NodeImagesOptions ls;
   NodeImagesOptions rm;
   TargetOptions prune;
+  PushCommandOptions push;
   CLI::App* inspect_cmd = nullptr;
   CLI::App* archive_cmd = nullptr;
   CLI::App* docker_cmd = nullptr;
@@ -100,6 +101,7 @@ struct Commands {
   CLI::App* ls_cmd = nullptr;
   CLI::App* rm_cmd = nullptr;
   CLI::App* prune_cmd = nullptr;
+  CLI::App* push_cmd = nullptr;
 };
 
 void add_inspect(CLI::App& app, Commands& c) {
@@ -264,6 +266,9 @@ util::Result<int> dispatch(Commands& c, Console& console) {
     finish_target_options(c.prune_cmd, c.prune, c.jobs, c.platform_text);
     return prune_nodes(c.prune, console);
   }
+  if (c.push_cmd->parsed()) {
+    return push_images(c.push, console);
+  }
   return 0;
 }
 
@@ -309,6 +314,7 @@ int run(int argc, char** argv) {
   add_ls(app, commands);
   add_rm(app, commands);
   add_prune(app, commands);
+  commands.push_cmd = add_push_command(app, commands.push);
   // Listed for --help only: run() answers `kload kind ...` before parsing.
   app.add_subcommand("kind", "Answer as kind (also as a link named kind): serve 'kind load docker-image' and\n"
                              "'kind load image-archive', hand every other kind command to the real kind on PATH");

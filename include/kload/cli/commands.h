@@ -16,6 +16,10 @@
 #include <string>
 #include <vector>
 
+namespace CLI {
+class App;
+}
+
 namespace kload::cli {
 
 class Console;
@@ -121,6 +125,27 @@ util::Result<int> remove_images(const NodeImagesOptions& options, Console& conso
 // never a live load's, and forgets the nodes' cache records. Returns 0, or 1 when
 // some node failed. Error (usage): node selection errors as for image_archive.
 util::Result<int> prune_nodes(const TargetOptions& options, Console& console);
+
+struct PushCommandOptions {
+  std::vector<std::string> archives;
+  std::string registry;                // --registry HOST[:PORT][/PREFIX]
+  bool plain_http = false;
+  std::optional<std::string> creds;    // --creds USER:PASSWORD
+  std::string platform_text;           // --platform
+  bool json = false;
+  unsigned jobs = 4;
+};
+
+// Registers `kload push` on `app`, its options parsed into `options`; returns it.
+CLI::App* add_push_command(CLI::App& app, PushCommandOptions& options);
+
+// `kload push`: pushes one platform per name of the archives' images to the registry
+// (registry/push.h) and prints a line per image and a summary (with `json`, the
+// kload.push/v1 document on stdout). Returns 0. Error: usage (a bad --registry,
+// --creds or --platform), bad_input (unreadable input, an image without a name, a
+// blob that does not match its digest, an unreadable docker config), node (the
+// registry refused or could not be reached: exit 1).
+util::Result<int> push_images(const PushCommandOptions& options, Console& console);
 
 // Where to load: node URIs given one by one, or the nodes of a kind cluster.
 struct NodeSelection {

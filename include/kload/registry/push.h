@@ -1,0 +1,70 @@
+#pragma once
+// `kload push`: images of an ImageSet sent to an OCI distribution registry, only the
+// blobs it lacks, then the manifests, so that a tag never names a manifest whose
+// blobs are not all there.
+
+#include "kload/format/model.h"
+#include "kload/registry/auth.h"
+#include "kload/registry/http.h"
+#include "kload/registry/names.h"
+#include "kload/util/error.h"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kload::registry {
+
+enum class Scheme { https, http };
+
+struct PushOptions {
+  RegistryAddress registry;
+  Scheme scheme = Scheme::https;
+  std::optional<Credentials> credentials;  // nullopt: anonymous (a Bearer token may still be granted)
+  unsigned jobs = 4;                       // requests (and blobs in memory) at once
+  // Blobs up to this size go in one PUT; larger ones in PATCH chunks of this size.
+  // Each blob in flight holds at most this much in memory.
+  std::uint64_t chunk_bytes = 32ull << 20;
+};
+
+// What one image under one reference got.
+struct PushedImage {
+  const format::Image* image = nullptr;
+  Destination destination;
+  std::size_t blobs_uploaded = 0;  // config and layers of this image, in this repository
+  std::size_t blobs_mounted = 0;
+  std::size_t blobs_present = 0;
+  std::uint64_t bytes_uploaded = 0;
+  bool manifest_written = false;  // false: the reference already named this manifest
+};
+
+struct PushReport {
+  std::vector<PushedImage> images;
+  // Distinct (repository, blob) pairs over the whole push.
+  std::size_t blobs_uploaded = 0;
+  std::size_t blobs_mounted = 0;
+  std::size_t blobs_present = 0;
+  std::uint64_t bytes_uploaded = 0;
+  std::uint64_t bytes_hashed = 0;  // proving the blobs sent before sending them
+  std::map<std::string, std::uint64_t> requests;  // HTTP method -> requests sent
+};
+
+// Pushes each image of `images` (from `set`) under each of its names, mapped by
+// destination_for. Per repository, one HEAD per blob (config and layers) on up to
+// `jobs` threads; then every blob to send is hashed before any is sent (as a load
+// proves what travels) and hashed again by the read that sends it, its last bytes
+// held back until that hash matches; blobs another repository of this push holds
+// are mounted from there; then, once every blob of every repository is there, each
+// manifest is checked (HEAD: the reference already names this digest, nothing
+// written) and else PUT. A docker-archive image's manifest is the one the reader
+// synthesised (format::Image::manifest_bytes), as a load sends it. Error: bad_input
+// (an image without a name, a name given to two images, a blob that does not match
+// its digest or changed since it was read); node (the registry refused or could not
+// be reached: one line naming the registry, the repository, the blob or manifest, the
+// HTTP status and the registry's error code and message); io (unreadable input).
+util::Result<PushReport> push(format::ImageSet& set, const std::vector<const format::Image*>& images,
+                              const PushOptions& options, HttpClient& http);
+
+} // namespace kload::registry

@@ -1,0 +1,388 @@
+// kload push against a real registry: Debian's docker-registry (the CNCF distribution
+// registry), started per test on a free loopback port with its storage in the test's
+// scratch directory. What the registry was asked is read from its own access log.
+
+#include "kload/registry/http.h"
+#include "support/test_support.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <thread>
+
+extern char** environ;
+
+namespace kload::registry {
+namespace {
+
+using kload::testing::kload;
+using kload::testing::mkimage;
+using kload::testing::Scratch;
+
+// Why the registry cannot run here ("" when it can).
+std::string registry_missing() {
+  if (testing::run_command({"sh", "-c", "command -v docker-registry"}).exit_code != 0) {
+    return "no docker-registry on PATH (Debian package docker-registry; tools/dev deps)";
+  }
+  return "";
+}
+
+// A port nobody listens on right now.
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool accepts(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// One docker-registry process, stopped (by its PID) when the object goes.
+class Registry {
+public:
+  // `extra`: more top-level configuration (an auth section).
+  explicit Registry(const std::filesystem::path& dir, const std::string& extra = "")
+      : dir_(dir), port_(free_port()) {
+    std::filesystem::create_directories(dir / "storage");
+    testing::write_file(dir / "config.yml", "version: 0.1\n"
+                                            "log:\n  level: error\n  accesslog:\n    disabled: false\n"
+                                            "storage:\n  filesystem:\n    rootdirectory: " +
+                                                (dir / "storage").string() +
+                                                "\n"
+                                                "http:\n  addr: 127.0.0.1:" +
+                                                std::to_string(port_) + "\n  secret: kload-test\n" + extra);
+    start();
+  }
+  ~Registry() { stop(); }
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  void start() {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    const std::string log = (dir_ / "registry.log").string();
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    const std::string config = (dir_ / "config.yml").string();
+    std::vector<char*> argv{const_cast<char*>("docker-registry"), const_cast<char*>("serve"),
+                            const_cast<char*>(config.c_str()), nullptr};
+    if (posix_spawnp(&pid_, "docker-registry", &actions, nullptr, argv.data(), environ) != 0) {
+      pid_ = -1;
+    }
+    posix_spawn_file_actions_destroy(&actions);
+    for (int i = 0; i < 200 && pid_ > 0 && !accepts(port_); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+  }
+
+  void stop() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+
+  [[nodiscard]] bool up() const { return pid_ > 0 && accepts(port_); }
+  [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  // The requests in the access log, as "METHOD PATH", in order.
+  [[nodiscard]] std::vector<std::string> requests() const {
+    // The access log line is written once the answer is sent: give the last one a moment.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    std::vector<std::string> out;
+    for (const auto& l : testing::split_lines(testing::read_file(dir_ / "registry.log"))) {
+      // 127.0.0.1 - - [date] "METHOD /v2/... HTTP/1.1" status ...
+      const auto open = l.find("] \"");
+      if (open == std::string::npos) {
+        continue;
+      }
+      const auto method_end = l.find(' ', open + 3);
+      const auto path_end = method_end == std::string::npos ? std::string::npos : l.find(' ', method_end + 1);
+      if (path_end == std::string::npos || l.compare(method_end + 1, 4, "/v2/") != 0) {
+        continue;
+      }
+      out.push_back(l.substr(open + 3, path_end - open - 3));
+    }
+    return out;
+  }
+
+  // GET or HEAD `path` of the registry (its own API, not kload's push code).
+  [[nodiscard]] HttpResponse ask(const std::string& method, const std::string& path,
+                                 std::vector<std::string> headers = {}) const {
+    auto http = make_curl_client();
+    auto r = http->send(HttpRequest{.method = method,
+                                    .url = "http://" + address() + path,
+                                    .headers = std::move(headers),
+                                    .body = {},
+                                    .user = {},
+                                    .password = {}});
+    return r ? *r : HttpResponse{};
+  }
+
+private:
+  std::filesystem::path dir_;
+  int port_;
+  pid_t pid_ = -1;
+};
+
+std::map<std::string, int> methods(const std::vector<std::string>& requests) {
+  std::map<std::string, int> out;
+  for (const auto& r : requests) {
+    ++out[r.substr(0, r.find(' '))];
+  }
+  return out;
+}
+
+nlohmann::json json_of(const testing::CommandResult& r) {
+  auto doc = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_FALSE(doc.is_discarded()) << r.out << r.err;
+  return doc.is_discarded() ? nlohmann::json::object() : doc;
+}
+
+// image name -> manifest digest, as kload inspect reports it.
+std::map<std::string, std::string> manifests_of(const std::string& archive) {
+  const auto r = kload({"inspect", "--json", archive});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, std::string> out;
+  const auto doc = json_of(r);
+  for (const auto& image : doc["images"]) {
+    for (const auto& name : image["names"]) {
+      out[name.get<std::string>()] = image["manifest"]["digest"].get<std::string>();
+    }
+  }
+  return out;
+}
+
+class E2EPush : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (const auto why = registry_missing(); !why.empty()) {
+      if (testing::docker_required()) {
+        FAIL() << "the registry is required here (KLOAD_REQUIRE_DOCKER=1): " << why;
+      }
+      GTEST_SKIP() << why;
+    }
+    registry_ = std::make_unique<Registry>(scratch_ / "registry");
+    ASSERT_TRUE(registry_->up()) << testing::read_file(scratch_ / "registry" / "registry.log");
+  }
+
+  testing::CommandResult push(const std::vector<std::string>& archives) {
+    std::vector<std::string> args{"push", "--registry", registry_->address(), "--plain-http", "--json"};
+    args.insert(args.end(), archives.begin(), archives.end());
+    return kload(args);
+  }
+
+  Scratch scratch_;
+  std::unique_ptr<Registry> registry_;
+};
+
+TEST_F(E2EPush, FirstPushThenUnchangedPushOnlyAsks) {
+  const auto archive = (scratch_ / "apps.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:1M,top:128K", "--image", "tool:1=base:1M,tool:64K", archive}));
+  const auto first = push({archive});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const auto doc = json_of(first);
+  // library/app: config, base, top uploaded; library/tool: base mounted from
+  // library/app, its config and layer uploaded.
+  EXPECT_EQ(doc["blobsUploaded"], 5) << first.out;
+  EXPECT_EQ(doc["blobsMounted"], 1) << first.out;
+  EXPECT_EQ(doc["blobsPresent"], 0) << first.out;
+
+  // The registry's own API: each tag names the manifest kload computes for the
+  // docker-save image (containerd's synthesised one), and every blob is there.
+  for (const auto& [name, digest] : manifests_of(archive)) {
+    const std::string repo = name.substr(std::string("docker.io/").size(), name.rfind(':') - 10);
+    const std::string tag = name.substr(name.rfind(':') + 1);
+    const auto m = registry_->ask("GET", "/v2/" + repo + "/manifests/" + tag,
+                                  {"Accept: application/vnd.docker.distribution.manifest.v2+json"});
+    ASSERT_EQ(m.status, 200) << repo << ":" << tag << " " << m.body;
+    EXPECT_EQ(m.header("docker-content-digest"), digest);
+    const auto manifest = nlohmann::json::parse(m.body);
+    std::vector<std::string> blobs{manifest["config"]["digest"].get<std::string>()};
+    for (const auto& l : manifest["layers"]) {
+      blobs.push_back(l["digest"].get<std::string>());
+    }
+    for (const auto& b : blobs) {
+      EXPECT_EQ(registry_->ask("HEAD", "/v2/" + repo + "/blobs/" + b).status, 200) << repo << " " << b;
+    }
+  }
+  const auto human = testing::split_lines(first.err);
+  ASSERT_GE(human.size(), 3u) << first.err;
+  EXPECT_NE(first.err.find("127.0.0.1"), std::string::npos);
+
+  // Unchanged: only HEAD requests (blobs, then each tag's manifest), nothing written.
+  const auto before = registry_->requests().size();
+  const auto again = push({archive});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  const auto doc2 = json_of(again);
+  EXPECT_EQ(doc2["blobsUploaded"], 0);
+  EXPECT_EQ(doc2["blobsMounted"], 0);
+  EXPECT_EQ(doc2["blobsPresent"], 6);
+  for (const auto& image : doc2["images"]) {
+    EXPECT_FALSE(image["manifestWritten"].get<bool>()) << image;
+  }
+  const auto all = registry_->requests();
+  const std::vector<std::string> second(all.begin() + static_cast<std::ptrdiff_t>(before), all.end());
+  const auto counted = methods(second);
+  EXPECT_EQ(counted.size(), 1u) << testing::read_file(scratch_ / "registry" / "registry.log");
+  EXPECT_EQ(counted.count("HEAD") ? counted.at("HEAD") : 0, 6 + 2);
+  EXPECT_EQ(doc2["requests"], nlohmann::json({{"HEAD", 8}}));
+}
+
+TEST_F(E2EPush, DevPushUploadsOnlyTheChangedLayer) {
+  const auto v1 = (scratch_ / "v1.tar").string();
+  const auto v2 = (scratch_ / "v2.tar").string();
+  ASSERT_TRUE(mkimage({"--layout", "docker25", "--layer-compression", "gzip", "--image", "app:dev=base:1M,top:256K", v1}));
+  ASSERT_TRUE(mkimage({"--layout", "docker25", "--layer-compression", "gzip", "--image", "app:dev=base:1M,top2:512K", v2}));
+  ASSERT_EQ(push({v1}).exit_code, 0);
+  const auto before = registry_->requests().size();
+  const auto dev = push({v2});
+  ASSERT_EQ(dev.exit_code, 0) << dev.err;
+  const auto doc = json_of(dev);
+  // The changed layer, and the config that names it (a new image ID).
+  EXPECT_EQ(doc["blobsUploaded"], 2) << dev.out;
+  EXPECT_EQ(doc["blobsPresent"], 1) << dev.out;
+  const auto all = registry_->requests();
+  const std::vector<std::string> second(all.begin() + static_cast<std::ptrdiff_t>(before), all.end());
+  const auto counted = methods(second);
+  EXPECT_EQ(counted.at("POST"), 2);
+  EXPECT_EQ(counted.at("PUT"), 3);  // two blobs and the manifest
+  const auto tag = registry_->ask("HEAD", "/v2/library/app/manifests/dev",
+                                  {"Accept: application/vnd.oci.image.manifest.v1+json"});
+  EXPECT_EQ(tag.header("docker-content-digest"), manifests_of(v2).at("docker.io/library/app:dev"));
+}
+
+TEST_F(E2EPush, LargeBlobsGoInPatchChunks) {
+  const auto archive = (scratch_ / "big.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "big:1=big:700K", archive}));
+  const auto r = testing::run_command({"env", "KLOAD_PUSH_CHUNK_BYTES=200000", testing::kload_binary().string(), "push",
+                                       "--registry", registry_->address(), "--plain-http", "--json", archive});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto counted = methods(registry_->requests());
+  // 700 KiB + tar framing in chunks of 200 kB: three PATCHes, the rest with the PUT.
+  EXPECT_EQ(counted.at("PATCH"), 3);
+  EXPECT_EQ(counted.at("PUT"), 3);  // layer, config, manifest
+  const auto m = registry_->ask("HEAD", "/v2/library/big/manifests/1",
+                                {"Accept: application/vnd.docker.distribution.manifest.v2+json"});
+  EXPECT_EQ(m.header("docker-content-digest"), manifests_of(archive).at("docker.io/library/big:1"));
+}
+
+TEST_F(E2EPush, ACorruptBlobIsNeverSent) {
+  const auto archive = (scratch_ / "bad.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:256K", "--fault", "corrupt-layer", archive}));
+  const auto r = push({archive});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(testing::split_lines(r.err).size(), 1u) << r.err;
+  const auto counted = methods(registry_->requests());
+  EXPECT_EQ(counted.count("PUT") + counted.count("POST") + counted.count("PATCH"), 0u);
+}
+
+TEST_F(E2EPush, AnUnreachableRegistryIsOneLineAndExitOne) {
+  const auto archive = (scratch_ / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:64K", archive}));
+  const auto address = registry_->address();
+  registry_->stop();
+  const auto r = kload({"push", "--registry", address, "--plain-http", archive});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const auto lines = testing::split_lines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_NE(lines[0].find("kload: error: registry " + address + ": library/app: blob sha256:"), std::string::npos)
+      << lines[0];
+}
+
+TEST_F(E2EPush, ARegistryErrorNamesItsCode) {
+  const auto archive = (scratch_ / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:64K", archive}));
+  // A registry in read-only maintenance refuses every upload (HTTP 405, a plain-text
+  // body: describe_response's unit test covers the registry's JSON error codes).
+  registry_->stop();
+  const auto dir = scratch_ / "registry";
+  auto config = testing::read_file(dir / "config.yml");
+  config.replace(config.find("storage:\n"), 9, "storage:\n  maintenance:\n    readonly:\n      enabled: true\n");
+  testing::write_file(dir / "config.yml", config);
+  registry_->start();
+  ASSERT_TRUE(registry_->up());
+  const auto r = kload({"push", "--registry", registry_->address(), "--plain-http", archive});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const auto lines = testing::split_lines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_NE(lines[0].find("library/app: blob sha256:"), std::string::npos) << lines[0];
+  EXPECT_TRUE(lines[0].ends_with(": HTTP 405")) << lines[0];
+}
+
+TEST_F(E2EPush, BasicCredentialsFromTheDockerConfigOrCreds) {
+  // A second registry that wants Basic credentials: ci:pw, bcrypt as its htpasswd
+  // file requires.
+  const auto dir = scratch_ / "private";
+  std::filesystem::create_directories(dir);
+  const auto hash = testing::run_command(
+      {"python3", "-W", "ignore", "-c",
+       "import crypt; print('ci:' + crypt.crypt('pw', crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16)))"});
+  ASSERT_EQ(hash.exit_code, 0) << hash.err;
+  testing::write_file(dir / "htpasswd", hash.out);
+  Registry guarded(dir, "auth:\n  htpasswd:\n    realm: kload-test\n    path: " + (dir / "htpasswd").string() + "\n");
+  ASSERT_TRUE(guarded.up());
+  const auto archive = (scratch_ / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:64K", archive}));
+  const auto bin = testing::kload_binary().string();
+  const auto config_dir = scratch_ / "docker";
+  std::filesystem::create_directories(config_dir);
+  auto run = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv{"env", "-u", "KLOAD_REGISTRY_USER", "DOCKER_CONFIG=" + config_dir.string(), bin,
+                                  "push", "--registry", guarded.address(), "--plain-http", archive};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return testing::run_command(argv);
+  };
+
+  const auto anonymous = run({});
+  EXPECT_EQ(anonymous.exit_code, 1) << anonymous.err;
+  EXPECT_NE(anonymous.err.find("the registry asks for credentials"), std::string::npos) << anonymous.err;
+
+  const auto wrong = run({"--creds", "ci:nope"});
+  EXPECT_EQ(wrong.exit_code, 1) << wrong.err;
+  ASSERT_EQ(testing::split_lines(wrong.err).size(), 1u) << wrong.err;
+  EXPECT_NE(wrong.err.find("HTTP 401 (the credentials were refused)"), std::string::npos) << wrong.err;
+
+  // base64("ci:pw") = Y2k6cHc=
+  testing::write_file(config_dir / "config.json",
+                      R"({"auths":{")" + guarded.address() + R"(":{"auth":"Y2k6cHc="}}})");
+  const auto pushed = run({});
+  EXPECT_EQ(pushed.exit_code, 0) << pushed.err;
+  const auto again = run({"--creds", "ci:pw", "--json"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(json_of(again)["blobsPresent"], 2) << again.out;
+}
+
+} // namespace
+} // namespace kload::registry
