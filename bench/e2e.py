@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -1481,9 +1482,10 @@ TARGET_CALLS_COLD = 3
 TARGET_CALLS_UNCHANGED = 1
 
 # First on PATH for the traced runs only (bash start-up would tax every timed call): logs
-# every docker call (start, end, exit code, argv) and tees the stdin of the first
-# `docker exec -i NODE ctr ... import` into KLOAD_BENCH_CAPTURE (the argv beside it, NUL
-# separated), which becomes the floor's stream. It calls the real docker by path, so
+# every docker call (start, end, exit code, argv, newlines made spaces) and tees the
+# stdin of the first `docker exec -i NODE ctr ... import` (or of a `sh -c` batch that
+# imports) into KLOAD_BENCH_CAPTURE (the argv beside it, NUL separated), which becomes
+# the floor's stream. It calls the real docker by path, so
 # the kind shim, which looks for the next docker on PATH, finds this one and not itself.
 DOCKER_SHIM = r"""#!/usr/bin/env bash
 real=@REAL@
@@ -1493,7 +1495,7 @@ if [[ ${1:-} == exec ]]; then
   i=0
   for a in "$@"; do
     i=$((i + 1))
-    [[ $a == import ]] && import=1
+    [[ $a == import || $a == *"'images' 'import'"* ]] && import=1
   done
   args=("$@")
   for ((j = 1; j < ${#args[@]}; j++)); do
@@ -1511,7 +1513,7 @@ else
   "$real" "$@"
   rc=$?
 fi
-printf '%s\t%s\t%s\t%s\t%s\n' "$start" "$EPOCHREALTIME" "$rc" "$target" "$*" >> "$KLOAD_BENCH_TRACE"
+printf '%s\t%s\t%s\t%s\t%s\n' "$start" "$EPOCHREALTIME" "$rc" "$target" "${*//$'\n'/ }" >> "$KLOAD_BENCH_TRACE"
 exit $rc
 """
 
@@ -1686,7 +1688,7 @@ class DockerBench:
         row.kload_timeline = self.timeline(trace, p)
         argv: list[str] = []
         if capture.exists():
-            argv = ["docker", *Path(str(capture) + ".argv").read_bytes().decode().split("\0")[:-1]]
+            argv = import_argv(["docker", *Path(str(capture) + ".argv").read_bytes().decode().split("\0")[:-1]])
             row.thin_bytes = capture.stat().st_size
             sent = p.report["nodes"][0]["bytesSent"]
             if row.thin_bytes != sent:
@@ -1838,6 +1840,26 @@ class DockerBench:
 # ---------------------------------------------------------------- Docker-mode report
 
 
+def batch_steps(script: str) -> list[list[str]]:
+    """The words of each step of a kload node batch (`sh -c` script, see node/batch.h)."""
+    steps = []
+    for m in re.finditer(r"(?:^|\s)b; (.*?)(?: </dev/null)? ?; e(?: on)?(?=\s|$)", script):
+        steps.append(shlex.split(m.group(1)))
+    return steps
+
+
+def import_argv(argv: list[str]) -> list[str]:
+    """`docker exec -i NODE sh -c SCRIPT` -> `docker exec -i NODE` + the import step's
+    own words: the floor runs only the import of the batch that sent the stream."""
+    if "sh" not in argv or argv.index("sh") + 2 >= len(argv):
+        return argv
+    at = argv.index("sh")
+    for words in batch_steps(argv[at + 2]):
+        if "import" in words:
+            return argv[:at] + words
+    return argv
+
+
 def call_summary(words: list[str]) -> str:
     """`docker exec -i NODE ctr --connect-timeout 5s -n k8s.io images import ... -` -> `ctr images import`."""
     with_value = {"-n", "--namespace", "-a", "--address", "--connect-timeout", "--snapshotter", "--platform",
@@ -1850,6 +1872,12 @@ def call_summary(words: list[str]) -> str:
     while i < len(words) and words[i].startswith("-"):
         i += 2 if words[i] in with_value else 1
     i += 1
+    if i + 1 < len(words) and words[i] == "sh" and words[i + 1] == "-c":
+        # a batch: its steps, each summarised as one call would be
+        parts = []
+        for step in batch_steps(" ".join(words[i + 2:])):
+            parts.append("uuid check" if step[:1] == ["sh"] else call_summary(["exec", "NODE", *step]))
+        return "batch: " + " + ".join(parts)
     out = []
     while i < len(words) and len(out) < 3:
         w = words[i]
