@@ -95,7 +95,8 @@ exec)
   esac
   shift 3
   if [ "$1" = sh ] && [ "$2" = -c ]; then
-    exec sh -c "ctr() { command ctr -a '$sock' \"\$@\"; }; containerd() { echo 'shim: no containerd here' >&2; return 127; }; $3"
+    # Every ctr the batch starts, nested shells included, reaches this node's socket.
+    KLOAD_SHIM_CTR=$(command -v ctr) KLOAD_SHIM_SOCK=$sock PATH="$D/bin:$PATH" exec sh -c "$3"
   fi
   [ "$1" = ctr ] || exit 2; shift
   exec ctr -a "$sock" "$@" ;;
@@ -132,6 +133,14 @@ protected:
     script.replace(script.find("@CASES@"), 7, cases);
     write_file(shim_dir / "docker", script);
     std::filesystem::permissions(shim_dir / "docker", std::filesystem::perms::owner_all);
+    // What a batch finds on PATH on these nodes: ctr aimed at the node's socket, and
+    // no containerd.
+    std::filesystem::create_directories(shim_dir / "bin");
+    write_file(shim_dir / "bin" / "ctr", "#!/bin/sh\nexec \"$KLOAD_SHIM_CTR\" -a \"$KLOAD_SHIM_SOCK\" \"$@\"\n");
+    write_file(shim_dir / "bin" / "containerd", "#!/bin/sh\necho 'shim: no containerd here' >&2\nexit 127\n");
+    for (const char* tool : {"ctr", "containerd"}) {
+      std::filesystem::permissions(shim_dir / "bin" / tool, std::filesystem::perms::owner_all);
+    }
   }
 
   // The two kind nodes of cluster "dev" on a lab of two nodes.
