@@ -10,7 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
-#include <iostream>
+#include <unordered_map>
 
 namespace kload::cli {
 
@@ -77,6 +77,120 @@ std::string names_of(const format::Image& image) {
   return out;
 }
 
+struct Verified {
+  format::VerifyStats stats;
+  double seconds = 0;
+};
+
+// Hashes every blob of every image, and every compressed layer against its diff_id.
+Result<Verified> verify_all(format::ImageSet& set, unsigned jobs) {
+  std::vector<util::Digest> all;
+  for (const auto& image : set.images) {
+    for (const auto& d : format::ImageSet::blobs_of(image)) {
+      all.push_back(d);
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto v = format::verify_blobs(set, all, jobs);
+  if (!v) {
+    return std::unexpected(v.error());
+  }
+  auto diff = format::verify_diff_ids(set, jobs);
+  if (!diff) {
+    return std::unexpected(diff.error());
+  }
+  v->bytes_decompressed = diff->bytes_hashed;
+  return Verified{*v, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()};
+}
+
+nlohmann::json image_json(const format::Image& image, const std::unordered_map<util::Digest, int>& uses) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& l : image.layers) {
+    layers.push_back({{"mediaType", l.blob.media_type},
+                      {"digest", l.blob.digest.str()},
+                      {"size", l.blob.size},
+                      {"diffID", l.diff_id.str()},
+                      {"usedByImages", uses.at(l.blob.digest)}});
+  }
+  return {{"names", image.names},
+          {"id", image.id.str()},
+          {"platform", image.platform.str()},
+          {"source", image.source},
+          {"format", image.format == format::SourceFormat::docker_archive ? "docker-archive" : "oci-layout"},
+          {"manifest", descriptor_json(image.manifest)},
+          {"config", descriptor_json(image.config)},
+          {"layers", layers},
+          {"layerBytes", image.layer_bytes()},
+          {"entrypoint", optional_words(image.run.entrypoint)},
+          {"cmd", optional_words(image.run.cmd)},
+          {"command", format::describe_command(image.run)},
+          {"warnings", format::lint_run_config(image.run)}};
+}
+
+// The kload.inspect/v1 document.
+std::string inspect_json(const format::ImageSet& set, const std::optional<Verified>& verified) {
+  const auto uses = set.layer_use_counts();
+  nlohmann::json out;
+  out["schema"] = "kload.inspect/v1";
+  out["images"] = nlohmann::json::array();
+  for (const auto& image : set.images) {
+    out["images"].push_back(image_json(image, uses));
+  }
+  out["unavailable"] = nlohmann::json::array();
+  for (const auto& u : set.unavailable) {
+    out["unavailable"].push_back(
+        {{"names", u.names}, {"platform", u.platform.str()}, {"source", u.source}, {"reason", u.reason}});
+  }
+  if (verified) {
+    out["verified"] = {{"blobs", verified->stats.blobs_hashed},
+                       {"bytes", verified->stats.bytes_hashed},
+                       {"decompressedBytes", verified->stats.bytes_decompressed}};
+  } else {
+    out["verified"] = nullptr;
+  }
+  return json_text(out) + "\n";
+}
+
+std::string image_text(const format::Image& image, const std::unordered_map<util::Digest, int>& uses) {
+  std::string text = fmt::format("{}\n", names_of(image));
+  text += fmt::format("  ID:        {}\n", image.id.str());
+  text += fmt::format("  platform:  {}\n", image.platform.str());
+  text += fmt::format("  source:    {} ({})\n", image.source,
+                      image.format == format::SourceFormat::docker_archive ? "docker archive" : "OCI layout");
+  text += fmt::format("  manifest:  {} ({})\n", image.manifest.digest.str(), image.manifest.media_type);
+  text += fmt::format("  size:      {} in {} layers\n", util::human_bytes(image.layer_bytes()), image.layers.size());
+  for (const auto& l : image.layers) {
+    const int n = uses.at(l.blob.digest);
+    text += fmt::format("    {}  {:>10}{}\n", l.blob.digest.str(), util::human_bytes(l.blob.size),
+                        n > 1 ? fmt::format("  shared by {} images", n) : "");
+  }
+  text += fmt::format("  command:   {}\n", format::describe_command(image.run));
+  for (const auto& w : format::lint_run_config(image.run)) {
+    text += fmt::format("  warning:   {}\n", w);
+  }
+  return text;
+}
+
+std::string inspect_text(const format::ImageSet& set, const std::optional<Verified>& verified, unsigned jobs) {
+  const auto uses = set.layer_use_counts();
+  std::string text;
+  for (const auto& image : set.images) {
+    text += image_text(image, uses);
+  }
+  for (const auto& u : set.unavailable) {
+    text += fmt::format("{} [{}]: unavailable: {}\n", u.names.empty() ? "(no name)" : u.names.front(), u.platform.str(),
+                        u.reason);
+  }
+  if (verified) {
+    text += fmt::format("verified: {} blobs, {} hashed, {} of compressed layers checked against their "
+                        "diff_ids, in {} ({} jobs)\n",
+                        verified->stats.blobs_hashed, util::human_bytes(verified->stats.bytes_hashed),
+                        util::human_bytes(verified->stats.bytes_decompressed), util::human_seconds(verified->seconds),
+                        jobs);
+  }
+  return text;
+}
+
 } // namespace
 
 Result<int> inspect(const InspectOptions& options, Console& console) {
@@ -87,102 +201,15 @@ Result<int> inspect(const InspectOptions& options, Console& console) {
   if (auto r = select_platform(*set, options.platform); !r) {
     return std::unexpected(r.error());
   }
-  std::optional<format::VerifyStats> verified;
-  double verify_secs = 0;
+  std::optional<Verified> verified;
   if (options.verify) {
-    std::vector<util::Digest> all;
-    for (const auto& image : set->images) {
-      for (const auto& d : format::ImageSet::blobs_of(image)) {
-        all.push_back(d);
-      }
-    }
-    const auto start = std::chrono::steady_clock::now();
-    auto v = format::verify_blobs(*set, all, options.jobs);
+    auto v = verify_all(*set, options.jobs);
     if (!v) {
       return std::unexpected(v.error());
     }
-    auto diff = format::verify_diff_ids(*set, options.jobs);
-    if (!diff) {
-      return std::unexpected(diff.error());
-    }
-    v->bytes_decompressed = diff->bytes_hashed;
-    verify_secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     verified = *v;
   }
-  const auto uses = set->layer_use_counts();
-  if (options.json) {
-    nlohmann::json out;
-    out["schema"] = "kload.inspect/v1";
-    out["images"] = nlohmann::json::array();
-    for (const auto& image : set->images) {
-      nlohmann::json layers = nlohmann::json::array();
-      for (const auto& l : image.layers) {
-        layers.push_back({{"mediaType", l.blob.media_type},
-                          {"digest", l.blob.digest.str()},
-                          {"size", l.blob.size},
-                          {"diffID", l.diff_id.str()},
-                          {"usedByImages", uses.at(l.blob.digest)}});
-      }
-      out["images"].push_back({{"names", image.names},
-                               {"id", image.id.str()},
-                               {"platform", image.platform.str()},
-                               {"source", image.source},
-                               {"format", image.format == format::SourceFormat::docker_archive ? "docker-archive"
-                                                                                               : "oci-layout"},
-                               {"manifest", descriptor_json(image.manifest)},
-                               {"config", descriptor_json(image.config)},
-                               {"layers", layers},
-                               {"layerBytes", image.layer_bytes()},
-                               {"entrypoint", optional_words(image.run.entrypoint)},
-                               {"cmd", optional_words(image.run.cmd)},
-                               {"command", format::describe_command(image.run)},
-                               {"warnings", format::lint_run_config(image.run)}});
-    }
-    out["unavailable"] = nlohmann::json::array();
-    for (const auto& u : set->unavailable) {
-      out["unavailable"].push_back(
-          {{"names", u.names}, {"platform", u.platform.str()}, {"source", u.source}, {"reason", u.reason}});
-    }
-    if (verified) {
-      out["verified"] = {{"blobs", verified->blobs_hashed},
-                         {"bytes", verified->bytes_hashed},
-                         {"decompressedBytes", verified->bytes_decompressed}};
-    } else {
-      out["verified"] = nullptr;
-    }
-    std::cout << json_text(out) << "\n";
-    return 0;
-  }
-  std::string text;
-  for (const auto& image : set->images) {
-    text += fmt::format("{}\n", names_of(image));
-    text += fmt::format("  ID:        {}\n", image.id.str());
-    text += fmt::format("  platform:  {}\n", image.platform.str());
-    text += fmt::format("  source:    {} ({})\n", image.source,
-                        image.format == format::SourceFormat::docker_archive ? "docker archive" : "OCI layout");
-    text += fmt::format("  manifest:  {} ({})\n", image.manifest.digest.str(), image.manifest.media_type);
-    text += fmt::format("  size:      {} in {} layers\n", util::human_bytes(image.layer_bytes()), image.layers.size());
-    for (const auto& l : image.layers) {
-      const int n = uses.at(l.blob.digest);
-      text += fmt::format("    {}  {:>10}{}\n", l.blob.digest.str(), util::human_bytes(l.blob.size),
-                          n > 1 ? fmt::format("  shared by {} images", n) : "");
-    }
-    text += fmt::format("  command:   {}\n", format::describe_command(image.run));
-    for (const auto& w : format::lint_run_config(image.run)) {
-      text += fmt::format("  warning:   {}\n", w);
-    }
-  }
-  for (const auto& u : set->unavailable) {
-    text += fmt::format("{} [{}]: unavailable: {}\n", u.names.empty() ? "(no name)" : u.names.front(), u.platform.str(),
-                        u.reason);
-  }
-  if (verified) {
-    text += fmt::format("verified: {} blobs, {} hashed, {} of compressed layers checked against their "
-                        "diff_ids, in {} ({} jobs)\n",
-                        verified->blobs_hashed, util::human_bytes(verified->bytes_hashed),
-                        util::human_bytes(verified->bytes_decompressed), util::human_seconds(verify_secs),
-                        options.jobs);
-  }
+  const auto text = options.json ? inspect_json(*set, verified) : inspect_text(*set, verified, options.jobs);
   std::fputs(text.c_str(), stdout);
   return 0;
 }

@@ -358,8 +358,72 @@ private:
     return &documents_.emplace(desc.digest, std::move(*root)).first->second;
   }
 
-  // One manifest of an OCI layout. `optional_platform` is set when the manifest is one
-  // platform of an index: then missing blobs make it unavailable instead of an error.
+  // The fields of a manifest document that name its blobs, checked as containerd
+  // checks them.
+  struct ManifestFields {
+    std::string type;
+    Parsed config;
+    std::vector<gojson::Struct> layers;
+  };
+
+  Result<ManifestFields> manifest_fields(const std::string& entry, const gojson::Value& root,
+                                         const std::string& descriptor_type) {
+    if (!root.is_object()) {
+      return std::unexpected(archive_error(input_, entry, "manifest is not a JSON object"));
+    }
+    auto m = gojson::Struct::of(root);
+    auto type = document_type(entry, *m, descriptor_type, media_type::oci_manifest);
+    if (!type) {
+      return std::unexpected(type.error());
+    }
+    if (!is_manifest_type(*type)) {
+      return std::unexpected(archive_error(input_, entry, fmt::format("unsupported manifest media type \"{}\"", *type)));
+    }
+    auto config_struct = m->object("config");
+    auto layers = m->structs("layers");
+    if (!config_struct || !layers) {
+      return std::unexpected(in(entry, !config_struct ? config_struct.error() : layers.error()));
+    }
+    if (!config_struct->present() || !*layers) {
+      return std::unexpected(archive_error(input_, entry, "manifest without config or layers"));
+    }
+    if ((*layers)->size() > limits_.max_layers) {
+      return std::unexpected(archive_error(
+          input_, entry,
+          fmt::format("manifest lists {} layers; kload refuses more than {} (overlayfs stacks at most 500)",
+                      (*layers)->size(), limits_.max_layers)));
+    }
+    auto config = parse_descriptor(entry, *config_struct);
+    if (!config) {
+      return std::unexpected(config.error());
+    }
+    if (!config->media_type.empty() && !is_config_type(config->media_type)) {
+      return std::unexpected(archive_error(
+          input_, entry, fmt::format("unsupported config media type \"{}\"", config->media_type)));
+    }
+    return ManifestFields{std::move(*type), std::move(*config), std::move(**layers)};
+  }
+
+  // A layer's tar entry against what the manifest and the config say of it.
+  Result<void> check_layer(const std::string& layer_entry, const Parsed& ld, const TarEntry& e,
+                           const Digest& diff_id) const {
+    if (ld.size && *ld.size != e.size) {
+      return bad(layer_entry, fmt::format("layer is {} bytes, the manifest says {}", e.size, *ld.size));
+    }
+    if (e.computed && *e.computed != ld.digest) {
+      return bad(layer_entry,
+                 fmt::format("layer bytes hash to {}, the manifest says {}", e.computed->str(), ld.digest.str()));
+    }
+    const bool uncompressed = ld.media_type == media_type::oci_layer || ld.media_type == media_type::docker_layer;
+    if (uncompressed && ld.digest != diff_id) {
+      return bad(layer_entry, fmt::format("uncompressed layer {} disagrees with the config's diff_id {}",
+                                          ld.digest.str(), diff_id.str()));
+    }
+    return {};
+  }
+
+  // One manifest of an OCI layout. `in_index` is set when the manifest is one platform
+  // of an index: then missing blobs make it unavailable instead of an error.
   Result<void> oci_manifest(const Parsed& desc, const std::vector<std::string>& names,
                             const std::optional<Platform>& platform_hint, bool in_index) {
     const std::string manifest_entry = "blobs/sha256/" + desc.digest.hex();
@@ -378,73 +442,47 @@ private:
       return std::unexpected(root.error());
     }
     const std::string& bytes = verified_.at(desc.digest);
-    if (!(*root)->is_object()) {
-      return bad(manifest_entry, "manifest is not a JSON object");
+    auto fields = manifest_fields(manifest_entry, **root, desc.media_type);
+    if (!fields) {
+      return std::unexpected(fields.error());
     }
-    auto m = gojson::Struct::of(**root);
-    auto type = document_type(manifest_entry, *m, desc.media_type, media_type::oci_manifest);
-    if (!type) {
-      return std::unexpected(type.error());
-    }
-    if (!is_manifest_type(*type)) {
-      return bad(manifest_entry, fmt::format("unsupported manifest media type \"{}\"", *type));
-    }
-    auto config_struct = m->object("config");
-    auto layers = m->structs("layers");
-    if (!config_struct || !layers) {
-      return std::unexpected(in(manifest_entry, !config_struct ? config_struct.error() : layers.error()));
-    }
-    if (!config_struct->present() || !*layers) {
-      return bad(manifest_entry, "manifest without config or layers");
-    }
-    if ((*layers)->size() > limits_.max_layers) {
-      return bad(manifest_entry, fmt::format("manifest lists {} layers; kload refuses more than {} (overlayfs "
-                                             "stacks at most 500)",
-                                             (*layers)->size(), limits_.max_layers));
-    }
-    auto config_desc = parse_descriptor(manifest_entry, *config_struct);
-    if (!config_desc) {
-      return std::unexpected(config_desc.error());
-    }
-    if (!config_desc->media_type.empty() && !is_config_type(config_desc->media_type)) {
-      return bad(manifest_entry, fmt::format("unsupported config media type \"{}\"", config_desc->media_type));
-    }
-    const std::string config_entry = "blobs/sha256/" + config_desc->digest.hex();
+    const Parsed& config_desc = fields->config;
+    const std::string config_entry = "blobs/sha256/" + config_desc.digest.hex();
     if (index_.lookup(config_entry) == nullptr) {
       return unavailable(fmt::format("config {} named by manifest {} is not in the archive",
-                                     config_desc->digest.str(), desc.digest.str()));
+                                     config_desc.digest.str(), desc.digest.str()));
     }
-    auto config_blob = metadata_blob(config_desc->digest, config_desc->size, "config");
+    auto config_blob = metadata_blob(config_desc.digest, config_desc.size, "config");
     if (!config_blob) {
       return std::unexpected(config_blob.error());
     }
     const std::string* config_bytes = *config_blob;
-    auto config = parse_config(config_desc->digest, config_entry, *config_bytes);
+    auto config = parse_config(config_desc.digest, config_entry, *config_bytes);
     if (!config) {
       return std::unexpected(config.error());
     }
     const ParsedConfig& cfg = **config;
     Image image;
     image.names = names;
-    image.id = config_desc->digest;
+    image.id = config_desc.digest;
     image.platform = cfg.platform;
     if (platform_hint && image.platform.os.empty()) {
       image.platform = *platform_hint;
     }
-    image.config = Descriptor{config_desc->media_type.empty() ? media_type::oci_config : config_desc->media_type,
-                              config_desc->digest, config_bytes->size()};
-    image.manifest = Descriptor{*type, desc.digest, bytes.size()};
+    image.config = Descriptor{config_desc.media_type.empty() ? media_type::oci_config : config_desc.media_type,
+                              config_desc.digest, config_bytes->size()};
+    image.manifest = Descriptor{fields->type, desc.digest, bytes.size()};
     image.manifest_bytes = bytes;
     image.run = cfg.run;
     image.format = SourceFormat::oci_layout;
     image.source = input_;
-    if ((*layers)->size() != cfg.diff_ids.size()) {
+    if (fields->layers.size() != cfg.diff_ids.size()) {
       return bad(manifest_entry, fmt::format("manifest lists {} layers but config {} has {} diff_ids",
-                                             (*layers)->size(), config_desc->digest.str(), cfg.diff_ids.size()));
+                                             fields->layers.size(), config_desc.digest.str(), cfg.diff_ids.size()));
     }
     std::vector<std::pair<std::string, const TarEntry*>> layer_entries;
-    for (std::size_t i = 0; i < (*layers)->size(); ++i) {
-      auto ld = parse_descriptor(manifest_entry, (**layers)[i]);
+    for (std::size_t i = 0; i < fields->layers.size(); ++i) {
+      auto ld = parse_descriptor(manifest_entry, fields->layers[i]);
       if (!ld) {
         return std::unexpected(ld.error());
       }
@@ -455,23 +493,14 @@ private:
         return unavailable(fmt::format("layer {} named by manifest {} is not in the archive", ld->digest.str(),
                                        desc.digest.str()));
       }
-      if (ld->size && *ld->size != e->size) {
-        return bad(layer_entry, fmt::format("layer is {} bytes, the manifest says {}", e->size, *ld->size));
-      }
-      if (e->computed && *e->computed != ld->digest) {
-        return bad(layer_entry, fmt::format("layer bytes hash to {}, the manifest says {}", e->computed->str(),
-                                            ld->digest.str()));
-      }
-      const bool uncompressed = ld->media_type == media_type::oci_layer || ld->media_type == media_type::docker_layer;
-      if (uncompressed && ld->digest != cfg.diff_ids[i]) {
-        return bad(layer_entry, fmt::format("uncompressed layer {} disagrees with the config's diff_id {}",
-                                            ld->digest.str(), cfg.diff_ids[i].str()));
+      if (auto ok = check_layer(layer_entry, *ld, *e, cfg.diff_ids[i]); !ok) {
+        return ok;
       }
       image.layers.push_back(Layer{Descriptor{ld->media_type, ld->digest, e->size}, cfg.diff_ids[i]});
       layer_entries.emplace_back(resolved, e);
     }
     add_memory_blob(desc.digest, manifest_entry, bytes);
-    add_memory_blob(config_desc->digest, config_entry, *config_bytes);
+    add_memory_blob(config_desc.digest, config_entry, *config_bytes);
     for (std::size_t i = 0; i < layer_entries.size(); ++i) {
       const auto& [name, e] = layer_entries[i];
       add_blob(image.layers[i].blob.digest, e->size, index_.location_of(name, *e), e->computed);

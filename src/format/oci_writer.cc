@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <memory>
 
 namespace kload::format {
@@ -118,6 +119,78 @@ private:
 
 std::string blob_path(const Digest& d) { return "blobs/sha256/" + d.hex(); }
 
+// Refuses a blob whose bytes were not proven to hash to its digest: only proven bytes
+// leave the machine, and the caller hashes before sending.
+Result<void> require_proven(const Blob& b) {
+  if (!b.computed) {
+    return util::fail(ErrorKind::io, fmt::format("{}: {}: blob {} was not verified before sending", b.where.source,
+                                                 b.where.entry, b.digest.str()));
+  }
+  if (*b.computed != b.digest) {
+    return util::fail(ErrorKind::bad_input, fmt::format("{}: {}: content is {}, expected {}; not sending it",
+                                                        b.where.source, b.where.entry, b.computed->str(),
+                                                        b.digest.str()));
+  }
+  return {};
+}
+
+Result<void> changed_since_proof(const Blob& b, const Digest& now) {
+  return util::fail(ErrorKind::bad_input,
+                    fmt::format("{}: {}: the input changed since it was read (blob {} now hashes to {}); "
+                                "run kload again",
+                                b.where.source, b.where.entry, b.digest.str(), now.str()));
+}
+
+// Writes blob `b` as one tar entry; `sent(n)` after every n bytes written.
+//
+// The proof (Blob::computed) came from an earlier read, and the input may have changed
+// since: the bytes are hashed again by the very read that feeds the entry, and the
+// entry's last byte is held back until that hash matches. So a changed blob never
+// reaches the node complete: its entry stays short and the stream is cut (Writer's
+// destructor), which ctr refuses.
+Result<void> write_blob_entry(Writer& w, const Blob& b, const std::function<void(std::uint64_t)>& sent) {
+  if (b.size == 0) {
+    // A header alone is a whole entry: check before writing it.
+    if (const auto now = util::Sha256().finish(); now != b.digest) {
+      return changed_since_proof(b, now);
+    }
+  }
+  if (auto r = w.begin(blob_path(b.digest), b.size); !r) {
+    return r;
+  }
+  util::Sha256 hash;
+  std::uint64_t done = 0;
+  char last = 0;  // the held-back final byte
+  auto r = read_blob(b, [&](std::string_view chunk) -> Result<void> {
+    hash.update(chunk);
+    done += chunk.size();
+    if (done == b.size && !chunk.empty()) {
+      last = chunk.back();
+      chunk.remove_suffix(1);
+    }
+    if (auto wr = w.data(chunk); !wr) {
+      return wr;
+    }
+    sent(chunk.size());
+    return {};
+  });
+  if (!r || b.size == 0) {
+    return r;
+  }
+  if (done != b.size) {
+    return util::fail(ErrorKind::io, fmt::format("{}: {}: read {} bytes of blob {}, expected {}", b.where.source,
+                                                 b.where.entry, done, b.digest.str(), b.size));
+  }
+  if (const auto now = hash.finish(); now != b.digest) {
+    return changed_since_proof(b, now);
+  }
+  if (auto wr = w.data(std::string_view(&last, 1)); !wr) {
+    return wr;
+  }
+  sent(1);
+  return {};
+}
+
 } // namespace
 
 std::string thin_index_json(const std::vector<ThinEntry>& entries) {
@@ -140,10 +213,10 @@ Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vec
   if (auto r = w.open(); !r) {
     return std::unexpected(r.error());
   }
-  ThinStats stats;
   if (auto r = w.file("oci-layout", R"({"imageLayoutVersion":"1.0.0"})"); !r) {
     return std::unexpected(r.error());
   }
+  ThinStats stats;
   std::unordered_set<Digest> written;
   auto put_blob = [&](const Digest& d, bool is_layer) -> Result<void> {
     if (!written.insert(d).second) {
@@ -153,82 +226,21 @@ Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vec
     if (b == nullptr) {
       return util::fail(ErrorKind::bad_input, fmt::format("blob {} is not in the input", d.str()));
     }
-    if (!b->computed) {
-      // Only proven bytes leave the machine: the caller hashes before sending.
-      return util::fail(ErrorKind::io, fmt::format("{}: {}: blob {} was not verified before sending",
-                                                   b->where.source, b->where.entry, d.str()));
-    }
-    if (*b->computed != b->digest) {
-      return util::fail(ErrorKind::bad_input, fmt::format("{}: {}: content is {}, expected {}; not sending it",
-                                                          b->where.source, b->where.entry, b->computed->str(),
-                                                          d.str()));
-    }
-    // The proof (Blob::computed) came from an earlier read, and the input may have
-    // changed since: the bytes are hashed again by the very read that feeds the tar
-    // entry, and the entry's last byte is held back until that hash matches. So a
-    // changed blob never reaches the node complete: its entry stays short and the
-    // stream is cut (Writer's destructor), which ctr refuses.
-    auto changed = [&](const Digest& now) {
-      return util::fail(ErrorKind::bad_input,
-                        fmt::format("{}: {}: the input changed since it was read (blob {} now hashes to {}); "
-                                    "run kload again",
-                                    b->where.source, b->where.entry, d.str(), now.str()));
-    };
-    util::Sha256 hash;
-    if (b->size == 0) {
-      // A header alone is a whole entry: check before writing it.
-      if (const auto now = hash.finish(); now != d) {
-        return changed(now);
-      }
-    }
-    if (auto r = w.begin(blob_path(d), b->size); !r) {
+    if (auto r = require_proven(*b); !r) {
       return r;
     }
-    std::uint64_t done = 0;
-    char last = 0;  // the held-back final byte
-    auto r = read_blob(*b, [&](std::string_view chunk) -> Result<void> {
-      hash.update(chunk);
-      done += chunk.size();
-      if (done == b->size && !chunk.empty()) {
-        last = chunk.back();
-        chunk.remove_suffix(1);
-      }
-      if (auto wr = w.data(chunk); !wr) {
-        return wr;
-      }
+    auto r = write_blob_entry(w, *b, [&](std::uint64_t n) {
       if (is_layer) {
-        stats.layer_bytes += chunk.size();
+        stats.layer_bytes += n;
         if (progress) {
           progress(stats.layer_bytes);
         }
       }
-      return {};
     });
-    if (!r) {
-      return r;
-    }
-    if (b->size != 0) {
-      if (done != b->size) {
-        return util::fail(ErrorKind::io, fmt::format("{}: {}: read {} bytes of blob {}, expected {}",
-                                                     b->where.source, b->where.entry, done, d.str(), b->size));
-      }
-      if (const auto now = hash.finish(); now != d) {
-        return changed(now);
-      }
-      if (auto wr = w.data(std::string_view(&last, 1)); !wr) {
-        return wr;
-      }
-      if (is_layer) {
-        stats.layer_bytes += 1;
-        if (progress) {
-          progress(stats.layer_bytes);
-        }
-      }
-    }
-    if (is_layer) {
+    if (r && is_layer) {
       ++stats.layers_sent;
     }
-    return {};
+    return r;
   };
   for (const auto& e : entries) {
     if (auto r = put_blob(e.image->manifest.digest, false); !r) {

@@ -311,6 +311,76 @@ Result<std::string> TarIndex::read_in_memory(struct archive* a, const std::strin
   return data;
 }
 
+// Indexes the entry whose header was just read: its name, type and size, checked;
+// its bytes located in place or stored (see store_entry_data).
+Result<void> TarIndex::add_entry(struct archive* a, struct archive_entry* ae) {
+  const char* raw_name = archive_entry_pathname(ae);
+  const std::string shown = raw_name != nullptr ? raw_name : "";
+  last_entry_ = shown;
+  auto name = clean_path(shown);
+  if (!name) {
+    return bad(shown, "unsafe entry path (absolute or containing \"..\")");
+  }
+  if (archive_entry_hardlink(ae) != nullptr) {
+    return bad(shown, "hard links are not supported in image archives");
+  }
+  const auto type = archive_entry_filetype(ae);
+  if (type == AE_IFDIR) {
+    return {};
+  }
+  if (type != AE_IFREG && type != AE_IFLNK) {
+    return bad(shown, "device, fifo and socket entries are not allowed in image archives");
+  }
+  if (name->empty()) {
+    return bad(shown, "empty entry name");
+  }
+  // Any second entry of a name is refused, whatever its body: taking the first or
+  // the last would let the in-place index and the stream disagree, or a metadata
+  // file be read from one copy and its blob sent from another.
+  if (entries_.contains(*name)) {
+    return bad(shown, "duplicate entry");
+  }
+  TarEntry e;
+  if (type == AE_IFLNK) {
+    e.type = TarEntry::Type::symlink;
+    const char* target = archive_entry_symlink(ae);
+    e.link_target = target != nullptr ? target : "";
+    if (!link_destination(*name, e.link_target)) {
+      return bad(shown, fmt::format("symbolic link to \"{}\" leads outside the archive", e.link_target));
+    }
+    entries_.emplace(*name, std::move(e));
+    return {};
+  }
+  if (archive_entry_size_is_set(ae) == 0 || archive_entry_size(ae) < 0) {
+    return bad(shown, "entry without a size");
+  }
+  e.size = static_cast<std::uint64_t>(archive_entry_size(ae));
+  if (in_place_) {
+    e.offset = static_cast<std::uint64_t>(archive_filter_bytes(a, 0));
+    if (e.offset + e.size > file_size_) {
+      return bad(shown, fmt::format("truncated: entry needs {} bytes past offset {}, file has {}", e.size,
+                                    e.offset, file_size_));
+    }
+    // Only the top-level documents (at most four) are read now, and only within the
+    // metadata limit: configs and anything larger are read in place when used, so
+    // memory does not grow with the number of entries and an oversized document is
+    // refused only if used, as when streaming.
+    if (is_top_metadata(*name) && e.size <= limits_.max_metadata_bytes) {
+      auto data = read_in_memory(a, shown, e.size);
+      if (!data) {
+        return std::unexpected(data.error());
+      }
+      e.memory = std::make_shared<const std::string>(std::move(*data));
+    }
+  } else {
+    if (auto s = store_entry_data(a, shown, e); !s) {
+      return s;
+    }
+  }
+  entries_.emplace(*name, std::move(e));
+  return {};
+}
+
 Result<void> TarIndex::scan() {
   if (auto r = open_input(); !r) {
     return r;
@@ -348,70 +418,9 @@ Result<void> TarIndex::scan() {
     if (++entry_count_ > limits_.max_entries) {
       return bad("", fmt::format("more than {} entries", limits_.max_entries));
     }
-    const char* raw_name = archive_entry_pathname(ae);
-    const std::string shown = raw_name != nullptr ? raw_name : "";
-    last_entry_ = shown;
-    auto name = clean_path(shown);
-    if (!name) {
-      return bad(shown, "unsafe entry path (absolute or containing \"..\")");
+    if (auto added = add_entry(a.get(), ae); !added) {
+      return added;
     }
-    if (archive_entry_hardlink(ae) != nullptr) {
-      return bad(shown, "hard links are not supported in image archives");
-    }
-    const auto type = archive_entry_filetype(ae);
-    if (type == AE_IFDIR) {
-      continue;
-    }
-    if (type != AE_IFREG && type != AE_IFLNK) {
-      return bad(shown, "device, fifo and socket entries are not allowed in image archives");
-    }
-    if (name->empty()) {
-      return bad(shown, "empty entry name");
-    }
-    // Any second entry of a name is refused, whatever its body: taking the first or
-    // the last would let the in-place index and the stream disagree, or a metadata
-    // file be read from one copy and its blob sent from another.
-    if (entries_.contains(*name)) {
-      return bad(shown, "duplicate entry");
-    }
-    TarEntry e;
-    if (type == AE_IFLNK) {
-      e.type = TarEntry::Type::symlink;
-      const char* target = archive_entry_symlink(ae);
-      e.link_target = target != nullptr ? target : "";
-      if (!link_destination(*name, e.link_target)) {
-        return bad(shown, fmt::format("symbolic link to \"{}\" leads outside the archive", e.link_target));
-      }
-      entries_.emplace(*name, std::move(e));
-      continue;
-    }
-    if (archive_entry_size_is_set(ae) == 0 || archive_entry_size(ae) < 0) {
-      return bad(shown, "entry without a size");
-    }
-    e.size = static_cast<std::uint64_t>(archive_entry_size(ae));
-    if (in_place_) {
-      e.offset = static_cast<std::uint64_t>(archive_filter_bytes(a.get(), 0));
-      if (e.offset + e.size > file_size_) {
-        return bad(shown, fmt::format("truncated: entry needs {} bytes past offset {}, file has {}", e.size,
-                                      e.offset, file_size_));
-      }
-      // Only the top-level documents (at most four) are read now, and only within the
-      // metadata limit: configs and anything larger are read in place when used, so
-      // memory does not grow with the number of entries and an oversized document is
-      // refused only if used, as when streaming.
-      if (is_top_metadata(*name) && e.size <= limits_.max_metadata_bytes) {
-        auto data = read_in_memory(a.get(), shown, e.size);
-        if (!data) {
-          return std::unexpected(data.error());
-        }
-        e.memory = std::make_shared<const std::string>(std::move(*data));
-      }
-    } else {
-      if (auto s = store_entry_data(a.get(), shown, e); !s) {
-        return s;
-      }
-    }
-    entries_.emplace(*name, std::move(e));
   }
   if (first) {
     return bad("", "empty archive");

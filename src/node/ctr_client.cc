@@ -711,24 +711,22 @@ util::Result<Probe> CtrClient::probe(const ProbeRequest& want) {
   if (!results) {
     return std::unexpected(results.error().with_context(node_prefix(transport_) + ": checking images"));
   }
-  std::size_t next = 0;
-  // A step the batch never reached shares the fate of the last one that ran.
-  const auto result = [&]() -> const ProcessResult& { return (*results)[std::min(next++, results->size() - 1)]; };
+  StepResults result(*results);
   Probe p;
-  auto images = check_result(transport_, result());
+  auto images = check_result(transport_, result.next());
   if (!images) {
     return std::unexpected(images.error());
   }
   p.images = std::move(*images);
   if (want.uuid) {
-    auto uuid = version_result(transport_, result());
+    auto uuid = version_result(transport_, result.next());
     if (!uuid) {
       return std::unexpected(uuid.error());
     }
     p.uuid = std::move(*uuid);
   }
   if (want.inventory) {
-    auto inv = content_result(transport_, result(), p.images);
+    auto inv = content_result(transport_, result.next(), p.images);
     if (!inv) {
       return std::unexpected(inv.error());
     }
@@ -739,7 +737,7 @@ util::Result<Probe> CtrClient::probe(const ProbeRequest& want) {
     if (!uri.snapshotter.empty()) {
       snap = uri.snapshotter;
     } else if (dump) {
-      snap = dump_result(result());
+      snap = dump_result(result.next());
     }
     if (!snap) {
       auto guessed = snapshotter_from_plugins();
@@ -796,11 +794,9 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
     return fail(changes.import != nullptr ? Step::import : Step::tag,
                 results.error().with_context(node_prefix(transport_) + ": " + importing));
   }
-  std::size_t next = 0;
-  // Absent results: the step before failed and the batch stopped there.
-  const auto result = [&]() -> const ProcessResult& { return (*results)[std::min(next++, results->size() - 1)]; };
+  StepResults result(*results);
   if (!changes.expect_uuid.empty()) {
-    const auto& r = result();
+    const auto& r = result.next();
     if (r.exit_code == uuid_mismatch) {
       return fail(Step::node_changed, Error{ErrorKind::node, node_changed_message(display())});
     }
@@ -809,7 +805,7 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
     }
   }
   if (changes.import != nullptr) {
-    const auto& r = result();
+    const auto& r = result.next();
     if (!import_ok(r)) {
       if (!local_import_ && needs_local_import(r)) {
         local_import_ = true;
@@ -819,19 +815,19 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
     }
   }
   for (const auto& [source, target] : changes.tags) {
-    if (auto ok = settled(transport_, result(), "tagging " + source + " as " + target); !ok) {
+    if (auto ok = settled(transport_, result.next(), "tagging " + source + " as " + target); !ok) {
       return fail(Step::tag, ok.error());
     }
   }
   if (!changes.remove.empty()) {
-    if (auto ok = settled(transport_, result(), removing(changes.remove)); !ok) {
+    if (auto ok = settled(transport_, result.next(), removing(changes.remove)); !ok) {
       return fail(Step::remove, ok.error());
     }
   }
   if (changes.check.empty()) {
     return std::vector<ImageStatus>{};
   }
-  auto statuses = check_result(transport_, result());
+  auto statuses = check_result(transport_, result.next());
   if (!statuses) {
     return fail(Step::check, statuses.error());
   }

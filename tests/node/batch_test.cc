@@ -51,6 +51,18 @@ TEST(Batch, AFailingStepStopsTheBatchWithItsStatus) {
   EXPECT_EQ((*results)[1].err, "ctr: boom\n");
 }
 
+TEST(Batch, StepsTheBatchNeverReachedShareTheLastResult) {
+  const auto results = run_batch({sh("printf a"), sh("printf b; exit 3"), sh("printf c")});
+  ASSERT_TRUE(results);
+  ASSERT_EQ(results->size(), 2u);
+  StepResults cursor(*results);
+  EXPECT_EQ(cursor.next().out, "a");
+  EXPECT_EQ(cursor.next().exit_code, 3);
+  const auto& unreached = cursor.next();
+  EXPECT_EQ(unreached.out, "b");
+  EXPECT_EQ(unreached.exit_code, 3);
+}
+
 TEST(Batch, AStepThatMayFailLetsTheNextRun) {
   const auto results = run_batch({sh("exit 1", false), sh("echo after")});
   ASSERT_TRUE(results);

@@ -18,7 +18,8 @@
 #include <string>
 #include <vector>
 
-struct archive;  // libarchive's reader
+struct archive;        // libarchive's reader
+struct archive_entry;  // one header it read
 
 namespace kload::format {
 
@@ -90,6 +91,7 @@ private:
   util::Result<void> open_input();
   util::Result<std::filesystem::path> spool_path();
   util::Result<void> check_expansion(::archive* a);
+  util::Result<void> add_entry(::archive* a, ::archive_entry* ae);
   util::Result<void> store_entry_data(::archive* a, const std::string& name, TarEntry& e);
   util::Result<std::string> read_in_memory(::archive* a, const std::string& name, std::uint64_t size);
 

@@ -7,6 +7,8 @@
 
 #include "kload/util/process.h"
 
+#include <algorithm>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -34,5 +36,18 @@ std::string batch_script(std::string_view marker, const std::vector<BatchStep>& 
 // (no shell on the node, or the transport failed first).
 std::optional<std::vector<util::ProcessResult>> split_batch(std::string_view marker, const std::vector<BatchStep>& steps,
                                                             const util::ProcessResult& whole);
+
+// Reads split_batch's results in step order. A step the batch never reached (the one
+// before it stopped the script, or was cut off) shares the fate of the last result.
+// `results` must not be empty and must outlive the cursor.
+class StepResults {
+public:
+  explicit StepResults(const std::vector<util::ProcessResult>& results) : results_(results) {}
+  const util::ProcessResult& next() { return results_[std::min(next_++, results_.size() - 1)]; }
+
+private:
+  const std::vector<util::ProcessResult>& results_;
+  std::size_t next_ = 0;
+};
 
 } // namespace kload::node
