@@ -9,7 +9,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <algorithm>
 #include <iterator>
 #include <map>
@@ -344,6 +349,89 @@ TEST(E2EFaults, HostileImageNamesAreRejectedBeforeAnyNodeIsTouched) {
   EXPECT_EQ(tried, static_cast<int>(hostile.size())) << "the generator refused some names; nothing was tried";
   EXPECT_FALSE(std::filesystem::exists(marker));
   EXPECT_TRUE(lab.images(1).empty());
+}
+
+// The pid of the `ctr ... import` process talking to `socket`, 0 while there is none.
+pid_t ctr_import_on(const std::string& socket) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const auto pid = entry.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) {
+      continue;
+    }
+    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
+    std::vector<std::string> argv;
+    for (std::string word; std::getline(in, word, '\0');) {
+      argv.push_back(word);
+    }
+    const auto has = [&](const std::string& w) { return std::find(argv.begin(), argv.end(), w) != argv.end(); };
+    if (!argv.empty() && std::filesystem::path(argv[0]).filename() == "ctr" && has(socket) && has("import")) {
+      return static_cast<pid_t>(std::stol(pid));
+    }
+  }
+  return 0;
+}
+
+// Whether `pid` is a live process (a zombie is not).
+bool alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) {
+    return false;
+  }
+  const auto close = line.rfind(')');
+  return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
+}
+
+// A node whose ctr stops taking the stream (here: SIGSTOP, as a wedged containerd
+// client or a frozen node would) fails alone once the stall limit passes; the other
+// node completes, the stalled node keeps its good image, and a rerun completes.
+TEST(E2EFaults, AnImportThatTakesNoInputFailsThatNodeAloneAtTheStallLimit) {
+  Scratch scratch;
+  Lab lab(scratch / "lab", 2, LabKind{});  // host nodes: the test finds node1's ctr by its socket
+  ASSERT_TRUE(lab.up());
+  const auto old = (scratch / "old.tar").string();
+  const auto big = (scratch / "big.tar").string();
+  ASSERT_TRUE(mkimage({"--compressible", "0", "--image", "app:v1=old:1M", old}));
+  ASSERT_TRUE(mkimage({"--compressible", "0", "--image", "app:v1=base:40M,top:24M", big}));
+  auto first = kload({"image-archive", old, "--no-cache", "--node", lab.uris()[0], "--node", lab.uris()[1]});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const auto before = names_on(lab, 1);
+
+  std::atomic<bool> done{false};
+  std::atomic<pid_t> stopped{0};
+  std::thread freezer([&] {
+    const auto socket = lab.socket(1).string();
+    for (int i = 0; i < 6000 && !done; ++i) {
+      if (const pid_t pid = ctr_import_on(socket); pid != 0) {
+        ::kill(pid, SIGSTOP);
+        stopped = pid;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  });
+  ::setenv("KLOAD_STALL_SECONDS", "2", 1);
+  const auto started = std::chrono::steady_clock::now();
+  auto r = kload({"image-archive", big, "--no-cache", "--node", lab.uris()[0], "--node", lab.uris()[1]});
+  const auto took = std::chrono::steady_clock::now() - started;
+  ::unsetenv("KLOAD_STALL_SECONDS");
+  done = true;
+  freezer.join();
+  ASSERT_NE(stopped.load(), 0) << "node1's import never started: " << r.err;
+  ::kill(stopped.load(), SIGCONT);  // harmless if the stall limit already killed it
+
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find(lab.node_name(1)), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("took nothing for 2 s"), std::string::npos) << r.err;
+  EXPECT_LT(took, std::chrono::seconds(60)) << "the stall limit must end the node's import, not ctr's own timeouts";
+  EXPECT_FALSE(alive(stopped.load())) << "the stalled ctr must be killed with its process group";
+  EXPECT_EQ(names_on(lab, 1), before) << "the stalled node keeps its good image and gets no new name";
+  const auto id = json::parse(kload({"inspect", "--json", big}).out)["images"][0]["id"].get<std::string>();
+  EXPECT_EQ(lab.image_id(2, "docker.io/library/app:v1"), id);
+
+  auto rerun = kload({"image-archive", big, "--no-cache", "--node", lab.uris()[0], "--node", lab.uris()[1]});
+  EXPECT_EQ(rerun.exit_code, 0) << rerun.err;
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id);
 }
 
 } // namespace

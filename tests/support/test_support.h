@@ -123,6 +123,7 @@ public:
   struct Image {
     std::string target;
     bool complete = false;
+    bool operator==(const Image&) const = default;
   };
   [[nodiscard]] std::vector<std::pair<std::string, Image>> images(int node) const;
   // The config digest (image ID) a name points at, via the manifest's gc label.
