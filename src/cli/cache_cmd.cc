@@ -138,7 +138,7 @@ Result<int> cache_refresh(cache::Cache& c, const CacheCommandOptions& options, C
   util::parallel_for(uris.size(), options.jobs, [&](std::size_t i) {
     auto transport = node::make_transport(uris[i], runner);
     node::CtrClient client(*transport);
-    if (auto r = load::refresh_node(load::Target{uris[i], &client}, c); !r) {
+    if (auto r = load::refresh_node(load::Target{uris[i], &client, nullptr}, c); !r) {
       errors[i] = r.error();
     }
   });

@@ -4,12 +4,13 @@
 // Passes:
 //   1. nodes: --node URIs, or the kind cluster's node containers
 //   2. inspect: one `docker image inspect` of every image: IDs, tags, platform
-//   3. pre-check: one `ctr images check` per node, in parallel: does every name
-//      already point, complete, at this image?
+//   3. pre-check: one round trip per node, in parallel (the one a load begins with):
+//      does every name already point, complete, at this image?
 //   4. save: only if some node said no, one `docker save` of the images lacked, read
 //      once as a stream
-//   5. load: load::load of those images into exactly the nodes that said no; its plan
-//      skips, retags or sends per image, as for image-archive
+//   5. load: load::load of those images into exactly the nodes that said no, planned
+//      from their pre-check; its plan skips, retags or sends per image, as for
+//      image-archive
 //   6. remember (cache): which config a containerd-store index stands for, so the
 //      next pre-check recognises the image without a save
 //
@@ -157,14 +158,15 @@ void merge_loaded(load::LoadReport& report, const load::LoadReport& loaded, cons
 // Loads what was saved into the needy nodes and fills in their reports; remembers
 // which config each containerd-store index stands for (kind issue 4236). Error: as
 // load::load (nothing was then sent).
-Result<void> load_needy(SavedWanted& saved, const load::SavePlan& plan, const TargetOptions& options,
-                        PreparedTargets& prepared, const std::vector<format::Image>& stand_ins,
+Result<void> load_needy(SavedWanted& saved, const load::SavePlan& plan, const std::vector<load::NodeCheck>& checks,
+                        const TargetOptions& options, PreparedTargets& prepared, const std::vector<format::Image>& stand_ins,
                         load::Observer& observer, load::LoadReport& report) {
   std::vector<load::Target> needy;
   for (const auto i : plan.needy) {
     needy.push_back(prepared.targets[i]);
+    needy.back().probed = checks[i].probe;  // the load's first round trip, done already
   }
-  // The loader plans each needy node afresh; what it is not given, they hold.
+  // The loader plans each needy node from its pre-check; what it is not given, they hold.
   auto& set = saved.saved.set;
   auto loaded = load::load(set, saved.images, needy, load_options(options, prepared.cache.get()), observer);
   if (!loaded) {
@@ -225,7 +227,7 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
       return std::unexpected(s.error());
     }
     saved.emplace(std::move(*s));
-    if (auto r = load_needy(*saved, plan, t, *prepared, stand_ins, observer, report); !r) {
+    if (auto r = load_needy(*saved, plan, checks, t, *prepared, stand_ins, observer, report); !r) {
       return std::unexpected(r.error());
     }
   }

@@ -302,7 +302,7 @@ Result<PreparedTargets> prepare_targets(const TargetOptions& options, util::Proc
   for (const auto& uri : *uris) {
     out.transports.push_back(node::make_transport(uri, runner));
     out.clients.push_back(std::make_unique<node::CtrClient>(*out.transports.back()));
-    out.targets.push_back(load::Target{uri, out.clients.back().get()});
+    out.targets.push_back(load::Target{uri, out.clients.back().get(), nullptr});
   }
   out.cache = open_cache(options.no_cache, options.cache_dir, console);
   return out;

@@ -2,6 +2,7 @@
 
 #include "kload/format/image_ref.h"
 #include "kload/load/loader.h"
+#include "node_record.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -123,17 +124,6 @@ Result<std::vector<DockerWanted>> wanted_images(const std::vector<source::Docker
   return out;
 }
 
-std::vector<std::string> precheck_names(const std::vector<DockerWanted>& wanted) {
-  std::vector<std::string> names;
-  for (const auto& w : wanted) {
-    names.insert(names.end(), w.names.begin(), w.names.end());
-  }
-  for (const auto& w : wanted) {
-    names.push_back(w.docker.id.str());
-  }
-  return names;
-}
-
 bool node_holds(const DockerWanted& w, const std::vector<node::ImageStatus>& statuses,
                 const cache::NodeRecord* record) {
   return std::all_of(w.names.begin(), w.names.end(), [&](const std::string& name) {
@@ -149,11 +139,11 @@ bool NodeCheck::holds_all() const {
 
 NodeCheck precheck_node(const Target& target, const std::vector<DockerWanted>& wanted, cache::Cache* cache) {
   const auto start = std::chrono::steady_clock::now();
+  const auto started = unix_now();
   NodeCheck out;
-  auto& client = *target.client;
-  auto statuses = client.check(precheck_names(wanted));
-  if (!statuses) {
-    out.error = statuses.error().message;
+  auto probe = target.client->probe(first_probe_request(target, cache));
+  if (!probe) {
+    out.error = probe.error().message;
   } else {
     std::optional<cache::NodeRecord> record;
     if (cache != nullptr) {
@@ -162,8 +152,9 @@ NodeCheck precheck_node(const Target& target, const std::vector<DockerWanted>& w
       }
     }
     for (const auto& w : wanted) {
-      out.held.push_back(node_holds(w, *statuses, record ? &*record : nullptr));
+      out.held.push_back(node_holds(w, probe->images, record ? &*record : nullptr));
     }
+    out.probe = std::make_shared<const EarlierProbe>(EarlierProbe{std::move(*probe), started});
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return out;

@@ -43,6 +43,30 @@ std::vector<Digest> blobs_to_send(const plan::NodePlan& plan) {
   return blobs;
 }
 
+// The cache's record of node `uri` if it can be planned from: listed once, no load
+// that died while sending. Whether it is still this node, the UUID says.
+std::optional<cache::NodeRecord> usable_record(cache::Cache* cache, const std::string& uri) {
+  if (cache == nullptr) {
+    return std::nullopt;
+  }
+  auto record = cache->node(uri);
+  if (!record || !*record || (*record)->listed_at == 0 || (*record)->interrupted_load()) {
+    return std::nullopt;
+  }
+  return std::move(**record);
+}
+
+// What a first probe asks besides every name: on a first contact (no record to plan
+// from), the node's UUID, content and snapshotter too.
+node::ProbeRequest probe_request(bool first_contact) {
+  return {.uuid = first_contact, .inventory = first_contact, .snapshotter = first_contact};
+}
+
+// Whether probe `p` holds all that `want` asks.
+bool answers(const node::Probe& p, const node::ProbeRequest& want) {
+  return (!want.uuid || p.uuid) && (!want.inventory || p.inventory) && (!want.snapshotter || p.snapshotter);
+}
+
 // One node's load. plan() finds out what the node holds and plans; execute() runs the
 // commit protocol: stage (import what is missing under staging names, check it),
 // commit (point the real names at it in one import), retag, confirm, remember.
@@ -109,9 +133,11 @@ private:
   // A plan from the record holds only for the node the record describes: the staging
   // round trip checks containerd's UUID before its import (see import_staged).
   bool plan_now() {
-    const auto record = usable_record();
-    const bool first_contact = cache_ != nullptr && !record;
-    if (!probe({.uuid = first_contact, .inventory = first_contact, .snapshotter = first_contact})) {
+    const auto record = usable_record(cache_, target_.uri.text);
+    const auto want = probe_request(cache_ != nullptr && !record);
+    if (target_.probed && answers(target_.probed->probe, want)) {
+      take_probe(target_.probed->probe, target_.probed->started);
+    } else if (!probe(want)) {
       return false;
     }
     if (record && !record->snapshotter.empty()) {
@@ -125,37 +151,30 @@ private:
     return true;
   }
 
-  // The cache's record of this node if it can be planned from: listed once, no load
-  // that died while sending. Whether it is still this node, the UUID says.
-  std::optional<cache::NodeRecord> usable_record() {
-    if (cache_ == nullptr) {
-      return std::nullopt;
-    }
-    auto record = cache_->node(target_.uri.text);
-    if (!record || !*record || (*record)->listed_at == 0 || (*record)->interrupted_load()) {
-      return std::nullopt;
-    }
-    return std::move(**record);
-  }
-
-  // One round trip: every name, and what `want` asks. A listing is planned from and
-  // stored at once.
+  // One round trip: every name, and what `want` asks.
   bool probe(const node::ProbeRequest& want) {
     const auto started = unix_now();
     auto p = client_.probe(want);
     if (!p) {
       return failed(p.error().message);
     }
-    statuses_ = std::move(p->images);
-    if (p->uuid) {
-      server_uuid_ = std::move(p->uuid);
+    take_probe(std::move(*p), started);
+    return true;
+  }
+
+  // What a probe begun at `started` found, taken as the node's state; a listing is
+  // planned from and stored at once.
+  void take_probe(node::Probe p, std::int64_t started) {
+    statuses_ = std::move(p.images);
+    if (p.uuid) {
+      server_uuid_ = std::move(p.uuid);
     }
-    if (p->snapshotter) {
-      snapshotter_ = std::move(p->snapshotter);
+    if (p.snapshotter) {
+      snapshotter_ = std::move(p.snapshotter);
     }
-    if (p->inventory) {
+    if (p.inventory) {
       ++report_.listings;
-      auto record = record_from_listing(server_uuid_.value_or(""), *p->inventory, statuses_, unix_now());
+      auto record = record_from_listing(server_uuid_.value_or(""), *p.inventory, statuses_, unix_now());
       record.snapshotter = snapshotter_.value_or("");
       listing_ = record.blobs;
       known_ids_ = record.target_ids;
@@ -163,7 +182,6 @@ private:
         store_listing(*cache_, target_.uri.text, std::move(record), started);
       }
     }
-    return true;
   }
 
   bool plan_from_record(const std::optional<cache::NodeRecord>& record) {
@@ -552,6 +570,10 @@ util::Result<void> refresh_node(const Target& target, cache::Cache& cache) {
   }
   store_listing(cache, target.uri.text, record_from_listing(*p->uuid, *p->inventory, p->images, unix_now()), started);
   return {};
+}
+
+node::ProbeRequest first_probe_request(const Target& target, cache::Cache* cache) {
+  return probe_request(cache != nullptr && !usable_record(cache, target.uri.text));
 }
 
 bool is_staging_name(const std::string& name) { return name.starts_with(staging_prefix); }

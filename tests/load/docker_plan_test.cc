@@ -70,11 +70,6 @@ TEST(DockerPlan, WantedImagesGroupRefsByIdAndRequireATag) {
   EXPECT_FALSE((*other_platform)[0].platform_ok);
 }
 
-TEST(DockerPlan, PrecheckAsksEveryNameThenEveryId) {
-  EXPECT_EQ(precheck_names({wanted(app, 'a'), wanted(side, 'c')}),
-            (std::vector<std::string>{app, side, digest_of('a').str(), digest_of('c').str()}));
-}
-
 TEST(DockerPlan, ANameHoldsTheImageByDockersIdOrCrisIdReference) {
   const auto w = wanted(app, 'a');
   // containerd store: the name points at Docker's ID (a manifest or index digest).

@@ -55,16 +55,26 @@ protected:
     return {std::move(gz), std::move(zst)};
   }
 
-  NodeReport load_into(FakeNode& node, format::ImageSet& set, bool with_cache = true) {
+  NodeReport load_into(FakeNode& node, format::ImageSet& set, bool with_cache = true,
+                       std::shared_ptr<const EarlierProbe> probed = nullptr) {
     auto images = plan::select_images(set, std::nullopt);
     EXPECT_TRUE(images.has_value()) << images.error().message;
-    const std::vector<Target> targets{Target{*node::parse_node_uri("docker://fake"), &node}};
+    const std::vector<Target> targets{Target{fake_uri(), &node, std::move(probed)}};
     LoadOptions options;
     options.cache = with_cache ? cache() : nullptr;
     Quiet quiet;
     auto report = load::load(set, *images, targets, options, quiet);
     EXPECT_TRUE(report.has_value()) << report.error().message;
     return report ? report->nodes.at(0) : NodeReport{};
+  }
+
+  static node::NodeUri fake_uri() { return *node::parse_node_uri("docker://fake"); }
+
+  // What a caller that probes before the load (docker-image's pre-check) hands it.
+  std::shared_ptr<const EarlierProbe> probe_first(FakeNode& node) {
+    auto p = node.probe(first_probe_request(Target{fake_uri(), &node, nullptr}, cache()));
+    EXPECT_TRUE(p.has_value()) << p.error().message;
+    return std::make_shared<const EarlierProbe>(EarlierProbe{std::move(*p), 0});
   }
 
   cache::Cache* cache() {
@@ -206,6 +216,53 @@ TEST_F(LoaderProtocol, RetagNeverCopiesANameThatMovedBehindKloadsBack) {
 }
 
 // Issue 11, item 5: an image removed behind kload's back (crictl rmi, kubelet GC).
+TEST_F(LoaderProtocol, AProbeMadeJustBeforeTheLoadIsItsFirstRoundTrip) {
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
+  FakeNode node;
+  const auto probed = probe_first(node);
+  EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::inventory, Op::snapshotter}))
+      << "a first contact: the listing too";
+  node.forget_calls();
+  const auto r = load_into(node, *set, true, probed);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_EQ(node.images.at("docker.io/library/app:v1"), manifest_of(*set));
+  EXPECT_TRUE(node.complete(manifest_of(*set)));
+  EXPECT_TRUE(staging_left(node).empty());
+  EXPECT_EQ(node.log, (std::vector<Op>{Op::import, Op::check, Op::import, Op::remove, Op::check}));
+  EXPECT_EQ(r.ctr_calls, 2);
+  EXPECT_EQ(r.listings, 1) << "the earlier probe's listing is the load's";
+}
+
+TEST_F(LoaderProtocol, AnEarlierProbeThatAsksLessThanTheLoadNeedsIsNotUsed) {
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  FakeNode node;
+  auto p = node.probe({});  // names only, and no record: the load needs the listing
+  ASSERT_TRUE(p.has_value());
+  node.forget_calls();
+  const auto r = load_into(node, *set, true, std::make_shared<const EarlierProbe>(EarlierProbe{std::move(*p), 0}));
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_EQ(r.ctr_calls, 3);
+  EXPECT_TRUE(node.complete(manifest_of(*set)));
+}
+
+TEST_F(LoaderProtocol, ANodeThatChangedSinceTheEarlierProbeStillGetsTheRightImage) {
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
+  auto v2 = archive("b.tar", {"app:v1=base:4K,next:2K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *set, false).status, NodeStatus::ok);
+  const auto probed = probe_first(node);
+  // Between the probe and the load: the image goes and GC takes its blobs.
+  node.images.clear();
+  node.collect_garbage();
+  node.unpacked.clear();
+  const auto r = load_into(node, *v2, true, probed);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_TRUE(r.retried);
+  EXPECT_EQ(node.images.at("docker.io/library/app:v1"), manifest_of(*v2));
+  EXPECT_TRUE(node.complete(manifest_of(*v2)));
+  EXPECT_TRUE(staging_left(node).empty());
+}
+
 TEST_F(LoaderProtocol, ImageRemovedBehindKloadsBackIsLoadedAgain) {
   auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
   FakeNode node;
@@ -418,7 +475,7 @@ TEST_F(LoaderProtocol, DryRunChangesNothing) {
   LoadOptions options;
   options.dry_run = DryRun::yes;
   Quiet quiet;
-  const std::vector<Target> targets{Target{*node::parse_node_uri("docker://fake"), &node}};
+  const std::vector<Target> targets{Target{*node::parse_node_uri("docker://fake"), &node, nullptr}};
   auto report = load::load(*set, *images, targets, options, quiet);
   ASSERT_TRUE(report.has_value());
   EXPECT_TRUE(node.images.empty());

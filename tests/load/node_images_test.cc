@@ -37,7 +37,7 @@ util::Digest put_image(FakeNode& node, const std::string& name, const std::strin
 }
 
 Target target_of(FakeNode& node, const std::string& container) {
-  return Target{*node::parse_node_uri("docker://" + container), &node};
+  return Target{*node::parse_node_uri("docker://" + container), &node, nullptr};
 }
 
 node::ImageStatus status(const std::string& name, const util::Digest& target, bool complete = true) {

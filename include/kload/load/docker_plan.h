@@ -3,7 +3,7 @@
 // the user asked for and under which names, whether a node's `ctr images check`
 // shows it holding them, which images `docker save` must write and for which nodes,
 // whether what was saved is what Docker described, and what to remember of it.
-// Pure except precheck_node (one `ctr images check`) and remember_index_configs (the
+// Pure except precheck_node (one round trip to a node) and remember_index_configs (the
 // cache); tested with plain values.
 //
 // Docker has two image stores. The classic one reports the config digest as .Id,
@@ -20,6 +20,7 @@
 #include "kload/util/error.h"
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,10 +52,6 @@ std::string tagged_ref(const std::string& ref);
 util::Result<std::vector<DockerWanted>> wanted_images(const std::vector<source::DockerImage>& inspected,
                                                       const std::optional<format::Platform>& platform);
 
-// The names a pre-check asks a node about: every wanted name, then every Docker ID
-// (CRI's "sha256:<ID>" reference).
-std::vector<std::string> precheck_names(const std::vector<DockerWanted>& wanted);
-
 // Whether a node's `images check` rows show it holding `w` under every one of its
 // names, complete. A name counts when its target is Docker's ID itself (containerd
 // store), or is also the target of CRI's "sha256:<ID>" reference (classic store), or
@@ -67,14 +64,17 @@ bool node_holds(const DockerWanted& w, const std::vector<node::ImageStatus>& sta
 struct NodeCheck {
   std::string error;       // set when the check failed: the node is then failed
   std::vector<bool> held;  // per wanted image: node_holds
+  // What the node answered, for the load to plan from (Target::probed).
+  std::shared_ptr<const EarlierProbe> probe;
   double seconds = 0;
   [[nodiscard]] bool failed() const { return !error.empty(); }
   [[nodiscard]] bool holds_all() const;
 };
 
-// Asks one node (one `images check` through its client) which wanted images it holds,
-// with the node's record from `cache` when there is one. Never fails: a node that
-// cannot be asked gives a NodeCheck with its error.
+// Asks one node which wanted images it holds, in the round trip a load would begin
+// with (a check of every name, with the node's listing on a first contact: see
+// first_probe_request), with the node's record from `cache` when there is one. Never
+// fails: a node that cannot be asked gives a NodeCheck with its error.
 NodeCheck precheck_node(const Target& target, const std::vector<DockerWanted>& wanted, cache::Cache* cache);
 
 // What to save and for whom, from every node's pre-check.

@@ -77,11 +77,27 @@ public:
   virtual void finished(const NodeReport& report) = 0;
 };
 
+// A probe of a node that the caller made just before the load (docker-image's
+// pre-check), and when it began (unix seconds).
+struct EarlierProbe {
+  node::Probe probe;
+  std::int64_t started = 0;
+};
+
 // A node to load into, with the client that speaks to it (owned by the caller).
 struct Target {
   node::NodeUri uri;
   node::NodeClient* client = nullptr;
+  // When set, the load plans from it instead of probing the node again, provided it
+  // holds all that first_probe_request asks. The rest of the protocol checks the node
+  // as after a probe of its own: the staging round trip's check, the confirm.
+  std::shared_ptr<const EarlierProbe> probed;
 };
+
+// What a load's first round trip to `target` asks besides every name: the node's
+// UUID, content and snapshotter as well when `cache` holds no record to plan from
+// (a first contact).
+node::ProbeRequest first_probe_request(const Target& target, cache::Cache* cache);
 
 // Loads `images` (from `set`) into every target. Per-node failures are reported in
 // the NodeReport and do not stop the other nodes. Error (bad_input): a blob that must
