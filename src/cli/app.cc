@@ -1,6 +1,7 @@
 #include "kload/cli/app.h"
 
 #include "kload/cli/commands.h"
+#include "kload/cli/completion.h"
 #include "kload/cli/console.h"
 #include "kload/cli/kind_dropin.h"
 #include "kload/util/parallel.h"
@@ -8,6 +9,9 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+
+#include <array>
+#include <cstdio>
 
 namespace kload::cli {
 
@@ -43,7 +47,8 @@ void add_node_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, cons
       cmd->add_option("-n,--node", target.nodes,
                       "A node: docker://CONTAINER, containerd:///path/to.sock or ssh://[user@]host[:port];\n"
                       "add ?namespace=NS (default k8s.io) or &snapshotter=S (default: the node's).\n"
-                      "Repeatable. Without --node: the nodes of the kind cluster --name");
+                      "Repeatable. Without --node: the URIs in $KLOAD_NODES (separated by spaces or\n"
+                      "newlines) unless --name or --nodes is given, else the nodes of the kind cluster --name");
   auto* name = cmd->add_option("--name", target.cluster,
                                "The kind cluster whose nodes to use (default \"kind\", like kind's --name):\n"
                                "its node containers, found with docker ps, less the external load balancer");
@@ -102,6 +107,11 @@ struct Commands {
   CLI::App* rm_cmd = nullptr;
   CLI::App* prune_cmd = nullptr;
   CLI::App* push_cmd = nullptr;
+  std::string help_topic;
+  std::string shell;
+  CLI::App* help_cmd = nullptr;
+  CLI::App* version_cmd = nullptr;
+  CLI::App* completion_cmd = nullptr;
 };
 
 void add_inspect(CLI::App& app, Commands& c) {
@@ -157,13 +167,17 @@ void add_docker_image(CLI::App& app, Commands& c) {
       "  kload docker-image app:dev sidecar:dev --name dev   # every node of cluster \"dev\"\n"
       "  kload docker-image app:dev --name dev --nodes dev-worker,dev-worker2\n"
       "  kload docker-image app:dev --node docker://kind-worker --dry-run --json\n"
-      "First 'docker image inspect' (one call) and one 'ctr images check' per node: a node\n"
-      "whose names already point at the images, complete, is done. Only if some node lacks an\n"
+      "First 'docker image inspect' (one call) and one round trip per node (a check of its\n"
+      "names, which the load then starts from): a node whose names already point at the\n"
+      "images, complete, is done. Only if some node lacks an\n"
       "image does 'docker save' run, once, for the images lacked; its stream is read once and\n"
       "each of those nodes gets only the layers it lacks. Both Docker image stores work: the\n"
       "classic one and the containerd one (whose image ID is a manifest or index digest, and\n"
       "whose saves list platforms they do not hold: the host's, or --platform, is loaded).");
 }
+
+constexpr std::array<const char*, 4> cache_actions{"ls", "stats", "forget", "refresh"};
+constexpr std::array<const char*, 3> shells{"bash", "zsh", "fish"};
 
 void add_cache(CLI::App& app, Commands& c) {
   c.cache_cmd = app.add_subcommand("cache", "Show or prune what kload remembers about nodes");
@@ -171,7 +185,7 @@ void add_cache(CLI::App& app, Commands& c) {
                           "ls: what each node holds; stats: size and counts; forget: drop nodes (all when no\n"
                           "--node) and with --inputs the input-file records; refresh: list nodes again")
       ->required()
-      ->check(CLI::IsMember({"ls", "stats", "forget", "refresh"}));
+      ->check(CLI::IsMember(std::vector<std::string>(cache_actions.begin(), cache_actions.end())));
   c.cache_cmd->add_option("-n,--node", c.cache.nodes, "Only this node URI (repeatable)");
   c.cache_cmd->add_flag("--inputs", c.cache.inputs, "forget: also forget which input blobs were verified");
   c.cache_cmd->add_flag("--json", c.cache.json, "ls: print JSON");
@@ -236,8 +250,109 @@ void add_prune(CLI::App& app, Commands& c) {
       "one that does not answer: the next load lists each node afresh.");
 }
 
+void add_help_version_completion(CLI::App& app, Commands& c) {
+  c.help_cmd = app.add_subcommand("help", "Show the help of kload or of one command");
+  c.help_cmd->add_option("command", c.help_topic, "The command: image-archive, docker-image, ls...");
+  c.version_cmd = app.add_subcommand("version", "Print kload's version");
+  c.completion_cmd = app.add_subcommand("completion", "Print a shell completion script: bash, zsh or fish");
+  c.completion_cmd->add_option("shell", c.shell, "bash, zsh or fish")->required();
+  c.completion_cmd->footer("Examples:\n"
+                           "  source <(kload completion bash)       # in ~/.bashrc\n"
+                           "  source <(kload completion zsh)        # in ~/.zshrc, after compinit\n"
+                           "  kload completion fish | source        # in ~/.config/fish/config.fish\n"
+                           "Commands, their options, image archives (files), Docker's images for\n"
+                           "docker-image and the kind clusters Docker runs for --name are completed.");
+}
+
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
+// The commands and options the parser knows, as the completion scripts list them.
+std::vector<CompletionCommand> completion_commands(CLI::App& app) {
+  std::vector<CompletionCommand> out;
+  for (auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    CompletionCommand c{sub->get_name(), first_line(sub->get_description()), {}, Positional::none, {}};
+    for (const auto* o : sub->get_options()) {
+      if (!o->nonpositional()) {
+        continue;
+      }
+      std::vector<std::string> names;
+      for (const auto& n : o->get_snames()) {
+        names.push_back("-" + n);
+      }
+      for (const auto& n : o->get_lnames()) {
+        names.push_back("--" + n);
+      }
+      c.options.push_back(CompletionOption{names, o->get_items_expected_max() > 0, first_line(o->get_description())});
+    }
+    const auto& name = c.name;
+    if (name == "inspect" || name == "image-archive" || name == "push") {
+      c.positional = Positional::files;
+    } else if (name == "docker-image") {
+      c.positional = Positional::docker_images;
+    } else if (name == "cache") {
+      c.positional = Positional::words;
+      c.words.assign(cache_actions.begin(), cache_actions.end());
+    } else if (name == "completion") {
+      c.positional = Positional::words;
+      c.words.assign(shells.begin(), shells.end());
+    }
+    out.push_back(std::move(c));
+  }
+  for (auto& c : out) {
+    if (c.name == "help") {
+      c.positional = Positional::words;
+      for (const auto& other : out) {
+        c.words.push_back(other.name);
+      }
+    }
+  }
+  return out;
+}
+
+CLI::App* find_command(CLI::App& app, const std::string& name) {
+  auto found = app.get_subcommands([&](CLI::App* sub) { return sub->get_name() == name; });
+  return found.empty() ? nullptr : found.front();
+}
+
+std::string command_list(CLI::App& app) {
+  std::string out;
+  for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+    out += (out.empty() ? "" : ", ") + sub->get_name();
+  }
+  return out;
+}
+
+// help, version and completion: they only print.
+util::Result<int> print_about(CLI::App& app, Commands& c) {
+  std::string text;
+  if (c.version_cmd->parsed()) {
+    text = "kload " KLOAD_VERSION "\n";
+  } else if (c.completion_cmd->parsed()) {
+    auto script = completion_script(c.shell, completion_commands(app));
+    if (!script) {
+      return std::unexpected(script.error());
+    }
+    text = std::move(*script);
+  } else if (c.help_topic.empty()) {
+    // App::help() would show the help of the command parsed: help's own.
+    text = app.get_formatter()->make_help(&app, "kload", CLI::AppFormatMode::Normal);
+  } else {
+    auto* sub = find_command(app, c.help_topic);
+    if (sub == nullptr) {
+      return util::fail(util::ErrorKind::usage,
+                        fmt::format("unknown command '{}'; the commands are: {}", c.help_topic, command_list(app)));
+    }
+    text = sub->help("kload");
+  }
+  std::fputs(text.c_str(), stdout);
+  return 0;
+}
+
 // Runs the command that was parsed. Throws CLI::ValidationError: a bad --platform.
-util::Result<int> dispatch(Commands& c, Console& console) {
+util::Result<int> dispatch(CLI::App& app, Commands& c, Console& console) {
+  if (c.help_cmd->parsed() || c.version_cmd->parsed() || c.completion_cmd->parsed()) {
+    return print_about(app, c);
+  }
   if (c.inspect_cmd->parsed()) {
     c.inspect.platform = parse_platform(c.platform_text);
     c.inspect.jobs = c.jobs;
@@ -305,7 +420,7 @@ int run(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "kload " KLOAD_VERSION);
   app.footer("Exit codes: 0 success, 1 a node failed, 2 bad input or usage.\n"
-             "Run 'kload COMMAND --help' for a command's options.");
+             "Run 'kload help COMMAND' (or 'kload COMMAND --help') for a command's options.");
   Commands commands;
   add_inspect(app, commands);
   add_image_archive(app, commands);
@@ -318,6 +433,12 @@ int run(int argc, char** argv) {
   // Listed for --help only: run() answers `kload kind ...` before parsing.
   app.add_subcommand("kind", "Answer as kind (also as a link named kind): serve 'kind load docker-image' and\n"
                              "'kind load image-archive', hand every other kind command to the real kind on PATH");
+  add_help_version_completion(app, commands);
+  if (argc > 1 && argv[1][0] != '-' && find_command(app, argv[1]) == nullptr) {
+    console.line(fmt::format("kload: error: unknown command '{}'; the commands are: {}", argv[1], command_list(app)));
+    console.line("Run 'kload --help' for usage.");
+    return exit_bad_input;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -330,7 +451,7 @@ int run(int argc, char** argv) {
   }
   util::Result<int> result = 0;
   try {
-    result = dispatch(commands, console);
+    result = dispatch(app, commands, console);
   } catch (const CLI::ValidationError& e) {
     console.line(fmt::format("kload: error: {}", e.what()));
     return exit_bad_input;

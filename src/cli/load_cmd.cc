@@ -7,11 +7,15 @@
 #include "kload/node/kind.h"
 #include "kload/node/node_uri.h"
 #include "kload/util/human.h"
+#include "kload/util/text.h"
 
 #include <fmt/format.h>
+
+#include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -204,30 +208,48 @@ std::unique_ptr<cache::Cache> open_cache(bool no_cache, const std::string& dir, 
   return std::move(*opened);
 }
 
+// Node URIs given as text, from `origin` (--node, KLOAD_NODES).
+Result<std::vector<node::NodeUri>> parse_uris(const std::vector<std::string>& texts, const std::string& origin) {
+  std::vector<node::NodeUri> uris;
+  for (const auto& text : texts) {
+    if (text.find("://") == std::string::npos) {
+      // kind's own -n is --name; here -n is --node, so a bare cluster name lands here.
+      return util::fail(util::ErrorKind::usage,
+                        fmt::format("{} \"{}\" is not a node URI (docker://CONTAINER, containerd:///SOCKET or "
+                                    "ssh://HOST); for the nodes of a kind cluster use --name {}",
+                                    origin, text, text));
+    }
+    auto uri = node::parse_node_uri(text);
+    if (!uri) {
+      return std::unexpected(uri.error().with_context(origin));
+    }
+    uris.push_back(*uri);
+  }
+  return uris;
+}
+
 Result<std::vector<node::NodeUri>> select_nodes(const NodeSelection& selection, util::ProcessRunner& runner,
                                                 Console& console) {
-  std::vector<node::NodeUri> uris;
   if (!selection.uris.empty()) {
     if (!selection.cluster.empty() || !selection.picks.empty()) {
       return util::fail(util::ErrorKind::usage, "--node names nodes one by one, --name and --nodes pick them from a "
                                                 "kind cluster: use one or the other");
     }
-    for (const auto& text : selection.uris) {
-      if (text.find("://") == std::string::npos) {
-        // kind's own -n is --name; here -n is --node, so a bare cluster name lands here.
-        return util::fail(util::ErrorKind::usage,
-                          fmt::format("--node \"{}\" is not a node URI (docker://CONTAINER, containerd:///SOCKET or "
-                                      "ssh://HOST); for the nodes of a kind cluster use --name {}",
-                                      text, text));
+    return parse_uris(selection.uris, "--node");
+  }
+  const auto env = util::fields_of(selection.env_nodes, " \t\r\n");
+  if (!env.empty() && selection.cluster.empty() && selection.picks.empty()) {
+    auto uris = parse_uris(std::vector<std::string>(env.begin(), env.end()), "KLOAD_NODES");
+    if (uris) {
+      std::string names;
+      for (const auto& u : *uris) {
+        names += (names.empty() ? "" : ", ") + u.display();
       }
-      auto uri = node::parse_node_uri(text);
-      if (!uri) {
-        return std::unexpected(uri.error());
-      }
-      uris.push_back(*uri);
+      console.line(fmt::format("KLOAD_NODES: {} node(s): {}", uris->size(), names));
     }
     return uris;
   }
+  std::vector<node::NodeUri> uris;
   const std::string cluster = selection.cluster.empty() ? std::string(node::kind_default_cluster) : selection.cluster;
   auto all = node::list_kind_nodes(cluster, runner);
   if (!all) {
@@ -294,7 +316,9 @@ void remember_verified(cache::Cache& c, const std::vector<std::string>& inputs, 
 
 Result<PreparedTargets> prepare_targets(const TargetOptions& options, util::ProcessRunner& runner,
                                         Console& console) {
-  auto uris = select_nodes(NodeSelection{options.nodes, options.cluster, options.kind_nodes}, runner, console);
+  const char* env = std::getenv("KLOAD_NODES");
+  auto uris = select_nodes(NodeSelection{options.nodes, options.cluster, options.kind_nodes, env != nullptr ? env : ""},
+                           runner, console);
   if (!uris) {
     return std::unexpected(uris.error());
   }

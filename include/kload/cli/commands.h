@@ -152,13 +152,17 @@ struct NodeSelection {
   std::vector<std::string> uris;   // --node; when empty, the kind cluster
   std::string cluster;             // --name; empty: "kind"
   std::vector<std::string> picks;  // --nodes: container names within the cluster
+  // $KLOAD_NODES: node URIs separated by spaces or newlines, used when none of the
+  // above is given (as `tools/lab env` or a shell profile sets it).
+  std::string env_nodes;
 };
 
-// The nodes to load into: the URIs as given, else the kind cluster's node containers
-// (docker ps through `runner`, see node/kind.h) as docker:// URIs, narrowed to
-// `picks`. Prints one line naming the cluster's nodes. Error (usage): a bad URI (a
-// bare word gets a hint towards --name), URIs together with --name or --nodes, a
-// cluster that cannot be listed or has no nodes, an unknown --nodes name.
+// The nodes to load into: the URIs as given, else those of `env_nodes`, else the kind
+// cluster's node containers (docker ps through `runner`, see node/kind.h) as
+// docker:// URIs, narrowed to `picks`. Prints one line naming the nodes of a cluster
+// or of KLOAD_NODES. Error (usage): a bad URI (a bare word gets a hint towards
+// --name), URIs together with --name or --nodes, a cluster that cannot be listed or
+// has no nodes, an unknown --nodes name.
 util::Result<std::vector<node::NodeUri>> select_nodes(const NodeSelection& selection, util::ProcessRunner& runner,
                                                       Console& console);
 

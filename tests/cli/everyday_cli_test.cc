@@ -1,0 +1,133 @@
+// The commands around the loads: help, version, an unknown command, completion
+// scripts run by the real shells, and the nodes named by KLOAD_NODES.
+
+#include "support/test_support.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+
+namespace kload::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Skips unless `shell` is installed (tools/dev deps installs bash, zsh and fish).
+#define REQUIRE_SHELL(shell)                                                                     \
+  do {                                                                                           \
+    if (!std::filesystem::exists("/usr/bin/" shell) && !std::filesystem::exists("/bin/" shell)) { \
+      GTEST_SKIP() << "no " shell " (Debian package " shell "; tools/dev deps installs it)";      \
+    }                                                                                            \
+  } while (0)
+
+TEST(EverydayCli, VersionAndHelpOfACommand) {
+  auto version = kload({"version"});
+  EXPECT_EQ(version.exit_code, 0) << version.err;
+  EXPECT_EQ(version.out, kload({"--version"}).out);
+  EXPECT_THAT(version.out, ::testing::StartsWith("kload "));
+
+  auto help = kload({"help", "docker-image"});
+  EXPECT_EQ(help.exit_code, 0) << help.err;
+  EXPECT_EQ(help.out, kload({"docker-image", "--help"}).out);
+  EXPECT_THAT(help.out, HasSubstr("--nodes"));
+  auto top = kload({"help"});
+  EXPECT_EQ(top.exit_code, 0);
+  EXPECT_THAT(top.out, HasSubstr("completion"));
+}
+
+TEST(EverydayCli, AnUnknownCommandIsNamedWithTheListOfCommands) {
+  for (const auto& args : std::vector<std::vector<std::string>>{{"lod", "app.tar"}, {"help", "lod"}}) {
+    auto r = kload(args);
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_THAT(r.err, HasSubstr("unknown command 'lod'"));
+    EXPECT_THAT(r.err, HasSubstr("image-archive, docker-image"));
+    EXPECT_EQ(r.out, "");
+  }
+  auto shell = kload({"completion", "tcsh"});
+  EXPECT_EQ(shell.exit_code, 2);
+  EXPECT_THAT(shell.err, HasSubstr("no completion for shell \"tcsh\": kload completes bash, zsh and fish"));
+}
+
+class Completion : public ::testing::Test {
+protected:
+  Scratch scratch;
+
+  std::string script(const std::string& shell) {
+    auto r = kload({"completion", shell});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    const auto path = (scratch / ("kload." + shell)).string();
+    write_file(path, r.out);
+    return path;
+  }
+};
+
+// What bash offers for the words of `line` (the last one being completed), with the
+// script loaded as `source <(kload completion bash)` does, in `dir`.
+std::string bash_offers(const std::string& script, const std::string& dir, const std::vector<std::string>& words) {
+  std::string array;
+  for (const auto& w : words) {
+    array += " '" + w + "'";
+  }
+  const auto program = "cd '" + dir + "' && source '" + script + "' && _kload_docker_images() { printf '%s\\n' app:dev base:v1; } && COMP_WORDS=(" +
+                       array + ") && COMP_CWORD=" + std::to_string(words.size() - 1) +
+                       " && _kload && for w in \"${COMPREPLY[@]}\"; do printf '%s\\n' \"$w\"; done";
+  auto r = run_command({"bash", "-c", program});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.out;
+}
+
+TEST_F(Completion, BashCompletesCommandsOptionsFilesImagesAndWords) {
+  const auto bash = script("bash");
+  write_file(scratch / "app.tar", "");
+  const auto dir = scratch.path().string();
+  EXPECT_EQ(bash_offers(bash, dir, {"kload", "ima"}), "image-archive\n");
+  EXPECT_EQ(bash_offers(bash, dir, {"kload", "image-archive", "--no"}), "--no-cache\n--node\n--nodes\n");
+  EXPECT_EQ(bash_offers(bash, dir, {"kload", "image-archive", "ap"}), "app.tar\n");
+  EXPECT_EQ(bash_offers(bash, dir, {"kload", "docker-image", "ap"}), "app:dev\n");
+  EXPECT_EQ(bash_offers(bash, dir, {"kload", "cache", "f"}), "forget\n");
+  EXPECT_EQ(bash_offers(bash, dir, {"kload", "help", "docker"}), "docker-image\n");
+  EXPECT_EQ(bash_offers(bash, dir, {"kload", "image-archive", "--platform", ""}), "") << "a value, not a file";
+}
+
+TEST_F(Completion, FishCompletesCommandsOptionsAndWords) {
+  REQUIRE_SHELL("fish");
+  const auto fish = script("fish");
+  auto r = run_command({"fish", "-c",
+                        "source '" + fish +
+                            "'; complete -C 'kload ima'; complete -C 'kload image-archive --no-'; "
+                            "complete -C 'kload cache f'; complete -C 'kload completion z'"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const auto lines = split_lines(r.out);
+  ASSERT_EQ(lines.size(), 4u) << r.out;
+  EXPECT_THAT(lines[0], ::testing::StartsWith("image-archive\tLoad images from archives"));
+  EXPECT_THAT(lines[1], ::testing::StartsWith("--no-cache\t"));
+  EXPECT_EQ(lines[2], "forget");
+  EXPECT_EQ(lines[3], "zsh");
+}
+
+TEST_F(Completion, ZshLoadsTheScriptAndRegistersItForKload) {
+  REQUIRE_SHELL("zsh");
+  const auto zsh = script("zsh");
+  EXPECT_EQ(run_command({"zsh", "-n", zsh}).exit_code, 0) << "syntax";
+  auto r = run_command({"zsh", "-f", "-c",
+                        "autoload -U compinit && compinit -u -D && source '" + zsh +
+                            "' && print -r -- $_comps[kload] && whence -w _kload_docker_images"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "_kload\n_kload_docker_images: function\n");
+}
+
+TEST(EverydayCli, KloadNodesNamesTheNodesOfACommand) {
+  const std::string absent = "containerd:///nonexistent/kload-test.sock";
+  auto r = run_command({"env", "KLOAD_NODES=" + absent + "\n", kload_binary().string(), "ls", "--json"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("KLOAD_NODES: 1 node(s)"));
+  EXPECT_THAT(r.out, HasSubstr(absent));
+  auto bad = run_command({"env", "KLOAD_NODES=kind", kload_binary().string(), "ls"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("KLOAD_NODES \"kind\" is not a node URI"));
+}
+
+} // namespace
+} // namespace kload::testing
