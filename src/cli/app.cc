@@ -187,8 +187,10 @@ void add_cache(CLI::App& app, Commands& c) {
       ->required()
       ->check(CLI::IsMember(std::vector<std::string>(cache_actions.begin(), cache_actions.end())));
   c.cache_cmd->add_option("-n,--node", c.cache.nodes, "Only this node URI (repeatable)");
-  c.cache_cmd->add_flag("--inputs", c.cache.inputs, "forget: also forget which input blobs were verified");
-  c.cache_cmd->add_flag("--json", c.cache.json, "ls: print JSON");
+  c.cache_cmd->add_flag("--inputs", c.cache.inputs,
+                        "forget: forget which input blobs were verified (with --node: those nodes too)");
+  c.cache_cmd->add_flag("--yes", c.cache.yes, "forget: forget every node without asking");
+  c.cache_cmd->add_flag("--json", c.cache.json, "ls, stats: print JSON");
   c.cache_cmd->add_option("--cache", c.cache.cache_dir, "Cache directory (as for image-archive)");
 }
 

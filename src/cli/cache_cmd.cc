@@ -12,6 +12,7 @@
 
 #include <ctime>
 #include <iostream>
+#include <unistd.h>
 
 namespace kload::cli {
 
@@ -26,10 +27,19 @@ std::string age(std::int64_t when) {
   return util::human_seconds(static_cast<double>(std::time(nullptr) - when)) + " ago";
 }
 
-Result<int> cache_stats(cache::Cache& c) {
+Result<int> cache_stats(cache::Cache& c, bool json) {
   auto s = c.stats();
   if (!s) {
     return std::unexpected(s.error());
+  }
+  if (json) {
+    const nlohmann::json out = {{"schema", "kload.cache-stats/v1"},
+                                {"dir", s->dir.string()},
+                                {"nodes", s->nodes},
+                                {"inputs", s->inputs},
+                                {"bytes", s->file_bytes}};
+    std::cout << json_text(out) << "\n";
+    return 0;
   }
   std::cout << fmt::format("cache:  {}\nnodes:  {}\ninputs: {}\nsize:   {}\n", s->dir.string(), s->nodes, s->inputs,
                            util::human_bytes(s->file_bytes));
@@ -97,7 +107,33 @@ Result<std::vector<std::string>> node_keys(cache::Cache& c, const std::vector<st
   return keys;
 }
 
+// Whether the user, asked on the terminal, says yes.
+bool confirmed(const std::string& question, Console& console) {
+  if (::isatty(STDIN_FILENO) == 0 || ::isatty(STDERR_FILENO) == 0) {
+    return false;
+  }
+  console.line(question + " [y/N]");
+  std::string answer;
+  std::getline(std::cin, answer);
+  return answer == "y" || answer == "Y" || answer == "yes";
+}
+
+// --inputs alone forgets the input records only; --node forgets those nodes; neither
+// forgets every node, once confirmed (--yes, or a "y" on the terminal).
 Result<int> cache_forget(cache::Cache& c, const CacheCommandOptions& options, Console& console) {
+  if (options.inputs && options.nodes.empty()) {
+    auto n = c.forget_inputs();
+    if (!n) {
+      return std::unexpected(n.error());
+    }
+    console.line(fmt::format("forgot {} input file(s)", *n));
+    return 0;
+  }
+  if (options.nodes.empty() && !options.yes &&
+      !confirmed("forget what kload remembers of every node?", console)) {
+    return util::fail(util::ErrorKind::usage, "cache forget without --node forgets every node's record: add --yes, "
+                                              "or name the nodes with --node");
+  }
   auto keys = node_keys(c, options.nodes);
   if (!keys) {
     return std::unexpected(keys.error());
@@ -169,7 +205,7 @@ Result<int> cache_command(const CacheCommandOptions& options, Console& console) 
   }
   auto& c = **opened;
   if (options.action == "stats") {
-    return cache_stats(c);
+    return cache_stats(c, options.json);
   }
   if (options.action == "ls") {
     return cache_ls(c, options);

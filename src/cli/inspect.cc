@@ -142,8 +142,9 @@ std::string inspect_json(const format::ImageSet& set, const std::optional<Verifi
         {{"names", u.names}, {"platform", u.platform.str()}, {"source", u.source}, {"reason", u.reason}});
   }
   if (verified) {
-    out["verified"] = {{"blobs", verified->stats.blobs_hashed},
-                       {"bytes", verified->stats.bytes_hashed},
+    out["verified"] = {{"blobs", verified->stats.blobs_checked},
+                       {"bytes", verified->stats.bytes_checked},
+                       {"blobsHashedNow", verified->stats.blobs_hashed},
                        {"decompressedBytes", verified->stats.bytes_decompressed}};
   } else {
     out["verified"] = nullptr;
@@ -182,11 +183,11 @@ std::string inspect_text(const format::ImageSet& set, const std::optional<Verifi
                         u.reason);
   }
   if (verified) {
-    text += fmt::format("verified: {} blobs, {} hashed, {} of compressed layers checked against their "
-                        "diff_ids, in {} ({} jobs)\n",
-                        verified->stats.blobs_hashed, util::human_bytes(verified->stats.bytes_hashed),
-                        util::human_bytes(verified->stats.bytes_decompressed), util::human_seconds(verified->seconds),
-                        jobs);
+    const auto& v = verified->stats;
+    text += fmt::format("verified: {} blobs ({}) match their digests ({} hashed now, the rest as they were "
+                        "read), {} of compressed layers checked against their diff_ids, in {} ({} jobs)\n",
+                        v.blobs_checked, util::human_bytes(v.bytes_checked), v.blobs_hashed,
+                        util::human_bytes(v.bytes_decompressed), util::human_seconds(verified->seconds), jobs);
   }
   return text;
 }

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -26,14 +27,14 @@ using util::Result;
 
 namespace {
 
-const char* action_name(plan::Action a) {
+const char* action_name(plan::Action a, bool dry_run) {
   switch (a) {
   case plan::Action::skip:
     return "present";
   case plan::Action::retag:
-    return "retagged";
+    return dry_run ? "would-retag" : "retagged";
   case plan::Action::send:
-    return "sent";
+    return dry_run ? "would-send" : "sent";
   }
   return "?";
 }
@@ -143,7 +144,7 @@ nlohmann::json report_json(const load::LoadReport& report, bool dry_run) {
     for (const auto& i : n.images) {
       images.push_back({{"id", i.image->id.str()},
                         {"names", i.image->names},
-                        {"action", action_name(i.action)},
+                        {"action", action_name(i.action, dry_run)},
                         {"namesSet", i.names}});
     }
     out["nodes"].push_back({{"node", n.node},
@@ -156,6 +157,8 @@ nlohmann::json report_json(const load::LoadReport& report, bool dry_run) {
                             {"bytesSent", n.bytes_sent},
                             {"layersSkipped", n.layers_skipped},
                             {"bytesSkipped", n.bytes_skipped},
+                            {"layersPlanned", n.layers_planned},
+                            {"layerBytesPlanned", n.layer_bytes_planned},
                             {"ctrCalls", n.ctr_calls},
                             {"listings", n.listings},
                             {"retried", n.retried},
@@ -170,21 +173,45 @@ std::unique_ptr<load::Observer> make_console_observer(Console& console, ImageLin
   return std::make_unique<ConsoleObserver>(console, lines);
 }
 
-int print_load_report(const load::LoadReport& report, const LoadSummary& summary, Console& console) {
+// The last line of a load: what was sent, what the nodes already had (layers skipped
+// in the images sent, and nodes that held every image), and every failed node.
+std::string summary_line(const load::LoadReport& report, const LoadSummary& summary) {
   std::uint64_t layers = 0;
   std::uint64_t bytes = 0;
-  std::uint64_t skipped = 0;
-  std::size_t failed = 0;
+  std::uint64_t skipped_layers = 0;
+  std::uint64_t skipped_bytes = 0;
+  std::size_t holding = 0;
+  std::string failed;
   for (const auto& n : report.nodes) {
-    layers += n.layers_sent;
-    bytes += n.layer_bytes_sent;
-    skipped += n.bytes_skipped;
-    failed += n.status == load::NodeStatus::failed ? 1 : 0;
+    layers += summary.dry_run ? n.layers_planned : n.layers_sent;
+    bytes += summary.dry_run ? n.layer_bytes_planned : n.layer_bytes_sent;
+    skipped_layers += n.layers_skipped;
+    skipped_bytes += n.bytes_skipped;
+    if (n.status == load::NodeStatus::failed) {
+      failed += fmt::format("{}\"{}\"", failed.empty() ? "" : ", ", n.node);
+    } else if (std::none_of(n.images.begin(), n.images.end(),
+                            [](const load::ImageOutcome& i) { return i.action == plan::Action::send; })) {
+      ++holding;
+    }
   }
-  console.line(fmt::format("{}{} image(s) on {} node(s): sent {} layers ({}), skipped {}, in {}{}",
-                           summary.dry_run ? "dry run: " : "", summary.images, report.nodes.size(), layers,
-                           util::human_bytes(bytes), util::human_bytes(skipped), util::human_seconds(report.seconds),
-                           failed > 0 ? fmt::format("; {} node(s) FAILED", failed) : ""));
+  std::string line = fmt::format("{}{} image(s) on {} node(s): {} {} layers ({})", summary.dry_run ? "dry run: " : "",
+                                 summary.images, report.nodes.size(), summary.dry_run ? "would send" : "sent", layers,
+                                 util::human_bytes(bytes));
+  if (skipped_layers > 0) {
+    line += fmt::format(", skipped {} layers ({}) the nodes had", skipped_layers, util::human_bytes(skipped_bytes));
+  }
+  if (holding > 0) {
+    line += fmt::format(", {} node(s) already held every image", holding);
+  }
+  line += ", in " + util::human_seconds(report.seconds);
+  if (!failed.empty()) {
+    line += "; FAILED: " + failed;
+  }
+  return line;
+}
+
+int print_load_report(const load::LoadReport& report, const LoadSummary& summary, Console& console) {
+  console.line(summary_line(report, summary));
   if (summary.json) {
     auto out = report_json(report, summary.dry_run);
     if (summary.docker_saved) {
@@ -216,14 +243,18 @@ Result<std::vector<node::NodeUri>> parse_uris(const std::vector<std::string>& te
       // kind's own -n is --name; here -n is --node, so a bare cluster name lands here.
       return util::fail(util::ErrorKind::usage,
                         fmt::format("{} \"{}\" is not a node URI (docker://CONTAINER, containerd:///SOCKET or "
-                                    "ssh://HOST); for the nodes of a kind cluster use --name {}",
-                                    origin, text, text));
+                                    "ssh://HOST): for the node container use docker://{}, for the nodes of a kind "
+                                    "cluster use --name {}",
+                                    origin, text, text, text));
     }
     auto uri = node::parse_node_uri(text);
     if (!uri) {
       return std::unexpected(uri.error().with_context(origin));
     }
-    uris.push_back(*uri);
+    // The same node given twice is loaded once.
+    if (std::none_of(uris.begin(), uris.end(), [&](const node::NodeUri& u) { return node::same_node(u, *uri); })) {
+      uris.push_back(*uri);
+    }
   }
   return uris;
 }

@@ -2,6 +2,8 @@
 
 #include <sys/utsname.h>
 
+#include <unordered_set>
+
 namespace kload::format {
 
 std::string Platform::str() const {
@@ -79,8 +81,11 @@ std::vector<util::Digest> ImageSet::blobs_of(const Image& image) {
 std::unordered_map<util::Digest, int> ImageSet::layer_use_counts() const {
   std::unordered_map<util::Digest, int> counts;
   for (const auto& image : images) {
+    std::unordered_set<util::Digest> seen;  // a layer listed twice is one image's
     for (const auto& l : image.layers) {
-      ++counts[l.blob.digest];
+      if (seen.insert(l.blob.digest).second) {
+        ++counts[l.blob.digest];
+      }
     }
   }
   return counts;

@@ -224,9 +224,15 @@ Result<VerifyStats> verify_blobs(ImageSet& set, const std::vector<Digest>& which
   std::unordered_set<Digest> reported;
   for (const auto& d : which) {
     const Blob* b = set.find(d);
-    if (b != nullptr && b->computed && *b->computed != b->digest && reported.insert(d).second) {
-      add(fmt::format("{}: {}: content is {}, expected {}", b->where.source, b->where.entry,
-                            b->computed->str(), b->digest.str()));
+    if (b == nullptr || !b->computed || !reported.insert(d).second) {
+      continue;
+    }
+    if (*b->computed != b->digest) {
+      add(fmt::format("{}: {}: content is {}, expected {}", b->where.source, b->where.entry, b->computed->str(),
+                      b->digest.str()));
+    } else {
+      ++stats.blobs_checked;
+      stats.bytes_checked += b->size;
     }
   }
   if (!report.empty()) {

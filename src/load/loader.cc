@@ -85,6 +85,8 @@ public:
     const auto start = std::chrono::steady_clock::now();
     const bool ok = plan_now();
     if (ok) {
+      report_.layers_planned = plan_.layers.size();
+      report_.layer_bytes_planned = plan_.layer_bytes;
       observer_.planned(report_.node, plan_);
     }
     report_.ctr_calls = client_.calls();

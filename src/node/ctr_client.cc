@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <map>
 #include <string_view>
 
@@ -119,6 +120,9 @@ Error failure(const Transport& t, const std::string& doing, const ProcessResult&
                         : "ctr exited with status " + std::to_string(r.exit_code);
   }
   if (unreachable(t.uri(), r)) {
+    if (t.uri().kind == TransportKind::containerd_socket && !std::filesystem::exists(t.uri().target)) {
+      why = "no socket at " + t.uri().target + ": is containerd running?";  // ctr only says it timed out
+    }
     return Error{ErrorKind::node, node_prefix(t) + ": not reachable: " + why};
   }
   return Error{ErrorKind::node, node_prefix(t) + ": " + doing + ": " + why};

@@ -314,4 +314,9 @@ util::Result<NodeUri> parse_node_uri(std::string_view text) {
   return uri;
 }
 
+bool same_node(const NodeUri& a, const NodeUri& b) {
+  return a.kind == b.kind && a.target == b.target && a.user == b.user && a.port == b.port && a.ns == b.ns &&
+         a.snapshotter == b.snapshotter && a.address == b.address;
+}
+
 } // namespace kload::node

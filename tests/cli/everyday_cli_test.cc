@@ -5,6 +5,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <string>
@@ -118,12 +119,102 @@ TEST_F(Completion, ZshLoadsTheScriptAndRegistersItForKload) {
   EXPECT_EQ(r.out, "_kload\n_kload_docker_images: function\n");
 }
 
+TEST(EverydayCli, InspectCountsALayerListedTwiceInOneImageOnce) {
+  Scratch scratch;
+  const auto twice = (scratch / "twice.tar").string();
+  ASSERT_TRUE(mkimage({"--layout", "oci", "--image", "app:v1=base:4K,top:2K,base:4K", twice}));
+  auto r = kload({"inspect", twice});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("shared by"))) << r.out;
+  auto j = nlohmann::json::parse(kload({"inspect", "--json", twice}).out);
+  for (const auto& l : j["images"][0]["layers"]) {
+    EXPECT_EQ(l["usedByImages"], 1) << l.dump();
+  }
+}
+
+TEST(EverydayCli, InspectVerifyCountsBlobsHashedAsACompressedInputWasRead) {
+  Scratch scratch;
+  const auto plain = (scratch / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:64K,top:2K", plain}));
+  ASSERT_EQ(run_command({"gzip", "-k", plain}).exit_code, 0);
+  const auto gz = nlohmann::json::parse(kload({"inspect", "--verify", "--json", plain + ".gz"}).out)["verified"];
+  const auto in_place = nlohmann::json::parse(kload({"inspect", "--verify", "--json", plain}).out)["verified"];
+  EXPECT_EQ(gz["blobs"], 4) << "the manifest, the config and two layers: " << gz.dump();
+  EXPECT_EQ(gz["blobsHashedNow"], 0) << "hashed as the stream was read";
+  EXPECT_EQ(in_place["blobs"], 4);
+  EXPECT_EQ(in_place["blobsHashedNow"], 2) << "the layers; the documents were hashed as they were read";
+  EXPECT_EQ(gz["bytes"], in_place["bytes"]);
+  EXPECT_GT(gz["bytes"].get<std::uint64_t>(), 64u * 1024);
+  auto text = kload({"inspect", "--verify", plain + ".gz"});
+  EXPECT_THAT(text.out, HasSubstr("verified: 4 blobs ("));
+  EXPECT_THAT(text.out, HasSubstr("(0 hashed now, the rest as they were read)"));
+}
+
+// The last line of stderr.
+std::string last_line(const std::string& text) {
+  const auto lines = split_lines(text);
+  return lines.empty() ? "" : lines.back();
+}
+
+TEST(EverydayCli, TheSummarySaysWhatTheNodesHadAndNamesEveryFailedNode) {
+  Scratch scratch;
+  Lab lab(scratch / "lab", 1, LabKind{});
+  ASSERT_TRUE(lab.up());
+  const auto v1 = (scratch / "v1.tar").string();
+  const auto v2 = (scratch / "v2.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:64K,top:4K", v1}));
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:64K,next:4K", v2}));
+  const auto node = lab.uris()[0];
+  auto first = kload({"image-archive", v1, "--no-cache", "--node", node});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_THAT(last_line(first.err), ::testing::StartsWith("1 image(s) on 1 node(s): sent 2 layers ("));
+  EXPECT_THAT(last_line(first.err), ::testing::Not(HasSubstr("skipped")));
+
+  auto dev = kload({"image-archive", v2, "--no-cache", "--node", node});
+  ASSERT_EQ(dev.exit_code, 0) << dev.err;
+  EXPECT_THAT(last_line(dev.err), ::testing::MatchesRegex(
+                                      "1 image\\(s\\) on 1 node\\(s\\): sent 1 layers \\([0-9.]+ KiB\\), skipped 1 "
+                                      "layers \\([0-9.]+ KiB\\) the nodes had, in .*"));
+
+  const std::string absent = "containerd:///nonexistent/kload-test.sock";
+  auto again = kload({"image-archive", v2, "--no-cache", "--node", node, "--node", absent});
+  EXPECT_EQ(again.exit_code, 1) << again.err;
+  const auto summary = last_line(again.err);
+  EXPECT_THAT(summary, HasSubstr("1 image(s) on 2 node(s): sent 0 layers (0 B), 1 node(s) already held every image"));
+  EXPECT_THAT(summary, ::testing::EndsWith("; FAILED: \"nonexistent\"")) << "the node's short name";
+}
+
+TEST(EverydayCli, CacheStatsSpeaksJsonAndForgetAsksBeforeForgettingEveryNode) {
+  Scratch scratch;
+  const auto dir = (scratch / "cache").string();
+  auto stats = kload({"cache", "stats", "--json", "--cache", dir});
+  ASSERT_EQ(stats.exit_code, 0) << stats.err;
+  const auto j = nlohmann::json::parse(stats.out);
+  EXPECT_EQ(j["schema"], "kload.cache-stats/v1");
+  EXPECT_EQ(j["nodes"], 0);
+
+  auto all = kload({"cache", "forget", "--cache", dir});  // stdin is no terminal: nobody to ask
+  EXPECT_EQ(all.exit_code, 2);
+  EXPECT_THAT(all.err, HasSubstr("forgets every node's record: add --yes"));
+  auto yes = kload({"cache", "forget", "--yes", "--cache", dir});
+  EXPECT_EQ(yes.exit_code, 0) << yes.err;
+  EXPECT_THAT(yes.err, HasSubstr("forgot 0 node(s)"));
+  auto inputs = kload({"cache", "forget", "--inputs", "--cache", dir});
+  EXPECT_EQ(inputs.exit_code, 0) << inputs.err;
+  EXPECT_THAT(inputs.err, HasSubstr("forgot 0 input file(s)"));
+  EXPECT_THAT(inputs.err, ::testing::Not(HasSubstr("node(s)"))) << "only the input records";
+}
+
 TEST(EverydayCli, KloadNodesNamesTheNodesOfACommand) {
   const std::string absent = "containerd:///nonexistent/kload-test.sock";
   auto r = run_command({"env", "KLOAD_NODES=" + absent + "\n", kload_binary().string(), "ls", "--json"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("KLOAD_NODES: 1 node(s)"));
   EXPECT_THAT(r.out, HasSubstr(absent));
+  auto bare = kload({"ls", "--node", "kind-worker"});
+  EXPECT_EQ(bare.exit_code, 2);
+  EXPECT_THAT(bare.err, HasSubstr("--node \"kind-worker\" is not a node URI"));
+  EXPECT_THAT(bare.err, HasSubstr("use docker://kind-worker, for the nodes of a kind cluster use --name kind-worker"));
   auto bad = run_command({"env", "KLOAD_NODES=kind", kload_binary().string(), "ls"});
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("KLOAD_NODES \"kind\" is not a node URI"));

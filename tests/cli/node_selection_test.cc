@@ -57,6 +57,19 @@ TEST(NodeSelection, NodeOptionsWinOverKloadNodes) {
   EXPECT_EQ(texts(*uris), (std::vector<std::string>{"docker://other"}));
 }
 
+TEST(NodeSelection, TheSameNodeGivenTwiceIsLoadedOnce) {
+  NoDocker runner;
+  Console console;
+  NodeSelection s;
+  s.uris = {"docker://kind-worker", "docker://kind-worker2", "docker://kind-worker?namespace=k8s.io",
+            "docker://kind-worker?namespace=other"};
+  auto uris = select_nodes(s, runner, console);
+  ASSERT_TRUE(uris.has_value()) << uris.error().message;
+  EXPECT_EQ(texts(*uris), (std::vector<std::string>{"docker://kind-worker", "docker://kind-worker2",
+                                                    "docker://kind-worker?namespace=other"}))
+      << "another namespace is another set of images";
+}
+
 TEST(NodeSelection, AClusterNameWinsOverKloadNodes) {
   NoDocker runner;
   Console console;

@@ -351,6 +351,14 @@ TEST_F(E2ELoad, DryRunChangesNothing) {
   auto r = kload({"image-archive", "--dry-run", "--json", v1, "--node", lab.uris()[0]});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("sending 3 of 3 layers"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("dry run: 1 image(s) on 1 node(s): would send 3 layers ("), std::string::npos) << r.err;
+  const auto report = nlohmann::json::parse(r.out);
+  const auto& node = report["nodes"][0];
+  EXPECT_EQ(node["images"][0]["action"], "would-send");
+  EXPECT_EQ(node["layersPlanned"], 3);
+  EXPECT_GT(node["layerBytesPlanned"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(node["layersSent"], 0);
+  EXPECT_EQ(node["bytesSent"], 0);
   EXPECT_TRUE(lab.images(1).empty());
 }
 

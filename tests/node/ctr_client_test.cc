@@ -1,4 +1,5 @@
 #include "kload/node/ctr_client.h"
+#include "support/test_support.h"
 
 #include "fake_runner.h"
 #include "kload/util/sha256.h"
@@ -194,8 +195,16 @@ TEST_F(CtrClientUnit, DeadSocketIsNotReachable) {
   const auto uuid = client_->server_uuid();
   ASSERT_FALSE(uuid.has_value());
   EXPECT_EQ(uuid.error().kind, ErrorKind::node);
-  EXPECT_EQ(uuid.error().message,
-            "node k: not reachable: ctr: failed to dial "
+  EXPECT_EQ(uuid.error().message, "node k: not reachable: no socket at /run/k/containerd.sock: is containerd running?")
+      << "ctr only says its dial timed out";
+  // A socket that is there but does not answer: ctr's own words.
+  const kload::testing::Scratch dir;
+  const auto sock = dir / "containerd.sock";
+  kload::testing::write_file(sock, "");
+  use("containerd://" + sock.string());
+  runner_.script("version", r);
+  EXPECT_EQ(client_->server_uuid().error().message,
+            "node " + dir.path().filename().string() + ": not reachable: ctr: failed to dial "
             "\"/run/kload/dead.sock\": context deadline exceeded: connection error: desc = "
             "\"transport: error while dialing: dial unix:///run/kload/dead.sock: timeout\"");
 }
@@ -423,7 +432,7 @@ TEST_F(CtrClientUnit, CheckStatusesAndPartialFailure) {
 TEST_F(CtrClientUnit, CheckFailureAndGarbage) {
   runner_.fails("images check", dial_err);
   EXPECT_THAT(client_->check({"x"}).error().message,
-              StartsWith("node k: not reachable: ctr: failed to dial"));
+              StartsWith("node k: not reachable: no socket at /run/k/containerd.sock"));
 
   test::FakeRunner other;
   const auto t = make_transport(transport_->uri(), other);
@@ -532,7 +541,7 @@ TEST_F(CtrClientUnit, ImportUnreachable) {
   const auto r = client_->import(feed_of("x"), "overlayfs");
   ASSERT_FALSE(r.has_value());
   EXPECT_THAT(r.error().error.message,
-              StartsWith("node k: not reachable: ctr: failed to dial"));
+              StartsWith("node k: not reachable: no socket at /run/k/containerd.sock"));
 }
 
 TEST_F(CtrClientUnit, FeederFailureWhileCtrWasReading) {
@@ -1391,8 +1400,8 @@ TEST(ContainerdUnreachable, DeadSocket) {
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind, ErrorKind::node);
   EXPECT_THAT(r.error().message,
-              StartsWith("node " + fs::path(templ).filename().string() + ": not reachable: ctr: failed to dial \"" +
-                         sock + "\""));
+              StartsWith("node " + fs::path(templ).filename().string() + ": not reachable: no socket at " + sock +
+                         ": is containerd running?"));
 }
 
 } // namespace

@@ -192,7 +192,8 @@ int print_load_report(const load::LoadReport& report, const LoadSummary& summary
 struct CacheCommandOptions {
   std::string action;              // ls, stats, forget, refresh
   std::vector<std::string> nodes;  // node URIs; empty: all known
-  bool inputs = false;             // forget: the input-file records too
+  bool inputs = false;             // forget: the input-file records (alone: only those)
+  bool yes = false;                // forget: every node without asking
   bool json = false;
   std::string cache_dir;
   unsigned jobs = 8;

@@ -10,8 +10,10 @@
 namespace kload::format {
 
 struct VerifyStats {
-  std::uint64_t blobs_hashed = 0;
+  std::uint64_t blobs_hashed = 0;  // by this call
   std::uint64_t bytes_hashed = 0;
+  std::uint64_t blobs_checked = 0;  // of `which`, distinct, now proven: hashed by this call or before
+  std::uint64_t bytes_checked = 0;
   std::uint64_t bytes_decompressed = 0;  // verify_diff_ids: uncompressed bytes checked
 };
 

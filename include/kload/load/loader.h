@@ -51,6 +51,8 @@ struct NodeReport {
   std::uint64_t bytes_sent = 0;       // whole stream: tar framing, manifests, configs
   std::uint64_t layers_skipped = 0;
   std::uint64_t bytes_skipped = 0;
+  std::uint64_t layers_planned = 0;   // the plan's layers to send (what a dry run would send)
+  std::uint64_t layer_bytes_planned = 0;
   int ctr_calls = 0;                  // processes started on the node (NodeClient::calls)
   int listings = 0;                   // full inventory listings (content ls, images ls)
   bool retried = false;               // the inventory was stale and the load retried once

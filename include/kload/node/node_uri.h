@@ -32,6 +32,10 @@ struct NodeUri {
   [[nodiscard]] std::string display() const;
 };
 
+// Whether two URIs name the same node the same way: all but how they were written
+// (`?namespace=k8s.io` is the default written out).
+bool same_node(const NodeUri& a, const NodeUri& b);
+
 // Parses a node URI. Error (usage): unknown scheme, empty target, bad port, unknown
 // or repeated query parameter, an address that is not an absolute socket path (or any
 // address on containerd://, whose socket is the target), or characters that could
