@@ -161,9 +161,13 @@ void add_docker_image(CLI::App& app, Commands& c) {
                      "Load this platform (default: the host's; with Docker's containerd image store a\n"
                      "saved multi-platform image holds only the platforms that were pulled)",
                      "Print a JSON report (schema kload.load/v1, plus \"dockerSaved\") on stdout");
+  c.docker_cmd->add_flag("--watch", c.docker.watch,
+                         "Then follow Docker's image events and load again whenever an image's ID changes\n"
+                         "(a rebuild): the build-and-reload loop. Ctrl-C ends it");
   c.docker_cmd->footer(
       "Examples:\n"
       "  kload docker-image app:dev                          # every node of kind cluster \"kind\"\n"
+      "  kload docker-image app:dev --watch                  # and after every docker build\n"
       "  kload docker-image app:dev sidecar:dev --name dev   # every node of cluster \"dev\"\n"
       "  kload docker-image app:dev --name dev --nodes dev-worker,dev-worker2\n"
       "  kload docker-image app:dev --node docker://kind-worker --dry-run --json\n"

@@ -13,6 +13,7 @@
 //      image-archive
 //   6. remember (cache): which config a containerd-store index stands for, so the
 //      next pre-check recognises the image without a save
+//   7. --watch: follow `docker events` for images; when an ID changes, passes 2-6 again
 //
 // What to do at each pass is decided by load/docker_plan.h, tested with plain values;
 // this file runs the passes and prints.
@@ -26,8 +27,12 @@
 #include "kload/source/docker.h"
 #include "kload/util/human.h"
 #include "kload/util/parallel.h"
+#include "kload/util/text.h"
 
+#include <cerrno>
 #include <chrono>
+#include <functional>
+#include <unistd.h>
 #include <fmt/format.h>
 
 namespace kload::cli {
@@ -185,32 +190,29 @@ Result<void> load_needy(SavedWanted& saved, const load::SavePlan& plan, const st
   return {};
 }
 
-} // namespace
-
-Result<int> docker_image(const DockerImageOptions& options, Console& console) {
+// One load: inspect, pre-check, save what some node lacks, load it, print. `ids` gets
+// Docker's ID of each ref inspected. Error: as the passes.
+Result<int> load_from_docker(const DockerImageOptions& options, const std::vector<std::string>& refs,
+                             PreparedTargets& prepared, util::ProcessRunner& runner, Console& console,
+                             std::vector<util::Digest>& ids) {
   const auto start = Clock::now();
-  util::SystemProcessRunner runner;
   const auto& t = options.target;
-  auto prepared = prepare_targets(t, runner, console);
-  if (!prepared) {
-    return std::unexpected(prepared.error());
-  }
-  auto refs = load::docker_refs(options.images);
-  if (!refs) {
-    return std::unexpected(refs.error());
-  }
-  auto inspected = source::inspect_images(*refs, runner);
+  auto inspected = source::inspect_images(refs, runner);
   if (!inspected) {
     return std::unexpected(inspected.error());
+  }
+  ids.clear();
+  for (const auto& i : *inspected) {
+    ids.push_back(i.id);
   }
   auto wanted = load::wanted_images(*inspected, t.platform);
   if (!wanted) {
     return std::unexpected(wanted.error());
   }
-  const auto& targets = prepared->targets;
+  const auto& targets = prepared.targets;
   std::vector<load::NodeCheck> checks(targets.size());
   util::parallel_for(checks.size(), t.jobs, [&](std::size_t i) {
-    checks[i] = load::precheck_node(targets[i], *wanted, prepared->cache.get());
+    checks[i] = load::precheck_node(targets[i], *wanted, prepared.cache.get());
   });
   std::vector<format::Image> stand_ins;
   for (const auto& w : *wanted) {
@@ -227,12 +229,101 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
       return std::unexpected(s.error());
     }
     saved.emplace(std::move(*s));
-    if (auto r = load_needy(*saved, plan, checks, t, *prepared, stand_ins, observer, report); !r) {
+    if (auto r = load_needy(*saved, plan, checks, t, prepared, stand_ins, observer, report); !r) {
       return std::unexpected(r.error());
     }
   }
   report.seconds = seconds_since(start);
   return print_load_report(report, LoadSummary{wanted->size(), t.dry_run, t.json, !plan.nothing_to_save()}, console);
+}
+
+// Calls `line` with each line `fd` gives, until it ends or `line` fails.
+Result<void> each_line(int fd, const std::function<Result<void>(const std::string&)>& line) {
+  std::string pending;
+  char buf[4096];
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return {};
+    }
+    pending.append(buf, static_cast<std::size_t>(n));
+    for (auto end = pending.find('\n'); end != std::string::npos; end = pending.find('\n')) {
+      if (auto r = line(pending.substr(0, end)); !r) {
+        return r;
+      }
+      pending.erase(0, end + 1);
+    }
+  }
+}
+
+// --watch: follows the engine's image events (`docker events`) until the user ends it
+// (Ctrl-C) or Docker does. After each event, one `docker image inspect` of the refs:
+// when an ID changed (a rebuild, a pull, a tag moved), loads again. A load that fails
+// is reported, and watching goes on.
+Result<int> watch_docker(const DockerImageOptions& options, const std::vector<std::string>& refs,
+                         PreparedTargets& prepared, util::ProcessRunner& runner, Console& console,
+                         std::vector<util::Digest> ids) {
+  console.line(fmt::format("watching Docker for new builds of {} (Ctrl-C ends)", joined(refs)));
+  const auto on_event = [&](const std::string&) -> Result<void> {
+    auto now = source::inspect_images(refs, runner);
+    if (!now) {
+      return {};  // an image untagged mid-build, say: the next event tells more
+    }
+    std::vector<util::Digest> now_ids;
+    for (const auto& i : *now) {
+      now_ids.push_back(i.id);
+    }
+    if (now_ids == ids) {
+      return {};
+    }
+    for (std::size_t i = 0; i < refs.size() && i < now_ids.size(); ++i) {
+      if (i >= ids.size() || now_ids[i] != ids[i]) {
+        console.line(fmt::format("{} is now {}: loading it again", refs[i], now_ids[i].str()));
+      }
+    }
+    if (auto r = load_from_docker(options, refs, prepared, runner, console, ids); !r) {
+      console.line("kload: error: " + r.error().message);
+      ids = now_ids;  // not again until it changes again
+    }
+    return {};
+  };
+  auto events = runner.stream({"docker", "events", "--filter", "type=image", "--format",
+                               "{{.Action}} {{.Actor.Attributes.name}}"},
+                              [&](int fd) { return each_line(fd, on_event); }, std::chrono::milliseconds{0});
+  if (!events) {
+    return std::unexpected(events.error());
+  }
+  return util::fail(util::ErrorKind::node, fmt::format("docker events ended ({}); watching stopped",
+                                                       events->err.empty() ? "exit status " +
+                                                                                 std::to_string(events->exit_code)
+                                                                           : util::trim(events->err)));
+}
+
+} // namespace
+
+Result<int> docker_image(const DockerImageOptions& options, Console& console) {
+  util::SystemProcessRunner runner;
+  const auto& t = options.target;
+  if (options.watch && (t.json || t.dry_run)) {
+    return util::fail(util::ErrorKind::usage, "--watch loads again and again: it goes with neither --json nor --dry-run");
+  }
+  auto prepared = prepare_targets(t, runner, console);
+  if (!prepared) {
+    return std::unexpected(prepared.error());
+  }
+  auto refs = load::docker_refs(options.images);
+  if (!refs) {
+    return std::unexpected(refs.error());
+  }
+  std::vector<util::Digest> ids;
+  auto first = load_from_docker(options, *refs, *prepared, runner, console, ids);
+  if (!first || !options.watch) {
+    return first;
+  }
+  return watch_docker(options, *refs, *prepared, runner, console, std::move(ids));
 }
 
 } // namespace kload::cli

@@ -10,6 +10,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
 #include <random>
 
 namespace kload::testing {
@@ -186,6 +192,85 @@ TEST_F(E2EKind, DevReloadSendsOnlyTheChangedLayer) {
     EXPECT_EQ(node["layersSent"], 1) << "only the top layer changed: " << node;
   }
   expect_usable(lab, 2, full(v2), id2, "second-build");
+}
+
+// The image ID `crictl images` shows for `name` on node `n`, "" while there is none.
+std::string held_id(const Lab& lab, int n, const std::string& name) {
+  const auto listed = json::parse(lab.exec(n, {"crictl", "images", "-o", "json"}).out, nullptr, false);
+  if (listed.is_discarded()) {
+    return "";
+  }
+  for (const auto& image : listed["images"]) {
+    for (const auto& tag : image["repoTags"]) {
+      if (tag == name) {
+        return image["id"].get<std::string>();
+      }
+    }
+  }
+  return "";
+}
+
+// Waits up to a minute for node `n` to show `name` with image ID `id`.
+bool wait_for(const Lab& lab, int n, const std::string& name, const std::string& id) {
+  for (int i = 0; i < 240; ++i) {
+    if (held_id(lab, n, name) == id) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  return false;
+}
+
+TEST_F(E2EKind, WatchLoadsEveryRebuildUntilCtrlC) {
+  Lab lab(scratch / "lab", 2, kind());
+  ASSERT_TRUE(lab.up());
+  const auto [name, id1] = build("watched", "first-build");
+  const auto err = scratch / "watch.err";
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 2);
+    const int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    const auto bin = kload_binary().string();
+    const std::string cluster = lab.cluster();
+    ::execl(bin.c_str(), bin.c_str(), "docker-image", name.c_str(), "--watch", "--name", cluster.c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      if (pid > 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+    }
+  } reap{pid};
+  EXPECT_TRUE(wait_for(lab, 1, full(name), id1) && wait_for(lab, 2, full(name), id1)) << read_file(err);
+  const auto [again, id2] = build("watched", "second-build");
+  ASSERT_NE(id1, id2);
+  EXPECT_TRUE(wait_for(lab, 1, full(name), id2) && wait_for(lab, 2, full(name), id2)) << read_file(err);
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  reap.pid = 0;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << "status " << status;
+  const auto log = read_file(err);
+  EXPECT_THAT(log, HasSubstr("watching Docker for new builds of " + name + " (Ctrl-C ends)"));
+  EXPECT_THAT(log, HasSubstr(name + " is now " + id2 + ": loading it again"));
+  EXPECT_THAT(log, HasSubstr("1 image(s) on 2 node(s): sent 2 layers (")) << "the rebuild's top layer, to each node";
+  EXPECT_THAT(log, HasSubstr(", skipped 2 layers ("));
+  expect_usable(lab, 2, full(name), id2, "second-build");
+  for (int n = 1; n <= 2; ++n) {
+    for (const auto& [image, state] : lab.images(n)) {
+      EXPECT_EQ(image.find("kload-staging"), std::string::npos) << image;
+    }
+  }
+  EXPECT_TRUE(run_command({"pgrep", "-f", "docker events --filter type=image"}).out.empty())
+      << "docker events must end with kload";
 }
 
 TEST_F(E2EKind, ImageArchiveOfARealDockerSave) {

@@ -87,6 +87,7 @@ util::Result<int> image_archive(const LoadCommandOptions& options, Console& cons
 struct DockerImageOptions {
   std::vector<std::string> images;  // as the user named them: app:dev, registry.example.com/team/app:v1
   TargetOptions target;
+  bool watch = false;  // after the load, load again whenever Docker's ID of an image changes
 };
 
 // `kload docker-image`: loads images from the local Docker engine. Asks Docker for
