@@ -26,6 +26,25 @@ public:
   std::vector<std::vector<std::string>> calls;
 };
 
+// What select_nodes makes of `s`, and what it asked Docker.
+struct Selected {
+  util::Result<std::vector<node::NodeUri>> uris;
+  std::vector<std::vector<std::string>> docker_calls;
+};
+
+Selected select(const NodeSelection& s) {
+  NoDocker runner;
+  Console console;
+  auto uris = select_nodes(s, runner, console);
+  return {std::move(uris), runner.calls};
+}
+
+NodeSelection with_env(const std::string& env_nodes) {
+  NodeSelection s;
+  s.env_nodes = env_nodes;
+  return s;
+}
+
 std::vector<std::string> texts(const std::vector<node::NodeUri>& uris) {
   std::vector<std::string> out;
   for (const auto& u : uris) {
@@ -35,75 +54,52 @@ std::vector<std::string> texts(const std::vector<node::NodeUri>& uris) {
 }
 
 TEST(NodeSelection, KloadNodesNamesTheNodesWhenNoOptionDoes) {
-  NoDocker runner;
-  Console console;
-  NodeSelection s;
-  s.env_nodes = " docker://kind-worker\n\tssh://root@10.0.0.5  containerd:///run/c.sock\n";
-  auto uris = select_nodes(s, runner, console);
-  ASSERT_TRUE(uris.has_value()) << uris.error().message;
-  EXPECT_EQ(texts(*uris), (std::vector<std::string>{"docker://kind-worker", "ssh://root@10.0.0.5",
-                                                    "containerd:///run/c.sock"}));
-  EXPECT_TRUE(runner.calls.empty()) << "no kind cluster is looked up";
+  const auto r = select(with_env(" docker://kind-worker\n\tssh://root@10.0.0.5  containerd:///run/c.sock\n"));
+  ASSERT_TRUE(r.uris.has_value()) << r.uris.error().message;
+  EXPECT_EQ(texts(*r.uris), (std::vector<std::string>{"docker://kind-worker", "ssh://root@10.0.0.5",
+                                                      "containerd:///run/c.sock"}));
+  EXPECT_TRUE(r.docker_calls.empty()) << "no kind cluster is looked up";
 }
 
 TEST(NodeSelection, NodeOptionsWinOverKloadNodes) {
-  NoDocker runner;
-  Console console;
-  NodeSelection s;
+  auto s = with_env("docker://kind-worker");
   s.uris = {"docker://other"};
-  s.env_nodes = "docker://kind-worker";
-  auto uris = select_nodes(s, runner, console);
-  ASSERT_TRUE(uris.has_value()) << uris.error().message;
-  EXPECT_EQ(texts(*uris), (std::vector<std::string>{"docker://other"}));
+  const auto r = select(s);
+  ASSERT_TRUE(r.uris.has_value()) << r.uris.error().message;
+  EXPECT_EQ(texts(*r.uris), (std::vector<std::string>{"docker://other"}));
 }
 
 TEST(NodeSelection, TheSameNodeGivenTwiceIsLoadedOnce) {
-  NoDocker runner;
-  Console console;
   NodeSelection s;
   s.uris = {"docker://kind-worker", "docker://kind-worker2", "docker://kind-worker?namespace=k8s.io",
             "docker://kind-worker?namespace=other"};
-  auto uris = select_nodes(s, runner, console);
-  ASSERT_TRUE(uris.has_value()) << uris.error().message;
-  EXPECT_EQ(texts(*uris), (std::vector<std::string>{"docker://kind-worker", "docker://kind-worker2",
-                                                    "docker://kind-worker?namespace=other"}))
+  const auto r = select(s);
+  ASSERT_TRUE(r.uris.has_value()) << r.uris.error().message;
+  EXPECT_EQ(texts(*r.uris), (std::vector<std::string>{"docker://kind-worker", "docker://kind-worker2",
+                                                      "docker://kind-worker?namespace=other"}))
       << "another namespace is another set of images";
 }
 
-TEST(NodeSelection, AClusterNameWinsOverKloadNodes) {
-  NoDocker runner;
-  Console console;
-  NodeSelection s;
-  s.cluster = "dev";
-  s.env_nodes = "docker://kind-worker";
-  auto uris = select_nodes(s, runner, console);
-  ASSERT_FALSE(uris.has_value());
-  ASSERT_EQ(runner.calls.size(), 1u) << "the cluster's nodes are asked of Docker";
-  EXPECT_THAT(runner.calls[0], ::testing::Contains("label=io.x-k8s.kind.cluster=dev"));
-}
-
-TEST(NodeSelection, BlankKloadNodesMeansTheKindCluster) {
-  NoDocker runner;
-  Console console;
-  NodeSelection s;
-  s.env_nodes = " \n ";
-  EXPECT_FALSE(select_nodes(s, runner, console).has_value());
-  ASSERT_EQ(runner.calls.size(), 1u);
-  EXPECT_THAT(runner.calls[0], ::testing::Contains("label=io.x-k8s.kind.cluster=kind"));
+TEST(NodeSelection, AClusterNameWinsOverKloadNodesAndBlankKloadNodesMeansKind) {
+  auto named = with_env("docker://kind-worker");
+  named.cluster = "dev";
+  for (const auto& [s, cluster] : std::vector<std::pair<NodeSelection, std::string>>{{named, "dev"},
+                                                                                      {with_env(" \n "), "kind"}}) {
+    const auto r = select(s);
+    EXPECT_FALSE(r.uris.has_value()) << "Docker answers nothing here";
+    ASSERT_EQ(r.docker_calls.size(), 1u) << "the cluster's nodes are asked of Docker";
+    EXPECT_THAT(r.docker_calls[0], ::testing::Contains("label=io.x-k8s.kind.cluster=" + cluster));
+  }
 }
 
 TEST(NodeSelection, AWordInKloadNodesThatIsNoUriIsAUsageErrorNamingIt) {
-  NoDocker runner;
-  Console console;
-  NodeSelection s;
-  s.env_nodes = "docker://kind-worker kind";
-  auto uris = select_nodes(s, runner, console);
-  ASSERT_FALSE(uris.has_value());
-  EXPECT_EQ(uris.error().kind, util::ErrorKind::usage);
-  EXPECT_THAT(uris.error().message, HasSubstr("KLOAD_NODES \"kind\" is not a node URI"));
-  auto bad = select_nodes(NodeSelection{{}, "", {}, "ssh://"}, runner, console);
-  ASSERT_FALSE(bad.has_value());
-  EXPECT_THAT(bad.error().message, HasSubstr("KLOAD_NODES"));
+  const auto r = select(with_env("docker://kind-worker kind"));
+  ASSERT_FALSE(r.uris.has_value());
+  EXPECT_EQ(r.uris.error().kind, util::ErrorKind::usage);
+  EXPECT_THAT(r.uris.error().message, HasSubstr("KLOAD_NODES \"kind\" is not a node URI"));
+  const auto bad = select(with_env("ssh://"));
+  ASSERT_FALSE(bad.uris.has_value());
+  EXPECT_THAT(bad.uris.error().message, HasSubstr("KLOAD_NODES"));
 }
 
 } // namespace
