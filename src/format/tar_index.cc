@@ -39,7 +39,7 @@ constexpr std::uint64_t memory_budget_entries = 64;
 la_ssize_t source_read(struct archive* a, void* data, const void** out) {
   auto* s = static_cast<TarSource*>(data);
   while (true) {
-    const ssize_t n = ::read(s->fd, s->buffer.data(), s->buffer.size());
+    const ssize_t n = ::read(s->fd.get(), s->buffer.data(), s->buffer.size());
     if (n < 0 && errno == EINTR) {
       continue;
     }
@@ -58,7 +58,7 @@ la_int64_t source_skip(struct archive*, void* data, la_int64_t request) {
   if (!s->seekable) {
     return 0; // libarchive then reads and discards
   }
-  if (::lseek(s->fd, request, SEEK_CUR) < 0) {
+  if (::lseek(s->fd.get(), request, SEEK_CUR) < 0) {
     return 0;
   }
   return request;
@@ -66,7 +66,7 @@ la_int64_t source_skip(struct archive*, void* data, la_int64_t request) {
 
 la_int64_t source_seek(struct archive*, void* data, la_int64_t offset, int whence) {
   auto* s = static_cast<TarSource*>(data);
-  return ::lseek(s->fd, offset, whence);
+  return ::lseek(s->fd.get(), offset, whence);
 }
 
 // Removes "./" prefixes and repeated slashes; nullopt when the name is absolute or
@@ -148,11 +148,7 @@ TarIndex::TarIndex(std::string input, const ReadLimits& limits, int fd)
   source_.buffer.resize(read_block);
 }
 
-TarIndex::~TarIndex() {
-  if (source_.fd >= 0) {
-    ::close(source_.fd);
-  }
-}
+TarIndex::~TarIndex() = default;
 
 ReadStats TarIndex::stats() const {
   ReadStats s = stats_;
@@ -162,22 +158,22 @@ ReadStats TarIndex::stats() const {
 
 Result<void> TarIndex::open_input() {
   if (given_fd_ >= 0) {
-    source_.fd = ::dup(given_fd_);
-    return source_.fd >= 0 ? Result<void>{} : bad("", "cannot read the stream");
+    source_.fd.reset(::fcntl(given_fd_, F_DUPFD_CLOEXEC, 0));
+    return source_.fd ? Result<void>{} : bad("", "cannot read the stream");
   }
   if (input_ == "-") {
-    source_.fd = ::dup(0);
+    source_.fd.reset(::fcntl(0, F_DUPFD_CLOEXEC, 0));
   } else {
-    source_.fd = ::open(input_.c_str(), O_RDONLY | O_CLOEXEC);
+    source_.fd.reset(::open(input_.c_str(), O_RDONLY | O_CLOEXEC));
   }
-  if (source_.fd < 0) {
+  if (!source_.fd) {
     return util::fail(ErrorKind::bad_input, fmt::format("{}: cannot open: {}", input_, std::strerror(errno)));
   }
   struct stat st{};
-  if (::fstat(source_.fd, &st) == 0 && S_ISREG(st.st_mode) && input_ != "-") {
+  if (::fstat(source_.fd.get(), &st) == 0 && S_ISREG(st.st_mode) && input_ != "-") {
     source_.seekable = true;
     file_size_ = static_cast<std::uint64_t>(st.st_size);
-  } else if (::fstat(source_.fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+  } else if (::fstat(source_.fd.get(), &st) == 0 && S_ISDIR(st.st_mode)) {
     return bad("", "is a directory, not an archive");
   }
   return {};
@@ -223,21 +219,20 @@ Result<void> TarIndex::store_entry_data(struct archive* a, const std::string& na
   const bool to_memory = e.size <= limits_.memory_entry_bytes &&
                          memory_held_ + e.size <= memory_budget_entries * limits_.memory_entry_bytes;
   std::string mem;
-  int out = -1;
+  util::Fd out;
   if (!to_memory) {
     auto path = spool_path();
     if (!path) {
       return std::unexpected(path.error());
     }
     e.spool = *path;
-    out = ::open(e.spool.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (out < 0) {
+    out.reset(::open(e.spool.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!out) {
       return util::fail(ErrorKind::io, fmt::format("cannot create spool file {}: {}", e.spool.string(), std::strerror(errno)));
     }
     struct statvfs vfs{};
-    if (::fstatvfs(out, &vfs) == 0 &&
+    if (::fstatvfs(out.get(), &vfs) == 0 &&
         static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize < e.size + (64ull << 20)) {
-      ::close(out);
       return bad(name, fmt::format("needs {} bytes of temporary space in {}, which has {} free; set TMPDIR elsewhere",
                                    e.size, e.spool.parent_path().string(),
                                    static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize));
@@ -268,7 +263,7 @@ Result<void> TarIndex::store_entry_data(struct archive* a, const std::string& na
     got += len;
     if (to_memory) {
       mem.append(static_cast<const char*>(buf), len);
-    } else if (auto w = util::write_all(out, buf, len, e.spool.string()); !w) {
+    } else if (auto w = util::write_all(out.get(), buf, len, e.spool.string()); !w) {
       status = std::unexpected(w.error());
       break;
     }
@@ -277,9 +272,7 @@ Result<void> TarIndex::store_entry_data(struct archive* a, const std::string& na
       break;
     }
   }
-  if (out >= 0) {
-    ::close(out);
-  }
+  out.reset();
   if (!status) {
     return status;
   }
@@ -454,13 +447,8 @@ class TarIndex::EntryFile {
 public:
   EntryFile(TarIndex& index, const TarEntry& e)
       : index_(index), entry_(e),
-        fd_(index.in_place_ ? index.source_.fd : ::open(e.spool.c_str(), O_RDONLY | O_CLOEXEC)),
-        owned_(!index.in_place_) {}
-  ~EntryFile() {
-    if (owned_ && fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
+        owned_(index.in_place_ ? -1 : ::open(e.spool.c_str(), O_RDONLY | O_CLOEXEC)),
+        fd_(index.in_place_ ? index.source_.fd.get() : owned_.get()) {}
   EntryFile(const EntryFile&) = delete;
   EntryFile& operator=(const EntryFile&) = delete;
 
@@ -506,8 +494,8 @@ public:
 private:
   TarIndex& index_;
   const TarEntry& entry_;
+  util::Fd owned_;  // the spool file's; none when reading the input in place
   int fd_;
-  bool owned_;
 };
 
 Result<std::string> TarIndex::bytes(const std::string& name, const TarEntry& e, std::uint64_t max) {

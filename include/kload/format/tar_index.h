@@ -7,6 +7,7 @@
 #include "kload/format/archive_reader.h"
 #include "kload/format/model.h"
 #include "kload/util/digest.h"
+#include "kload/util/fd.h"
 #include "kload/util/error.h"
 #include "kload/util/temp_dir.h"
 
@@ -40,7 +41,7 @@ struct TarEntry {
 
 // The input as libarchive's callbacks read it, counting what is read.
 struct TarSource {
-  int fd = -1;
+  util::Fd fd;
   bool seekable = false;
   std::uint64_t bytes_read = 0;  // by the scan, and in place afterwards
   std::vector<char> buffer;
