@@ -31,6 +31,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <ctime>
 #include <functional>
 #include <unistd.h>
 #include <fmt/format.h>
@@ -265,7 +266,7 @@ Result<void> each_line(int fd, const std::function<Result<void>(const std::strin
 // is reported, and watching goes on.
 Result<int> watch_docker(const DockerImageOptions& options, const std::vector<std::string>& refs,
                          PreparedTargets& prepared, util::ProcessRunner& runner, Console& console,
-                         std::vector<util::Digest> ids) {
+                         std::vector<util::Digest> ids, std::time_t since) {
   console.line(fmt::format("watching Docker for new builds of {} (Ctrl-C ends)", joined(refs)));
   const auto on_event = [&](const std::string&) -> Result<void> {
     auto now = source::inspect_images(refs, runner);
@@ -290,8 +291,10 @@ Result<int> watch_docker(const DockerImageOptions& options, const std::vector<st
     }
     return {};
   };
-  auto events = runner.stream({"docker", "events", "--filter", "type=image", "--format",
-                               "{{.Action}} {{.Actor.Attributes.name}}"},
+  // --since: the events of a build that ended between the first inspect and now are
+  // replayed, so none is missed.
+  auto events = runner.stream({"docker", "events", "--since", std::to_string(since), "--filter", "type=image",
+                               "--format", "{{.Action}} {{.Actor.Attributes.name}}"},
                               [&](int fd) { return each_line(fd, on_event); }, std::chrono::milliseconds{0});
   if (!events) {
     return std::unexpected(events.error());
@@ -319,11 +322,12 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
     return std::unexpected(refs.error());
   }
   std::vector<util::Digest> ids;
+  const std::time_t since = std::time(nullptr);
   auto first = load_from_docker(options, *refs, *prepared, runner, console, ids);
   if (!first || !options.watch) {
     return first;
   }
-  return watch_docker(options, *refs, *prepared, runner, console, std::move(ids));
+  return watch_docker(options, *refs, *prepared, runner, console, std::move(ids), since);
 }
 
 } // namespace kload::cli

@@ -250,6 +250,9 @@ TEST_F(E2EKind, WatchLoadsEveryRebuildUntilCtrlC) {
     }
   } reap{pid};
   EXPECT_TRUE(wait_for(lab, 1, full(name), id1) && wait_for(lab, 2, full(name), id1)) << read_file(err);
+  for (int i = 0; i < 200 && read_file(err).find("watching Docker") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   const auto [again, id2] = build("watched", "second-build");
   ASSERT_NE(id1, id2);
   EXPECT_TRUE(wait_for(lab, 1, full(name), id2) && wait_for(lab, 2, full(name), id2)) << read_file(err);
