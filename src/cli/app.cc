@@ -5,6 +5,7 @@
 #include "kload/cli/console.h"
 #include "kload/cli/kind_dropin.h"
 #include "kload/util/parallel.h"
+#include "kload/util/text.h"
 #include "kload/util/temp_dir.h"
 
 #include <CLI/CLI.hpp>
@@ -321,11 +322,11 @@ CLI::App* find_command(CLI::App& app, const std::string& name) {
 }
 
 std::string command_list(CLI::App& app) {
-  std::string out;
+  std::vector<std::string> names;
   for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
-    out += (out.empty() ? "" : ", ") + sub->get_name();
+    names.push_back(sub->get_name());
   }
-  return out;
+  return util::joined(names, ", ");
 }
 
 // help, version and completion: they only print.

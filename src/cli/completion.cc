@@ -1,6 +1,7 @@
 #include "kload/cli/completion.h"
 
 #include "kload/util/process.h"
+#include "kload/util/text.h"
 
 #include <algorithm>
 
@@ -19,13 +20,6 @@ bool is_name_option(const CompletionOption& o) {
   return std::find(o.names.begin(), o.names.end(), "--name") != o.names.end();
 }
 
-std::string joined(const std::vector<std::string>& words) {
-  std::string out;
-  for (const auto& w : words) {
-    out += (out.empty() ? "" : " ") + w;
-  }
-  return out;
-}
 
 // --- bash ---
 
@@ -41,8 +35,8 @@ std::string bash_case(const CompletionCommand& c) {
                            : c.positional == Positional::words         ? "words"
                                                                        : "";
   return fmt::format("  {}) flags={}; valued={}; positional={}; words={} ;;\n", c.name,
-                     util::shell_quote(joined(flags)), util::shell_quote(joined(valued)), positional,
-                     util::shell_quote(joined(c.words)));
+                     util::shell_quote(util::joined(flags)), util::shell_quote(util::joined(valued)), positional,
+                     util::shell_quote(util::joined(c.words)));
 }
 
 std::string bash_script(const std::vector<CompletionCommand>& commands) {
@@ -93,7 +87,7 @@ _kload() {{
 complete -F _kload kload
 )SH",
                      fmt::arg("clusters", clusters_command), fmt::arg("images", images_command),
-                     fmt::arg("commands", util::shell_quote(joined(names) + " --help --version")),
+                     fmt::arg("commands", util::shell_quote(util::joined(names) + " --help --version")),
                      fmt::arg("cases", cases));
 }
 
@@ -119,11 +113,7 @@ std::string zsh_option(const CompletionOption& o) {
   if (o.names.size() == 1) {
     return util::shell_quote("*" + o.names[0] + help + value);
   }
-  std::string names;
-  for (const auto& n : o.names) {
-    names += (names.empty() ? "" : ",") + n;
-  }
-  return "'*'{" + names + "}" + util::shell_quote(help + value);
+  return "'*'{" + util::joined(o.names, ",") + "}" + util::shell_quote(help + value);
 }
 
 std::string zsh_case(const CompletionCommand& c) {
@@ -139,7 +129,7 @@ std::string zsh_case(const CompletionCommand& c) {
     out += " \\\n      '*:image:_kload_docker_images'";
     break;
   case Positional::words:
-    out += " \\\n      " + util::shell_quote("1:argument:(" + joined(c.words) + ")");
+    out += " \\\n      " + util::shell_quote("1:argument:(" + util::joined(c.words) + ")");
     break;
   case Positional::none:
     break;
@@ -226,7 +216,7 @@ std::string fish_lines(const CompletionCommand& c) {
     out += when + " -a " + fish_quote(std::string("(") + images_command + ")") + "\n";
     break;
   case Positional::words:
-    out += when + " -a " + fish_quote(joined(c.words)) + "\n";
+    out += when + " -a " + fish_quote(util::joined(c.words)) + "\n";
     break;
   case Positional::none:
     break;

@@ -48,13 +48,6 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-std::string joined(const std::vector<std::string>& words) {
-  std::string out;
-  for (const auto& w : words) {
-    out += (out.empty() ? "" : " ") + w;
-  }
-  return out;
-}
 
 // A Docker image as the pre-check's report shows it: its names and Docker's ID.
 format::Image stand_in(const load::DockerWanted& w) {
@@ -108,7 +101,7 @@ struct SavedWanted {
 // keep_wanted and choose_images.
 Result<SavedWanted> save_wanted(const std::vector<load::DockerWanted>& wanted, const load::SavePlan& plan,
                                 const TargetOptions& options, std::size_t node_count, Console& console) {
-  const std::string input = "docker save " + joined(plan.save_refs);
+  const std::string input = "docker save " + util::joined(plan.save_refs);
   console.line(fmt::format("{}: needed by {} of {} node(s)", input, plan.needy.size(), node_count));
   const auto start = Clock::now();
   auto saved = source::save_images(plan.save_refs);
@@ -267,7 +260,7 @@ Result<void> each_line(int fd, const std::function<Result<void>(const std::strin
 Result<int> watch_docker(const DockerImageOptions& options, const std::vector<std::string>& refs,
                          PreparedTargets& prepared, util::ProcessRunner& runner, Console& console,
                          std::vector<util::Digest> ids, std::time_t since) {
-  console.line(fmt::format("watching Docker for new builds of {} (Ctrl-C ends)", joined(refs)));
+  console.line(fmt::format("watching Docker for new builds of {} (Ctrl-C ends)", util::joined(refs)));
   const auto on_event = [&](const std::string&) -> Result<void> {
     auto now = source::inspect_images(refs, runner);
     if (!now) {

@@ -272,11 +272,11 @@ Result<std::vector<node::NodeUri>> select_nodes(const NodeSelection& selection, 
   if (!env.empty() && selection.cluster.empty() && selection.picks.empty()) {
     auto uris = parse_uris(std::vector<std::string>(env.begin(), env.end()), "KLOAD_NODES");
     if (uris) {
-      std::string names;
+      std::vector<std::string> names;
       for (const auto& u : *uris) {
-        names += (names.empty() ? "" : ", ") + u.display();
+        names.push_back(u.display());
       }
-      console.line(fmt::format("KLOAD_NODES: {} node(s): {}", uris->size(), names));
+      console.line(fmt::format("KLOAD_NODES: {} node(s): {}", uris->size(), util::joined(names, ", ")));
     }
     return uris;
   }
@@ -296,16 +296,17 @@ Result<std::vector<node::NodeUri>> select_nodes(const NodeSelection& selection, 
   if (!nodes) {
     return std::unexpected(nodes.error());
   }
-  std::string names;
+  std::vector<std::string> names;
   for (const auto& n : *nodes) {
     auto uri = node::parse_node_uri(n.uri());
     if (!uri) {
       return std::unexpected(uri.error().with_context(fmt::format("kind cluster \"{}\"", cluster)));
     }
     uris.push_back(*uri);
-    names += (names.empty() ? "" : ", ") + n.name;
+    names.push_back(n.name);
   }
-  console.line(fmt::format("kind cluster \"{}\": {} of {} node(s): {}", cluster, nodes->size(), all->size(), names));
+  console.line(fmt::format("kind cluster \"{}\": {} of {} node(s): {}", cluster, nodes->size(), all->size(),
+                           util::joined(names, ", ")));
   return uris;
 }
 

@@ -38,16 +38,6 @@ std::string last_line(std::string_view err) {
   return lines.empty() ? std::string() : std::string(lines.back());
 }
 
-std::string joined(const std::vector<std::string>& words, std::string_view sep = " ") {
-  std::string out;
-  for (const auto& w : words) {
-    if (!out.empty()) {
-      out += sep;
-    }
-    out += w;
-  }
-  return out;
-}
 
 std::string why_failed(const util::ProcessResult& r) {
   auto why = last_line(r.err);
@@ -87,7 +77,7 @@ util::Result<std::vector<DockerImage>> parse_inspect(std::string_view text, cons
   const auto j = nlohmann::json::parse(text, nullptr, false);
   auto unexpected = [&](const std::string& what) {
     return util::fail(ErrorKind::bad_input,
-                      fmt::format("docker image inspect {}: unexpected output: {}", joined(refs), what));
+                      fmt::format("docker image inspect {}: unexpected output: {}", util::joined(refs), what));
   };
   if (j.is_discarded() || !j.is_array()) {
     return unexpected("not a JSON array");
@@ -137,7 +127,7 @@ util::Result<std::vector<DockerImage>> parse_inspect(std::string_view text, cons
 
 util::Result<std::vector<DockerImage>> inspect_images(const std::vector<std::string>& refs,
                                                       util::ProcessRunner& runner) {
-  const std::string doing = "docker image inspect " + joined(refs);
+  const std::string doing = "docker image inspect " + util::joined(refs);
   auto r = runner.run(inspect_argv(refs), {}, inspect_timeout);
   if (!r) {
     return util::fail(ErrorKind::bad_input, not_installed(doing, r.error()));
@@ -149,7 +139,7 @@ util::Result<std::vector<DockerImage>> inspect_images(const std::vector<std::str
   if (r->exit_code != 0) {
     if (const auto missing = missing_images(r->err); !missing.empty()) {
       return util::fail(ErrorKind::bad_input,
-                        fmt::format("no such image in Docker: {} (see docker images)", joined(missing, ", ")));
+                        fmt::format("no such image in Docker: {} (see docker images)", util::joined(missing, ", ")));
     }
     return util::fail(ErrorKind::bad_input, fmt::format("{}: {}", doing, why_failed(*r)));
   }
@@ -169,7 +159,7 @@ util::Result<SavedImages> save_images(const std::vector<std::string>& refs, cons
 
 util::Result<SavedImages> save_images(const std::vector<std::string>& refs, util::ProcessRunner& runner,
                                       const format::ReadLimits& limits) {
-  const std::string name = "docker save " + joined(refs);
+  const std::string name = "docker save " + util::joined(refs);
   SavedImages saved;
   util::Result<format::ReadStats> read = util::fail(ErrorKind::bad_input, name + ": not read");
   // No deadline: a multi-GiB save takes as long as it takes, and a failed read ends it.
@@ -194,7 +184,7 @@ util::Result<SavedImages> save_images(const std::vector<std::string>& refs, util
   if (docker_failed && (read || !last_line(result.err).empty())) {
     if (const auto missing = missing_images(result.err); !missing.empty()) {
       return util::fail(ErrorKind::bad_input,
-                        fmt::format("{}: no such image in Docker: {}", name, joined(missing, ", ")));
+                        fmt::format("{}: no such image in Docker: {}", name, util::joined(missing, ", ")));
     }
     return util::fail(ErrorKind::bad_input, fmt::format("{}: docker failed: {}", name, why_failed(result)));
   }

@@ -1,6 +1,7 @@
 #pragma once
-// Small text helpers for parsing the output of other programs.
+// Small text helpers: parsing the output of other programs, joining words.
 
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -14,6 +15,18 @@ constexpr std::string_view trim(std::string_view s) {
   }
   const auto last = s.find_last_not_of(" \t\r\n");
   return s.substr(first, last - first + 1);
+}
+
+// `words` with `sep` between each two.
+inline std::string joined(const std::vector<std::string>& words, std::string_view sep = " ") {
+  std::string out;
+  for (const auto& w : words) {
+    if (!out.empty()) {
+      out += sep;
+    }
+    out += w;
+  }
+  return out;
 }
 
 // Splits on runs of any of `seps`, dropping empty pieces.
