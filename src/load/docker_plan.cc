@@ -141,18 +141,19 @@ NodeCheck precheck_node(const Target& target, const std::vector<DockerWanted>& w
   const auto start = std::chrono::steady_clock::now();
   const auto started = unix_now();
   NodeCheck out;
-  auto probe = target.client->probe(first_probe_request(target, cache));
+  std::optional<cache::NodeRecord> record;
+  if (cache != nullptr) {
+    if (auto r = cache->node(target.uri.text); r && *r) {
+      record = std::move(**r);
+    }
+  }
+  const auto* known = record ? &*record : nullptr;
+  auto probe = target.client->probe(first_probe_request(cache, known));
   if (!probe) {
     out.error = probe.error().message;
   } else {
-    std::optional<cache::NodeRecord> record;
-    if (cache != nullptr) {
-      if (auto r = cache->node(target.uri.text); r && *r) {
-        record = std::move(**r);
-      }
-    }
     for (const auto& w : wanted) {
-      out.held.push_back(node_holds(w, probe->images, record ? &*record : nullptr));
+      out.held.push_back(node_holds(w, probe->images, known));
     }
     out.probe = std::make_shared<const EarlierProbe>(EarlierProbe{std::move(*probe), started});
   }

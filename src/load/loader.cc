@@ -43,23 +43,20 @@ std::vector<Digest> blobs_to_send(const plan::NodePlan& plan) {
   return blobs;
 }
 
-// The cache's record of node `uri` if it can be planned from: listed once, no load
-// that died while sending. Whether it is still this node, the UUID says.
+// Whether a node's record can be planned from: listed once, no load that died while
+// sending. Whether it is still this node, the UUID says.
+bool plannable(const cache::NodeRecord& record) { return record.listed_at != 0 && !record.interrupted_load(); }
+
+// The cache's record of node `uri` if it can be planned from.
 std::optional<cache::NodeRecord> usable_record(cache::Cache* cache, const std::string& uri) {
   if (cache == nullptr) {
     return std::nullopt;
   }
   auto record = cache->node(uri);
-  if (!record || !*record || (*record)->listed_at == 0 || (*record)->interrupted_load()) {
+  if (!record || !*record || !plannable(**record)) {
     return std::nullopt;
   }
   return std::move(**record);
-}
-
-// What a first probe asks besides every name: on a first contact (no record to plan
-// from), the node's UUID, content and snapshotter too.
-node::ProbeRequest probe_request(bool first_contact) {
-  return {.uuid = first_contact, .inventory = first_contact, .snapshotter = first_contact};
 }
 
 // Whether probe `p` holds all that `want` asks.
@@ -136,7 +133,7 @@ private:
   // round trip checks containerd's UUID before its import (see import_staged).
   bool plan_now() {
     const auto record = usable_record(cache_, target_.uri.text);
-    const auto want = probe_request(cache_ != nullptr && !record);
+    const auto want = first_probe_request(cache_, record ? &*record : nullptr);
     if (target_.probed && answers(target_.probed->probe, want)) {
       take_probe(target_.probed->probe, target_.probed->started);
     } else if (!probe(want)) {
@@ -574,8 +571,9 @@ util::Result<void> refresh_node(const Target& target, cache::Cache& cache) {
   return {};
 }
 
-node::ProbeRequest first_probe_request(const Target& target, cache::Cache* cache) {
-  return probe_request(cache != nullptr && !usable_record(cache, target.uri.text));
+node::ProbeRequest first_probe_request(const cache::Cache* cache, const cache::NodeRecord* record) {
+  const bool first_contact = cache != nullptr && (record == nullptr || !plannable(*record));
+  return {.uuid = first_contact, .inventory = first_contact, .snapshotter = first_contact};
 }
 
 bool is_staging_name(const std::string& name) { return name.starts_with(staging_prefix); }

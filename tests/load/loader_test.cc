@@ -72,7 +72,10 @@ protected:
 
   // What a caller that probes before the load (docker-image's pre-check) hands it.
   std::shared_ptr<const EarlierProbe> probe_first(FakeNode& node) {
-    auto p = node.probe(first_probe_request(Target{fake_uri(), &node, nullptr}, cache()));
+    auto record = cache()->node(fake_uri().text);
+    EXPECT_TRUE(record.has_value());
+    const cache::NodeRecord* known = record && *record ? &**record : nullptr;
+    auto p = node.probe(first_probe_request(cache(), known));
     EXPECT_TRUE(p.has_value()) << p.error().message;
     return std::make_shared<const EarlierProbe>(EarlierProbe{std::move(*p), 0});
   }

@@ -18,6 +18,7 @@
 
 namespace kload::cache {
 class Cache;
+struct NodeRecord;
 }
 
 namespace kload::load {
@@ -96,10 +97,10 @@ struct Target {
   std::shared_ptr<const EarlierProbe> probed;
 };
 
-// What a load's first round trip to `target` asks besides every name: the node's
-// UUID, content and snapshotter as well when `cache` holds no record to plan from
-// (a first contact).
-node::ProbeRequest first_probe_request(const Target& target, cache::Cache* cache);
+// What a load's first round trip to a node asks besides every name: the node's UUID,
+// content and snapshotter as well on a first contact, when there is a cache but
+// `record` (the node's record in it, nullptr when none) cannot be planned from.
+node::ProbeRequest first_probe_request(const cache::Cache* cache, const cache::NodeRecord* record);
 
 // Loads `images` (from `set`) into every target. Per-node failures are reported in
 // the NodeReport and do not stop the other nodes. Error (bad_input): a blob that must
