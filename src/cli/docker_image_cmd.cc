@@ -184,22 +184,21 @@ Result<void> load_needy(SavedWanted& saved, const load::SavePlan& plan, const st
   return {};
 }
 
-// One load: inspect, pre-check, save what some node lacks, load it, print. `ids` gets
-// Docker's ID of each ref inspected. Error: as the passes.
-Result<int> load_from_docker(const DockerImageOptions& options, const std::vector<std::string>& refs,
-                             PreparedTargets& prepared, util::ProcessRunner& runner, Console& console,
-                             std::vector<util::Digest>& ids) {
-  const auto start = Clock::now();
-  const auto& t = options.target;
-  auto inspected = source::inspect_images(refs, runner);
-  if (!inspected) {
-    return std::unexpected(inspected.error());
-  }
-  ids.clear();
-  for (const auto& i : *inspected) {
+std::vector<util::Digest> ids_of(const std::vector<source::DockerImage>& inspected) {
+  std::vector<util::Digest> ids;
+  for (const auto& i : inspected) {
     ids.push_back(i.id);
   }
-  auto wanted = load::wanted_images(*inspected, t.platform);
+  return ids;
+}
+
+// One load of the images Docker described in `inspected`: pre-check, save what some
+// node lacks, load it, print. Error: as the passes.
+Result<int> load_from_docker(const DockerImageOptions& options, const std::vector<source::DockerImage>& inspected,
+                             PreparedTargets& prepared, Console& console) {
+  const auto start = Clock::now();
+  const auto& t = options.target;
+  auto wanted = load::wanted_images(inspected, t.platform);
   if (!wanted) {
     return std::unexpected(wanted.error());
   }
@@ -255,7 +254,7 @@ Result<void> each_line(int fd, const std::function<Result<void>(const std::strin
 
 // --watch: follows the engine's image events (`docker events`) until the user ends it
 // (Ctrl-C) or Docker does. After each event, one `docker image inspect` of the refs:
-// when an ID changed (a rebuild, a pull, a tag moved), loads again. A load that fails
+// when an ID changed (a rebuild, a pull, a tag moved), loads what it described. A load that fails
 // is reported, and watching goes on.
 Result<int> watch_docker(const DockerImageOptions& options, const std::vector<std::string>& refs,
                          PreparedTargets& prepared, util::ProcessRunner& runner, Console& console,
@@ -266,10 +265,7 @@ Result<int> watch_docker(const DockerImageOptions& options, const std::vector<st
     if (!now) {
       return {};  // an image untagged mid-build, say: the next event tells more
     }
-    std::vector<util::Digest> now_ids;
-    for (const auto& i : *now) {
-      now_ids.push_back(i.id);
-    }
+    auto now_ids = ids_of(*now);
     if (now_ids == ids) {
       return {};
     }
@@ -278,9 +274,9 @@ Result<int> watch_docker(const DockerImageOptions& options, const std::vector<st
         console.line(fmt::format("{} is now {}: loading it again", refs[i], now_ids[i].str()));
       }
     }
-    if (auto r = load_from_docker(options, refs, prepared, runner, console, ids); !r) {
+    ids = std::move(now_ids);  // loaded or failed, not again until it changes again
+    if (auto r = load_from_docker(options, *now, prepared, console); !r) {
       console.line("kload: error: " + r.error().message);
-      ids = now_ids;  // not again until it changes again
     }
     return {};
   };
@@ -314,13 +310,16 @@ Result<int> docker_image(const DockerImageOptions& options, Console& console) {
   if (!refs) {
     return std::unexpected(refs.error());
   }
-  std::vector<util::Digest> ids;
   const std::time_t since = std::time(nullptr);
-  auto first = load_from_docker(options, *refs, *prepared, runner, console, ids);
+  auto inspected = source::inspect_images(*refs, runner);
+  if (!inspected) {
+    return std::unexpected(inspected.error());
+  }
+  auto first = load_from_docker(options, *inspected, *prepared, console);
   if (!first || !options.watch) {
     return first;
   }
-  return watch_docker(options, *refs, *prepared, runner, console, std::move(ids), since);
+  return watch_docker(options, *refs, *prepared, runner, console, ids_of(*inspected), since);
 }
 
 } // namespace kload::cli
