@@ -321,12 +321,13 @@ CLI::App* find_command(CLI::App& app, const std::string& name) {
   return found.empty() ? nullptr : found.front();
 }
 
-std::string command_list(CLI::App& app) {
+// "unknown command 'NAME'; the commands are: ...", for `kload NAME` and `kload help NAME`.
+std::string unknown_command(CLI::App& app, const std::string& name) {
   std::vector<std::string> names;
   for (const auto* sub : app.get_subcommands([](CLI::App*) { return true; })) {
     names.push_back(sub->get_name());
   }
-  return util::joined(names, ", ");
+  return fmt::format("unknown command '{}'; the commands are: {}", name, util::joined(names, ", "));
 }
 
 // help, version and completion: they only print.
@@ -346,8 +347,7 @@ util::Result<int> print_about(CLI::App& app, Commands& c) {
   } else {
     auto* sub = find_command(app, c.help_topic);
     if (sub == nullptr) {
-      return util::fail(util::ErrorKind::usage,
-                        fmt::format("unknown command '{}'; the commands are: {}", c.help_topic, command_list(app)));
+      return util::fail(util::ErrorKind::usage, unknown_command(app, c.help_topic));
     }
     text = sub->help("kload");
   }
@@ -442,7 +442,7 @@ int run(int argc, char** argv) {
                              "'kind load image-archive', hand every other kind command to the real kind on PATH");
   add_help_version_completion(app, commands);
   if (argc > 1 && argv[1][0] != '-' && find_command(app, argv[1]) == nullptr) {
-    console.line(fmt::format("kload: error: unknown command '{}'; the commands are: {}", argv[1], command_list(app)));
+    console.line("kload: error: " + unknown_command(app, argv[1]));
     console.line("Run 'kload --help' for usage.");
     return exit_bad_input;
   }
