@@ -3,6 +3,8 @@
 #include "kload/node/containerd_config.h"
 #include "kload/util/text.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
@@ -120,9 +122,6 @@ Error failure(const Transport& t, const std::string& doing, const ProcessResult&
                         : "ctr exited with status " + std::to_string(r.exit_code);
   }
   if (unreachable(t.uri(), r)) {
-    if (t.uri().kind == TransportKind::containerd_socket && !std::filesystem::exists(t.uri().target)) {
-      why = "no socket at " + t.uri().target + ": is containerd running?";  // ctr only says it timed out
-    }
     return Error{ErrorKind::node, node_prefix(t) + ": not reachable: " + why};
   }
   return Error{ErrorKind::node, node_prefix(t) + ": " + doing + ": " + why};
@@ -306,12 +305,8 @@ util::Result<std::vector<ImageStatus>> parse_images_check(const Transport& t,
   return statuses;
 }
 
-// `ctr plugins ls`: "TYPE ID PLATFORMS STATUS". The node's CRI snapshotter is only in
-// its config file, which ctr cannot read; what is loaded is the next best thing.
-// overlayfs is every distribution's default; another loaded snapshotter (a proxy such
-// as fuse-overlayfs, or btrfs/zfs whose plugins only load on their own file system) was
-// set up on purpose; native loads everywhere, so it is the last resort.
-util::Result<std::string> parse_snapshotters(const Transport& t, std::string_view out) {
+// `ctr plugins ls`: "TYPE ID PLATFORMS STATUS": the snapshotters loaded (status ok).
+util::Result<std::vector<std::string>> loaded_snapshotters(const Transport& t, std::string_view out) {
   std::vector<std::string> ok;
   std::size_t no = 0;
   for (const auto line : lines_of(out)) {
@@ -327,21 +322,27 @@ util::Result<std::string> parse_snapshotters(const Transport& t, std::string_vie
       ok.emplace_back(cols[1]);
     }
   }
+  return ok;
+}
+
+// The node's CRI snapshotter is only in its config file, which ctr cannot read; what
+// is loaded is the next best thing. overlayfs is every distribution's default; another
+// loaded snapshotter (a proxy such as fuse-overlayfs, or btrfs/zfs whose plugins only
+// load on their own file system) was set up on purpose; native loads everywhere, so it
+// is the last resort.
+std::string best_snapshotter(const std::vector<std::string>& ok) {
   const auto has = [&](std::string_view name) {
     return std::find(ok.begin(), ok.end(), name) != ok.end();
   };
   if (has("overlayfs")) {
-    return std::string("overlayfs");
+    return "overlayfs";
   }
   for (const auto& name : ok) {
     if (name != "native") {
       return name;
     }
   }
-  if (has("native")) {
-    return std::string("native");
-  }
-  return std::string("overlayfs");
+  return has("native") ? "native" : "overlayfs";
 }
 
 // 'image "NAME": already exists': another writer created a name between the
@@ -455,6 +456,32 @@ util::Result<void> settled(const Transport& t, const ProcessResult& r, const std
     return std::unexpected(failure(t, doing, r));
   }
   return {};
+}
+
+// The snapshotter a load imports with, from the probe's `ctr plugins ls`: `named` (the
+// URI's, or CRI's from the node's configuration) when loaded there, else the best one
+// loaded. A named snapshotter the node has not loaded fails here, before any byte is
+// sent, instead of in the import after the whole stream.
+util::Result<std::string> chosen_snapshotter(const Transport& t, const std::optional<std::string>& named,
+                                             std::string_view origin, const ProcessResult& plugins) {
+  if (auto ok = settled(t, plugins, "listing plugins"); !ok) {
+    return std::unexpected(ok.error());
+  }
+  auto loaded = loaded_snapshotters(t, plugins.out);
+  if (!loaded) {
+    return std::unexpected(loaded.error());
+  }
+  if (!named) {
+    return best_snapshotter(*loaded);
+  }
+  if (std::find(loaded->begin(), loaded->end(), *named) == loaded->end()) {
+    return util::fail(ErrorKind::node,
+                      fmt::format("{}: snapshotter \"{}\" ({}) is not loaded there (loaded: {}); give the node URI "
+                                  "?snapshotter= with one of those, or load the plugin on the node",
+                                  node_prefix(t), *named, origin,
+                                  loaded->empty() ? std::string("none") : util::joined(*loaded, ", ")));
+  }
+  return *named;
 }
 
 util::Result<std::vector<ImageStatus>> check_result(const Transport& t, const ProcessResult& r) {
@@ -640,7 +667,11 @@ util::Result<std::string> CtrClient::snapshotter_from_plugins() {
   if (!r) {
     return std::unexpected(r.error());
   }
-  return parse_snapshotters(transport_, r->out);
+  auto loaded = loaded_snapshotters(transport_, r->out);
+  if (!loaded) {
+    return std::unexpected(loaded.error());
+  }
+  return best_snapshotter(*loaded);
 }
 
 util::Result<NodeInventory> CtrClient::inventory(const std::vector<ImageStatus>& images) {
@@ -711,6 +742,9 @@ util::Result<Probe> CtrClient::probe(const ProbeRequest& want) {
   if (dump) {
     steps.push_back({{"containerd", "config", "dump"}, false, false});
   }
+  if (want.snapshotter) {
+    steps.push_back({ctr_words(uri, {"plugins", "ls"}), false, false});
+  }
   auto results = batch(steps, {}, query_timeout);
   if (!results) {
     return std::unexpected(results.error().with_context(node_prefix(transport_) + ": checking images"));
@@ -737,20 +771,19 @@ util::Result<Probe> CtrClient::probe(const ProbeRequest& want) {
     p.inventory = std::move(*inv);
   }
   if (want.snapshotter) {
-    std::optional<std::string> snap;
+    std::optional<std::string> named;
+    std::string origin = "from the node URI";
     if (!uri.snapshotter.empty()) {
-      snap = uri.snapshotter;
+      named = uri.snapshotter;
     } else if (dump) {
-      snap = dump_result(result.next());
+      named = dump_result(result.next());
+      origin = "CRI's, from containerd config dump";
     }
+    auto snap = chosen_snapshotter(transport_, named, origin, result.next());
     if (!snap) {
-      auto guessed = snapshotter_from_plugins();
-      if (!guessed) {
-        return std::unexpected(guessed.error());
-      }
-      snap = std::move(*guessed);
+      return std::unexpected(snap.error());
     }
-    p.snapshotter = std::move(snap);
+    p.snapshotter = std::move(*snap);
   }
   return p;
 }

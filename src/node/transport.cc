@@ -1,5 +1,7 @@
 #include "kload/node/transport.h"
 
+#include <filesystem>
+
 namespace kload::node {
 
 namespace {
@@ -15,22 +17,33 @@ public:
   util::Result<util::ProcessResult> ctr(const std::vector<std::string>& args,
                                         const util::StdinFeeder& feed,
                                         std::chrono::milliseconds timeout) override {
-    return runner_.run(ctr_argv(uri_, args), feed, timeout);
+    return run_local(ctr_argv(uri_, args), feed, timeout);
   }
 
   util::Result<util::ProcessResult> run(const std::vector<std::string>& argv, const util::StdinFeeder& feed,
                                         std::chrono::milliseconds timeout) override {
-    return runner_.run(node_argv(uri_, argv), feed, timeout);
+    return run_local(node_argv(uri_, argv), feed, timeout);
   }
 
   util::Result<util::ProcessResult> shell(const std::string& script, const util::StdinFeeder& feed,
                                           std::chrono::milliseconds timeout) override {
-    return runner_.run(node_argv(uri_, {"sh", "-c", script}), feed, timeout);
+    return run_local(node_argv(uri_, {"sh", "-c", script}), feed, timeout);
   }
 
   [[nodiscard]] const NodeUri& uri() const override { return uri_; }
 
 private:
+  // Runs `argv` here. A containerd:// node whose socket is not there fails at once:
+  // ctr would wait out its connect timeout only to say that its dial timed out.
+  util::Result<util::ProcessResult> run_local(const std::vector<std::string>& argv, const util::StdinFeeder& feed,
+                                              std::chrono::milliseconds timeout) {
+    std::error_code ec;
+    if (uri_.kind == TransportKind::containerd_socket && !std::filesystem::exists(uri_.target, ec)) {
+      return util::fail(util::ErrorKind::node, "no socket at " + uri_.target + ": is containerd running?");
+    }
+    return runner_.run(argv, feed, timeout);
+  }
+
   NodeUri uri_;
   util::ProcessRunner& runner_;
 };

@@ -18,7 +18,9 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <thread>
 #include <unistd.h>
 
@@ -140,6 +142,19 @@ const std::string dial_err =
 // ---------------------------------------------------------------------------------
 // Unit tests: CtrClient over a FakeRunner.
 
+// A file standing for the socket of node "k": a containerd:// node whose socket is not
+// there fails before any process runs, so the fake runner's nodes need one.
+const std::string& unit_socket() {
+  static const std::string path = [] {
+    const auto dir = fs::temp_directory_path() / ("kload-unit-" + std::to_string(::getpid())) / "k";
+    fs::create_directories(dir);
+    std::ofstream(dir / "containerd.sock").put('\n');
+    std::atexit([] { fs::remove_all(fs::temp_directory_path() / ("kload-unit-" + std::to_string(::getpid()))); });
+    return (dir / "containerd.sock").string();
+  }();
+  return path;
+}
+
 class CtrClientUnit : public ::testing::Test {
 protected:
   void use(std::string_view uri_text) {
@@ -148,7 +163,7 @@ protected:
     transport_ = make_transport(*uri, runner_);
     client_ = std::make_unique<CtrClient>(*transport_);
   }
-  void SetUp() override { use("containerd:///run/k/containerd.sock"); }
+  void SetUp() override { use("containerd://" + unit_socket()); }
 
   // The ctr arguments of call `i`, after the global options.
   std::vector<std::string> ctr_args(std::size_t i) const {
@@ -185,6 +200,17 @@ TEST_F(CtrClientUnit, VersionWithoutServerIsUnparsable) {
                                "version\" (line 1: \"something else\")");
 }
 
+TEST_F(CtrClientUnit, AMissingSocketFailsAtOnceWithoutRunningCtr) {
+  use("containerd:///run/kload-no-such-dir/k/containerd.sock");
+  const auto uuid = client_->server_uuid();
+  ASSERT_FALSE(uuid.has_value());
+  EXPECT_EQ(uuid.error().kind, ErrorKind::node);
+  EXPECT_EQ(uuid.error().message, "node k: asking for its version: no socket at "
+                                  "/run/kload-no-such-dir/k/containerd.sock: is containerd running?");
+  EXPECT_FALSE(client_->check({"a:1"}).has_value());
+  EXPECT_TRUE(runner_.calls().empty()) << "ctr would wait out its connect timeout only to say its dial timed out";
+}
+
 TEST_F(CtrClientUnit, DeadSocketIsNotReachable) {
   // ctr prints the client half of `version` before it fails.
   util::ProcessResult r;
@@ -195,8 +221,7 @@ TEST_F(CtrClientUnit, DeadSocketIsNotReachable) {
   const auto uuid = client_->server_uuid();
   ASSERT_FALSE(uuid.has_value());
   EXPECT_EQ(uuid.error().kind, ErrorKind::node);
-  EXPECT_EQ(uuid.error().message, "node k: not reachable: no socket at /run/k/containerd.sock: is containerd running?")
-      << "ctr only says its dial timed out";
+  EXPECT_THAT(uuid.error().message, StartsWith("node k: not reachable: ctr: failed to dial \"/run/kload/dead.sock\""));
   // A socket that is there but does not answer: ctr's own words.
   const kload::testing::Scratch dir;
   const auto sock = dir / "containerd.sock";
@@ -432,7 +457,7 @@ TEST_F(CtrClientUnit, CheckStatusesAndPartialFailure) {
 TEST_F(CtrClientUnit, CheckFailureAndGarbage) {
   runner_.fails("images check", dial_err);
   EXPECT_THAT(client_->check({"x"}).error().message,
-              StartsWith("node k: not reachable: no socket at /run/k/containerd.sock"));
+              StartsWith("node k: not reachable: ctr: failed to dial"));
 
   test::FakeRunner other;
   const auto t = make_transport(transport_->uri(), other);
@@ -541,7 +566,7 @@ TEST_F(CtrClientUnit, ImportUnreachable) {
   const auto r = client_->import(feed_of("x"), "overlayfs");
   ASSERT_FALSE(r.has_value());
   EXPECT_THAT(r.error().error.message,
-              StartsWith("node k: not reachable: no socket at /run/k/containerd.sock"));
+              StartsWith("node k: not reachable: ctr: failed to dial"));
 }
 
 TEST_F(CtrClientUnit, FeederFailureWhileCtrWasReading) {
@@ -629,7 +654,7 @@ TEST_F(CtrClientUnit, RemoveFailure) {
 }
 
 TEST_F(CtrClientUnit, SnapshotterFromUriNeedsNoCall) {
-  use("containerd:///run/k/containerd.sock?snapshotter=native");
+  use("containerd://" + unit_socket() + "?snapshotter=native");
   EXPECT_EQ(client_->snapshotter().value_or("?"), "native");
   EXPECT_TRUE(runner_.calls().empty());
 }
@@ -667,11 +692,13 @@ TEST_F(CtrClientUnit, FirstProbeIsOneProcess) {
   runner_.ok("version", version_out);
   runner_.ok("content ls", content_ls_out);
   runner_.ok("containerd", "version = 3\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = 'native'\n");
+  runner_.ok("plugins ls", plugins_ls_out);
   const auto p = client_->probe({.uuid = true, .inventory = true, .snapshotter = true});
   ASSERT_TRUE(p.has_value()) << p.error().message;
   ASSERT_EQ(runner_.calls().size(), 1u);
   EXPECT_EQ(runner_.calls()[0].key, "batch");
-  EXPECT_THAT(runner_.calls()[0].steps, ElementsAre("images check", "version", "content ls", "containerd"));
+  EXPECT_THAT(runner_.calls()[0].steps,
+              ElementsAre("images check", "version", "content ls", "containerd", "plugins ls"));
   EXPECT_THAT(runner_.calls()[0].argv, ElementsAre("docker", "exec", "-i", "kind-worker", "sh", "-c", _));
   EXPECT_EQ(client_->calls(), 1);
   EXPECT_EQ(p->images.size(), 4u);
@@ -708,7 +735,31 @@ TEST_F(CtrClientUnit, ProbeAsksThePluginsWhenTheConfigDoesNotSay) {
   const auto p = client_->probe({.uuid = false, .inventory = false, .snapshotter = true});
   ASSERT_TRUE(p.has_value()) << p.error().message;
   EXPECT_EQ(p->snapshotter, "overlayfs");
-  EXPECT_EQ(client_->calls(), 2);
+  EXPECT_EQ(client_->calls(), 1) << "the plugins are in the probe's one round trip";
+}
+
+// Issue 13: a snapshotter the node lacks is caught by the first round trip, before any
+// byte is sent, whether the URI names it or the node's CRI configuration does.
+TEST_F(CtrClientUnit, ASnapshotterTheNodeHasNotLoadedFailsTheProbe) {
+  for (const auto& [uri, dump, origin] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"docker://kind-worker?snapshotter=zfs", "", "from the node URI"},
+           {"docker://kind-worker", "version = 3\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = 'btrfs'\n",
+            "CRI's, from containerd config dump"}}) {
+    test::FakeRunner runner;
+    const auto t = make_transport(*parse_node_uri(uri), runner);
+    runner.ok("images check", images_check_out);
+    if (!dump.empty()) {
+      runner.ok("containerd", dump);
+    }
+    runner.ok("plugins ls", plugins_ls_out);
+    CtrClient client(*t);
+    const auto p = client.probe({.uuid = false, .inventory = false, .snapshotter = true});
+    ASSERT_FALSE(p.has_value()) << uri;
+    EXPECT_EQ(p.error().kind, ErrorKind::node);
+    EXPECT_THAT(p.error().message, StartsWith("node kind-worker: snapshotter \""));
+    EXPECT_THAT(p.error().message, HasSubstr("(" + origin + ") is not loaded there (loaded: native, overlayfs)"));
+    EXPECT_EQ(runner.calls().size(), 1u);
+  }
 }
 
 TEST_F(CtrClientUnit, ChangesAreOneProcessInOrder) {
@@ -754,7 +805,7 @@ TEST_F(CtrClientUnit, TheUuidCheckFindsTheUuidInCtrVersion) {
   // The check's own shell words, run for real against a stand-in `ctr version`.
   const auto check = [](const std::string& uuid) {
     test::FakeRunner runner;
-    const auto t = make_transport(*parse_node_uri("containerd:///run/k/containerd.sock"), runner);
+    const auto t = make_transport(*parse_node_uri("containerd://" + unit_socket()), runner);
     util::ProcessResult ok;
     ok.exit_code = 0;
     runner.script("sh", ok);
@@ -1385,7 +1436,9 @@ TEST_F(ContainerdCtrClient, FeederFailure) {
   EXPECT_EQ(r.error().error.message.find('\n'), std::string::npos);
 }
 
-// A socket nobody serves: ctr gives up after its connect timeout (5 s).
+// A socket file nobody serves any more (bound, then closed): the real ctr cannot dial
+// it, and the node is "not reachable" with ctr's own words. A socket that is not there
+// at all is the unit test AMissingSocketFailsAtOnceWithoutRunningCtr.
 TEST(ContainerdUnreachable, DeadSocket) {
   if (!in_path("containerd") || !in_path("ctr")) {
     GTEST_SKIP() << "containerd is not installed";
@@ -1393,15 +1446,23 @@ TEST(ContainerdUnreachable, DeadSocket) {
   char templ[] = "/tmp/kload-dead.XXXXXX";
   ASSERT_NE(::mkdtemp(templ), nullptr);
   const std::string sock = std::string(templ) + "/sock";
+  {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, sock.c_str(), sizeof(addr.sun_path) - 1);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)), 0) << std::strerror(errno);
+    ::close(fd);
+  }
   util::SystemProcessRunner runner;
   const auto t = make_transport(*parse_node_uri("containerd://" + sock), runner);
   const auto r = CtrClient(*t).server_uuid();
   fs::remove_all(templ);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind, ErrorKind::node);
-  EXPECT_THAT(r.error().message,
-              StartsWith("node " + fs::path(templ).filename().string() + ": not reachable: no socket at " + sock +
-                         ": is containerd running?"));
+  EXPECT_THAT(r.error().message, StartsWith("node " + fs::path(templ).filename().string() + ": not reachable: "));
+  EXPECT_THAT(r.error().message, HasSubstr(sock));
 }
 
 } // namespace

@@ -22,7 +22,9 @@ public:
   virtual ~Transport() = default;
   // Runs `ctr --connect-timeout 5s -n NS ARGS...` on the node, feeding stdin through
   // `feed` (empty: no stdin). `timeout` zero means none. Error: the local program
-  // (ctr, docker, ssh) cannot be started; a failing ctr is a ProcessResult.
+  // (ctr, docker, ssh) cannot be started, or (node) a containerd:// node's socket is
+  // not there, "no socket at PATH: is containerd running?", at once rather than after
+  // ctr's connect timeout; a failing ctr is a ProcessResult. So for run() and shell().
   virtual util::Result<util::ProcessResult> ctr(const std::vector<std::string>& args,
                                                 const util::StdinFeeder& feed,
                                                 std::chrono::milliseconds timeout) = 0;
