@@ -51,13 +51,18 @@ void add_node_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, cons
                       "Repeatable. Without --node: the URIs in $KLOAD_NODES (separated by spaces or\n"
                       "newlines) unless --name or --nodes is given, else the nodes of the kind cluster --name");
   auto* name = cmd->add_option("--name", target.cluster,
-                               "The kind cluster whose nodes to use (default \"kind\", like kind's --name):\n"
-                               "its node containers, found with docker ps, less the external load balancer");
+                               "The cluster whose nodes to use: one of the config file's clusters, else a kind\n"
+                               "cluster (its node containers, found with docker ps, less the external load\n"
+                               "balancer). Default: the config's default, else \"kind\", like kind's --name");
   auto* picks = cmd->add_option("--nodes", target.kind_nodes,
-                                "Only these nodes of the kind cluster, by container name: a,b")
+                                "Only these nodes of the cluster, by name (a kind node's container name): a,b")
                     ->delimiter(',');
+  auto* config = cmd->add_option("--config", target.config,
+                                 "The config file naming clusters and their nodes (default $KLOAD_CONFIG, else\n"
+                                 "$XDG_CONFIG_HOME/kload/config.toml, else ~/.config/kload/config.toml)");
   node->excludes(name);
   node->excludes(picks);
+  node->excludes(config);
   cmd->add_option("-j,--jobs", jobs, jobs_help)->check(CLI::Range(1u, 256u));
 }
 
@@ -79,6 +84,9 @@ void add_target_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, st
   cmd->add_option("--platform", platform_text, platform_help);
   cmd->add_flag("--dry-run", target.dry_run, "Show what each node would get; change nothing");
   cmd->add_flag("--json", target.json, json_help);
+  cmd->add_flag_callback(
+      "--no-lint", [&target] { target.lint = Lint::off; },
+      "Do not warn about images that will crash-loop (a daemon forking away, no command)");
   add_cache_options(cmd, target);
 }
 
@@ -191,7 +199,9 @@ void add_cache(CLI::App& app, Commands& c) {
                           "--node) and with --inputs the input-file records; refresh: list nodes again")
       ->required()
       ->check(CLI::IsMember(std::vector<std::string>(cache_actions.begin(), cache_actions.end())));
-  c.cache_cmd->add_option("-n,--node", c.cache.nodes, "Only this node URI (repeatable)");
+  c.cache_cmd->add_option("-n,--node", c.cache.nodes,
+                          "Only this node: its URI, or its name as loads show it (kind-worker, a host);\n"
+                          "repeatable");
   c.cache_cmd->add_flag("--inputs", c.cache.inputs,
                         "forget: forget which input blobs were verified (with --node: those nodes too)");
   c.cache_cmd->add_flag("--yes", c.cache.yes, "forget: forget every node without asking");

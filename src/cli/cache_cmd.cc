@@ -6,6 +6,7 @@
 #include "kload/node/node_uri.h"
 #include "kload/util/human.h"
 #include "kload/util/parallel.h"
+#include "kload/util/text.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -46,6 +47,69 @@ Result<int> cache_stats(cache::Cache& c, bool json) {
   return 0;
 }
 
+// The record key `named` stands for: a node URI (written any way that names the same
+// node), or a short node name as the load lines show it (kind-worker, a host, a
+// socket's directory). Error (usage): a name no record has, or that several have.
+Result<std::string> record_key(const std::vector<std::string>& keys, const std::string& named) {
+  std::optional<node::NodeUri> uri;  // none: a short name
+  if (named.find("://") != std::string::npos) {
+    auto parsed = node::parse_node_uri(named);
+    if (!parsed) {
+      return std::unexpected(parsed.error());
+    }
+    uri = std::move(*parsed);
+  }
+  std::vector<std::string> matches;
+  std::vector<std::string> names;
+  for (const auto& key : keys) {
+    const auto recorded = node::parse_node_uri(key);
+    if (!recorded) {
+      continue;  // a record of a URI this version no longer reads
+    }
+    names.push_back(recorded->display());
+    if (uri ? node::same_node(*uri, *recorded) : recorded->display() == named) {
+      matches.push_back(key);
+    }
+  }
+  if (matches.size() == 1) {
+    return matches.front();
+  }
+  if (matches.empty() && uri) {
+    return uri->text;  // nothing recorded: forgetting or refreshing it is still asked for
+  }
+  if (matches.empty()) {
+    return util::fail(util::ErrorKind::usage,
+                      fmt::format("--node {}: no node of that name in the cache (it has: {})", named,
+                                  names.empty() ? std::string("none") : util::joined(names, ", ")));
+  }
+  return util::fail(util::ErrorKind::usage, fmt::format("--node {}: names {} nodes in the cache ({}): give the URI",
+                                                        named, matches.size(), util::joined(matches, ", ")));
+}
+
+// The keys of the nodes `named` (record_key), or every key the cache holds.
+Result<std::vector<std::string>> node_keys(cache::Cache& c, const std::vector<std::string>& named) {
+  auto all = c.nodes();
+  if (!all) {
+    return std::unexpected(all.error());
+  }
+  std::vector<std::string> keys;
+  for (const auto& [key, r] : *all) {
+    keys.push_back(key);
+  }
+  if (named.empty()) {
+    return keys;
+  }
+  std::vector<std::string> out;
+  for (const auto& n : named) {
+    auto key = record_key(keys, n);
+    if (!key) {
+      return std::unexpected(key.error());
+    }
+    out.push_back(std::move(*key));
+  }
+  return out;
+}
+
 nlohmann::json record_json(const std::string& key, const cache::NodeRecord& r) {
   nlohmann::json names = nlohmann::json::object();
   for (const auto& [name, n] : r.names) {
@@ -74,9 +138,13 @@ Result<int> cache_ls(cache::Cache& c, const CacheCommandOptions& options) {
   if (!all) {
     return std::unexpected(all.error());
   }
+  auto keys = node_keys(c, options.nodes);
+  if (!keys) {
+    return std::unexpected(keys.error());
+  }
   nlohmann::json out = nlohmann::json::array();
   for (const auto& [key, r] : *all) {
-    if (!options.nodes.empty() && std::find(options.nodes.begin(), options.nodes.end(), key) == options.nodes.end()) {
+    if (std::find(keys->begin(), keys->end(), key) == keys->end()) {
       continue;
     }
     if (options.json) {
@@ -89,22 +157,6 @@ Result<int> cache_ls(cache::Cache& c, const CacheCommandOptions& options) {
     std::cout << json_text(out) << "\n";
   }
   return 0;
-}
-
-// The keys named, or every key the cache holds.
-Result<std::vector<std::string>> node_keys(cache::Cache& c, const std::vector<std::string>& named) {
-  if (!named.empty()) {
-    return named;
-  }
-  auto all = c.nodes();
-  if (!all) {
-    return std::unexpected(all.error());
-  }
-  std::vector<std::string> keys;
-  for (const auto& [key, r] : *all) {
-    keys.push_back(key);
-  }
-  return keys;
 }
 
 // Whether the user, asked on the terminal, says yes.
@@ -193,11 +245,6 @@ Result<int> cache_refresh(cache::Cache& c, const CacheCommandOptions& options, C
 } // namespace
 
 Result<int> cache_command(const CacheCommandOptions& options, Console& console) {
-  for (const auto& text : options.nodes) {
-    if (auto uri = node::parse_node_uri(text); !uri) {
-      return std::unexpected(uri.error());
-    }
-  }
   const auto dir = options.cache_dir.empty() ? cache::Cache::default_dir() : std::filesystem::path(options.cache_dir);
   auto opened = cache::Cache::open(dir, [&](const std::string& w) { console.warn(w); });
   if (!opened) {

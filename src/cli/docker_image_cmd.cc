@@ -216,18 +216,20 @@ Result<int> load_from_docker(const DockerImageOptions& options, const std::vecto
   auto report = settled_report(targets, checks, stand_ins, observer);
   const auto plan = load::plan_save(*wanted, checks);
   std::optional<SavedWanted> saved;  // the reports point into it
+  std::vector<ImageWarning> lint;
   if (!plan.nothing_to_save()) {
     auto s = save_wanted(*wanted, plan, t, targets.size(), console);
     if (!s) {
       return std::unexpected(s.error());
     }
     saved.emplace(std::move(*s));
+    lint = lint_images(saved->images, t.lint, console);
     if (auto r = load_needy(*saved, plan, checks, t, prepared, stand_ins, observer, report); !r) {
       return std::unexpected(r.error());
     }
   }
   report.seconds = seconds_since(start);
-  return print_load_report(report, LoadSummary{wanted->size(), t.dry_run, t.json, !plan.nothing_to_save()}, console);
+  return print_load_report(report, LoadSummary{wanted->size(), t.dry_run, t.json, !plan.nothing_to_save(), std::move(lint)}, console);
 }
 
 // Calls `line` with each line `fd` gives, until it ends or `line` fails.

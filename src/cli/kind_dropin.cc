@@ -352,6 +352,7 @@ int serve(const KindLoad& load) {
   target.kind_nodes = load.nodes;
   target.jobs = std::max(8u, util::default_jobs());  // kload's default: serving a node is mostly waiting
   target.observer = &observer;
+  target.config_use = ConfigUse::ignored;  // kind's --name names a kind cluster only
   const auto result = images ? docker_image(DockerImageOptions{load.inputs, target}, console)
                              : image_archive(LoadCommandOptions{load.inputs, "", target}, console);
   if (!result) {

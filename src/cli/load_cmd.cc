@@ -1,6 +1,8 @@
 #include "kload/cache/cache.h"
 #include "kload/cli/commands.h"
+#include "kload/cli/config.h"
 #include "kload/cli/console.h"
+#include "kload/format/run_lint.h"
 #include "kload/load/image_names.h"
 #include "kload/load/loader.h"
 #include "kload/node/ctr_client.h"
@@ -210,12 +212,31 @@ std::string summary_line(const load::LoadReport& report, const LoadSummary& summ
   return line;
 }
 
+std::vector<ImageWarning> lint_images(const std::vector<const format::Image*>& images, Lint lint, Console& console) {
+  std::vector<ImageWarning> out;
+  if (lint == Lint::off) {
+    return out;
+  }
+  for (const auto* image : images) {
+    const auto name = image->names.empty() ? image->id.str() : image->names.front();
+    for (auto& w : format::lint_run_config(image->run)) {
+      console.warn(fmt::format("{}: {} (--no-lint silences this)", name, w));
+      out.push_back(ImageWarning{name, std::move(w)});
+    }
+  }
+  return out;
+}
+
 int print_load_report(const load::LoadReport& report, const LoadSummary& summary, Console& console) {
   console.line(summary_line(report, summary));
   if (summary.json) {
     auto out = report_json(report, summary.dry_run);
     if (summary.docker_saved) {
       out["dockerSaved"] = *summary.docker_saved;
+    }
+    out["lint"] = nlohmann::json::array();
+    for (const auto& w : summary.lint) {
+      out["lint"].push_back({{"image", w.image}, {"warning", w.warning}});
     }
     std::cout << json_text(out) << "\n";
   }
@@ -259,6 +280,75 @@ Result<std::vector<node::NodeUri>> parse_uris(const std::vector<std::string>& te
   return uris;
 }
 
+namespace {
+
+// The names of `uris`, for the line that says which nodes a load uses.
+std::vector<std::string> display_names(const std::vector<node::NodeUri>& uris) {
+  std::vector<std::string> names;
+  for (const auto& u : uris) {
+    names.push_back(u.display());
+  }
+  return names;
+}
+
+// The nodes of a cluster of the config file, narrowed to `picks` (each a node's
+// display name, as `ls` and the load lines show it, or its URI as written).
+Result<std::vector<node::NodeUri>> configured_nodes(const ConfiguredCluster& cluster,
+                                                     const std::vector<std::string>& picks, const Config& config,
+                                                     Console& console) {
+  const auto origin = fmt::format("{}: clusters.{}", config.path, cluster.name);
+  auto all = parse_uris(cluster.nodes, origin);
+  if (!all) {
+    return std::unexpected(all.error());
+  }
+  std::vector<node::NodeUri> uris;
+  for (const auto& pick : picks) {
+    const auto it = std::find_if(all->begin(), all->end(),
+                                 [&](const node::NodeUri& u) { return u.display() == pick || u.text == pick; });
+    if (it == all->end()) {
+      return util::fail(util::ErrorKind::usage, fmt::format("--nodes: \"{}\" is not a node of cluster \"{}\" ({}); its "
+                                                            "nodes: {}",
+                                                            pick, cluster.name, config.path,
+                                                            util::joined(display_names(*all), ", ")));
+    }
+    uris.push_back(*it);
+  }
+  if (picks.empty()) {
+    uris = *all;
+  }
+  console.line(fmt::format("cluster \"{}\" ({}): {} of {} node(s): {}", cluster.name, config.path, uris.size(),
+                           all->size(), util::joined(display_names(uris), ", ")));
+  return uris;
+}
+
+// The node containers of kind cluster `cluster`, narrowed to `picks`.
+Result<std::vector<node::NodeUri>> kind_cluster_nodes(const std::string& cluster, const std::vector<std::string>& picks,
+                                                      util::ProcessRunner& runner, Console& console) {
+  auto all = node::list_kind_nodes(cluster, runner);
+  if (!all) {
+    return std::unexpected(all.error());
+  }
+  auto nodes = node::pick_kind_nodes(*all, picks, cluster);
+  if (!nodes) {
+    return std::unexpected(nodes.error());
+  }
+  std::vector<node::NodeUri> uris;
+  std::vector<std::string> names;
+  for (const auto& n : *nodes) {
+    auto uri = node::parse_node_uri(n.uri());
+    if (!uri) {
+      return std::unexpected(uri.error().with_context(fmt::format("kind cluster \"{}\"", cluster)));
+    }
+    uris.push_back(*uri);
+    names.push_back(n.name);
+  }
+  console.line(fmt::format("kind cluster \"{}\": {} of {} node(s): {}", cluster, nodes->size(), all->size(),
+                           util::joined(names, ", ")));
+  return uris;
+}
+
+} // namespace
+
 Result<std::vector<node::NodeUri>> select_nodes(const NodeSelection& selection, util::ProcessRunner& runner,
                                                 Console& console) {
   if (!selection.uris.empty()) {
@@ -272,19 +362,9 @@ Result<std::vector<node::NodeUri>> select_nodes(const NodeSelection& selection, 
   if (!env.empty() && selection.cluster.empty() && selection.picks.empty()) {
     auto uris = parse_uris(std::vector<std::string>(env.begin(), env.end()), "KLOAD_NODES");
     if (uris) {
-      std::vector<std::string> names;
-      for (const auto& u : *uris) {
-        names.push_back(u.display());
-      }
-      console.line(fmt::format("KLOAD_NODES: {} node(s): {}", uris->size(), util::joined(names, ", ")));
+      console.line(fmt::format("KLOAD_NODES: {} node(s): {}", uris->size(), util::joined(display_names(*uris), ", ")));
     }
     return uris;
-  }
-  std::vector<node::NodeUri> uris;
-  const std::string cluster = selection.cluster.empty() ? std::string(node::kind_default_cluster) : selection.cluster;
-  auto all = node::list_kind_nodes(cluster, runner);
-  if (!all) {
-    return std::unexpected(all.error());
   }
   std::vector<std::string> picks;
   for (const auto& p : selection.picks) {
@@ -292,22 +372,16 @@ Result<std::vector<node::NodeUri>> select_nodes(const NodeSelection& selection, 
       picks.push_back(p);
     }
   }
-  auto nodes = node::pick_kind_nodes(*all, picks, cluster);
-  if (!nodes) {
-    return std::unexpected(nodes.error());
+  const auto* config = selection.config;
+  std::string cluster = selection.cluster;
+  if (cluster.empty()) {
+    const bool has_default = config != nullptr && !config->default_cluster.empty();
+    cluster = has_default ? config->default_cluster : std::string(node::kind_default_cluster);
   }
-  std::vector<std::string> names;
-  for (const auto& n : *nodes) {
-    auto uri = node::parse_node_uri(n.uri());
-    if (!uri) {
-      return std::unexpected(uri.error().with_context(fmt::format("kind cluster \"{}\"", cluster)));
-    }
-    uris.push_back(*uri);
-    names.push_back(n.name);
+  if (const auto* configured = config != nullptr ? config->cluster(cluster) : nullptr; configured != nullptr) {
+    return configured_nodes(*configured, picks, *config, console);
   }
-  console.line(fmt::format("kind cluster \"{}\": {} of {} node(s): {}", cluster, nodes->size(), all->size(),
-                           util::joined(names, ", ")));
-  return uris;
+  return kind_cluster_nodes(cluster, picks, runner, console);
 }
 
 // Marks blobs of unchanged input files that an earlier run already proved, so they
@@ -349,8 +423,17 @@ void remember_verified(cache::Cache& c, const std::vector<std::string>& inputs, 
 Result<PreparedTargets> prepare_targets(const TargetOptions& options, util::ProcessRunner& runner,
                                         Console& console) {
   const char* env = std::getenv("KLOAD_NODES");
-  auto uris = select_nodes(NodeSelection{options.nodes, options.cluster, options.kind_nodes, env != nullptr ? env : ""},
-                           runner, console);
+  Config config;
+  if (options.config_use == ConfigUse::read && options.nodes.empty()) {
+    auto read = read_config(options.config);
+    if (!read) {
+      return std::unexpected(read.error());
+    }
+    config = std::move(*read);
+  }
+  auto uris = select_nodes(
+      NodeSelection{options.nodes, options.cluster, options.kind_nodes, env != nullptr ? env : "", &config}, runner,
+      console);
   if (!uris) {
     return std::unexpected(uris.error());
   }
@@ -394,6 +477,7 @@ Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
   if (!images) {
     return std::unexpected(images.error());
   }
+  auto lint = lint_images(*images, options.target.lint, console);
   auto* cache = prepared->cache.get();
   if (cache != nullptr) {
     trust_verified(*cache, options.archives, *set);
@@ -408,7 +492,7 @@ Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
     remember_verified(*cache, options.archives, *set);
   }
   const auto& t = options.target;
-  return print_load_report(*report, LoadSummary{images->size(), t.dry_run, t.json, std::nullopt}, console);
+  return print_load_report(*report, LoadSummary{images->size(), t.dry_run, t.json, std::nullopt, std::move(lint)}, console);
 }
 
 } // namespace kload::cli

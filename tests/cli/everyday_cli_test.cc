@@ -7,8 +7,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <vector>
 
 namespace kload::testing {
 namespace {
@@ -36,6 +40,57 @@ TEST(EverydayCli, VersionAndHelpOfACommand) {
   auto top = kload({"help"});
   EXPECT_EQ(top.exit_code, 0);
   EXPECT_THAT(top.out, HasSubstr("completion"));
+}
+
+// The long options (--name) of a text, in order, each once.
+std::vector<std::string> long_options(const std::string& text) {
+  std::vector<std::string> out;
+  for (std::size_t at = text.find("--"); at != std::string::npos; at = text.find("--", at + 2)) {
+    if (at > 0 && (std::isalnum(static_cast<unsigned char>(text[at - 1])) != 0 || text[at - 1] == '-')) {
+      continue;
+    }
+    std::size_t end = at + 2;
+    while (end < text.size() && (std::islower(static_cast<unsigned char>(text[end])) != 0 || text[end] == '-')) {
+      ++end;
+    }
+    auto option = text.substr(at, end - at);
+    if (option.size() > 2 && std::find(out.begin(), out.end(), option) == out.end()) {
+      out.push_back(option);
+    }
+  }
+  return out;
+}
+
+// README's synopsis of `kload COMMAND` (the line in its Use block), or "".
+std::string synopsis(const std::string& readme, const std::string& command) {
+  const auto at = readme.find("\nkload " + command + " ");
+  return at == std::string::npos ? "" : readme.substr(at + 1, readme.find('\n', at + 1) - at - 1);
+}
+
+// Issue 13: `--help` of every command matches README: every option a command takes is
+// explained in README, and every option README's synopsis gives a command, it takes.
+TEST(EverydayCli, EveryCommandsHelpAndReadmeNameTheSameOptions) {
+  std::ifstream in(source_dir() / "README.md");
+  const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_FALSE(readme.empty());
+  for (const std::string command : {"docker-image", "image-archive", "inspect", "cache", "ls", "rm", "prune", "push"}) {
+    const auto help = kload({command, "--help"});
+    ASSERT_EQ(help.exit_code, 0) << command << ": " << help.err;
+    const auto taken = long_options(help.out);
+    EXPECT_GT(taken.size(), 1u) << command;
+    for (const auto& option : taken) {
+      if (option == "--help") {
+        continue;  // every command's, and said once for all
+      }
+      EXPECT_NE(readme.find(option), std::string::npos) << "kload " << command << " " << option << " is not in README";
+    }
+    const auto line = synopsis(readme, command);
+    ASSERT_FALSE(line.empty()) << "README has no synopsis of kload " << command;
+    for (const auto& option : long_options(line)) {
+      EXPECT_NE(std::find(taken.begin(), taken.end(), option), taken.end())
+          << "README's synopsis gives kload " << command << " " << option << ", which its --help does not have";
+    }
+  }
 }
 
 TEST(EverydayCli, AnUnknownCommandIsNamedWithTheListOfCommands) {

@@ -79,6 +79,46 @@ TEST_F(E2ECache, WarmReloadsMakeNoListing) {
   EXPECT_TRUE(nodes[0]["names"]["docker.io/library/app:v1"]["byKload"].get<bool>());
 }
 
+// Issue 13: `cache --node` takes a node's short name, as the load lines show it, or its
+// URI written any way that names the same node; a name the cache does not have is one
+// line saying which names it has.
+TEST_F(E2ECache, CacheNodeTakesTheShortNameOrTheUriAnyWayWritten) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto v1 = archive("v1.tar", "app:v1=base:64K");
+  const auto first = load(v1, lab.uris());
+  const auto name1 = first["nodes"][0]["node"].get<std::string>();
+  const auto name2 = first["nodes"][1]["node"].get<std::string>();
+  ASSERT_NE(name1, name2);
+  const auto records = [&](const std::vector<std::string>& nodes) {
+    std::vector<std::string> args{"cache", "ls", "--json", "--cache", cache_dir};
+    for (const auto& n : nodes) {
+      args.insert(args.end(), {"--node", n});
+    }
+    auto r = kload(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::vector<std::string> keys;
+    for (const auto& record : json::parse(r.out, nullptr, false)) {
+      keys.push_back(record["node"].get<std::string>());
+    }
+    return keys;
+  };
+  EXPECT_EQ(records({name2}), (std::vector<std::string>{lab.uris()[1]}));
+  EXPECT_EQ(records({lab.uris()[1] + (lab.uris()[1].find('?') == std::string::npos ? "?" : "&") + "namespace=k8s.io"}), (std::vector<std::string>{lab.uris()[1]}));
+  EXPECT_EQ(records({}).size(), 2u);
+
+  auto unknown = kload({"cache", "forget", "--cache", cache_dir, "--node", "nowhere"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_NE(unknown.err.find("--node nowhere: no node of that name in the cache (it has: "), std::string::npos)
+      << unknown.err;
+  EXPECT_NE(unknown.err.find(name1), std::string::npos) << unknown.err;
+
+  auto forget = kload({"cache", "forget", "--cache", cache_dir, "--node", name1});
+  ASSERT_EQ(forget.exit_code, 0) << forget.err;
+  EXPECT_NE(forget.err.find("forgot 1 node(s)"), std::string::npos) << forget.err;
+  EXPECT_EQ(records({}), (std::vector<std::string>{lab.uris()[1]}));
+}
+
 TEST_F(E2ECache, RecreatedNodeIsListedAgain) {
   const auto v1 = archive("v1.tar", "app:v1=base:1M,top1:128K");
   std::vector<std::string> uris;

@@ -362,6 +362,90 @@ TEST_F(E2ELoad, DryRunChangesNothing) {
   EXPECT_TRUE(lab.images(1).empty());
 }
 
+// Issue 13: the crash-loop lint of inspect speaks at load time, where the user is:
+// one warning per problem before anything is sent, in the JSON report, and not at all
+// with --no-lint. The image is loaded either way.
+TEST_F(E2ELoad, AnImageThatWillCrashLoopIsNamedBeforeTheLoadUnlessNoLint) {
+  Lab lab(scratch / "lab", 1);
+  ASSERT_TRUE(lab.up());
+  const auto bad = archive("bad.tar", {"--image", "sshbox:v1=base:64K", "--cmd",
+                                       R"(["/bin/sh","-c","/usr/sbin/sshd && /bin/bash"])"});
+  const auto good = archive("good.tar", {"--image", app_v1});
+  auto r = kload({"image-archive", "--json", bad, good, "--node", lab.uris()[0]});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto warning = r.err.find("warning: docker.io/library/sshbox:v1: ");
+  ASSERT_NE(warning, std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("sshd -D", warning), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--no-lint silences this", warning), std::string::npos) << r.err;
+  EXPECT_LT(warning, r.err.find("sending")) << "the warning comes before the load: " << r.err;
+  EXPECT_EQ(r.err.find("warning: docker.io/library/app:v1"), std::string::npos) << r.err;
+  const auto report = nlohmann::json::parse(r.out);
+  ASSERT_EQ(report["lint"].size(), 1u) << report["lint"];
+  EXPECT_EQ(report["lint"][0]["image"], "docker.io/library/sshbox:v1");
+  EXPECT_NE(report["lint"][0]["warning"].get<std::string>().find("sshd -D"), std::string::npos);
+  EXPECT_FALSE(lab.image_id(1, "docker.io/library/sshbox:v1").empty());
+
+  auto quiet = kload({"image-archive", "--json", "--no-lint", bad, "--node", lab.uris()[0]});
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.find("warning:"), std::string::npos) << quiet.err;
+  EXPECT_TRUE(nlohmann::json::parse(quiet.out)["lint"].empty());
+}
+
+// Issue 13: clusters named once in a config file stand for their nodes' URIs: --name
+// picks one, --nodes some of its nodes, and `default` is the cluster of a bare command.
+TEST_F(E2ELoad, AClusterOfTheConfigFileIsLoadedByName) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto v1 = archive("v1.tar", {"--image", app_v1});
+  const auto config = scratch / "kload.toml";
+  {
+    std::ofstream out(config);
+    out << "default = \"lab\"\n[clusters.lab]\nnodes = [\"" << lab.uris()[0] << "\", \"" << lab.uris()[1] << "\"]\n";
+  }
+  auto one = kload({"image-archive", v1, "--config", config.string(), "--name", "lab", "--nodes", lab.uris()[1]});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_NE(one.err.find("cluster \"lab\" (" + config.string() + "): 1 of 2 node(s)"), std::string::npos) << one.err;
+  EXPECT_TRUE(lab.images(1).empty());
+  EXPECT_FALSE(lab.image_id(2, "docker.io/library/app:v1").empty());
+
+  auto both = kload({"image-archive", v1, "--config", config.string()});
+  ASSERT_EQ(both.exit_code, 0) << both.err;
+  EXPECT_NE(both.err.find("cluster \"lab\" (" + config.string() + "): 2 of 2 node(s)"), std::string::npos) << both.err;
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), lab.image_id(2, "docker.io/library/app:v1"));
+
+  auto typo = kload({"image-archive", v1, "--config", config.string(), "--name", "lab", "--nodes", "nowhere"});
+  EXPECT_EQ(typo.exit_code, 2) << typo.err;
+  EXPECT_NE(typo.err.find("\"nowhere\" is not a node of cluster \"lab\""), std::string::npos) << typo.err;
+}
+
+// Issue 13: a snapshotter the node has not loaded fails that node in its first round
+// trip, with the snapshotters it has; nothing is sent to it, and the other node loads.
+TEST_F(E2ELoad, ASnapshotterTheNodeLacksFailsItBeforeAnyByteIsSent) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto v1 = archive("v1.tar", {"--image", app_v1});
+  // The first node's URI with snapshotter=zfs in place of the lab's own choice.
+  auto zfs = lab.uris()[0];
+  if (const auto at = zfs.find("snapshotter="); at != std::string::npos) {
+    const auto end = zfs.find('&', at);
+    zfs = zfs.substr(0, at) + "snapshotter=zfs" + (end == std::string::npos ? "" : zfs.substr(end));
+  } else {
+    zfs += (zfs.find('?') == std::string::npos ? "?" : "&") + std::string("snapshotter=zfs");
+  }
+  std::string err;
+  auto report = load({v1}, {zfs, lab.uris()[1]}, 1, &err);
+  const auto& bad = node(report, 0);
+  EXPECT_FALSE(bad["ok"].get<bool>());
+  EXPECT_NE(bad["error"].dump().find("snapshotter \\\"zfs\\\" (from the node URI) is not loaded there (loaded: "),
+            std::string::npos)
+      << bad["error"];
+  EXPECT_EQ(bad["bytesSent"], 0);
+  EXPECT_EQ(bad["ctrCalls"], 1) << "caught by the first round trip";
+  EXPECT_TRUE(lab.images(1).empty());
+  EXPECT_TRUE(node(report, 1)["ok"].get<bool>());
+  EXPECT_FALSE(lab.image_id(2, "docker.io/library/app:v1").empty());
+}
+
 TEST_F(E2ELoad, DockerTransportGivesRealDockerTheExactArgv) {
   Lab lab(scratch / "lab", 1, LabKind{});  // host node: a ctr or docker shim on PATH reaches its socket
   ASSERT_TRUE(lab.up());

@@ -23,6 +23,7 @@ class App;
 namespace kload::cli {
 
 class Console;
+struct Config;
 
 struct InspectOptions {
   std::vector<std::string> archives;
@@ -37,6 +38,13 @@ struct InspectOptions {
 // that is absent or unavailable.
 util::Result<int> inspect(const InspectOptions& options, Console& console);
 
+// Whether a load warns about images that will crash-loop (format/run_lint.h).
+enum class Lint { on, off };
+
+// Whether --name may name a cluster of the config file (cli/config.h), or only a kind
+// cluster (kload as kind).
+enum class ConfigUse { read, ignored };
+
 // What every command that talks to nodes takes: which nodes, how, and the cache (ls,
 // rm and prune register only what they use: no --platform, and ls no cache).
 struct TargetOptions {
@@ -49,6 +57,9 @@ struct TargetOptions {
   unsigned jobs = 1;
   std::string cache_dir;  // empty: the default location
   bool no_cache = false;
+  Lint lint = Lint::on;                // --no-lint: off
+  std::string config;                  // --config FILE (empty: $KLOAD_CONFIG or the default, see cli/config.h)
+  ConfigUse config_use = ConfigUse::read;
   load::Observer* observer = nullptr;  // when set, told what happens instead of the console (kload as kind); not owned
 };
 
@@ -156,13 +167,16 @@ struct NodeSelection {
   // $KLOAD_NODES: node URIs separated by spaces or newlines, used when none of the
   // above is given (as `tools/lab env` or a shell profile sets it).
   std::string env_nodes;
+  const Config* config = nullptr;  // the clusters of the config file; nullptr: none
 };
 
-// The nodes to load into: the URIs as given, else those of `env_nodes`, else the kind
-// cluster's node containers (docker ps through `runner`, see node/kind.h) as
-// docker:// URIs, narrowed to `picks`. Prints one line naming the nodes of a cluster
-// or of KLOAD_NODES. Error (usage): a bad URI (a bare word gets a hint towards
-// --name), URIs together with --name or --nodes, a cluster that cannot be listed or
+// The nodes to load into: the URIs as given, else those of `env_nodes`, else those of
+// the cluster --name (or the config's default when there is no --name): the config's
+// cluster of that name if it has one, else the kind cluster's node containers (docker
+// ps through `runner`, see node/kind.h) as docker:// URIs; narrowed to `picks`.
+// Prints one line naming the nodes of a cluster or of KLOAD_NODES. Error (usage): a
+// bad URI (a bare word gets a hint towards --name; in the config, naming the file and
+// cluster), URIs together with --name or --nodes, a cluster that cannot be listed or
 // has no nodes, an unknown --nodes name.
 util::Result<std::vector<node::NodeUri>> select_nodes(const NodeSelection& selection, util::ProcessRunner& runner,
                                                       Console& console);
@@ -179,11 +193,23 @@ enum class ImageLines { shown, left_out };
 // progress line on terminals.
 std::unique_ptr<load::Observer> make_console_observer(Console& console, ImageLines lines = ImageLines::shown);
 
+// A crash-loop warning about one image of a load.
+struct ImageWarning {
+  std::string image;    // its first name, else its ID
+  std::string warning;  // one line from format::lint_run_config
+};
+
+// Prints one warning line per problem of each image about to be loaded (see
+// format::lint_run_config) and returns them for the report; nothing when `lint` is
+// off. Never fails.
+std::vector<ImageWarning> lint_images(const std::vector<const format::Image*>& images, Lint lint, Console& console);
+
 struct LoadSummary {
   std::size_t images = 0;
   bool dry_run = false;
   bool json = false;
   std::optional<bool> docker_saved;  // docker-image: whether `docker save` ran (JSON "dockerSaved")
+  std::vector<ImageWarning> lint;    // JSON "lint"
 };
 
 // Prints the one-line summary of a load and, with `json`, its kload.load/v1 document
