@@ -117,10 +117,22 @@ public:
   }
 
 private:
+  // Fails the node with `message`, which says so when a node that answered earlier in
+  // this load no longer does (see unless_gone).
   bool failed(const std::string& message) {
     report_.status = NodeStatus::failed;
-    report_.error = message;
+    report_.error = answered_ ? unless_gone(message) : message;
     return false;
+  }
+
+  // `message`, or, when the node no longer answers at all (one `ctr version` asks),
+  // `message` saying that it went away during the load and what a rerun does.
+  std::string unless_gone(const std::string& message) {
+    if (client_.server_uuid()) {
+      return message;
+    }
+    return message + "; the node no longer answers: it went away during the load. Once it is back, a rerun "
+                     "resumes: it sends only what the node still lacks";
   }
 
   // --- planning ---
@@ -164,6 +176,7 @@ private:
   // What a probe begun at `started` found, taken as the node's state; a listing is
   // planned from and stored at once.
   void take_probe(node::Probe p, std::int64_t started) {
+    answered_ = true;
     statuses_ = std::move(p.images);
     if (p.uuid) {
       server_uuid_ = std::move(p.uuid);
@@ -528,6 +541,7 @@ private:
 
   std::vector<node::ImageStatus> statuses_;  // every name on the node, from this load's check
   TargetIds known_ids_;                      // what each target reaches, from the record or a listing
+  bool answered_ = false;                    // a probe of this load reached the node
   std::optional<std::string> server_uuid_;   // as the node said it
   std::string unconfirmed_uuid_;             // the record's, planned from, not yet seen on the node
   std::optional<std::string> snapshotter_;

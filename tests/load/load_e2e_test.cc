@@ -314,6 +314,9 @@ TEST_F(E2ELoad, KillingTheNodeMidTransferFailsThatNodeAndARerunCompletes) {
   }
   EXPECT_EQ(WEXITSTATUS(status), 1);
   EXPECT_TRUE(node(report, 0)["ok"].get<bool>());
+  EXPECT_NE(node(report, 1)["error"].dump().find("it went away during the load. Once it is back, a rerun resumes"),
+            std::string::npos)
+      << node(report, 1)["error"];
   ASSERT_TRUE(lab.start(2));
   // The name still points at the old, complete image (or at the new one if the
   // commit made it before the kill), never at an incomplete one.

@@ -323,6 +323,27 @@ TEST_F(LoaderProtocol, FailedCommitImportLeavesTheNameAsItWasAndNoStaging) {
   EXPECT_TRUE(staging_left(node).empty()) << "the guard removed the staging name";
 }
 
+// Issue 13: a node that went away mid-load is told apart from a step that failed on a
+// node still there (the test above): one `ctr version` after the failure, and the
+// message says so and what a rerun does. The name stays as it was.
+TEST_F(LoaderProtocol, ANodeThatWentAwayDuringTheLoadIsSaidToHaveGoneAndARerunToResume) {
+  auto set = archive("a.tar", {"app:v1=base:4K"});
+  auto v2 = archive("b.tar", {"app:v1=base:4K,next:2K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *set).status, NodeStatus::ok);
+  node.fail(Op::import, 1, "node fake: importing: ctr: transport is closing");
+  node.before(Op::import, 1, [](FakeNode& n) { n.fail(Op::uuid, 1, "node fake: not reachable: gone"); });
+  const auto r = load_into(node, *v2);
+  ASSERT_EQ(r.status, NodeStatus::failed);
+  EXPECT_EQ(r.error, "node fake: importing: ctr: transport is closing; the node no longer answers: it went away "
+                     "during the load. Once it is back, a rerun resumes: it sends only what the node still lacks");
+  EXPECT_EQ(node.images.at("docker.io/library/app:v1"), manifest_of(*set));
+
+  const auto rerun = load_into(node, *v2);
+  ASSERT_EQ(rerun.status, NodeStatus::ok) << rerun.error;
+  EXPECT_EQ(node.images.at("docker.io/library/app:v1"), manifest_of(*v2));
+}
+
 TEST_F(LoaderProtocol, NameCreatedByAnotherLoadDuringTheCommitIsCommittedAgain) {
   auto set = archive("a.tar", {"app:v1=base:4K"});
   auto other = archive("b.tar", {"app:v1=other:4K"});
