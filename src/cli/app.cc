@@ -217,6 +217,9 @@ void add_ls(CLI::App& app, Commands& c) {
   c.ls_cmd->add_option("image", c.ls.images, "Only these names (app:dev is docker.io/library/app:dev)");
   add_node_options(c.ls_cmd, c.ls.target, c.jobs, nodes_jobs_help);
   c.ls_cmd->add_flag("--json", c.ls.target.json, "Print a JSON document (schema kload.ls/v1) on stdout");
+  c.ls_cmd->add_flag_callback(
+      "--layers", [&c] { c.ls.layers = load::Layers::shown; },
+      "Also list each image's layers: how many of the names shown share each, which\nnode holds it (the same round trip lists each node's content)");
   c.ls_cmd->footer(
       "Examples:\n"
       "  kload ls                          # every name on the nodes of kind cluster \"kind\"\n"

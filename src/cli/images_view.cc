@@ -172,6 +172,52 @@ std::string images_table(const std::vector<NodeHeading>& nodes, const std::vecto
   return table.empty() ? node_blocks(nodes, rows) : table;
 }
 
+std::string layers_text(const std::vector<NodeHeading>& nodes, const std::vector<load::NameRow>& rows,
+                        const std::vector<std::vector<load::LayerRow>>& layers) {
+  std::vector<std::string> names;
+  for (const auto& n : nodes) {
+    names.push_back(n.name);
+  }
+  const auto columns = short_node_names(names);
+  std::string header = "  LAYER         SHARED";
+  for (const auto& c : columns) {
+    header += fmt::format("  {:<{}}", c, std::max<std::size_t>(c.size(), 3));
+  }
+  std::string text;
+  for (std::size_t k = 0; k < rows.size() && k < layers.size(); ++k) {
+    text += fmt::format("\n{}\n", rows[k].name);
+    if (layers[k].empty()) {
+      text += "  (no layers known: the name is on no node that answered)\n";
+      continue;
+    }
+    text += header + "\n";
+    for (const auto& l : layers[k]) {
+      std::string line = fmt::format("  {}  {:>6}", l.digest.short_hex(), l.shared_by);
+      for (std::size_t i = 0; i < columns.size() && i < l.held.size(); ++i) {
+        const char* cell = !l.held[i] ? "?" : *l.held[i] ? "yes" : "-";
+        line += fmt::format("  {:<{}}", cell, std::max<std::size_t>(columns[i].size(), 3));
+      }
+      text += line + "\n";
+    }
+  }
+  return text;
+}
+
+void add_layers_json(nlohmann::json& doc, const std::vector<std::vector<load::LayerRow>>& layers) {
+  auto& images = doc["images"];
+  for (std::size_t k = 0; k < images.size() && k < layers.size(); ++k) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& l : layers[k]) {
+      nlohmann::json held = nlohmann::json::array();
+      for (const auto& h : l.held) {
+        held.push_back(h ? nlohmann::json(*h) : nlohmann::json(nullptr));
+      }
+      out.push_back({{"digest", l.digest.str()}, {"sharedBy", l.shared_by}, {"held", held}});
+    }
+    images[k]["layers"] = out;
+  }
+}
+
 nlohmann::json images_json(const std::vector<NodeHeading>& nodes, const std::vector<load::NameRow>& rows) {
   nlohmann::json out;
   out["schema"] = "kload.ls/v1";

@@ -61,7 +61,7 @@ Result<int> list_images(const NodeImagesOptions& options, Console& console) {
     return std::unexpected(prepared.error());
   }
   const auto& targets = prepared->targets;
-  const auto answers = load::read_names(targets, *names, target.jobs);
+  const auto answers = load::read_names(targets, *names, target.jobs, options.layers);
   std::vector<NodeHeading> headings;
   bool failed = false;
   for (std::size_t i = 0; i < targets.size(); ++i) {
@@ -72,10 +72,20 @@ Result<int> list_images(const NodeImagesOptions& options, Console& console) {
     }
   }
   const auto rows = load::name_rows(answers, *names);
+  std::vector<std::vector<load::LayerRow>> layers;
+  if (options.layers == load::Layers::shown) {
+    for (const auto& row : rows) {
+      layers.push_back(load::layer_rows(row, rows, answers));
+    }
+  }
   if (target.json) {
-    std::cout << json_text(images_json(headings, rows)) << "\n";
+    auto doc = images_json(headings, rows);
+    if (options.layers == load::Layers::shown) {
+      add_layers_json(doc, layers);
+    }
+    std::cout << json_text(doc) << "\n";
   } else {
-    std::cout << images_table(headings, rows, table_width) << std::flush;
+    std::cout << images_table(headings, rows, table_width) << layers_text(headings, rows, layers) << std::flush;
   }
   return failed ? exit_node_failure : exit_ok;
 }

@@ -15,6 +15,7 @@ namespace kload::load {
 
 namespace {
 
+using util::Digest;
 using util::ErrorKind;
 
 bool contains(const std::vector<std::string>& names, const std::string& name) {
@@ -169,9 +170,19 @@ std::vector<node::ImageStatus> shown_names(std::vector<node::ImageStatus> status
 }
 
 std::vector<NodeNames> read_names(const std::vector<Target>& targets, const std::vector<std::string>& wanted,
-                                  unsigned jobs) {
+                                  unsigned jobs, Layers layers) {
   std::vector<NodeNames> out(targets.size());
   util::parallel_for(targets.size(), jobs, [&](std::size_t i) {
+    if (layers == Layers::shown) {
+      auto probe = targets[i].client->probe({.uuid = false, .inventory = true, .snapshotter = false});
+      if (!probe) {
+        out[i].error = probe.error().message;
+        return;
+      }
+      out[i].images = shown_names(std::move(probe->images), wanted);
+      out[i].inventory = std::move(probe->inventory);
+      return;
+    }
     auto statuses = targets[i].client->check(wanted);
     if (!statuses) {
       out[i].error = statuses.error().message;
@@ -179,6 +190,69 @@ std::vector<NodeNames> read_names(const std::vector<Target>& targets, const std:
     }
     out[i].images = shown_names(std::move(*statuses), wanted);
   });
+  return out;
+}
+
+namespace {
+
+// The layers of `target` in `inventory`: a manifest's, or those of every platform
+// manifest of an index that the node has.
+std::set<Digest> layers_of(const node::NodeInventory& inventory, const Digest& target) {
+  std::set<Digest> out;
+  const auto add = [&](const Digest& manifest) {
+    if (const auto it = inventory.manifest_layers.find(manifest); it != inventory.manifest_layers.end()) {
+      out.insert(it->second.begin(), it->second.end());
+    }
+  };
+  add(target);
+  if (const auto it = inventory.index_children.find(target); it != inventory.index_children.end()) {
+    for (const auto& child : it->second) {
+      add(child);
+    }
+  }
+  return out;
+}
+
+// The layers of the image `row` names on node `i`; empty when unknown there.
+std::set<Digest> row_layers(const NameRow& row, const std::vector<NodeNames>& nodes, std::size_t i) {
+  if (i >= nodes.size() || !nodes[i].inventory || !row.on[i]) {
+    return {};
+  }
+  return layers_of(*nodes[i].inventory, row.on[i]->target);
+}
+
+} // namespace
+
+std::vector<LayerRow> layer_rows(const NameRow& row, const std::vector<NameRow>& rows,
+                                 const std::vector<NodeNames>& nodes) {
+  std::set<Digest> digests;
+  for (std::size_t i = 0; i < row.on.size(); ++i) {
+    const auto here = row_layers(row, nodes, i);
+    digests.insert(here.begin(), here.end());
+  }
+  std::vector<LayerRow> out;
+  for (const auto& digest : digests) {
+    LayerRow layer{digest, 0, {}};
+    for (const auto& other : rows) {
+      for (std::size_t i = 0; i < other.on.size(); ++i) {
+        if (row_layers(other, nodes, i).contains(digest)) {
+          ++layer.shared_by;
+          break;
+        }
+      }
+    }
+    for (std::size_t i = 0; i < row.on.size(); ++i) {
+      if (i >= nodes.size() || nodes[i].failed() || !nodes[i].inventory) {
+        layer.held.emplace_back(std::nullopt);
+        continue;
+      }
+      const bool unpacked = std::any_of(rows.begin(), rows.end(), [&](const NameRow& other) {
+        return other.on[i] && other.on[i]->complete && row_layers(other, nodes, i).contains(digest);
+      });
+      layer.held.emplace_back(nodes[i].inventory->blobs.contains(digest) || unpacked);
+    }
+    out.push_back(std::move(layer));
+  }
   return out;
 }
 

@@ -118,6 +118,24 @@ TEST_F(E2ENodeImages, LsRmAndPruneOnAKindCluster) {
     EXPECT_EQ(doc["images"][0]["name"], app);
   }
   {
+    SCOPED_TRACE("ls --layers: which layers the names share, which node lacks what (unpacked counts)");
+    auto r = kload({"ls", "only1:v1", "app:v1", "--layers", "--name", lab.cluster(), "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto doc = json::parse(r.out);
+    ASSERT_EQ(doc["images"].size(), 2u);
+    const auto& only1 = doc["images"][1];
+    ASSERT_EQ(only1["name"], "docker.io/library/only1:v1");
+    ASSERT_EQ(only1["layers"].size(), 2u) << only1.dump(1);
+    for (const auto& layer : only1["layers"]) {
+      const bool shared = layer["sharedBy"] == 2;  // base: app's too
+      EXPECT_EQ(layer["sharedBy"], shared ? 2 : 1) << layer;
+      EXPECT_EQ(layer["held"], (json{true, shared})) << layer << ": node 2 holds base, unpacked for app";
+    }
+    auto text = kload({"ls", "only1:v1", "--layers", "--name", lab.cluster()});
+    ASSERT_EQ(text.exit_code, 0) << text.err;
+    EXPECT_THAT(text.out, HasSubstr("  LAYER         SHARED  control-plane  worker"));
+  }
+  {
     SCOPED_TRACE("rm: only exact names; a dry run changes nothing");
     auto latest = kload({"rm", "app", "--name", lab.cluster(), "--cache", cache_dir});
     EXPECT_EQ(latest.exit_code, 0) << latest.err;

@@ -109,6 +109,40 @@ TEST(NodeImagesStates, PresentMissingIncompleteDifferent) {
   EXPECT_EQ(rows[3].on[1]->target, b);
 }
 
+// Issue 13, `ls --layers`: which layers the names share and which node lacks what. A
+// node holds a layer when it has the blob, or when the name is complete there (kind's
+// nodes discard layer blobs once unpacked); a node that failed is unknown.
+TEST(NodeImagesLayers, SharedLayersAndWhoHoldsThem) {
+  const auto base = util::Sha256::of("base");
+  const auto top = util::Sha256::of("top");
+  const auto tool = util::Sha256::of("tool");
+  const auto index = util::Sha256::of("index");
+  std::vector<NodeNames> nodes(3);
+  // node 0 has app (a: base, top) and tool (b, behind an index: base, tool) with blobs.
+  nodes[0].images = {status("docker.io/library/app:v1", a), status("docker.io/library/tool:v1", index)};
+  nodes[0].inventory = node::NodeInventory{{base, top, tool}, {}, {{index, {b}}}, {{a, {top, base}}, {b, {base, tool}}}};
+  // node 1 has app, complete, with its layer blobs discarded after unpacking.
+  nodes[1].images = {status("docker.io/library/app:v1", a)};
+  nodes[1].inventory = node::NodeInventory{{}, {}, {}, {{a, {base, top}}}};
+  nodes[2].error = "node n3: not reachable";
+  const auto rows = name_rows(nodes, {});
+  ASSERT_EQ(rows.size(), 2u);
+  const auto app = layer_rows(rows[0], rows, nodes);
+  ASSERT_EQ(app.size(), 2u);
+  const auto& app_base = app[0].digest == base ? app[0] : app[1];
+  const auto& app_top = app[0].digest == base ? app[1] : app[0];
+  EXPECT_EQ(app_base.shared_by, 2u) << "app and tool";
+  EXPECT_EQ(app_top.shared_by, 1u);
+  EXPECT_EQ(app_base.held, (std::vector<std::optional<bool>>{true, true, std::nullopt}));
+  const auto tool_layers = layer_rows(rows[1], rows, nodes);
+  ASSERT_EQ(tool_layers.size(), 2u) << "the index's platform manifest's layers";
+  for (const auto& l : tool_layers) {
+    EXPECT_EQ(l.held[0], true);
+    EXPECT_EQ(l.held[1], l.digest == base) << "node 1 has base, unpacked for app, though not tool:v1; not tool";
+    EXPECT_FALSE(l.held[2].has_value());
+  }
+}
+
 TEST(NodeImagesStates, WantedNamesAreRowsEvenWhereNoNodeHasThem) {
   std::vector<NodeNames> nodes(2);
   nodes[0].images = {status("docker.io/library/app:v1", a)};

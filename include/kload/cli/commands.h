@@ -5,6 +5,7 @@
 #include "kload/cache/cache.h"
 #include "kload/format/model.h"
 #include "kload/load/loader.h"
+#include "kload/load/node_images.h"
 #include "kload/node/ctr_client.h"
 #include "kload/node/node_uri.h"
 #include "kload/util/error.h"
@@ -116,12 +117,14 @@ util::Result<int> docker_image(const DockerImageOptions& options, Console& conso
 struct NodeImagesOptions {
   std::vector<std::string> images;  // IMAGE arguments as given: ls shows only these, rm removes them
   TargetOptions target;
+  load::Layers layers = load::Layers::left_out;  // ls --layers
 };
 
 // `kload ls`: one `ctr images check` per node (never the cache) and a table of every
 // name (only `images`, normalised as loads normalise names, when given) with what
 // each node holds under it (load/node_images.h, cli/images_view.h), or with `json`
-// the kload.ls/v1 document. Returns 0, or 1 when some node could not be asked (its
+// the kload.ls/v1 document; with `layers`, the same round trip lists each node's
+// content too, and each name's layers follow (cli::layers_text, add_layers_json). Returns 0, or 1 when some node could not be asked (its
 // error is printed as one line). Error (usage): a name that is no reference, node
 // selection errors as for image_archive.
 util::Result<int> list_images(const NodeImagesOptions& options, Console& console);

@@ -40,6 +40,17 @@ std::vector<std::string> short_node_names(const std::vector<std::string>& names)
 std::string images_table(const std::vector<NodeHeading>& nodes, const std::vector<load::NameRow>& rows,
                          std::size_t width);
 
+// `ls --layers`: after the table, one block per name: each layer of its image (the
+// first 12 hex digits of its digest), how many of the names shown have it, and per
+// node (short_node_names) "yes" where the node holds it, "-" where it does not, "?"
+// where that is unknown. `layers[k]` are the layer rows of `rows[k]` (load::layer_rows).
+std::string layers_text(const std::vector<NodeHeading>& nodes, const std::vector<load::NameRow>& rows,
+                        const std::vector<std::vector<load::LayerRow>>& layers);
+
+// The layers of each image of an images_json document, added to it: under each name,
+// "layers": [{"digest", "sharedBy", "held": [true, false or null per node]}].
+void add_layers_json(nlohmann::json& doc, const std::vector<std::vector<load::LayerRow>>& layers);
+
 // The kload.ls/v1 document: every node (name, URI, whether it answered, its error) and
 // every name with its state and, per node in the order of "nodes", its state there,
 // its target (null when not there) and whether it is complete.

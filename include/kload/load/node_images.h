@@ -28,8 +28,12 @@ util::Result<std::vector<std::string>> normalize_names(const std::vector<std::st
 struct NodeNames {
   std::string error;                      // one line naming the node, when the check failed
   std::vector<node::ImageStatus> images;  // the names shown (shown_names), sorted by name
+  std::optional<node::NodeInventory> inventory;  // its content, when layers were asked for
   [[nodiscard]] bool failed() const { return !error.empty(); }
 };
+
+// Whether read_names lists each node's content as well (`ls --layers`).
+enum class Layers { left_out, shown };
 
 // The rows of a check that `ls` shows: exactly the names of `wanted` when it is not
 // empty; else every name but kload's staging names and CRI's own "sha256:<ID>"
@@ -39,10 +43,11 @@ std::vector<node::ImageStatus> shown_names(std::vector<node::ImageStatus> status
                                            const std::vector<std::string>& wanted);
 
 // Asks every target, at most `jobs` at once, one `images check` of `wanted` (every name
-// when empty), kept by shown_names. Never fails: a node that cannot be asked has its
-// error in its NodeNames.
+// when empty), kept by shown_names; with Layers::shown, every name and the node's
+// content in the same round trip (NodeClient::probe). Never fails: a node that cannot
+// be asked has its error in its NodeNames.
 std::vector<NodeNames> read_names(const std::vector<Target>& targets, const std::vector<std::string>& wanted,
-                                  unsigned jobs);
+                                  unsigned jobs, Layers layers = Layers::left_out);
 
 // A name on one node, or across the nodes.
 enum class NameState {
@@ -71,6 +76,23 @@ struct NameRow {
 // incomplete when some cell is, else missing when some cell is, else present; unknown
 // when every node failed.
 std::vector<NameRow> name_rows(const std::vector<NodeNames>& nodes, const std::vector<std::string>& wanted);
+
+// One layer of the image a name points at, across the nodes.
+struct LayerRow {
+  util::Digest digest;
+  std::size_t shared_by = 0;             // how many of the rows' names have it in their image
+  std::vector<std::optional<bool>> held;  // per node: whether it holds the layer; nullopt: unknown
+};
+
+// The layers of the image `row` names, pure, from the nodes' content (read_names with
+// Layers::shown; `nodes` in the order of the row's cells), sorted by digest. A node
+// holds a layer when it has the blob, or when some name of `rows` is complete there
+// and its image has the layer (unpacked: kind's nodes discard layer blobs once
+// unpacked). A layer's
+// images are those of the manifest the name points at, or of every platform manifest
+// of an index the node has. Unknown where the node failed or its content is not known.
+std::vector<LayerRow> layer_rows(const NameRow& row, const std::vector<NameRow>& rows,
+                                 const std::vector<NodeNames>& nodes);
 
 // The names `kload rm` removes: normalize_names, and none in kload's staging
 // namespace. Error (usage), naming the argument: not a valid reference, or a staging
