@@ -46,9 +46,11 @@ public:
         col_ = 0;
         pending_wrap_ = false;
         run_.clear();
+        run_wrapped_ = false;
       } else if (c == '\n') {
         down();
         run_.clear();
+        run_wrapped_ = false;
       } else if (static_cast<unsigned char>(c) >= 0x20) {
         put(c);
       } else {
@@ -302,7 +304,7 @@ TEST_F(E2EProgress, MoreNodesThanTheTerminalHasRowsForAreOneSummaryLine) {
   const auto drawn = progress_lines_in(model.drawn);
   ASSERT_FALSE(drawn.empty());
   for (const auto& line : drawn) {
-    EXPECT_THAT(line, ::testing::MatchesRegex(R"(^\d/3 nodes done.*)")) << "per-node lines on 5 rows";
+    EXPECT_TRUE(std::regex_search(line, std::regex(R"(^\d/3 nodes done)"))) << "per-node lines on 5 rows: " << line;
   }
   EXPECT_THAT(progress_lines_in(run.screen()), ::testing::IsEmpty()) << joined_lines(run.screen());
 }
@@ -338,7 +340,7 @@ TEST_F(E2EProgress, VerboseShowsEachCommandRunOnANodeWithItsDuration) {
     std::smatch m;
     if (std::regex_match(line, m, run)) {
       commands.push_back(m[1]);
-      EXPECT_THAT(m[3].str(), ::testing::MatchesRegex("0(, 0)*")) << line;
+      EXPECT_TRUE(std::regex_match(m[3].str(), std::regex("0(, 0)*"))) << line;
     }
   }
   ASSERT_GE(commands.size(), 3u) << r.err;
