@@ -90,6 +90,20 @@ void add_target_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, st
   add_cache_options(cmd, target);
 }
 
+// What a load says on stderr: -q and -v, registered once.
+void add_verbosity_options(CLI::App* cmd, bool& quiet, bool& verbose) {
+  auto* q = cmd->add_flag("-q,--quiet", quiet,
+                          "Print only errors on stderr (failed nodes, error lines): no progress, no other lines");
+  auto* v = cmd->add_flag("-v,--verbose", verbose,
+                          "Also print every command run on a node: the command (cut to fit a terminal),\n"
+                          "its duration in ms and its exit status (a batch's: each command's)");
+  q->excludes(v);
+}
+
+Verbosity verbosity_of(bool quiet, bool verbose) {
+  return quiet ? Verbosity::quiet : verbose ? Verbosity::verbose : Verbosity::normal;
+}
+
 // Completes `target` once parsed. Throws CLI::ValidationError: a bad --platform.
 void finish_target_options(CLI::App* cmd, TargetOptions& target, unsigned jobs, const std::string& platform_text) {
   target.platform = parse_platform(platform_text);
@@ -100,6 +114,8 @@ void finish_target_options(CLI::App* cmd, TargetOptions& target, unsigned jobs, 
 struct Commands {
   unsigned jobs = util::default_jobs();
   std::string platform_text;
+  bool quiet = false;    // -q of image-archive and docker-image
+  bool verbose = false;  // -v of image-archive and docker-image
   InspectOptions inspect;
   LoadCommandOptions archive;
   DockerImageOptions docker;
@@ -145,6 +161,7 @@ void add_image_archive(CLI::App& app, Commands& c) {
   add_target_options(c.archive_cmd, c.archive.target, c.jobs, c.platform_text,
                      "Load this platform of multi-platform images (default: the host's)",
                      "Print a JSON report (schema kload.load/v1) on stdout");
+  add_verbosity_options(c.archive_cmd, c.quiet, c.verbose);
   c.archive_cmd->add_option("--name-as", c.archive.name_as,
                             "NAME[:TAG] for every image that has no name (saved by ID; an OCI ref name that is\n"
                             "only a tag); without it such an image is an error");
@@ -170,6 +187,7 @@ void add_docker_image(CLI::App& app, Commands& c) {
                      "Load this platform (default: the host's; with Docker's containerd image store a\n"
                      "saved multi-platform image holds only the platforms that were pulled)",
                      "Print a JSON report (schema kload.load/v1, plus \"dockerSaved\") on stdout");
+  add_verbosity_options(c.docker_cmd, c.quiet, c.verbose);
   c.docker_cmd->add_flag("--watch", c.docker.watch,
                          "Then follow Docker's image events and load again whenever an image's ID changes\n"
                          "(a rebuild): the build-and-reload loop. Ctrl-C ends it");
@@ -380,10 +398,12 @@ util::Result<int> dispatch(CLI::App& app, Commands& c, Console& console) {
   }
   if (c.archive_cmd->parsed()) {
     finish_target_options(c.archive_cmd, c.archive.target, c.jobs, c.platform_text);
+    console.set_verbosity(verbosity_of(c.quiet, c.verbose));
     return image_archive(c.archive, console);
   }
   if (c.docker_cmd->parsed()) {
     finish_target_options(c.docker_cmd, c.docker.target, c.jobs, c.platform_text);
+    console.set_verbosity(verbosity_of(c.quiet, c.verbose));
     return docker_image(c.docker, console);
   }
   if (c.cache_cmd->parsed()) {
@@ -414,7 +434,7 @@ int report_error(const util::Error& error, Console& console) {
   std::size_t start = 0;
   while (start < message.size()) {
     const auto end = message.find('\n', start);
-    console.line("kload: error: " + message.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    console.error("kload: error: " + message.substr(start, end == std::string::npos ? std::string::npos : end - start));
     if (end == std::string::npos) {
       break;
     }
@@ -455,16 +475,16 @@ int run(int argc, char** argv) {
                              "'kind load image-archive', hand every other kind command to the real kind on PATH");
   add_help_version_completion(app, commands);
   if (argc > 1 && argv[1][0] != '-' && find_command(app, argv[1]) == nullptr) {
-    console.line("kload: error: " + unknown_command(app, argv[1]));
-    console.line("Run 'kload --help' for usage.");
+    console.error("kload: error: " + unknown_command(app, argv[1]));
+    console.error("Run 'kload --help' for usage.");
     return exit_bad_input;
   }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() != 0) {
-      console.line(fmt::format("kload: error: {}", e.what()));
-      console.line("Run 'kload --help' for usage.");
+      console.error(fmt::format("kload: error: {}", e.what()));
+      console.error("Run 'kload --help' for usage.");
       return exit_bad_input;
     }
     return app.exit(e);
@@ -473,7 +493,7 @@ int run(int argc, char** argv) {
   try {
     result = dispatch(app, commands, console);
   } catch (const CLI::ValidationError& e) {
-    console.line(fmt::format("kload: error: {}", e.what()));
+    console.error(fmt::format("kload: error: {}", e.what()));
     return exit_bad_input;
   }
   return result ? *result : report_error(result.error(), console);

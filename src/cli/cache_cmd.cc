@@ -233,7 +233,7 @@ Result<int> cache_refresh(cache::Cache& c, const CacheCommandOptions& options, C
   int failed = 0;
   for (std::size_t i = 0; i < uris.size(); ++i) {
     if (errors[i]) {
-      console.line(fmt::format("node \"{}\": FAILED: {}", uris[i].display(), errors[i]->message));
+      console.error(fmt::format("node \"{}\": FAILED: {}", uris[i].display(), errors[i]->message));
       ++failed;
     } else {
       console.line(fmt::format("node \"{}\": listed", uris[i].display()));

@@ -278,7 +278,7 @@ Result<int> watch_docker(const DockerImageOptions& options, const std::vector<st
     }
     ids = std::move(now_ids);  // loaded or failed, not again until it changes again
     if (auto r = load_from_docker(options, *now, prepared, console); !r) {
-      console.line("kload: error: " + r.error().message);
+      console.error("kload: error: " + r.error().message);
     }
     return {};
   };

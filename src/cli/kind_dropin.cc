@@ -249,6 +249,8 @@ public:
     inner_->planned(node, plan);
   }
 
+  void phase(const std::string& node, load::Phase phase) override { inner_->phase(node, phase); }
+
   void progress(const std::string& node, std::uint64_t done, std::uint64_t total) override {
     inner_->progress(node, done, total);
   }
@@ -345,6 +347,9 @@ int serve(const KindLoad& load) {
   }
   util::install_cleanup_signal_handlers();
   Console console;
+  if (load.verbosity > 0) {
+    console.set_verbosity(Verbosity::verbose);
+  }
   const bool images = load.verb == KindVerb::docker_image;
   KindObserver observer(console, images ? given_names(load.inputs) : std::map<std::string, std::string>{});
   TargetOptions target;
@@ -360,13 +365,13 @@ int serve(const KindLoad& load) {
     std::string_view message = result.error().message;
     for (std::size_t start = 0; start <= message.size();) {
       const auto end = std::min(message.find('\n', start), message.size());
-      console.line(fmt::format("ERROR: {}", message.substr(start, end - start)));
+      console.error(fmt::format("ERROR: {}", message.substr(start, end - start)));
       start = end + 1;
     }
     return 1;
   }
   if (const auto failed = observer.failure(); !failed.empty()) {
-    console.line("ERROR: " + failed);
+    console.error("ERROR: " + failed);
     return 1;
   }
   observer.present_everywhere();

@@ -41,12 +41,73 @@ const char* action_name(plan::Action a, bool dry_run) {
   return "?";
 }
 
-// Prints kind-style lines per node and, on a terminal, one live progress line.
+using Clock = std::chrono::steady_clock;
+
+// Prints kind-style lines per node and, on a terminal, the live progress block
+// (progress_lines): redrawn when a node enters a phase or finishes, and as bytes go
+// out at most every 100 ms. The block goes when the observer does.
 class ConsoleObserver final : public load::Observer {
 public:
   ConsoleObserver(Console& console, ImageLines lines) : console_(console), lines_(lines) {}
+  ~ConsoleObserver() override { console_.show({}); }
+  ConsoleObserver(const ConsoleObserver&) = delete;
+  ConsoleObserver& operator=(const ConsoleObserver&) = delete;
+
+  void phase(const std::string& node, load::Phase phase) override {
+    std::lock_guard lock(mutex_);
+    auto& n = entry(node);
+    n.view.phase = phase;
+    if (phase == load::Phase::sending) {
+      n.sending_since = Clock::now();
+    }
+    redraw();
+  }
 
   void planned(const std::string& node, const plan::NodePlan& plan) override {
+    print_plan(node, plan);
+    std::lock_guard lock(mutex_);
+    entry(node).view.total = plan.layer_bytes;
+    redraw();
+  }
+
+  void progress(const std::string& node, std::uint64_t done, std::uint64_t total) override {
+    std::lock_guard lock(mutex_);
+    auto& n = entry(node);
+    n.view.done = done;
+    n.view.total = total;
+    const double seconds = std::chrono::duration<double>(Clock::now() - n.sending_since).count();
+    // Too early a rate swings wildly: the first buffers fill at memory speed.
+    if (seconds >= 0.25 && done > 0) {
+      n.view.rate = static_cast<double>(done) / seconds;
+      n.view.seconds_left = static_cast<double>(total - std::min(done, total)) / n.view.rate;
+    }
+    if (Clock::now() - drawn_ >= std::chrono::milliseconds(100)) {
+      redraw();
+    }
+  }
+
+  void finished(const load::NodeReport& r) override {
+    if (r.status == load::NodeStatus::failed) {
+      console_.error(fmt::format("node \"{}\": FAILED: {}", r.node, r.error));
+    } else {
+      console_.line(fmt::format("node \"{}\": done in {}: sent {} layers ({}, {} on the wire){}", r.node,
+                                util::human_seconds(r.seconds), r.layers_sent, util::human_bytes(r.layer_bytes_sent),
+                                util::human_bytes(r.bytes_sent),
+                                r.retried ? ", after re-listing a stale inventory" : ""));
+    }
+    std::lock_guard lock(mutex_);
+    entry(r.node).view.outcome = r.status;
+    redraw();
+  }
+
+private:
+  struct Entry {
+    NodeProgress view;
+    Clock::time_point sending_since{};
+  };
+
+  // The lines kind prints for a node's plan, and what kload sends it.
+  void print_plan(const std::string& node, const plan::NodePlan& plan) {
     for (const auto& step : plan.steps) {
       if (lines_ == ImageLines::left_out) {
         break;
@@ -84,53 +145,37 @@ public:
                                 plan.layers.size(), total_layers, util::human_bytes(plan.layer_bytes),
                                 plan.skipped_layers, util::human_bytes(plan.skipped_bytes)));
     }
-    std::lock_guard lock(mutex_);
-    totals_[node] = plan.layer_bytes;
   }
 
-  void progress(const std::string& node, std::uint64_t done, std::uint64_t total) override {
-    if (!console_.interactive()) {
-      return;
+  // With mutex_ held: the node's entry, made on first mention (nodes keep that order).
+  Entry& entry(const std::string& node) {
+    const auto it = std::find_if(nodes_.begin(), nodes_.end(), [&](const Entry& e) { return e.view.node == node; });
+    if (it != nodes_.end()) {
+      return *it;
     }
-    std::lock_guard lock(mutex_);
-    done_[node] = done;
-    totals_[node] = total;
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_ < std::chrono::milliseconds(100)) {
-      return;
-    }
-    last_ = now;
-    std::string text;
-    for (const auto& [n, t] : totals_) {
-      if (t == 0) {
-        continue;
-      }
-      const auto d = done_[n];
-      const int width = 20;
-      const int filled = static_cast<int>(static_cast<double>(d) / static_cast<double>(t) * width);
-      text += fmt::format("{} [{}{}] {}/{}  ", n, std::string(filled, '#'), std::string(width - filled, ' '),
-                          util::human_bytes(d), util::human_bytes(t));
-    }
-    console_.status(text);
+    nodes_.push_back(Entry{NodeProgress{node, load::Phase::planning, std::nullopt, 0, 0, 0, std::nullopt}, {}});
+    return nodes_.back();
   }
 
-  void finished(const load::NodeReport& r) override {
-    if (r.status == load::NodeStatus::failed) {
-      console_.line(fmt::format("node \"{}\": FAILED: {}", r.node, r.error));
+  // With mutex_ held: the block as the nodes stand, fitted to the terminal as it is now.
+  void redraw() {
+    const auto size = console_.terminal_size();
+    if (!size || console_.verbosity() == Verbosity::quiet) {
       return;
     }
-    console_.line(fmt::format("node \"{}\": done in {}: sent {} layers ({}, {} on the wire){}", r.node,
-                              util::human_seconds(r.seconds), r.layers_sent, util::human_bytes(r.layer_bytes_sent),
-                              util::human_bytes(r.bytes_sent), r.retried ? ", after re-listing a stale inventory" : ""));
+    std::vector<NodeProgress> views;
+    for (const auto& e : nodes_) {
+      views.push_back(e.view);
+    }
+    console_.show(progress_lines(views, *size));
+    drawn_ = Clock::now();
   }
 
-private:
   Console& console_;
   ImageLines lines_;
   std::mutex mutex_;
-  std::map<std::string, std::uint64_t> totals_;
-  std::map<std::string, std::uint64_t> done_;
-  std::chrono::steady_clock::time_point last_{};
+  std::vector<Entry> nodes_;
+  Clock::time_point drawn_{};
 };
 
 nlohmann::json report_json(const load::LoadReport& report, bool dry_run) {
@@ -420,6 +465,26 @@ void remember_verified(cache::Cache& c, const std::vector<std::string>& inputs, 
   }
 }
 
+// -v: a line per process run on a node, its command cut to fit a terminal's line.
+node::RunLog run_log(Console& console) {
+  if (console.verbosity() != Verbosity::verbose) {
+    return {};
+  }
+  return [&console](const node::NodeRun& run) {
+    const auto head = fmt::format("node \"{}\": ", run.node);
+    const auto tail = fmt::format(" ({} ms, {})", run.duration.count(), run.outcome);
+    std::string command = run.command;
+    if (const auto size = console.terminal_size()) {
+      const auto avail = static_cast<std::size_t>(size->columns - 1);
+      const auto room = avail > head.size() + tail.size() + 3 ? avail - head.size() - tail.size() : 3;
+      if (command.size() > room) {
+        command = command.substr(0, room - 3) + "...";
+      }
+    }
+    console.line(head + command + tail);
+  };
+}
+
 Result<PreparedTargets> prepare_targets(const TargetOptions& options, util::ProcessRunner& runner,
                                         Console& console) {
   const char* env = std::getenv("KLOAD_NODES");
@@ -440,7 +505,7 @@ Result<PreparedTargets> prepare_targets(const TargetOptions& options, util::Proc
   PreparedTargets out;
   for (const auto& uri : *uris) {
     out.transports.push_back(node::make_transport(uri, runner));
-    out.clients.push_back(std::make_unique<node::CtrClient>(*out.transports.back()));
+    out.clients.push_back(std::make_unique<node::CtrClient>(*out.transports.back(), run_log(console)));
     out.targets.push_back(load::Target{uri, out.clients.back().get(), nullptr});
   }
   out.cache = open_cache(options.no_cache, options.cache_dir, console);

@@ -23,7 +23,7 @@ using util::Result;
 namespace {
 
 void print_failure(Console& console, const load::Target& target, const std::string& error) {
-  console.line(fmt::format("node \"{}\": FAILED: {}", target.uri.display(), error));
+  console.error(fmt::format("node \"{}\": FAILED: {}", target.uri.display(), error));
 }
 
 nlohmann::json removal_json(const std::vector<load::Target>& targets, const std::vector<std::string>& names,

@@ -80,6 +80,7 @@ public:
   // Phase 1. False when the node failed.
   bool plan() {
     const auto start = std::chrono::steady_clock::now();
+    observer_.phase(report_.node, Phase::planning);
     const bool ok = plan_now();
     if (ok) {
       report_.layers_planned = plan_.layers.size();
@@ -271,6 +272,7 @@ private:
   // discarded layers) re-plans and tries once more. What arrived in the first attempt
   // stays under its staging names until the end, so GC cannot take it meanwhile.
   bool stage(StagingGuard& staging) {
+    observer_.phase(report_.node, Phase::sending);
     if (!find_snapshotter()) {
       return false;
     }
@@ -408,6 +410,7 @@ private:
   // names go; a check of every name set ends it, and confirm() holds each to exactly
   // the manifest intended.
   bool finish(StagingGuard& staging) {
+    observer_.phase(report_.node, Phase::committing);
     std::vector<format::ThinEntry> commits;
     node::Changes changes;
     for (const auto& step : plan_.steps) {
@@ -461,6 +464,7 @@ private:
 
   // Every name set must now resolve, complete, to exactly the manifest intended.
   bool confirm(const std::vector<node::ImageStatus>& statuses) {
+    observer_.phase(report_.node, Phase::confirming);
     for (const auto& [name, target] : expected_) {
       const auto* s = find_status(statuses, name);
       if (s == nullptr) {
@@ -591,6 +595,20 @@ node::ProbeRequest first_probe_request(const cache::Cache* cache, const cache::N
 }
 
 bool is_staging_name(const std::string& name) { return name.starts_with(staging_prefix); }
+
+std::string_view phase_name(Phase phase) {
+  switch (phase) {
+  case Phase::planning:
+    return "planning";
+  case Phase::sending:
+    return "sending";
+  case Phase::committing:
+    return "committing";
+  case Phase::confirming:
+    return "confirming";
+  }
+  return "?";
+}
 
 util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const format::Image*>& images,
                               const std::vector<Target>& targets, const LoadOptions& options, Observer& observer) {

@@ -560,6 +560,56 @@ constexpr int uuid_mismatch = 97;
 // A shell the node lacks: docker exec and ssh say so with 126 or 127.
 bool no_shell(const ProcessResult& r) { return r.exit_code == 126 || r.exit_code == 127; }
 
+// A word as -v shows it: bare when a shell would read it as it is, else quoted.
+std::string shown_word(const std::string& word) {
+  constexpr std::string_view plain = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+%";
+  return !word.empty() && word.find_first_not_of(plain) == std::string::npos ? word : util::shell_quote(word);
+}
+
+// The words of a command on the node as -v shows them: ctr without the options every
+// call has (ctr_words'), which would push what differs off a terminal's line.
+std::string shown_command(const NodeUri& uri, const std::vector<std::string>& words) {
+  const auto prefix = ctr_words(uri, {});
+  auto word = words.begin();
+  std::vector<std::string> shown;
+  if (words.size() >= prefix.size() && std::equal(prefix.begin(), prefix.end(), words.begin())) {
+    shown.emplace_back("ctr");
+    word += static_cast<std::ptrdiff_t>(prefix.size());
+  }
+  for (; word != words.end(); ++word) {
+    shown.push_back(shown_word(*word));
+  }
+  return util::joined(shown);
+}
+
+std::string outcome_text(const ProcessResult& r) {
+  if (r.timed_out) {
+    return "timed out";
+  }
+  return r.signal != 0 ? "killed by signal " + std::to_string(r.signal) : "exit " + std::to_string(r.exit_code);
+}
+
+// How each step of a batch ended, as far as the node said: "exit 0, 0, 1".
+std::string batch_outcome(std::string_view marker, const std::vector<BatchStep>& steps, const ProcessResult& whole) {
+  const auto results = split_batch(marker, steps, whole);
+  if (!results) {
+    return outcome_text(whole);
+  }
+  std::vector<std::string> each;
+  bool plain = true;
+  for (const auto& r : *results) {
+    each.push_back(outcome_text(r));
+    plain = plain && !r.timed_out && r.signal == 0;
+  }
+  if (plain) {
+    for (auto& e : each) {
+      e.erase(0, std::string_view("exit ").size());
+    }
+    return "exit " + util::joined(each, ", ");
+  }
+  return util::joined(each, ", ");
+}
+
 } // namespace
 
 std::vector<std::string> CtrClient::import_args(const std::string& snapshotter) const {
@@ -575,10 +625,24 @@ std::vector<std::string> CtrClient::import_args(const std::string& snapshotter) 
 
 // --- processes ---
 
+util::Result<ProcessResult> CtrClient::on_node(const std::string& shown,
+                                               const std::function<util::Result<ProcessResult>()>& run,
+                                               const std::function<std::string(const ProcessResult&)>& outcome) {
+  ++calls_;
+  const auto start = std::chrono::steady_clock::now();
+  auto r = run();
+  if (log_) {
+    const auto took =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    log_(NodeRun{display(), shown, took, r ? outcome(*r) : "not started: " + r.error().message});
+  }
+  return r;
+}
+
 util::Result<ProcessResult> CtrClient::ctr(const std::vector<std::string>& args, const util::StdinFeeder& feed,
                                            std::chrono::milliseconds timeout) {
-  ++calls_;
-  return transport_.ctr(args, feed, timeout);
+  return on_node(shown_command(transport_.uri(), ctr_words(transport_.uri(), args)),
+                 [&] { return transport_.ctr(args, feed, timeout); }, outcome_text);
 }
 
 // A query that must succeed: "node NAME: DOING: WHY" otherwise.
@@ -600,8 +664,13 @@ util::Result<std::vector<ProcessResult>> CtrClient::batch(const std::vector<Batc
     return one_by_one(steps, feed, timeout);
   }
   const auto marker = batch_marker();
-  ++calls_;
-  auto whole = transport_.shell(batch_script(marker, steps), feed, timeout);
+  std::vector<std::string> shown;
+  for (const auto& step : steps) {
+    shown.push_back(shown_command(transport_.uri(), step.words));
+  }
+  auto whole = on_node(
+      util::joined(shown, "; "), [&] { return transport_.shell(batch_script(marker, steps), feed, timeout); },
+      [&](const ProcessResult& r) { return batch_outcome(marker, steps, r); });
   if (!whole) {
     return std::unexpected(whole.error());
   }
@@ -620,8 +689,10 @@ util::Result<std::vector<ProcessResult>> CtrClient::one_by_one(const std::vector
                                                                std::chrono::milliseconds timeout) {
   std::vector<ProcessResult> results;
   for (const auto& step : steps) {
-    ++calls_;
-    auto r = transport_.run(step.words, step.reads_stdin ? feed : util::StdinFeeder{}, timeout);
+    auto r = on_node(
+        shown_command(transport_.uri(), step.words),
+        [&] { return transport_.run(step.words, step.reads_stdin ? feed : util::StdinFeeder{}, timeout); },
+        outcome_text);
     if (!r) {
       return std::unexpected(r.error());
     }
@@ -651,8 +722,10 @@ util::Result<std::string> CtrClient::snapshotter() {
   // the image unpacked where it looks. Only where the node's own files are in reach;
   // a node whose `containerd` is not on PATH, or that runs without CRI, falls back.
   if (reaches_node_host(transport_.uri())) {
-    ++calls_;
-    auto dump = transport_.run({"containerd", "config", "dump"}, {}, query_timeout);
+    const std::vector<std::string> words{"containerd", "config", "dump"};
+    auto dump = on_node(
+        shown_command(transport_.uri(), words), [&] { return transport_.run(words, {}, query_timeout); },
+        outcome_text);
     if (dump) {
       if (auto snap = dump_result(*dump)) {
         return *snap;

@@ -3,6 +3,8 @@
 #include "kload/util/fd.h"
 #include "kload/util/process.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -73,10 +75,39 @@ void remove_tree(int at, const char* name, int depth) {
   ::unlinkat(at, name, AT_REMOVEDIR);
 }
 
+// The interrupt note, for the handler. Two buffers: a new note is written into the
+// one not published and then published with one atomic store, so the handler never
+// reads a buffer being written (unless two more notes are set while it runs, which it
+// does in microseconds).
+struct Note {
+  char text[interrupt_note_max];
+  std::atomic<std::size_t> size{0};
+};
+Note g_notes[2];
+std::atomic<int> g_note{-1};  // the published buffer; -1: none
+std::mutex g_note_mutex;
+
+void write_note() noexcept {
+  const int i = g_note.load();
+  if (i < 0) {
+    return;
+  }
+  const Note& note = g_notes[i];
+  const std::size_t size = note.size.load();
+  for (std::size_t done = 0; done < size;) {
+    const ssize_t n = ::write(STDERR_FILENO, note.text + done, size - done);
+    if (n <= 0 && errno != EINTR) {
+      return;
+    }
+    done += n > 0 ? static_cast<std::size_t>(n) : 0;
+  }
+}
+
 void on_signal(int sig) {
   // Children lead their own process groups, so the terminal's Ctrl-C no longer
   // reaches them: they end with kload.
   kill_running_children();
+  write_note();
   for (auto& slot : g_live) {
     if (slot[0] != '\0') {
       remove_tree(AT_FDCWD, slot, 8);
@@ -175,6 +206,19 @@ void TempDir::remove() noexcept {
   std::filesystem::remove_all(path_, ec);
   lock_.reset();
   path_.clear();
+}
+
+void set_interrupt_note(std::string_view note) {
+  const std::lock_guard lock(g_note_mutex);
+  if (note.empty()) {
+    g_note.store(-1);
+    return;
+  }
+  const int next = g_note.load() == 0 ? 1 : 0;
+  const std::size_t size = std::min(note.size(), interrupt_note_max);
+  std::memcpy(g_notes[next].text, note.data(), size);
+  g_notes[next].size.store(size);
+  g_note.store(next);
 }
 
 void install_cleanup_signal_handlers() {

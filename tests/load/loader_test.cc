@@ -22,10 +22,13 @@ using test::FakeNode;
 using Op = FakeNode::Op;
 using ::testing::HasSubstr;
 
+// Prints nothing; keeps the phases it was told of, in order.
 struct Quiet final : Observer {
+  void phase(const std::string&, Phase p) override { phases.push_back(p); }
   void planned(const std::string&, const plan::NodePlan&) override {}
   void progress(const std::string&, std::uint64_t, std::uint64_t) override {}
   void finished(const NodeReport&) override {}
+  std::vector<Phase> phases;
 };
 
 class LoaderProtocol : public ::testing::Test {
@@ -64,6 +67,7 @@ protected:
     options.cache = with_cache ? cache() : nullptr;
     Quiet quiet;
     auto report = load::load(set, *images, targets, options, quiet);
+    phases_ = quiet.phases;
     EXPECT_TRUE(report.has_value()) << report.error().message;
     return report ? report->nodes.at(0) : NodeReport{};
   }
@@ -105,6 +109,7 @@ protected:
 
   testing::Scratch scratch_;
   std::unique_ptr<cache::Cache> cache_;
+  std::vector<Phase> phases_;  // those the last load_into reported
 };
 
 TEST_F(LoaderProtocol, FirstLoadStagesChecksCommitsAndConfirms) {
@@ -120,6 +125,7 @@ TEST_F(LoaderProtocol, FirstLoadStagesChecksCommitsAndConfirms) {
   EXPECT_EQ(r.ctr_calls, node.calls()) << "the report counts what the client counted";
   EXPECT_EQ(r.ctr_calls, 3) << "a probe, the staging import with its check, the commit with its check";
   EXPECT_EQ(r.layers_sent, 2u);
+  EXPECT_EQ(phases_, (std::vector<Phase>{Phase::planning, Phase::sending, Phase::committing, Phase::confirming}));
 }
 
 TEST_F(LoaderProtocol, UnchangedReloadIsOneCall) {
@@ -133,6 +139,7 @@ TEST_F(LoaderProtocol, UnchangedReloadIsOneCall) {
   EXPECT_EQ(r.ctr_calls, 1);
   ASSERT_EQ(r.images.size(), 1u);
   EXPECT_EQ(r.images[0].action, plan::Action::skip);
+  EXPECT_EQ(phases_, std::vector<Phase>{Phase::planning}) << "nothing to send or name: planning only";
 }
 
 TEST_F(LoaderProtocol, ReloadOfAChangedImageIsThreeRoundTripsOnTheNodeTheRecordDescribes) {

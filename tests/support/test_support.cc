@@ -147,6 +147,13 @@ bool docker_required() {
   return env != nullptr && std::string(env) == "1";
 }
 
+std::string program_missing(const std::string& program) {
+  if (run_command({"sh", "-c", "command -v \"$0\"", program}).exit_code != 0) {
+    return "no " + program + " on PATH (Debian package " + program + ")";
+  }
+  return "";
+}
+
 std::string docker_missing() {
   static const std::string why = [] {
     if (run_command({"sh", "-c", "command -v docker"}).exit_code != 0) {

@@ -84,6 +84,21 @@ std::string docker_missing();
   } while (0)
 bool docker_required();
 
+// Why `program` cannot run here ("" when it can): it is not on PATH.
+std::string program_missing(const std::string& program);
+
+// Skips the current test when `program` is not on PATH, saying so, or fails it under
+// CI (KLOAD_REQUIRE_DOCKER=1, where every test must run), so CI never passes on a skip.
+#define KLOAD_REQUIRE_PROGRAM(program)                                                             \
+  do {                                                                                             \
+    if (const auto why_ = ::kload::testing::program_missing(program); !why_.empty()) {             \
+      if (::kload::testing::docker_required()) {                                                   \
+        FAIL() << "required here (KLOAD_REQUIRE_DOCKER=1): " << why_;                              \
+      }                                                                                            \
+      GTEST_SKIP() << why_;                                                                        \
+    }                                                                                              \
+  } while (0)
+
 // A lab of real containerd nodes (tools/lab) in a directory of the test's scratch
 // space, stopped when the test ends.
 class Lab {

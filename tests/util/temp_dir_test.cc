@@ -300,6 +300,40 @@ void interrupt_while_spooling(int sig, int expected_exit) {
   EXPECT_TRUE(spool_dirs_in(tmp).empty()) << "spool directory left behind: " << spool_dirs_in(tmp).front();
 }
 
+// What a process that sets `notes` in turn and then gets `sig` writes to stderr, and
+// its exit code.
+std::pair<std::string, int> note_on_signal(const std::vector<std::string>& notes, int sig) {
+  int err[2];
+  EXPECT_EQ(::pipe(err), 0);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(err[1], STDERR_FILENO);
+    install_cleanup_signal_handlers();
+    for (const auto& n : notes) {
+      set_interrupt_note(n);
+    }
+    ::raise(sig);
+    ::_exit(0);
+  }
+  ::close(err[1]);
+  std::string out;
+  char buf[256];
+  for (ssize_t n = 0; (n = ::read(err[0], buf, sizeof buf)) > 0;) {
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(err[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return {out, WIFEXITED(status) ? WEXITSTATUS(status) : -1};
+}
+
+TEST(TempDir, TheHandlerWritesTheLastInterruptNoteBeforeItExits) {
+  EXPECT_EQ(note_on_signal({"first\n", "\033[2A\r\033[Jkload: interrupted\n"}, SIGINT),
+            std::make_pair(std::string("\033[2A\r\033[Jkload: interrupted\n"), 130));
+  EXPECT_EQ(note_on_signal({"set, then taken back\n", ""}, SIGTERM), std::make_pair(std::string(), 143));
+  EXPECT_EQ(note_on_signal({std::string(interrupt_note_max + 10, 'x')}, SIGTERM).first.size(), interrupt_note_max);
+}
+
 TEST(TempDir, InterruptedKloadLeavesNoSpoolDirectory) { interrupt_while_spooling(SIGINT, 130); }
 
 TEST(TempDir, TerminatedKloadLeavesNoSpoolDirectory) { interrupt_while_spooling(SIGTERM, 143); }

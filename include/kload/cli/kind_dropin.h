@@ -29,7 +29,7 @@ struct KindLoad {
   std::vector<std::string> nodes;   // --nodes: node container names; empty: every node
   bool quiet = false;               // -q/--quiet: nothing on stderr
   bool help = false;                // -h/--help: print the command's usage, load nothing
-  int verbosity = 0;                // -v/--verbosity: read, as kind takes it, and not used
+  int verbosity = 0;                // -v/--verbosity: 1 or more shows what kload's -v shows
 };
 
 // A kind command line kload does not serve, and what made it so.

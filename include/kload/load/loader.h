@@ -68,10 +68,24 @@ struct LoadReport {
   [[nodiscard]] bool all_ok() const;
 };
 
+// The steps of one node's load, in order; a node that has nothing to send or name
+// goes from planning to finished.
+enum class Phase {
+  planning,    // asking the node what it holds, and planning
+  sending,     // importing the missing blobs under staging names
+  committing,  // pointing the real names at the images
+  confirming,  // checking each name resolves as intended, and remembering it
+};
+
+// The word for `phase`: "planning", "sending", "committing", "confirming".
+std::string_view phase_name(Phase phase);
+
 // Hears about progress; called from worker threads, so implementations serialize.
 class Observer {
 public:
   virtual ~Observer() = default;
+  // A node entered `phase` (each phase at most once per load, in order).
+  virtual void phase(const std::string& node, Phase phase) = 0;
   // The plan for a node, before anything is sent.
   virtual void planned(const std::string& node, const plan::NodePlan& plan) = 0;
   // Layer bytes sent so far to a node, of `total`.

@@ -8,16 +8,35 @@
 #include "kload/node/transport.h"
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace kload::node {
 
+// One process kload ran on a node, as -v shows it.
+struct NodeRun {
+  std::string node;     // the node's display name
+  // What ran there: the command's words (ctr without the options every call has:
+  // -a, --connect-timeout, -n); a batch's commands joined by "; ".
+  std::string command;
+  std::chrono::milliseconds duration{0};
+  // "exit 0", "exit 1", "killed by signal 9", "timed out", "not started: WHY"; a
+  // batch's, each command's exit status that the node reported ("exit 0, 0, 1").
+  std::string outcome;
+};
+
+// Hears of every process a CtrClient ran on its node, once it ended, on the thread
+// that ran it (so implementations serialize).
+using RunLog = std::function<void(const NodeRun&)>;
+
 // NodeClient through `ctr` run by a Transport; every call below starts one process
 // on the node unless it says otherwise.
 class CtrClient final : public NodeClient {
 public:
-  explicit CtrClient(Transport& transport) : transport_(transport) {}
+  // A client of the node `transport` reaches; `log`, when set, hears of every process
+  // run on it.
+  explicit CtrClient(Transport& transport, RunLog log = {}) : transport_(transport), log_(std::move(log)) {}
 
   [[nodiscard]] std::string display() const override;
 
@@ -76,9 +95,15 @@ private:
                                                             const util::StdinFeeder& feed,
                                                             std::chrono::milliseconds timeout);
   util::Result<std::string> snapshotter_from_plugins();
+  // Every process on the node runs through here: `run` starts it; it is counted, timed
+  // and told to the log as `shown`, its outcome as `outcome` words it.
+  util::Result<util::ProcessResult> on_node(const std::string& shown,
+                                            const std::function<util::Result<util::ProcessResult>()>& run,
+                                            const std::function<std::string(const util::ProcessResult&)>& outcome);
   [[nodiscard]] std::vector<std::string> import_args(const std::string& snapshotter) const;
 
   Transport& transport_;
+  RunLog log_;
   int calls_ = 0;
   // Set once a Transfer API import refused the snapshotter: imports then use --local.
   bool local_import_ = false;

@@ -7,7 +7,9 @@
 #include "kload/util/error.h"
 #include "kload/util/fd.h"
 
+#include <cstddef>
 #include <filesystem>
+#include <string_view>
 
 namespace kload::util {
 
@@ -35,8 +37,16 @@ private:
 };
 
 // Installs SIGINT/SIGTERM/SIGHUP handlers that kill the process group of every
-// running child (kill_running_children), remove every live TempDir and exit.
-// Idempotent.
+// running child (kill_running_children), write the interrupt note (if any) to stderr,
+// remove every live TempDir and exit with 128 + the signal's number. Idempotent.
 void install_cleanup_signal_handlers();
+
+// The longest interrupt note, in bytes; a longer one is cut.
+inline constexpr std::size_t interrupt_note_max = 1024;
+
+// Sets the bytes the handlers above write to stderr before the process exits,
+// replacing those set before; empty: nothing. A terminal display sets what clears it
+// and says why the process ended. Thread-safe; the handler reads it without a lock.
+void set_interrupt_note(std::string_view note);
 
 } // namespace kload::util
