@@ -44,10 +44,10 @@ util::Result<void> check_name(const std::string& name, const format::Image& imag
   if (!digest || *digest != target.digest) {
     const char* what = image.targets_index() ? "index" : "manifest";
     return util::fail(ErrorKind::bad_input,
-                      fmt::format("{}: {} names {} {}, but the image under it ({}) is named at {} {}; a name "
+                      fmt::format("{}: {} names {}{}, but the image under it ({}) is named at {} {}; a name "
                                   "with a digest must name the {} it points at",
-                                  image.source, name, what, name.substr(at + 1), image.id.str(), what,
-                                  target.digest.str(), what));
+                                  image.source, name, image.targets_index() ? "" : "manifest ", name.substr(at + 1),
+                                  image.id.str(), what, target.digest.str(), what));
   }
   return {};
 }

@@ -300,9 +300,11 @@ TEST_F(E2ELoad, NameWithTheIndexDigestIsTheIndexsAndTheManifestDigestIsRefused) 
     return out;
   };
   const auto by_manifest = renamed(manifest);
-  std::string err;
-  load({by_manifest}, lab.uris(), 2, &err);
-  EXPECT_NE(err.find("named at index " + index), std::string::npos) << err;
+  auto refused = kload({"image-archive", by_manifest, "--node", lab.uris()[0]});
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_NE(refused.err.find("names " + manifest + ", but the image under it"), std::string::npos) << refused.err;
+  EXPECT_NE(refused.err.find("is named at index " + index), std::string::npos) << refused.err;
+  EXPECT_TRUE(lab.images(1).empty()) << "refused before any node is touched";
 
   const auto by_index = renamed(index);
   load({by_index}, lab.uris());
