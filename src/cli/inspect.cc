@@ -118,6 +118,8 @@ nlohmann::json image_json(const format::Image& image, const std::unordered_map<u
           {"source", image.source},
           {"format", image.format == format::SourceFormat::docker_archive ? "docker-archive" : "oci-layout"},
           {"manifest", descriptor_json(image.manifest)},
+          {"index", image.indexes.empty() ? nlohmann::json(nullptr) : descriptor_json(image.indexes.front())},
+          {"target", image.target().digest.str()},
           {"config", descriptor_json(image.config)},
           {"layers", layers},
           {"layerBytes", image.layer_bytes()},
@@ -159,6 +161,10 @@ std::string image_text(const format::Image& image, const std::unordered_map<util
   text += fmt::format("  source:    {} ({})\n", image.source,
                       image.format == format::SourceFormat::docker_archive ? "docker archive" : "OCI layout");
   text += fmt::format("  manifest:  {} ({})\n", image.manifest.digest.str(), image.manifest.media_type);
+  if (!image.indexes.empty()) {
+    text += fmt::format("  index:     {}{}\n", image.indexes.front().digest.str(),
+                        image.targets_index() ? " (loaded names point here)" : "");
+  }
   text += fmt::format("  size:      {} in {} layers\n", util::human_bytes(image.layer_bytes()), image.layers.size());
   for (const auto& l : image.layers) {
     const int n = uses.at(l.blob.digest);

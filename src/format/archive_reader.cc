@@ -425,7 +425,8 @@ private:
   // One manifest of an OCI layout. `in_index` is set when the manifest is one platform
   // of an index: then missing blobs make it unavailable instead of an error.
   Result<void> oci_manifest(const Parsed& desc, const std::vector<std::string>& names,
-                            const std::optional<Platform>& platform_hint, bool in_index) {
+                            const std::optional<Platform>& platform_hint, bool in_index,
+                            const std::vector<Descriptor>& indexes) {
     const std::string manifest_entry = "blobs/sha256/" + desc.digest.hex();
     auto unavailable = [&](const std::string& reason) -> Result<void> {
       if (!in_index) {
@@ -473,6 +474,7 @@ private:
                               config_desc.digest, config_bytes->size()};
     image.manifest = Descriptor{fields->type, desc.digest, bytes.size()};
     image.manifest_bytes = bytes;
+    image.indexes = indexes;
     image.run = cfg.run;
     image.format = SourceFormat::oci_layout;
     image.source = input_;
@@ -509,8 +511,12 @@ private:
     return {};
   }
 
+  // One descriptor of index.json or of an index; `indexes` are the indexes above it,
+  // outermost first.
   Result<void> oci_descriptor(const gojson::Struct& d, const std::string& where, const std::vector<std::string>& names,
-                              const std::optional<Platform>& platform, bool in_index, int depth) {
+                              const std::optional<Platform>& platform, bool in_index,
+                              std::vector<Descriptor> indexes) {
+    const auto depth = static_cast<int>(indexes.size());
     if (depth > 4) {
       return bad(where, "indexes nested more than 4 deep");
     }
@@ -529,7 +535,7 @@ private:
       return bad(where, fmt::format("unsupported media type \"{}\" for {}", desc->media_type, desc->digest.str()));
     }
     if (!is_index_type(desc->media_type)) {
-      return oci_manifest(*desc, names, platform, in_index);
+      return oci_manifest(*desc, names, platform, in_index, indexes);
     }
     const std::string entry = "blobs/sha256/" + desc->digest.hex();
     if (index_.lookup(entry) == nullptr) {
@@ -548,7 +554,8 @@ private:
       return bad(entry, "index is not a JSON object");
     }
     auto index = gojson::Struct::of(**root);
-    if (auto type = document_type(entry, *index, desc->media_type, media_type::oci_index); !type) {
+    auto type = document_type(entry, *index, desc->media_type, media_type::oci_index);
+    if (!type) {
       return std::unexpected(type.error());
     }
     auto children = index->structs("manifests");
@@ -559,12 +566,13 @@ private:
       return bad(entry, "index without manifests");
     }
     add_memory_blob(desc->digest, entry, verified_.at(desc->digest));
+    indexes.push_back(Descriptor{*type, desc->digest, verified_.at(desc->digest).size()});
     for (const auto& child : **children) {
       auto child_platform = descriptor_platform(child);
       if (!child_platform) {
         return std::unexpected(in(entry, child_platform.error()));
       }
-      if (auto r = oci_descriptor(child, entry, names, *child_platform, true, depth + 1); !r) {
+      if (auto r = oci_descriptor(child, entry, names, *child_platform, true, indexes); !r) {
         return r;
       }
     }
@@ -619,7 +627,7 @@ private:
       if (!platform) {
         return std::unexpected(in("index.json", platform.error()));
       }
-      if (auto r = oci_descriptor(d, "index.json", *names, *platform, platform->has_value(), 0); !r) {
+      if (auto r = oci_descriptor(d, "index.json", *names, *platform, platform->has_value(), {}); !r) {
         return r;
       }
     }
@@ -826,7 +834,8 @@ private:
 
   void add_image(Image image) {
     for (auto& existing : set_.images) {
-      if (existing.id == image.id && existing.manifest.digest == image.manifest.digest) {
+      if (existing.id == image.id && existing.manifest.digest == image.manifest.digest &&
+          existing.target().digest == image.target().digest) {
         add_new_names(existing.names, image.names);
         return;
       }
@@ -893,7 +902,8 @@ Result<ReadStats> read_into(const std::string& input, int fd, ImageSet& set, con
   for (auto& image : scratch.images) {
     bool merged = false;
     for (auto& existing : set.images) {
-      if (existing.id == image.id && existing.manifest.digest == image.manifest.digest) {
+      if (existing.id == image.id && existing.manifest.digest == image.manifest.digest &&
+          existing.target().digest == image.target().digest) {
         add_new_names(existing.names, image.names);
         merged = true;
       }

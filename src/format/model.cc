@@ -65,13 +65,34 @@ std::uint64_t Image::layer_bytes() const {
   return total;
 }
 
+bool Image::targets_index() const {
+  // `ctr images check` judges an index by the node's own platform: an index whose
+  // manifest for that platform is absent reads "unavailable" even when this image is
+  // complete. So only an image of this machine's platform is named at its index.
+  return !indexes.empty() && platform.matches(Platform::host());
+}
+
+const Descriptor& Image::target() const { return targets_index() ? indexes.front() : manifest; }
+
 const Blob* ImageSet::find(const util::Digest& d) const {
   const auto it = blobs.find(d);
   return it == blobs.end() ? nullptr : &it->second;
 }
 
+std::vector<util::Digest> ImageSet::metadata_of(const Image& image) {
+  std::vector<util::Digest> out;
+  if (image.targets_index()) {
+    for (const auto& index : image.indexes) {
+      out.push_back(index.digest);
+    }
+  }
+  out.push_back(image.manifest.digest);
+  out.push_back(image.config.digest);
+  return out;
+}
+
 std::vector<util::Digest> ImageSet::blobs_of(const Image& image) {
-  std::vector<util::Digest> out{image.manifest.digest, image.config.digest};
+  auto out = metadata_of(image);
   for (const auto& l : image.layers) {
     out.push_back(l.blob.digest);
   }

@@ -199,9 +199,10 @@ std::string thin_index_json(const std::vector<ThinEntry>& entries) {
   index["mediaType"] = media_type::oci_index;
   index["manifests"] = nlohmann::ordered_json::array();
   for (const auto& e : entries) {
-    index["manifests"].push_back({{"mediaType", e.image->manifest.media_type},
-                                  {"digest", e.image->manifest.digest.str()},
-                                  {"size", e.image->manifest.size},
+    const auto& target = e.image->target();
+    index["manifests"].push_back({{"mediaType", target.media_type},
+                                  {"digest", target.digest.str()},
+                                  {"size", target.size},
                                   {"annotations", {{"io.containerd.image.name", e.ref}}}});
   }
   return index.dump();
@@ -243,11 +244,12 @@ Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vec
     return r;
   };
   for (const auto& e : entries) {
-    if (auto r = put_blob(e.image->manifest.digest, false); !r) {
-      return std::unexpected(r.error());
-    }
-    if (auto r = put_blob(e.image->config.digest, false); !r) {
-      return std::unexpected(r.error());
+    // The indexes down to the manifest, exactly as the input holds them; the other
+    // platforms they list stay behind, which an import for this platform never reads.
+    for (const auto& d : ImageSet::metadata_of(*e.image)) {
+      if (auto r = put_blob(d, false); !r) {
+        return std::unexpected(r.error());
+      }
     }
   }
   for (const auto& e : entries) {

@@ -61,6 +61,13 @@ bool name_holds(const DockerWanted& w, const node::ImageStatus& status, const st
   if (contains(held->second, id)) {
     return true;
   }
+  // Docker's ID is a manifest or index (the containerd store) that the name is not
+  // at. For this machine's platform a load names the image at that index, so a name
+  // elsewhere (an older load's, at the bare manifest) is not held: the load re-points
+  // it. For another platform the name is at the manifest, which the record maps.
+  if (w.docker.platform.matches(format::Platform::host())) {
+    return false;
+  }
   const auto stands_for = record->target_ids.find(id);
   return stands_for != record->target_ids.end() &&
          std::any_of(stands_for->second.begin(), stands_for->second.end(),

@@ -38,12 +38,16 @@ util::Result<void> check_name(const std::string& name, const format::Image& imag
     return {};
   }
   const auto digest = util::Digest::parse(std::string_view(name).substr(at + 1));
-  if (!digest || *digest != image.manifest.digest) {
+  // As in containerd, the name points at what the input names (Image::target): its
+  // digest must be that one's, the index where the name is set at an index.
+  const auto& target = image.target();
+  if (!digest || *digest != target.digest) {
+    const char* what = image.targets_index() ? "index" : "manifest";
     return util::fail(ErrorKind::bad_input,
-                      fmt::format("{}: {} names manifest {}, but the image under it ({}) has manifest {}; a name "
-                                  "with a digest must name the manifest it points at",
-                                  image.source, name, name.substr(at + 1), image.id.str(),
-                                  image.manifest.digest.str()));
+                      fmt::format("{}: {} names {}{}, but the image under it ({}) is named at {} {}; a name "
+                                  "with a digest must name the {} it points at",
+                                  image.source, name, image.targets_index() ? "" : "manifest ", name.substr(at + 1),
+                                  image.id.str(), what, target.digest.str(), what));
   }
   return {};
 }

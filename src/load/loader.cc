@@ -29,14 +29,14 @@ const node::ImageStatus* find_status(const std::vector<node::ImageStatus>& statu
   return it == statuses.end() ? nullptr : &*it;
 }
 
-// The blobs a plan sends: manifests and configs of the images sent or retagged, and
-// the layers.
+// The blobs a plan sends: the metadata (indexes, manifests, configs) of the images
+// sent or retagged, and the layers.
 std::vector<Digest> blobs_to_send(const plan::NodePlan& plan) {
   std::vector<Digest> blobs;
   for (const auto& step : plan.steps) {
     if (step.action != plan::Action::skip) {  // a retag may be a commit import too
-      blobs.push_back(step.image->manifest.digest);
-      blobs.push_back(step.image->config.digest);
+      const auto metadata = format::ImageSet::metadata_of(*step.image);
+      blobs.insert(blobs.end(), metadata.begin(), metadata.end());
     }
   }
   blobs.insert(blobs.end(), plan.layers.begin(), plan.layers.end());
@@ -329,10 +329,10 @@ private:
     node::Changes then;
     for (const auto& step : plan_.steps) {
       const bool first = std::none_of(entries.begin(), entries.end(), [&](const format::ThinEntry& e) {
-        return e.image->manifest.digest == step.image->manifest.digest;
+        return e.image->target().digest == step.image->target().digest;
       });
       if (step.action == plan::Action::send && first) {
-        then.check.push_back(make_staging_name(step.image->manifest.digest));
+        then.check.push_back(make_staging_name(step.image->target().digest));
         entries.push_back(format::ThinEntry{step.image, then.check.back()});
         staging.add(then.check.back());
       }
@@ -400,15 +400,16 @@ private:
     return applied;
   }
 
-  // One round trip sets every name and proves it: a second, tiny import (manifests
-  // and configs; every layer is on the node now) points the real names of the images
-  // sent, and of those retagged from a name at the very same manifest, at them
+  // One round trip sets every name and proves it: a second, tiny import (indexes,
+  // manifests and configs; every layer is on the node now) points the real names of
+  // the images sent, and of those retagged from a name at the very same target or
+  // named at an index, at their targets (Image::target)
   // (containerd's importer updates an existing name's target in one step, where `ctr
   // images tag --force` deletes the name and creates it again, leaving a moment
   // without it); `tag --force` gives a name its image only from a name at another
   // manifest of the same image ID, which this load's check saw complete; the staging
   // names go; a check of every name set ends it, and confirm() holds each to exactly
-  // the manifest intended.
+  // the target intended.
   bool finish(StagingGuard& staging) {
     observer_.phase(report_.node, Phase::committing);
     std::vector<format::ThinEntry> commits;
@@ -417,23 +418,25 @@ private:
       if (step.action == plan::Action::send) {
         for (const auto& name : step.names) {
           commits.push_back(format::ThinEntry{step.image, name});
-          expected_[name] = step.image->manifest.digest;
+          expected_[name] = step.image->target().digest;
         }
       } else if (step.action == plan::Action::retag) {
         const auto* source = find_status(statuses_, step.retag_from);
         if (source == nullptr) {
           return failed(fmt::format("node {}: {} vanished before it could be retagged", report_.node, step.retag_from));
         }
-        // A source at this very manifest: the commit import sets the name in one step
-        // (its blobs are all there). Another manifest of the image: `tag --force`.
-        const bool exact = source->target == step.image->manifest.digest;
+        // A source at this very target, or an image named at its index (the import
+        // brings the index, manifest and config; the source, complete, holds the
+        // layers): the commit import sets the name in one step. Another manifest of
+        // the image: `tag --force`, so the name points where its source does.
+        const bool by_import = source->target == step.image->target().digest || step.image->targets_index();
         for (const auto& name : step.names) {
-          if (exact) {
+          if (by_import) {
             commits.push_back(format::ThinEntry{step.image, name});
           } else {
             changes.tags.emplace_back(step.retag_from, name);
           }
-          expected_[name] = source->target;
+          expected_[name] = by_import ? step.image->target().digest : source->target;
         }
       }
     }
@@ -462,7 +465,8 @@ private:
     }
   }
 
-  // Every name set must now resolve, complete, to exactly the manifest intended.
+  // Every name set must now resolve, complete, to exactly the target intended (the
+  // index or manifest).
   bool confirm(const std::vector<node::ImageStatus>& statuses) {
     observer_.phase(report_.node, Phase::confirming);
     for (const auto& [name, target] : expected_) {
@@ -523,8 +527,8 @@ private:
           for (const auto& d : format::ImageSet::blobs_of(image)) {
             r.blobs.insert(d);
           }
-          r.target_ids[image.manifest.digest] = {image.id};
-          r.target_blobs[image.manifest.digest] = format::ImageSet::blobs_of(image);
+          r.target_ids[image.target().digest] = {image.id};
+          r.target_blobs[image.target().digest] = format::ImageSet::blobs_of(image);
         }
         for (const auto& name : step.names) {
           r.names[name] = cache::NameRecord{expected_[name], {image.id}, true, true, now};

@@ -24,7 +24,7 @@ plan::NodeView view_of(const std::vector<node::ImageStatus>& statuses, const Tar
       named.ids = it->second;
     }
     for (const auto* image : images) {
-      if (image->manifest.digest == s.target &&
+      if (image->target().digest == s.target &&
           std::find(named.ids.begin(), named.ids.end(), image->id) == named.ids.end()) {
         named.ids.push_back(image->id);
       }

@@ -22,6 +22,13 @@ bool holds(const NamedImage& n, const util::Digest& id) {
   return n.complete && std::find(n.ids.begin(), n.ids.end(), id) != n.ids.end();
 }
 
+// A name that needs nothing: it holds the image ID, complete, and, for an image named
+// at its index, points at that index (a pod may pin the index digest; a name left at
+// the bare manifest by an older load is pointed at the index again).
+bool named_as_wanted(const NamedImage& n, const format::Image& image) {
+  return holds(n, image.id) && (!image.targets_index() || n.target == image.target().digest);
+}
+
 } // namespace
 
 NodePlan plan_node(const std::vector<const format::Image*>& images, const NodeView& node) {
@@ -33,7 +40,7 @@ NodePlan plan_node(const std::vector<const format::Image*>& images, const NodeVi
     step.image = image;
     for (const auto& name : image->names) {
       const auto it = node.names.find(name);
-      if (it == node.names.end() || !holds(it->second, image->id)) {
+      if (it == node.names.end() || !named_as_wanted(it->second, *image)) {
         step.names.push_back(name);
       }
     }
@@ -42,7 +49,7 @@ NodePlan plan_node(const std::vector<const format::Image*>& images, const NodeVi
       plan.steps.push_back(std::move(step));
       continue;
     }
-    // Any complete name holding the ID will do as a source. One at this very manifest
+    // Any complete name holding the ID will do as a source. One at this very target
     // comes first (the names can then be set by the same import that commits sends);
     // among equals the smallest name, for a stable choice.
     std::string source;
@@ -51,7 +58,7 @@ NodePlan plan_node(const std::vector<const format::Image*>& images, const NodeVi
       if (!holds(named, image->id)) {
         continue;
       }
-      const bool exact = named.target == image->manifest.digest;
+      const bool exact = named.target == image->target().digest;
       if (source.empty() || exact > source_exact || (exact == source_exact && name < source)) {
         source = name;
         source_exact = exact;

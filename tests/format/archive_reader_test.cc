@@ -542,6 +542,35 @@ TEST_P(MultiPlatform, MissingPlatformIsUnavailableNotAnError) {
   EXPECT_NE(lines[0].find(archive.string()), std::string::npos) << lines[0];
 }
 
+TEST_P(MultiPlatform, NamesPointAtTheIndexForThisMachinesPlatformOnly) {
+  const auto archive = scratch / "mp.tar";
+  const json desc = make(archive, {});
+  ImageSet set;
+  auto stats = read_archive(archive.string(), set);
+  ASSERT_TRUE(stats.has_value()) << stats.error().message;
+  ASSERT_EQ(set.images.size(), 2u);
+  const bool nested = std::get<1>(GetParam());
+  for (const auto& image : set.images) {
+    if (!nested) {
+      EXPECT_TRUE(image.indexes.empty());
+      EXPECT_EQ(image.target().digest, image.manifest.digest);
+      continue;
+    }
+    ASSERT_EQ(image.indexes.size(), 1u);
+    const auto index = *util::Digest::parse(desc["images"][0]["index_digest"].get<std::string>());
+    EXPECT_EQ(image.indexes[0].digest, index);
+    EXPECT_EQ(image.indexes[0].media_type, media_type::oci_index);
+    const Blob* blob = set.find(index);
+    ASSERT_NE(blob, nullptr);
+    EXPECT_EQ(blob->size, image.indexes[0].size);
+    const bool host = image.platform.matches(Platform::host());
+    EXPECT_EQ(image.targets_index(), host) << image.platform.str();
+    EXPECT_EQ(image.target().digest, host ? index : image.manifest.digest) << image.platform.str();
+    const auto metadata = ImageSet::metadata_of(image);
+    EXPECT_EQ(metadata.front(), host ? index : image.manifest.digest);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Layouts, MultiPlatform,
                          ::testing::Combine(::testing::Values("docker25", "oci"), ::testing::Bool()),
                          [](const auto& info) {

@@ -209,6 +209,46 @@ TEST_F(OciWriter, WithEveryLayerTheReaderGetsTheSameImagesBack) {
   EXPECT_EQ(back.images[0].names, (std::vector<std::string>{"example.com/app:v1"}));
 }
 
+TEST_F(OciWriter, ImageNamedAtAnIndexTravelsWithItsIndexAndOnlyItsPlatform) {
+#if defined(__aarch64__)
+  const std::string host = "linux/arm64", other_platform = "linux/amd64";
+#else
+  const std::string host = "linux/amd64", other_platform = "linux/arm64";
+#endif
+  const auto archive = scratch / "c.tar";
+  ASSERT_TRUE(kload::testing::mkimage({"--layout", "docker25", "--nested-index", "--platforms",
+                                       host + "," + other_platform, "--missing-platform", other_platform,
+                                       "--image", "app:v1=base:10K,top:2K", archive.string()}));
+  ImageSet mp;
+  auto r = read_archive(archive.string(), mp);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  ASSERT_EQ(mp.images.size(), 1u);
+  const Image& image = mp.images[0];
+  ASSERT_TRUE(image.targets_index());
+  ASSERT_TRUE(verify_blobs(mp, ImageSet::blobs_of(image), 2).has_value());
+  const auto out = scratch / "thin.tar";
+  const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  auto stats = write_thin_archive(fd, mp, {{&image, "docker.io/library/app:v1"}}, {});
+  ::close(fd);
+  ASSERT_TRUE(stats.has_value()) << stats.error().message;
+  const auto tar = read_tar(kload::testing::read_file(out));
+  ASSERT_TRUE(tar.error.empty()) << tar.error;
+  std::vector<std::string> names;
+  for (const auto& f : tar.files) {
+    names.push_back(f.name);
+  }
+  const Digest index = image.indexes.front().digest;
+  EXPECT_EQ(names, (std::vector<std::string>{"oci-layout", blob_entry(index), blob_entry(image.manifest.digest),
+                                             blob_entry(image.config.digest), "index.json"}));
+  EXPECT_EQ(tar.files[1].data, *mp.find(index)->where.memory) << "the input's own bytes";
+  const auto doc = json::parse(tar.files.back().data);
+  ASSERT_EQ(doc["manifests"].size(), 1u);
+  EXPECT_EQ(doc["manifests"][0]["digest"], index.str());
+  EXPECT_EQ(doc["manifests"][0]["mediaType"], media_type::oci_index);
+  EXPECT_EQ(doc["manifests"][0]["size"], image.indexes.front().size);
+}
+
 TEST_F(OciWriter, WritesIntoAPipe) {
   std::string from_file;
   ASSERT_TRUE(write_to_file(set, {mid}, from_file).has_value());

@@ -91,12 +91,23 @@ TEST(DockerPlan, TheCacheMapsATargetToDockersIdOrToTheConfigOfItsIndex) {
   EXPECT_TRUE(node_holds(w, {{app, digest_of('7'), true}}, &record));
   EXPECT_FALSE(node_holds(w, {{app, digest_of('7'), true}}, nullptr));
 
-  cache::NodeRecord index;  // containerd store: Docker's index stands for config 'c'
+  // containerd store: Docker's index 'a' stands for config 'c'. A name at manifest '7'
+  // of another platform than this machine's holds it (a load names that platform at
+  // its manifest); of this machine's platform it does not: a load names it at the
+  // index, and so re-points a name an older load left at the manifest.
+  const bool arm = format::Platform::host().architecture == "arm64";
+  auto other = w;
+  other.docker.platform = *format::Platform::parse(arm ? "linux/amd64" : "linux/arm64");
+  auto here = w;
+  here.docker.platform = format::Platform::host();
+  cache::NodeRecord index;
   index.target_ids[digest_of('a')] = {digest_of('c')};
   index.target_ids[digest_of('7')] = {digest_of('c')};
-  EXPECT_TRUE(node_holds(w, {{app, digest_of('7'), true}}, &index));
+  EXPECT_TRUE(node_holds(other, {{app, digest_of('7'), true}}, &index));
+  EXPECT_FALSE(node_holds(here, {{app, digest_of('7'), true}}, &index));
+  EXPECT_TRUE(node_holds(here, {{app, digest_of('a'), true}}, &index)) << "at the index itself";
   index.target_ids[digest_of('7')] = {digest_of('d')};
-  EXPECT_FALSE(node_holds(w, {{app, digest_of('7'), true}}, &index));
+  EXPECT_FALSE(node_holds(other, {{app, digest_of('7'), true}}, &index));
 }
 
 NodeCheck check(std::vector<bool> held, std::string error = "") {

@@ -51,6 +51,25 @@ TEST(ImageNames, ADigestNameMustNameTheImagesManifest) {
   EXPECT_EQ(chosen->size(), 1u);
 }
 
+TEST(ImageNames, ADigestNameOfAnImageNamedAtItsIndexMustNameTheIndex) {
+  // As containerd points it: the name is set at the index, so its digest is the index's.
+  const auto here = format::Platform::host().str();
+  auto at = [&](char digest) {
+    auto i = image({"docker.io/library/nginx@" + digest_of(digest).str()}, 'a', "c.tar", here);
+    i.indexes = {format::Descriptor{format::media_type::oci_index, digest_of('9'), 300}};
+    return i;
+  };
+  format::ImageSet by_manifest;
+  by_manifest.images.push_back(at('b'));
+  expect_error(choose_images(by_manifest, std::nullopt, ""), util::ErrorKind::bad_input,
+               {"c.tar", "names " + digest_of('b').str() + ",", "named at index " + digest_of('9').str()});
+  format::ImageSet by_index;
+  by_index.images.push_back(at('9'));
+  auto chosen = choose_images(by_index, std::nullopt, "");
+  ASSERT_TRUE(chosen.has_value()) << chosen.error().message;
+  EXPECT_EQ(chosen->size(), 1u);
+}
+
 TEST(ImageNames, TheStagingNamespaceIsRefusedInArchivesAndOnTheCommandLine) {
   format::ImageSet set;
   set.images.push_back(image({app, "localhost/kload-staging/app:v1"}, 'a', "a.tar"));

@@ -123,6 +123,64 @@ TEST(Planner, IndexWithSeveralIdsCountsForEach) {
   EXPECT_TRUE(plan_node({&amd}, node).nothing_to_do());
 }
 
+// An image the input names through an index, of this machine's platform: its names
+// point at the index.
+Image indexed(const std::string& name, const std::vector<std::string>& layers) {
+  auto i = image(name, layers, format::Platform::host().str());
+  i.indexes = {format::Descriptor{format::media_type::oci_index, d("index of " + name), 300}};
+  return i;
+}
+
+TEST(Planner, NameAtTheIndexIsPresent) {
+  const auto a = indexed("a", {"base"});
+  ASSERT_TRUE(a.targets_index());
+  NodeView node;
+  node.names["a"] = NamedImage{a.indexes[0].digest, {a.id}, true};
+  EXPECT_TRUE(plan_node({&a}, node).nothing_to_do());
+}
+
+TEST(Planner, NameAtTheBareManifestOfAnIndexedImageIsPointedAtTheIndex) {
+  const auto a = indexed("a", {"base"});
+  NodeView node;
+  node.names["a"] = holding(a);  // what an older kload made: the manifest itself
+  node.blobs = {d("base")};
+  const auto plan = plan_node({&a}, node);
+  ASSERT_EQ(plan.steps[0].action, Action::retag);
+  EXPECT_EQ(plan.steps[0].retag_from, "a");
+  EXPECT_EQ(plan.steps[0].names, std::vector<std::string>{"a"});
+  EXPECT_TRUE(plan.layers.empty());
+}
+
+TEST(Planner, RetagPrefersANameAtTheIndex) {
+  auto a = indexed("a", {"base"});
+  a.names = {"a", "c"};
+  NodeView node;
+  node.names["a"] = holding(a);
+  node.names["b"] = NamedImage{a.indexes[0].digest, {a.id}, true};
+  const auto plan = plan_node({&a}, node);
+  ASSERT_EQ(plan.steps[0].action, Action::retag);
+  EXPECT_EQ(plan.steps[0].retag_from, "b");
+  EXPECT_EQ(plan.steps[0].names, (std::vector<std::string>{"a", "c"}));
+}
+
+TEST(Planner, AnotherPlatformThanThisMachinesIsNamedAtItsManifest) {
+  auto other = image("a", {"base"}, format::Platform::host().architecture == "arm64" ? "linux/amd64" : "linux/arm64");
+  other.indexes = {format::Descriptor{format::media_type::oci_index, d("index"), 300}};
+  EXPECT_FALSE(other.targets_index());
+  EXPECT_EQ(other.target().digest, other.manifest.digest);
+  NodeView node;
+  node.names["a"] = holding(other);
+  EXPECT_TRUE(plan_node({&other}, node).nothing_to_do());
+}
+
+TEST(Planner, MetadataOfAnIndexedImageStartsWithItsIndexes) {
+  auto a = indexed("a", {"base"});
+  a.indexes.push_back(format::Descriptor{format::media_type::oci_index, d("inner"), 200});
+  EXPECT_EQ(format::ImageSet::metadata_of(a),
+            (std::vector<Digest>{a.indexes[0].digest, d("inner"), a.manifest.digest, a.config.digest}));
+  EXPECT_EQ(format::ImageSet::blobs_of(a).back(), d("base"));
+}
+
 TEST(SelectImages, PicksTheWantedPlatform) {
   format::ImageSet set;
   set.images.push_back(image("docker.io/library/a:1", {"x"}, "linux/amd64"));

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <thread>
 #include <unistd.h>
@@ -263,19 +264,47 @@ std::vector<std::pair<std::string, Lab::Image>> Lab::images(int node) const {
   return out;
 }
 
+namespace {
+
+// The value of every label `prefix`N= (or `prefix`= when exact) on a `content ls` line.
+std::vector<std::string> label_values(const std::string& line, const std::string& prefix) {
+  std::vector<std::string> out;
+  for (auto at = line.find(prefix); at != std::string::npos; at = line.find(prefix, at + 1)) {
+    const auto eq = line.find('=', at);
+    if (eq != std::string::npos && line.compare(eq + 1, 7, "sha256:") == 0) {
+      out.push_back(line.substr(eq + 1, 7 + 64));
+    }
+  }
+  return out;
+}
+
+} // namespace
+
 std::string Lab::image_id(int node, const std::string& name) const {
   for (const auto& [ref, image] : images(node)) {
     if (ref != name) {
       continue;
     }
     auto r = ctr(node, {"content", "ls"});
+    std::map<std::string, std::string> lines;  // digest -> its line
     for (const auto& line : split_lines(r.out)) {
-      if (line.starts_with(image.target)) {
-        const auto at = line.find("containerd.io/gc.ref.content.config=");
-        if (at != std::string::npos) {
-          const auto start = at + std::string("containerd.io/gc.ref.content.config=").size();
-          return line.substr(start, 7 + 64);
-        }
+      if (line.starts_with("sha256:")) {
+        lines[line.substr(0, 7 + 64)] = line;
+      }
+    }
+    // A manifest names its config; an index its children (m.0, m.1, ...), of which the
+    // first present that names a config (the one platform a thin load brings) decides.
+    std::vector<std::string> todo{image.target};
+    for (std::size_t i = 0; i < todo.size() && i < 16; ++i) {
+      const auto it = lines.find(todo[i]);
+      if (it == lines.end()) {
+        continue;
+      }
+      if (auto config = label_values(it->second, "containerd.io/gc.ref.content.config="); !config.empty()) {
+        return config.front();
+      }
+      for (auto& child : label_values(it->second, "containerd.io/gc.ref.content.m.")) {
+        todo.push_back(std::move(child));
       }
     }
   }

@@ -141,7 +141,8 @@ public:
     bool operator==(const Image&) const = default;
   };
   [[nodiscard]] std::vector<std::pair<std::string, Image>> images(int node) const;
-  // The config digest (image ID) a name points at, via the manifest's gc label.
+  // The config digest (image ID) a name points at, via the manifest's gc label (for a
+  // name at an index, through the first child the node holds); "" when not found.
   [[nodiscard]] std::string image_id(int node, const std::string& name) const;
 
 private:

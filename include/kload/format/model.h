@@ -77,6 +77,11 @@ struct Image {
   // schema-2 manifest containerd itself synthesises on import, so digests agree.
   Descriptor manifest;
   std::string manifest_bytes;
+  // The image indexes the input reaches the manifest through, outermost first: the
+  // descriptor index.json names and each index below it down to the manifest's parent.
+  // Empty when the input names the manifest itself (docker archives, flat OCI layouts).
+  // Their bytes are blobs of the set, exactly as the input holds them.
+  std::vector<Descriptor> indexes;
   std::vector<Layer> layers;
   RunConfig run;
   SourceFormat format = SourceFormat::docker_archive;
@@ -84,6 +89,12 @@ struct Image {
 
   // Sum of the layer blob sizes.
   [[nodiscard]] std::uint64_t layer_bytes() const;
+  // What the image's names point at on a node: the outermost index when the input has
+  // one and the image is of this machine's platform (the one `ctr images import` and
+  // `ctr images check` pick on a node of this platform), else the manifest. Never fails.
+  [[nodiscard]] const Descriptor& target() const;
+  // True when target() is an index, not the manifest.
+  [[nodiscard]] bool targets_index() const;
 };
 
 // A platform listed by an index whose blobs the archive does not hold (Docker's
@@ -121,7 +132,10 @@ public:
 
   // The blob with that digest, or nullptr.
   [[nodiscard]] const Blob* find(const util::Digest& d) const;
-  // Every blob digest `image` needs: manifest, config, layers.
+  // The metadata blobs a node needs to name `image`: the indexes down to its manifest
+  // when it targets one (outermost first), the manifest, the config.
+  [[nodiscard]] static std::vector<util::Digest> metadata_of(const Image& image);
+  // Every blob digest `image` needs: metadata_of, then the layers.
   [[nodiscard]] static std::vector<util::Digest> blobs_of(const Image& image);
   // For each layer digest, how many images of the set use it.
   [[nodiscard]] std::unordered_map<util::Digest, int> layer_use_counts() const;

@@ -1,8 +1,10 @@
 #pragma once
 // Writes a "thin" OCI image archive straight into a file descriptor (a pipe to
-// `ctr images import`): oci-layout, index.json naming each image through the
-// io.containerd.image.name annotation, every manifest and config, and only the layer
-// blobs the receiving node lacks. Nothing is written to disk.
+// `ctr images import`): oci-layout, index.json naming each image's target (its index
+// or manifest, Image::target) through the io.containerd.image.name annotation, the
+// indexes down to each manifest, every manifest and config, and only the layer blobs
+// the receiving node lacks. Other platforms an index lists stay behind: an import for
+// one platform never reads them. Nothing is written to disk.
 
 #include "kload/format/model.h"
 #include "kload/util/error.h"

@@ -27,8 +27,9 @@ util::Result<void> name_unnamed(format::ImageSet& set, const std::string& name_a
 
 // Checks every name of every image of `set`. Error (bad_input), one line naming the
 // input and the name: a name in kload's staging namespace (load::is_staging_name); a
-// name with a digest that is not the digest of the manifest kload sends for the image
-// (the name would point at another manifest than it says); a name given to two
+// name with a digest that is not the digest of what the name will point at
+// (format::Image::target: the image's index, else the manifest kload sends; the name
+// would point elsewhere than it says); a name given to two
 // different images (other image IDs) of one platform, naming both inputs.
 util::Result<void> check_names(const format::ImageSet& set);
 
