@@ -5,6 +5,7 @@
 #include "kload/format/verify.h"
 #include "kload/util/parallel.h"
 #include "kload/util/process.h"
+#include "kload/util/temp_dir.h"
 
 #include "node_record.h"
 #include "staging.h"
@@ -110,6 +111,8 @@ public:
       }
       report_.layers_skipped = plan_.skipped_layers;
       report_.bytes_skipped = plan_.skipped_bytes;
+    } else {
+      note_lacking();
     }
     report_.ctr_calls = client_.calls();
     report_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -117,10 +120,24 @@ public:
   }
 
 private:
-  bool failed(const std::string& message) {
+  bool failed(const std::string& message, util::ErrorKind kind = util::ErrorKind::node) {
     report_.status = NodeStatus::failed;
     report_.error = message;
+    // Once the run is cancelled, what fails was most likely failed by the cancel.
+    report_.error_kind = util::cancelled_by() != 0 ? util::ErrorKind::interrupted : kind;
     return false;
+  }
+  bool failed(const util::Error& error) { return failed(error.message, error.kind); }
+
+  // The images a failed node may lack: see NodeReport::lacks.
+  void note_lacking() {
+    for (const auto* image : images_) {
+      const auto step = std::find_if(plan_.steps.begin(), plan_.steps.end(),
+                                     [&](const plan::ImageStep& s) { return s.image == image; });
+      if (step == plan_.steps.end() || step->action != plan::Action::skip) {
+        report_.lacks.push_back(image);
+      }
+    }
   }
 
   // --- planning ---
@@ -155,7 +172,7 @@ private:
     const auto started = unix_now();
     auto p = client_.probe(want);
     if (!p) {
-      return failed(p.error().message);
+      return failed(p.error());
     }
     take_probe(std::move(*p), started);
     return true;
@@ -230,7 +247,7 @@ private:
   bool prove_plan() {
     const std::lock_guard lock(verify_mutex_);
     if (auto v = format::verify_blobs(set_, blobs_to_send(plan_), 1); !v) {
-      return failed(v.error().message);
+      return failed(v.error());
     }
     return true;
   }
@@ -300,7 +317,7 @@ private:
     }
     auto s = client_.snapshotter();
     if (!s) {
-      return failed(s.error().message);
+      return failed(s.error());
     }
     snapshotter_ = *s;
     return true;
@@ -327,7 +344,7 @@ private:
     std::optional<util::Error> write_error;
     auto statuses = send_archive(entries, layers, then, write_error);
     if (write_error && write_error->kind == util::ErrorKind::bad_input) {
-      failed(write_error->message);  // the input changed since it was proven
+      failed(*write_error);  // the input changed since it was proven
       return Staged::failed;
     }
     if (!statuses) {
@@ -338,7 +355,7 @@ private:
       if (e.step == node::ChangeError::Step::import && e.error.failure == node::ImportFailure::missing_content) {
         return Staged::stale;
       }
-      failed(e.error.error.message);
+      failed(e.error.error);
       return Staged::failed;
     }
     if (!unconfirmed_uuid_.empty()) {
@@ -441,7 +458,7 @@ private:
       const auto& e = statuses.error();
       const bool raced = e.step == node::ChangeError::Step::import && e.error.failure == node::ImportFailure::name_taken;
       if (write_error || !raced || attempt == attempts) {
-        return failed(write_error ? write_error->message : e.error.error.message);
+        return failed(write_error ? *write_error : e.error.error);
       }
     }
   }

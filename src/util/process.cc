@@ -1,6 +1,7 @@
 #include "kload/util/process.h"
 
 #include "kload/util/fd.h"
+#include "kload/util/temp_dir.h"
 
 #include <algorithm>
 #include <atomic>
@@ -56,6 +57,8 @@ private:
   std::chrono::seconds saved_;
 };
 
+std::string fmt_cancelled(int sig) { return "interrupted by " + signal_name(sig); }
+
 // One spawned child, leader of its own process group, killed (the whole group) and
 // reaped on every path. The group is killed only while the leader is unreaped: its
 // zombie keeps the group's number from being given to anyone else.
@@ -75,6 +78,10 @@ public:
   // Starts argv[0] (searched in PATH) with the given descriptors as 0, 1 and 2.
   // Error (io): it cannot be started.
   Result<void> start(const std::vector<std::string>& argv, int in, int out, int err) {
+    if (const int sig = cancelled_by(); sig != 0) {
+      return fail(ErrorKind::interrupted,
+                  fmt_cancelled(sig) + ": " + argv[0] + " not started");
+    }
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, in, 0);
@@ -113,6 +120,10 @@ public:
         slot_ = static_cast<int>(i);
         break;
       }
+    }
+    // A cancel whose kill ran before the registration above: kill it here instead.
+    if (cancelled_by() != 0) {
+      kill_group();
     }
     return {};
   }

@@ -40,7 +40,8 @@ std::vector<std::string> short_node_names(const std::vector<std::string>& names)
 std::string images_table(const std::vector<NodeHeading>& nodes, const std::vector<load::NameRow>& rows,
                          std::size_t width);
 
-// The kload.ls/v1 document: every node (name, URI, whether it answered, its error) and
+// The kload.ls/v2 document, less what write_document adds (ok, exitCode, error):
+// every node (name, URI, whether it answered, its error object or null) and
 // every name with its state and, per node in the order of "nodes", its state there,
 // its target (null when not there) and whether it is complete.
 nlohmann::json images_json(const std::vector<NodeHeading>& nodes, const std::vector<load::NameRow>& rows);
