@@ -120,6 +120,8 @@ public:
   }
 
 private:
+  // Whatever went wrong talking to the node (a stream it stopped taking included) is
+  // the node's failure; `kind` says otherwise only for what kload found locally.
   bool failed(const std::string& message, util::ErrorKind kind = util::ErrorKind::node) {
     report_.status = NodeStatus::failed;
     report_.error = message;
@@ -172,7 +174,7 @@ private:
     const auto started = unix_now();
     auto p = client_.probe(want);
     if (!p) {
-      return failed(p.error());
+      return failed(p.error().message);
     }
     take_probe(std::move(*p), started);
     return true;
@@ -317,7 +319,7 @@ private:
     }
     auto s = client_.snapshotter();
     if (!s) {
-      return failed(s.error());
+      return failed(s.error().message);
     }
     snapshotter_ = *s;
     return true;
@@ -355,7 +357,7 @@ private:
       if (e.step == node::ChangeError::Step::import && e.error.failure == node::ImportFailure::missing_content) {
         return Staged::stale;
       }
-      failed(e.error.error);
+      failed(e.error.error.message);
       return Staged::failed;
     }
     if (!unconfirmed_uuid_.empty()) {
@@ -458,7 +460,9 @@ private:
       const auto& e = statuses.error();
       const bool raced = e.step == node::ChangeError::Step::import && e.error.failure == node::ImportFailure::name_taken;
       if (write_error || !raced || attempt == attempts) {
-        return failed(write_error ? *write_error : e.error.error);
+        const bool changed = write_error && write_error->kind == util::ErrorKind::bad_input;
+        return failed(write_error ? write_error->message : e.error.error.message,
+                      changed ? util::ErrorKind::bad_input : util::ErrorKind::node);
       }
     }
   }

@@ -46,11 +46,11 @@ struct NodeReport {
   std::string uri;
   NodeStatus status = NodeStatus::ok;
   std::string error;       // one line, when failed
-  // When failed: what kind of failure (node; interrupted when the run was cancelled;
-  // bad_input when the input changed since it was proven; io for a local failure),
-  // and the images not known to be complete under all their names on
-  // the node: those its plan sent or retagged, or every image when it failed before
-  // a plan.
+  // When failed: what kind of failure (node, also when reading the input failed
+  // mid-stream, which ctr's failure reports; interrupted when the run was cancelled;
+  // bad_input when the input changed since it was proven), and the images not known
+  // to be complete under all their names on the node: those its plan sent or
+  // retagged, or every image when it failed before a plan.
   util::ErrorKind error_kind = util::ErrorKind::node;
   std::vector<const format::Image*> lacks;
   std::vector<ImageOutcome> images;
