@@ -57,8 +57,6 @@ private:
   std::chrono::seconds saved_;
 };
 
-std::string fmt_cancelled(int sig) { return "interrupted by " + signal_name(sig); }
-
 // One spawned child, leader of its own process group, killed (the whole group) and
 // reaped on every path. The group is killed only while the leader is unreaped: its
 // zombie keeps the group's number from being given to anyone else.
@@ -76,11 +74,11 @@ public:
   }
 
   // Starts argv[0] (searched in PATH) with the given descriptors as 0, 1 and 2.
-  // Error (io): it cannot be started.
+  // Error (io): it cannot be started; (interrupted) the run was cancelled
+  // (OnSignal::cancel), so nothing new starts.
   Result<void> start(const std::vector<std::string>& argv, int in, int out, int err) {
     if (const int sig = cancelled_by(); sig != 0) {
-      return fail(ErrorKind::interrupted,
-                  fmt_cancelled(sig) + ": " + argv[0] + " not started");
+      return fail(ErrorKind::interrupted, "interrupted by " + signal_name(sig) + ": " + argv[0] + " not started");
     }
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);

@@ -196,11 +196,16 @@ void TempDir::remove() noexcept {
 }
 
 void install_cleanup_signal_handlers(OnSignal on_signal_mode) {
-  if (on_signal_mode == OnSignal::cancel && !g_cancel_mode.exchange(true)) {
-    struct sigaction alarm_action{};
-    alarm_action.sa_handler = on_alarm;
-    sigemptyset(&alarm_action.sa_mask);
-    sigaction(SIGALRM, &alarm_action, nullptr);
+  if (on_signal_mode == OnSignal::cancel) {
+    static std::once_flag cancel_once;
+    std::call_once(cancel_once, [] {
+      // The end of the grace period is handled before any signal can start one.
+      struct sigaction alarm_action{};
+      alarm_action.sa_handler = on_alarm;
+      sigemptyset(&alarm_action.sa_mask);
+      sigaction(SIGALRM, &alarm_action, nullptr);
+      g_cancel_mode = true;
+    });
   }
   static std::once_flag once;
   std::call_once(once, [] {
@@ -214,10 +219,6 @@ void install_cleanup_signal_handlers(OnSignal on_signal_mode) {
     signal(SIGPIPE, SIG_IGN);
   });
 }
-
-} // namespace kload::util
-
-namespace kload::util {
 
 int cancelled_by() noexcept { return g_cancelled_by.load(); }
 
