@@ -3,6 +3,7 @@
 #include "kload/cli/commands.h"
 #include "kload/cli/completion.h"
 #include "kload/cli/console.h"
+#include "kload/cli/json_report.h"
 #include "kload/cli/kind_dropin.h"
 #include "kload/util/parallel.h"
 #include "kload/util/text.h"
@@ -11,24 +12,31 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
+#include <csignal>
 #include <cstdio>
 
 namespace kload::cli {
 
-namespace {
-
-int exit_code_for(util::ErrorKind kind) {
-  switch (kind) {
+int exit_code_for(const util::Error& error) {
+  switch (error.kind) {
   case util::ErrorKind::bad_input:
   case util::ErrorKind::usage:
     return exit_bad_input;
   case util::ErrorKind::node:
-  case util::ErrorKind::io:
     return exit_node_failure;
+  case util::ErrorKind::io:
+    return exit_local_failure;
+  case util::ErrorKind::interrupted: {
+    const int signal = util::cancelled_by();
+    return 128 + (signal != 0 ? signal : SIGINT);
+  }
   }
   return exit_node_failure;
 }
+
+namespace {
 
 std::optional<format::Platform> parse_platform(const std::string& text) {
   if (text.empty()) {
@@ -160,7 +168,7 @@ void add_image_archive(CLI::App& app, Commands& c) {
       ->required();
   add_target_options(c.archive_cmd, c.archive.target, c.jobs, c.platform_text,
                      "Load this platform of multi-platform images (default: the host's)",
-                     "Print a JSON report (schema kload.load/v1) on stdout");
+                     "Print a JSON report (schema kload.load/v2, docs/json.md) on stdout");
   add_verbosity_options(c.archive_cmd, c.quiet, c.verbose);
   c.archive_cmd->add_option("--name-as", c.archive.name_as,
                             "NAME[:TAG] for every image that has no name (saved by ID; an OCI ref name that is\n"
@@ -186,7 +194,7 @@ void add_docker_image(CLI::App& app, Commands& c) {
   add_target_options(c.docker_cmd, c.docker.target, c.jobs, c.platform_text,
                      "Load this platform (default: the host's; with Docker's containerd image store a\n"
                      "saved multi-platform image holds only the platforms that were pulled)",
-                     "Print a JSON report (schema kload.load/v1, plus \"dockerSaved\") on stdout");
+                     "Print a JSON report (schema kload.load/v2, plus \"dockerSaved\") on stdout");
   add_verbosity_options(c.docker_cmd, c.quiet, c.verbose);
   c.docker_cmd->add_flag("--watch", c.docker.watch,
                          "Then follow Docker's image events and load again whenever an image's ID changes\n"
@@ -223,7 +231,8 @@ void add_cache(CLI::App& app, Commands& c) {
   c.cache_cmd->add_flag("--inputs", c.cache.inputs,
                         "forget: forget which input blobs were verified (with --node: those nodes too)");
   c.cache_cmd->add_flag("--yes", c.cache.yes, "forget: forget every node without asking");
-  c.cache_cmd->add_flag("--json", c.cache.json, "ls, stats: print JSON");
+  c.cache_cmd->add_flag("--json", c.cache.json,
+                        "ls, stats: print a JSON document (schema kload.cache-ls/v1, kload.cache-stats/v1)");
   c.cache_cmd->add_option("--cache", c.cache.cache_dir, "Cache directory (as for image-archive)");
 }
 
@@ -234,7 +243,7 @@ void add_ls(CLI::App& app, Commands& c) {
   c.ls_cmd = app.add_subcommand("ls", "Show which image names each node holds, asking the nodes themselves");
   c.ls_cmd->add_option("image", c.ls.images, "Only these names (app:dev is docker.io/library/app:dev)");
   add_node_options(c.ls_cmd, c.ls.target, c.jobs, nodes_jobs_help);
-  c.ls_cmd->add_flag("--json", c.ls.target.json, "Print a JSON document (schema kload.ls/v1) on stdout");
+  c.ls_cmd->add_flag("--json", c.ls.target.json, "Print a JSON document (schema kload.ls/v2) on stdout");
   c.ls_cmd->add_flag_callback(
       "--layers", [&c] { c.ls.layers = load::Layers::shown; },
       "Also list each image's layers: how many of the names shown share each, which\nnode holds it (the same round trip lists each node's content)");
@@ -258,7 +267,7 @@ void add_rm(CLI::App& app, Commands& c) {
       ->required();
   add_node_options(c.rm_cmd, c.rm.target, c.jobs, nodes_jobs_help);
   c.rm_cmd->add_flag("--dry-run", c.rm.target.dry_run, "Show what each node would lose; change nothing");
-  c.rm_cmd->add_flag("--json", c.rm.target.json, "Print a JSON report (schema kload.rm/v1) on stdout");
+  c.rm_cmd->add_flag("--json", c.rm.target.json, "Print a JSON report (schema kload.rm/v2) on stdout");
   add_cache_options(c.rm_cmd, c.rm.target);
   c.rm_cmd->footer(
       "Examples:\n"
@@ -427,6 +436,35 @@ util::Result<int> dispatch(CLI::App& app, Commands& c, Console& console) {
   return 0;
 }
 
+// The schema of the document the parsed command writes: empty without --json.
+std::string_view parsed_schema(const Commands& c) {
+  const std::pair<const CLI::App*, bool> commands[] = {
+      {c.inspect_cmd, c.inspect.json}, {c.archive_cmd, c.archive.target.json}, {c.docker_cmd, c.docker.target.json},
+      {c.ls_cmd, c.ls.target.json},    {c.rm_cmd, c.rm.target.json},          {c.push_cmd, c.push.json},
+      {c.cache_cmd, c.cache.json}};
+  for (const auto& [cmd, json] : commands) {
+    if (cmd->parsed() && json) {
+      return schema_of(cmd->get_name(), c.cache.action);
+    }
+  }
+  return "";
+}
+
+// The schema of the document asked for on a command line that did not parse:
+// COMMAND ... --json, the cache's action being its first word that is one.
+std::string_view argv_schema(int argc, char** argv) {
+  std::string_view action;
+  bool json = false;
+  for (int i = 2; i < argc && std::string_view(argv[i]) != "--"; ++i) {
+    const std::string_view word = argv[i];
+    json = json || word == "--json";
+    if (action.empty() && std::find(cache_actions.begin(), cache_actions.end(), word) != cache_actions.end()) {
+      action = word;
+    }
+  }
+  return argc > 1 && json ? schema_of(argv[1], action) : "";
+}
+
 // Prints an error, one "kload: error:" line per line of its message, and returns
 // its exit code.
 int report_error(const util::Error& error, Console& console) {
@@ -440,7 +478,23 @@ int report_error(const util::Error& error, Console& console) {
     }
     start = end + 1;
   }
-  return exit_code_for(error.kind);
+  return exit_code_for(error);
+}
+
+// How the run ends: the command's exit code, or its error (the interrupt in its
+// place once cancelled) printed and, when `schema` is not empty, written as that
+// schema's document. A command that returned a code under --json wrote its document,
+// and that code stands.
+int finish(const util::Result<int>& result, std::string_view schema, Console& console) {
+  if (result && util::cancelled_by() == 0) {
+    return *result;
+  }
+  const auto error = unless_interrupted(result ? std::nullopt : std::optional(result.error()));
+  const int code = report_error(*error, console);
+  if (schema.empty()) {
+    return code;
+  }
+  return result ? *result : write_document({{"schema", schema}}, error);
 }
 
 } // namespace
@@ -451,7 +505,7 @@ int run(int argc, char** argv) {
   if (const auto kind = kind_argv(argc, argv); !kind.empty()) {
     return run_as_kind(kind);
   }
-  util::install_cleanup_signal_handlers();
+  util::install_cleanup_signal_handlers(util::OnSignal::cancel);
   Console console;
   CLI::App app{"kload: load container images into Kubernetes nodes without a registry.\n"
                "Sends each node only the layers it is missing, and commits an image on a node\n"
@@ -459,7 +513,8 @@ int run(int argc, char** argv) {
                "kload"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "kload " KLOAD_VERSION);
-  app.footer("Exit codes: 0 success, 1 a node failed, 2 bad input or usage.\n"
+  app.footer("Exit codes: 0 success, 1 a node failed, 2 bad input or usage, 3 a local failure (temporary\n"
+             "space, the cache), 130/143 interrupted. With --json a document is written on every one.\n"
              "Run 'kload help COMMAND' (or 'kload COMMAND --help') for a command's options.");
   Commands commands;
   add_inspect(app, commands);
@@ -483,9 +538,9 @@ int run(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() != 0) {
-      console.error(fmt::format("kload: error: {}", e.what()));
+      const int code = finish(util::fail(util::ErrorKind::usage, e.what()), argv_schema(argc, argv), console);
       console.error("Run 'kload --help' for usage.");
-      return exit_bad_input;
+      return code;
     }
     return app.exit(e);
   }
@@ -493,10 +548,9 @@ int run(int argc, char** argv) {
   try {
     result = dispatch(app, commands, console);
   } catch (const CLI::ValidationError& e) {
-    console.error(fmt::format("kload: error: {}", e.what()));
-    return exit_bad_input;
+    result = util::fail(util::ErrorKind::usage, e.what());
   }
-  return result ? *result : report_error(result.error(), console);
+  return finish(result, parsed_schema(commands), console);
 }
 
 } // namespace kload::cli

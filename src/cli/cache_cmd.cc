@@ -1,6 +1,7 @@
 #include "kload/cache/cache.h"
 #include "kload/cli/commands.h"
 #include "kload/cli/console.h"
+#include "kload/cli/json_report.h"
 #include "kload/load/loader.h"
 #include "kload/node/ctr_client.h"
 #include "kload/node/node_uri.h"
@@ -34,13 +35,12 @@ Result<int> cache_stats(cache::Cache& c, bool json) {
     return std::unexpected(s.error());
   }
   if (json) {
-    const nlohmann::json out = {{"schema", "kload.cache-stats/v1"},
-                                {"dir", s->dir.string()},
-                                {"nodes", s->nodes},
-                                {"inputs", s->inputs},
-                                {"bytes", s->file_bytes}};
-    std::cout << json_text(out) << "\n";
-    return 0;
+    return write_document({{"schema", schema_cache_stats},
+                           {"dir", s->dir.string()},
+                           {"nodes", s->nodes},
+                           {"inputs", s->inputs},
+                           {"bytes", s->file_bytes}},
+                          std::nullopt);
   }
   std::cout << fmt::format("cache:  {}\nnodes:  {}\ninputs: {}\nsize:   {}\n", s->dir.string(), s->nodes, s->inputs,
                            util::human_bytes(s->file_bytes));
@@ -142,19 +142,19 @@ Result<int> cache_ls(cache::Cache& c, const CacheCommandOptions& options) {
   if (!keys) {
     return std::unexpected(keys.error());
   }
-  nlohmann::json out = nlohmann::json::array();
+  nlohmann::json records = nlohmann::json::array();
   for (const auto& [key, r] : *all) {
     if (std::find(keys->begin(), keys->end(), key) == keys->end()) {
       continue;
     }
     if (options.json) {
-      out.push_back(record_json(key, r));
+      records.push_back(record_json(key, r));
     } else {
       print_record(key, r);
     }
   }
   if (options.json) {
-    std::cout << json_text(out) << "\n";
+    return write_document({{"schema", schema_cache_ls}, {"nodes", records}}, std::nullopt);
   }
   return 0;
 }
@@ -245,6 +245,10 @@ Result<int> cache_refresh(cache::Cache& c, const CacheCommandOptions& options, C
 } // namespace
 
 Result<int> cache_command(const CacheCommandOptions& options, Console& console) {
+  if (options.json && schema_of("cache", options.action).empty()) {
+    return util::fail(util::ErrorKind::usage,
+                      fmt::format("--json goes with cache ls and cache stats, not cache {}", options.action));
+  }
   const auto dir = options.cache_dir.empty() ? cache::Cache::default_dir() : std::filesystem::path(options.cache_dir);
   auto opened = cache::Cache::open(dir, [&](const std::string& w) { console.warn(w); });
   if (!opened) {

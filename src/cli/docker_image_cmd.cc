@@ -27,6 +27,7 @@
 #include "kload/source/docker.h"
 #include "kload/util/human.h"
 #include "kload/util/parallel.h"
+#include "kload/util/temp_dir.h"
 #include "kload/util/text.h"
 
 #include <cerrno>
@@ -74,6 +75,10 @@ load::LoadReport settled_report(const std::vector<load::Target>& targets, const 
     if (checks[i].failed()) {
       r.status = load::NodeStatus::failed;
       r.error = checks[i].error;
+      r.error_kind = util::cancelled_by() != 0 ? util::ErrorKind::interrupted : util::ErrorKind::node;
+      for (const auto& image : stand_ins) {
+        r.lacks.push_back(&image);  // not known to hold any
+      }
       observer.finished(r);
     } else if (checks[i].holds_all()) {
       plan::NodePlan plan;

@@ -1,5 +1,7 @@
 #include "kload/cli/images_view.h"
 
+#include "kload/cli/json_report.h"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -220,11 +222,11 @@ void add_layers_json(nlohmann::json& doc, const std::vector<std::vector<load::La
 
 nlohmann::json images_json(const std::vector<NodeHeading>& nodes, const std::vector<load::NameRow>& rows) {
   nlohmann::json out;
-  out["schema"] = "kload.ls/v1";
-  out["ok"] = std::all_of(nodes.begin(), nodes.end(), [](const NodeHeading& n) { return n.error.empty(); });
+  out["schema"] = schema_ls;
   out["nodes"] = nlohmann::json::array();
   for (const auto& n : nodes) {
-    out["nodes"].push_back({{"node", n.name}, {"uri", n.uri}, {"ok", n.error.empty()}, {"error", n.error}});
+    out["nodes"].push_back(
+        {{"node", n.name}, {"uri", n.uri}, {"ok", n.error.empty()}, {"error", node_error_json(n.error)}});
   }
   out["images"] = nlohmann::json::array();
   for (const auto& r : rows) {

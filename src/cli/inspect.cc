@@ -1,5 +1,6 @@
 #include "kload/cli/commands.h"
 #include "kload/cli/console.h"
+#include "kload/cli/json_report.h"
 #include "kload/format/archive_reader.h"
 #include "kload/format/run_lint.h"
 #include "kload/format/verify.h"
@@ -129,11 +130,11 @@ nlohmann::json image_json(const format::Image& image, const std::unordered_map<u
           {"warnings", format::lint_run_config(image.run)}};
 }
 
-// The kload.inspect/v1 document.
-std::string inspect_json(const format::ImageSet& set, const std::optional<Verified>& verified) {
+// The kload.inspect/v1 document, less what write_document adds.
+nlohmann::json inspect_json(const format::ImageSet& set, const std::optional<Verified>& verified) {
   const auto uses = set.layer_use_counts();
   nlohmann::json out;
-  out["schema"] = "kload.inspect/v1";
+  out["schema"] = schema_inspect;
   out["images"] = nlohmann::json::array();
   for (const auto& image : set.images) {
     out["images"].push_back(image_json(image, uses));
@@ -151,7 +152,7 @@ std::string inspect_json(const format::ImageSet& set, const std::optional<Verifi
   } else {
     out["verified"] = nullptr;
   }
-  return json_text(out) + "\n";
+  return out;
 }
 
 std::string image_text(const format::Image& image, const std::unordered_map<util::Digest, int>& uses) {
@@ -216,8 +217,10 @@ Result<int> inspect(const InspectOptions& options, Console& console) {
     }
     verified = *v;
   }
-  const auto text = options.json ? inspect_json(*set, verified) : inspect_text(*set, verified, options.jobs);
-  std::fputs(text.c_str(), stdout);
+  if (options.json) {
+    return write_document(inspect_json(*set, verified), std::nullopt);
+  }
+  std::fputs(inspect_text(*set, verified, options.jobs).c_str(), stdout);
   return 0;
 }
 

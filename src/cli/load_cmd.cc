@@ -1,7 +1,9 @@
 #include "kload/cache/cache.h"
 #include "kload/cli/commands.h"
+#include "kload/cli/app.h"
 #include "kload/cli/config.h"
 #include "kload/cli/console.h"
+#include "kload/cli/json_report.h"
 #include "kload/format/run_lint.h"
 #include "kload/load/image_names.h"
 #include "kload/load/loader.h"
@@ -178,40 +180,70 @@ private:
   Clock::time_point drawn_{};
 };
 
+nlohmann::json image_ref_json(const format::Image& image) { return {{"id", image.id.str()}, {"names", image.names}}; }
+
+nlohmann::json node_json(const load::NodeReport& n, bool dry_run) {
+  nlohmann::json images = nlohmann::json::array();
+  for (const auto& i : n.images) {
+    images.push_back({{"id", i.image->id.str()},
+                      {"names", i.image->names},
+                      {"action", action_name(i.action, dry_run)},
+                      {"namesSet", i.names}});
+  }
+  nlohmann::json lacks = nlohmann::json::array();
+  for (const auto* image : n.lacks) {
+    lacks.push_back(image_ref_json(*image));
+  }
+  const bool ok = n.status == load::NodeStatus::ok;
+  return {{"node", n.node},
+          {"uri", n.uri},
+          {"ok", ok},
+          {"error", ok ? nlohmann::json(nullptr) : error_json(util::Error{n.error_kind, n.error})},
+          {"lacks", lacks},
+          {"images", images},
+          {"layersSent", n.layers_sent},
+          {"layerBytesSent", n.layer_bytes_sent},
+          {"bytesSent", n.bytes_sent},
+          {"layersSkipped", n.layers_skipped},
+          {"bytesSkipped", n.bytes_skipped},
+          {"layersPlanned", n.layers_planned},
+          {"layerBytesPlanned", n.layer_bytes_planned},
+          {"ctrCalls", n.ctr_calls},
+          {"listings", n.listings},
+          {"retried", n.retried},
+          {"seconds", rounded_seconds(n.seconds)}};
+}
+
+// The kload.load/v2 document, less what write_document adds.
 nlohmann::json report_json(const load::LoadReport& report, bool dry_run) {
   nlohmann::json out;
-  out["schema"] = "kload.load/v1";
+  out["schema"] = schema_load;
   out["dryRun"] = dry_run;
-  out["ok"] = report.all_ok();
-  out["seconds"] = report.seconds;
+  out["seconds"] = rounded_seconds(report.seconds);
   out["hashed"] = {{"blobs", report.blobs_hashed}, {"bytes", report.bytes_hashed}};
   out["nodes"] = nlohmann::json::array();
   for (const auto& n : report.nodes) {
-    nlohmann::json images = nlohmann::json::array();
-    for (const auto& i : n.images) {
-      images.push_back({{"id", i.image->id.str()},
-                        {"names", i.image->names},
-                        {"action", action_name(i.action, dry_run)},
-                        {"namesSet", i.names}});
-    }
-    out["nodes"].push_back({{"node", n.node},
-                            {"uri", n.uri},
-                            {"ok", n.status == load::NodeStatus::ok},
-                            {"error", n.error},
-                            {"images", images},
-                            {"layersSent", n.layers_sent},
-                            {"layerBytesSent", n.layer_bytes_sent},
-                            {"bytesSent", n.bytes_sent},
-                            {"layersSkipped", n.layers_skipped},
-                            {"bytesSkipped", n.bytes_skipped},
-                            {"layersPlanned", n.layers_planned},
-                            {"layerBytesPlanned", n.layer_bytes_planned},
-                            {"ctrCalls", n.ctr_calls},
-                            {"listings", n.listings},
-                            {"retried", n.retried},
-                            {"seconds", n.seconds}});
+    out["nodes"].push_back(node_json(n, dry_run));
   }
   return out;
+}
+
+// How far from this machine a failure lies, for the one kind a load with several
+// failed nodes ends with: an interrupt, then bad input, then a local failure, then
+// the nodes' own.
+int severity(util::ErrorKind kind) {
+  switch (kind) {
+  case util::ErrorKind::interrupted:
+    return 4;
+  case util::ErrorKind::bad_input:
+  case util::ErrorKind::usage:
+    return 3;
+  case util::ErrorKind::io:
+    return 2;
+  case util::ErrorKind::node:
+    return 1;
+  }
+  return 1;
 }
 
 } // namespace
@@ -272,8 +304,26 @@ std::vector<ImageWarning> lint_images(const std::vector<const format::Image*>& i
   return out;
 }
 
+std::optional<util::Error> load_failure(const load::LoadReport& report) {
+  std::vector<std::string> failed;
+  auto kind = util::ErrorKind::node;
+  for (const auto& n : report.nodes) {
+    if (n.status == load::NodeStatus::failed) {
+      failed.push_back(n.node);
+      kind = severity(n.error_kind) > severity(kind) ? n.error_kind : kind;
+    }
+  }
+  if (failed.empty()) {
+    return std::nullopt;
+  }
+  return util::Error{kind, fmt::format("{} of {} node(s) failed: {}; each node's error says why, and a rerun sends "
+                                       "only what they lack",
+                                       failed.size(), report.nodes.size(), util::joined(failed, ", "))};
+}
+
 int print_load_report(const load::LoadReport& report, const LoadSummary& summary, Console& console) {
   console.line(summary_line(report, summary));
+  const auto failure = load_failure(report);
   if (summary.json) {
     auto out = report_json(report, summary.dry_run);
     if (summary.docker_saved) {
@@ -283,9 +333,10 @@ int print_load_report(const load::LoadReport& report, const LoadSummary& summary
     for (const auto& w : summary.lint) {
       out["lint"].push_back({{"image", w.image}, {"warning", w.warning}});
     }
-    std::cout << json_text(out) << "\n";
+    return write_document(std::move(out), failure);
   }
-  return report.all_ok() ? 0 : 1;
+  const auto outcome = unless_interrupted(failure);
+  return outcome ? exit_code_for(*outcome) : exit_ok;
 }
 
 std::unique_ptr<cache::Cache> open_cache(bool no_cache, const std::string& dir, Console& console) {

@@ -7,7 +7,9 @@
 #include "kload/cli/commands.h"
 #include "kload/cli/console.h"
 #include "kload/cli/images_view.h"
+#include "kload/cli/json_report.h"
 #include "kload/load/node_images.h"
+#include "kload/util/text.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -26,12 +28,12 @@ void print_failure(Console& console, const load::Target& target, const std::stri
   console.error(fmt::format("node \"{}\": FAILED: {}", target.uri.display(), error));
 }
 
+// The kload.rm/v2 document, less what write_document adds.
 nlohmann::json removal_json(const std::vector<load::Target>& targets, const std::vector<std::string>& names,
                             const std::vector<load::Removal>& removals, bool dry_run) {
   nlohmann::json out;
-  out["schema"] = "kload.rm/v1";
+  out["schema"] = schema_rm;
   out["dryRun"] = dry_run;
-  out["ok"] = std::none_of(removals.begin(), removals.end(), [](const load::Removal& r) { return r.failed(); });
   out["images"] = names;
   out["nodes"] = nlohmann::json::array();
   for (std::size_t i = 0; i < targets.size(); ++i) {
@@ -39,11 +41,27 @@ nlohmann::json removal_json(const std::vector<load::Target>& targets, const std:
     out["nodes"].push_back({{"node", targets[i].uri.display()},
                             {"uri", targets[i].uri.text},
                             {"ok", !r.failed()},
-                            {"error", r.error},
+                            {"error", node_error_json(r.error)},
                             {"removed", r.removed},
                             {"absent", r.absent}});
   }
   return out;
+}
+
+// How a command that asks every node ends: nullopt, or a node error naming the
+// `failed` nodes of `total`.
+std::optional<util::Error> nodes_failure(const std::vector<std::string>& failed, std::size_t total) {
+  if (failed.empty()) {
+    return std::nullopt;
+  }
+  return util::Error{util::ErrorKind::node, fmt::format("{} of {} node(s) failed: {}", failed.size(), total,
+                                                        util::joined(failed, ", "))};
+}
+
+// The exit code of a command that asks every node and prints no document.
+int nodes_exit_code(const std::vector<std::string>& failed, std::size_t total) {
+  const auto outcome = unless_interrupted(nodes_failure(failed, total));
+  return outcome ? exit_code_for(*outcome) : exit_ok;
 }
 
 } // namespace
@@ -63,12 +81,12 @@ Result<int> list_images(const NodeImagesOptions& options, Console& console) {
   const auto& targets = prepared->targets;
   const auto answers = load::read_names(targets, *names, target.jobs, options.layers);
   std::vector<NodeHeading> headings;
-  bool failed = false;
+  std::vector<std::string> failed;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     headings.push_back(NodeHeading{targets[i].uri.display(), targets[i].uri.text, answers[i].error});
     if (answers[i].failed()) {
       print_failure(console, targets[i], answers[i].error);
-      failed = true;
+      failed.push_back(targets[i].uri.display());
     }
   }
   const auto rows = load::name_rows(answers, *names);
@@ -83,11 +101,10 @@ Result<int> list_images(const NodeImagesOptions& options, Console& console) {
     if (options.layers == load::Layers::shown) {
       add_layers_json(doc, layers);
     }
-    std::cout << json_text(doc) << "\n";
-  } else {
-    std::cout << images_table(headings, rows, table_width) << layers_text(headings, rows, layers) << std::flush;
+    return write_document(std::move(doc), nodes_failure(failed, targets.size()));
   }
-  return failed ? exit_node_failure : exit_ok;
+  std::cout << images_table(headings, rows, table_width) << layers_text(headings, rows, layers) << std::flush;
+  return nodes_exit_code(failed, targets.size());
 }
 
 Result<int> remove_images(const NodeImagesOptions& options, Console& console) {
@@ -105,7 +122,7 @@ Result<int> remove_images(const NodeImagesOptions& options, Console& console) {
   const auto removals = load::remove_names(targets, *names, load_options(t, prepared->cache.get()));
   const std::string removed = t.dry_run ? "would remove" : "removed";
   std::size_t count = 0;
-  std::size_t failed = 0;
+  std::vector<std::string> failed;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const auto& r = removals[i];
     const auto node = targets[i].uri.display();
@@ -117,16 +134,17 @@ Result<int> remove_images(const NodeImagesOptions& options, Console& console) {
     }
     if (r.failed()) {
       print_failure(console, targets[i], r.error);
-      ++failed;
+      failed.push_back(node);
     }
     count += r.removed.size();
   }
   console.line(fmt::format("{}{} {} name(s) from {} node(s){}", t.dry_run ? "dry run: " : "", removed, count,
-                           targets.size(), failed > 0 ? fmt::format("; {} node(s) FAILED", failed) : ""));
+                           targets.size(),
+                           failed.empty() ? "" : fmt::format("; {} node(s) FAILED", failed.size())));
   if (t.json) {
-    std::cout << json_text(removal_json(targets, *names, removals, t.dry_run)) << "\n";
+    return write_document(removal_json(targets, *names, removals, t.dry_run), nodes_failure(failed, targets.size()));
   }
-  return failed > 0 ? exit_node_failure : exit_ok;
+  return nodes_exit_code(failed, targets.size());
 }
 
 Result<int> prune_nodes(const TargetOptions& options, Console& console) {
@@ -140,7 +158,7 @@ Result<int> prune_nodes(const TargetOptions& options, Console& console) {
   const std::string removed = options.dry_run ? "would remove" : "removed";
   std::size_t names = 0;
   std::size_t records = 0;
-  std::size_t failed = 0;
+  std::vector<std::string> failed;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const auto& p = prunings[i];
     const auto node = targets[i].uri.display();
@@ -152,7 +170,7 @@ Result<int> prune_nodes(const TargetOptions& options, Console& console) {
     }
     if (p.failed()) {
       print_failure(console, targets[i], p.error);
-      ++failed;
+      failed.push_back(node);
     }
     names += p.removed.size();
     records += p.record_forgotten ? 1 : 0;
@@ -160,8 +178,8 @@ Result<int> prune_nodes(const TargetOptions& options, Console& console) {
   console.line(fmt::format("{}{} {} staging name(s) of ended loads from {} node(s), {} {} cache record(s){}",
                            options.dry_run ? "dry run: " : "", removed, names, targets.size(),
                            options.dry_run ? "would forget" : "forgot", records,
-                           failed > 0 ? fmt::format("; {} node(s) FAILED", failed) : ""));
-  return failed > 0 ? exit_node_failure : exit_ok;
+                           failed.empty() ? "" : fmt::format("; {} node(s) FAILED", failed.size())));
+  return nodes_exit_code(failed, targets.size());
 }
 
 } // namespace kload::cli

@@ -1,5 +1,6 @@
 #include "kload/cli/commands.h"
 #include "kload/cli/console.h"
+#include "kload/cli/json_report.h"
 #include "kload/plan/planner.h"
 #include "kload/registry/push.h"
 #include "kload/util/human.h"
@@ -45,7 +46,7 @@ CLI::App* add_push_command(CLI::App& app, PushCommandOptions& options) {
       "is sent; manifests last, and only where the tag does not already name them. A\n"
       "docker-save image gets the manifest containerd synthesises on import, so its\n"
       "manifest digest is the one a load gives it. Multi-platform indexes are not pushed:\n"
-      "one platform per name. Exit codes: 0 pushed, 1 the registry failed, 2 bad input.");
+      "one platform per name. Exit codes: 0 pushed, 1 the registry failed, 2 bad input, 3 a local failure.");
   return cmd;
 }
 
@@ -131,7 +132,7 @@ Result<int> push_images(const PushCommandOptions& options, Console& console) {
                            written, report->images.size() - written, requests));
   if (options.json) {
     nlohmann::json doc;
-    doc["schema"] = "kload.push/v1";
+    doc["schema"] = schema_push;
     doc["registry"] = address->host;
     doc["images"] = nlohmann::json::array();
     for (const auto& p : report->images) {
@@ -152,7 +153,7 @@ Result<int> push_images(const PushCommandOptions& options, Console& console) {
     doc["bytesUploaded"] = report->bytes_uploaded;
     doc["bytesHashed"] = report->bytes_hashed;
     doc["requests"] = report->requests;
-    std::cout << json_text(doc) << "\n";
+    return write_document(std::move(doc), std::nullopt);
   }
   return 0;
 }

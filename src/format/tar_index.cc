@@ -3,6 +3,7 @@
 
 #include "kload/util/process.h"
 #include "kload/util/sha256.h"
+#include "kload/util/temp_dir.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -40,8 +41,8 @@ la_ssize_t source_read(struct archive* a, void* data, const void** out) {
   auto* s = static_cast<TarSource*>(data);
   while (true) {
     const ssize_t n = ::read(s->fd.get(), s->buffer.data(), s->buffer.size());
-    if (n < 0 && errno == EINTR) {
-      continue;
+    if (n < 0 && errno == EINTR && util::cancelled_by() == 0) {
+      continue;  // a cancelled run stops waiting for a stream that may never go on
     }
     if (n < 0) {
       archive_set_error(a, errno, "read failed: %s", std::strerror(errno));
@@ -228,14 +229,18 @@ Result<void> TarIndex::store_entry_data(struct archive* a, const std::string& na
     e.spool = *path;
     out.reset(::open(e.spool.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out) {
-      return util::fail(ErrorKind::io, fmt::format("cannot create spool file {}: {}", e.spool.string(), std::strerror(errno)));
+      return util::fail(ErrorKind::io, fmt::format("cannot create spool file {}: {}; set TMPDIR to a writable "
+                                                   "directory with room",
+                                                   e.spool.string(), std::strerror(errno)));
     }
     struct statvfs vfs{};
     if (::fstatvfs(out.get(), &vfs) == 0 &&
         static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize < e.size + (64ull << 20)) {
-      return bad(name, fmt::format("needs {} bytes of temporary space in {}, which has {} free; set TMPDIR elsewhere",
-                                   e.size, e.spool.parent_path().string(),
-                                   static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize));
+      return util::fail(ErrorKind::io,
+                        fmt::format("{}: {}: needs {} bytes of temporary space in {}, which has {} free; set TMPDIR "
+                                    "elsewhere",
+                                    input_, name, e.size, e.spool.parent_path().string(),
+                                    static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize));
     }
   } else {
     mem.reserve(e.size);
@@ -247,6 +252,10 @@ Result<void> TarIndex::store_entry_data(struct archive* a, const std::string& na
   la_int64_t off = 0;
   Result<void> status{};
   while (true) {
+    if (const int sig = util::cancelled_by(); sig != 0) {  // a cancelled run reads no further
+      status = util::fail(ErrorKind::interrupted, "interrupted by " + util::signal_name(sig));
+      break;
+    }
     const int r = archive_read_data_block(a, &buf, &len, &off);
     if (r == ARCHIVE_EOF) {
       break;

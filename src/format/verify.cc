@@ -4,6 +4,7 @@
 #include "kload/util/fd.h"
 #include "kload/util/parallel.h"
 #include "kload/util/sha256.h"
+#include "kload/util/temp_dir.h"
 
 #include <archive.h>
 #include <fmt/format.h>
@@ -36,6 +37,9 @@ Result<void> read_blob(const Blob& blob, const std::function<Result<void>(std::s
   std::uint64_t done = 0;
   Result<void> status{};
   while (done < blob.size) {
+    if (const int sig = util::cancelled_by(); sig != 0) {  // a cancelled run hashes and sends no further
+      return util::fail(ErrorKind::interrupted, "interrupted by " + util::signal_name(sig));
+    }
     const auto want = std::min<std::uint64_t>(buf.size(), blob.size - done);
     const ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(blob.where.offset + done));
     if (n < 0 && errno == EINTR) {

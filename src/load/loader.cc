@@ -5,6 +5,7 @@
 #include "kload/format/verify.h"
 #include "kload/util/parallel.h"
 #include "kload/util/process.h"
+#include "kload/util/temp_dir.h"
 
 #include "node_record.h"
 #include "staging.h"
@@ -111,6 +112,8 @@ public:
       }
       report_.layers_skipped = plan_.skipped_layers;
       report_.bytes_skipped = plan_.skipped_bytes;
+    } else {
+      note_lacking();
     }
     report_.ctr_calls = client_.calls();
     report_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -119,11 +122,27 @@ public:
 
 private:
   // Fails the node with `message`, which says so when a node that answered earlier in
-  // this load no longer does (see unless_gone).
-  bool failed(const std::string& message) {
+  // this load no longer does (see unless_gone). Whatever went wrong talking to the node
+  // (a stream it stopped taking included) is the node's failure; `kind` says otherwise
+  // only for what kload found locally.
+  bool failed(const std::string& message, util::ErrorKind kind = util::ErrorKind::node) {
     report_.status = NodeStatus::failed;
-    report_.error = answered_ ? unless_gone(message) : message;
+    // Once the run is cancelled, what fails was most likely failed by the cancel.
+    report_.error_kind = util::cancelled_by() != 0 ? util::ErrorKind::interrupted : kind;
+    report_.error = answered_ && report_.error_kind == util::ErrorKind::node ? unless_gone(message) : message;
     return false;
+  }
+  bool failed(const util::Error& error) { return failed(error.message, error.kind); }
+
+  // The images a failed node may lack: see NodeReport::lacks.
+  void note_lacking() {
+    for (const auto* image : images_) {
+      const auto step = std::find_if(plan_.steps.begin(), plan_.steps.end(),
+                                     [&](const plan::ImageStep& s) { return s.image == image; });
+      if (step == plan_.steps.end() || step->action != plan::Action::skip) {
+        report_.lacks.push_back(image);
+      }
+    }
   }
 
   // `message`, or, when the node no longer answers at all (one `ctr version` asks),
@@ -244,7 +263,7 @@ private:
   bool prove_plan() {
     const std::lock_guard lock(verify_mutex_);
     if (auto v = format::verify_blobs(set_, blobs_to_send(plan_), 1); !v) {
-      return failed(v.error().message);
+      return failed(v.error());
     }
     return true;
   }
@@ -342,7 +361,7 @@ private:
     std::optional<util::Error> write_error;
     auto statuses = send_archive(entries, layers, then, write_error);
     if (write_error && write_error->kind == util::ErrorKind::bad_input) {
-      failed(write_error->message);  // the input changed since it was proven
+      failed(*write_error);  // the input changed since it was proven
       return Staged::failed;
     }
     if (!statuses) {
@@ -460,7 +479,9 @@ private:
       const auto& e = statuses.error();
       const bool raced = e.step == node::ChangeError::Step::import && e.error.failure == node::ImportFailure::name_taken;
       if (write_error || !raced || attempt == attempts) {
-        return failed(write_error ? write_error->message : e.error.error.message);
+        const bool changed = write_error && write_error->kind == util::ErrorKind::bad_input;
+        return failed(write_error ? write_error->message : e.error.error.message,
+                      changed ? util::ErrorKind::bad_input : util::ErrorKind::node);
       }
     }
   }

@@ -1,6 +1,7 @@
 #include "kload/util/process.h"
 
 #include "kload/util/fd.h"
+#include "kload/util/temp_dir.h"
 
 #include <algorithm>
 #include <atomic>
@@ -73,8 +74,12 @@ public:
   }
 
   // Starts argv[0] (searched in PATH) with the given descriptors as 0, 1 and 2.
-  // Error (io): it cannot be started.
+  // Error (io): it cannot be started; (interrupted) the run was cancelled
+  // (OnSignal::cancel), so nothing new starts.
   Result<void> start(const std::vector<std::string>& argv, int in, int out, int err) {
+    if (const int sig = cancelled_by(); sig != 0) {
+      return fail(ErrorKind::interrupted, "interrupted by " + signal_name(sig) + ": " + argv[0] + " not started");
+    }
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, in, 0);
@@ -113,6 +118,10 @@ public:
         slot_ = static_cast<int>(i);
         break;
       }
+    }
+    // A cancel whose kill ran before the registration above: kill it here instead.
+    if (cancelled_by() != 0) {
+      kill_group();
     }
     return {};
   }

@@ -103,7 +103,10 @@ void write_note() noexcept {
   }
 }
 
-void on_signal(int sig) {
+std::atomic<bool> g_cancel_mode{false};
+std::atomic<int> g_cancelled_by{0};
+
+[[noreturn]] void exit_now(int sig) {
   // Children lead their own process groups, so the terminal's Ctrl-C no longer
   // reaches them: they end with kload.
   kill_running_children();
@@ -115,6 +118,20 @@ void on_signal(int sig) {
   }
   _exit(128 + sig);
 }
+
+void on_signal(int sig) {
+  int none = 0;
+  if (!g_cancel_mode.load() || !g_cancelled_by.compare_exchange_strong(none, sig)) {
+    exit_now(sig);  // OnSignal::exit, or a second signal: the user insists
+  }
+  // A child that a thread starts now sees the flag once it is registered (see
+  // Child::start), so none escapes the kill.
+  kill_running_children();
+  ::alarm(cancel_grace_seconds);
+}
+
+// The run did not wind down within cancel_grace_seconds of the cancel.
+void on_alarm(int) { exit_now(g_cancelled_by.load()); }
 } // namespace
 
 namespace {
@@ -167,8 +184,8 @@ Result<TempDir> TempDir::create(const std::string& prefix) {
   const auto token = own_process_token();  // empty only without /proc: then unnamed
   std::string templ = base + "/" + prefix + "." + (token.empty() ? "" : token + ".") + "XXXXXX";
   if (mkdtemp(templ.data()) == nullptr) {
-    return fail(ErrorKind::io,
-                "cannot create a temporary directory " + templ + ": " + std::strerror(errno));
+    return fail(ErrorKind::io, "cannot create a temporary directory " + templ + ": " + std::strerror(errno) +
+                                   "; set TMPDIR to a writable directory");
   }
   // Locked at once: from here a sweep in another PID namespace leaves it alone too.
   Fd lock(::open(templ.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
@@ -221,7 +238,18 @@ void set_interrupt_note(std::string_view note) {
   g_note.store(next);
 }
 
-void install_cleanup_signal_handlers() {
+void install_cleanup_signal_handlers(OnSignal on_signal_mode) {
+  if (on_signal_mode == OnSignal::cancel) {
+    static std::once_flag cancel_once;
+    std::call_once(cancel_once, [] {
+      // The end of the grace period is handled before any signal can start one.
+      struct sigaction alarm_action{};
+      alarm_action.sa_handler = on_alarm;
+      sigemptyset(&alarm_action.sa_mask);
+      sigaction(SIGALRM, &alarm_action, nullptr);
+      g_cancel_mode = true;
+    });
+  }
   static std::once_flag once;
   std::call_once(once, [] {
     struct sigaction sa{};
@@ -233,6 +261,21 @@ void install_cleanup_signal_handlers() {
     // A node that hangs up mid-stream must give an EPIPE error, not kill us.
     signal(SIGPIPE, SIG_IGN);
   });
+}
+
+int cancelled_by() noexcept { return g_cancelled_by.load(); }
+
+std::string signal_name(int signal) {
+  switch (signal) {
+  case SIGINT:
+    return "SIGINT";
+  case SIGTERM:
+    return "SIGTERM";
+  case SIGHUP:
+    return "SIGHUP";
+  default:
+    return "signal " + std::to_string(signal);
+  }
 }
 
 } // namespace kload::util

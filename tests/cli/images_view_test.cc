@@ -1,5 +1,5 @@
 // How `kload ls` shows the names on nodes: a table that fits 80 columns, one block per
-// node when it cannot, and the kload.ls/v1 document.
+// node when it cannot, and the kload.ls/v2 document.
 
 #include "kload/cli/images_view.h"
 #include "kload/util/sha256.h"
@@ -126,11 +126,14 @@ TEST(ImagesView, JsonHasEveryNodeAndEveryNamesState) {
   answers[1].error = nodes[1].error;
   const auto doc =
       images_json(nodes, load::name_rows(answers, {"docker.io/library/app:dev", "docker.io/library/x:v1"}));
-  EXPECT_EQ(doc["schema"], "kload.ls/v1");
-  EXPECT_FALSE(doc["ok"].get<bool>());
+  EXPECT_EQ(doc["schema"], "kload.ls/v2");
+  EXPECT_FALSE(doc.contains("ok")) << "write_document adds ok, exitCode and error";
   ASSERT_EQ(doc["nodes"].size(), 2u);
   EXPECT_EQ(doc["nodes"][1]["uri"], "docker://kind-worker");
-  EXPECT_EQ(doc["nodes"][1]["error"], "node kind-worker: not reachable");
+  EXPECT_FALSE(doc["nodes"][1]["ok"].get<bool>());
+  EXPECT_EQ(doc["nodes"][1]["error"],
+            (nlohmann::json{{"category", "node"}, {"message", "node kind-worker: not reachable"}}));
+  EXPECT_TRUE(doc["nodes"][0]["error"].is_null());
   ASSERT_EQ(doc["images"].size(), 2u);
   const auto& app = doc["images"][0];
   EXPECT_EQ(app["name"], "docker.io/library/app:dev");

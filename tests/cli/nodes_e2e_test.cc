@@ -57,7 +57,7 @@ protected:
     auto r = kload({"cache", "ls", "--json", "--cache", cache_dir});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::vector<std::string> out;
-    for (const auto& record : json::parse(r.out)) {
+    for (const auto& record : json::parse(r.out)["nodes"]) {
       if (record["node"] == lab.uris().at(static_cast<std::size_t>(n - 1))) {
         for (const auto& [name, v] : record["names"].items()) {
           out.push_back(name);
@@ -87,7 +87,7 @@ TEST_F(E2ENodeImages, LsRmAndPruneOnAKindCluster) {
     auto r = kload({"ls", "--name", lab.cluster(), "--json"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto doc = json::parse(r.out);
-    EXPECT_EQ(doc["schema"], "kload.ls/v1");
+    EXPECT_EQ(doc["schema"], "kload.ls/v2");
     ASSERT_EQ(doc["nodes"].size(), 2u);
     std::map<std::string, json> rows;
     for (const auto& image : doc["images"]) {
@@ -183,7 +183,7 @@ TEST_F(E2ENodeImages, LsRmAndPruneOnAKindCluster) {
     EXPECT_TRUE(after.contains(recent)) << "made within the hour elsewhere: its load may still run";
     EXPECT_TRUE(after.contains("docker.io/library/split:v1"));
     auto records = kload({"cache", "ls", "--json", "--cache", cache_dir});
-    EXPECT_EQ(json::parse(records.out), json::array()) << records.out;
+    EXPECT_EQ(json::parse(records.out)["nodes"], json::array()) << records.out;
   }
   {
     SCOPED_TRACE("ls: a node that fails is named, in one line, and in its column");

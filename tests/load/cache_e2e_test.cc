@@ -74,7 +74,7 @@ TEST_F(E2ECache, WarmReloadsMakeNoListing) {
   EXPECT_EQ(back["hashed"]["bytes"], 0) << "top1 was proven by the first run and the file is unchanged";
   auto ls = kload({"cache", "ls", "--json", "--cache", cache_dir});
   ASSERT_EQ(ls.exit_code, 0) << ls.err;
-  auto nodes = json::parse(ls.out);
+  auto nodes = json::parse(ls.out)["nodes"];
   ASSERT_EQ(nodes.size(), 2u);
   EXPECT_TRUE(nodes[0]["names"]["docker.io/library/app:v1"]["byKload"].get<bool>());
 }

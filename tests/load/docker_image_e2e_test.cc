@@ -410,7 +410,7 @@ TEST_F(E2EDockerImage, AnUnreachableNodeFailsAloneAndExitsOne) {
   auto report = run_json({"docker-image", "app:v1", "--name", "dev"}, 1);
   EXPECT_TRUE(node_of(report, "dev-control-plane")["ok"].get<bool>());
   EXPECT_FALSE(node_of(report, "dev-worker")["ok"].get<bool>());
-  EXPECT_THAT(node_of(report, "dev-worker")["error"].get<std::string>(), HasSubstr("node dev-worker"));
+  EXPECT_THAT(node_of(report, "dev-worker")["error"]["message"].get<std::string>(), HasSubstr("node dev-worker"));
   EXPECT_EQ(calls_starting("[exec][-i][dev-worker]").size(), 1u) << "only the pre-check";
   EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id);
 }

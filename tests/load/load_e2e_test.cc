@@ -365,7 +365,7 @@ TEST_F(E2ELoad, OneNodeDownIsNamedAndTheOthersComplete) {
   EXPECT_TRUE(node(report, 0)["ok"].get<bool>());
   EXPECT_FALSE(node(report, 1)["ok"].get<bool>());
   EXPECT_TRUE(node(report, 2)["ok"].get<bool>());
-  EXPECT_NE(node(report, 1)["error"].get<std::string>().find(lab.node_name(2)), std::string::npos)
+  EXPECT_NE(node(report, 1)["error"]["message"].get<std::string>().find(lab.node_name(2)), std::string::npos)
       << node(report, 1)["error"];
   EXPECT_NE(err.find(lab.node_name(2)), std::string::npos) << err;
   EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(v1));

@@ -424,6 +424,31 @@ TEST_F(LoaderProtocol, FailedImportOfASecondNameFailsTheNode) {
   EXPECT_FALSE(node.images.contains("docker.io/library/app:two"));
 }
 
+// A failed node's report names the images it may lack: those its plan sent (not
+// those it held), or every image when it failed before a plan.
+TEST_F(LoaderProtocol, AFailedNodeSaysWhichImagesItLacks) {
+  auto one = archive("one.tar", {"app:one=base:4K"});
+  auto both = archive("both.tar", {"app:one=base:4K", "app:two=top:4K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *one).status, NodeStatus::ok);
+  node.fail(Op::import, 1, "node fake: importing: ctr: deadline exceeded");
+  const auto r = load_into(node, *both);
+  ASSERT_EQ(r.status, NodeStatus::failed);
+  EXPECT_EQ(r.error_kind, util::ErrorKind::node);
+  ASSERT_EQ(r.lacks.size(), 1u);
+  EXPECT_EQ(r.lacks[0]->names, std::vector<std::string>{"docker.io/library/app:two"});
+
+  FakeNode gone;
+  gone.fail(Op::check, 1, "node fake: not reachable: connection refused");
+  const auto g = load_into(gone, *both, false);
+  ASSERT_EQ(g.status, NodeStatus::failed);
+  EXPECT_EQ(g.lacks.size(), 2u) << "no plan: it may lack every image";
+
+  const auto ok = load_into(node, *both);
+  ASSERT_EQ(ok.status, NodeStatus::ok) << ok.error;
+  EXPECT_TRUE(ok.lacks.empty());
+}
+
 TEST_F(LoaderProtocol, RetagSourceMovedBetweenCheckAndTagIsCaughtByTheConfirm) {
   auto [gz, zst] = two_manifests("app:gz", "app:zst");
   auto other = archive("other.tar", {"other:v1=else:4K"});

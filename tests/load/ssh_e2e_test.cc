@@ -428,7 +428,7 @@ TEST_F(E2ESsh, DroppedConnectionMidTransferNeverExposesAnIncompleteImageAndAReru
     GTEST_SKIP() << "the transfer finished before the connection was dropped; nothing to observe";
   }
   EXPECT_EQ(WEXITSTATUS(status), 1) << err;
-  EXPECT_NE(node0(report)["error"].get<std::string>().find("node " + std::string(host_alias)), std::string::npos)
+  EXPECT_NE(node0(report)["error"]["message"].get<std::string>().find("node " + std::string(host_alias)), std::string::npos)
       << node0(report)["error"];
   EXPECT_NE(err.find(host_alias), std::string::npos) << err;
 

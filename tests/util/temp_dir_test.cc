@@ -338,5 +338,51 @@ TEST(TempDir, InterruptedKloadLeavesNoSpoolDirectory) { interrupt_while_spooling
 
 TEST(TempDir, TerminatedKloadLeavesNoSpoolDirectory) { interrupt_while_spooling(SIGTERM, 143); }
 
+// What a cancelled run sees, in a child process (the cancel is for the whole
+// process, and stays): the first SIGINT kills the running child and the process goes
+// on, new children are refused as interrupted, and a second signal (SIGTERM) ends it
+// at once with 143 (a first signal that exited would give 130). The child's exit
+// status says which step failed.
+int cancelled_run() {
+  install_cleanup_signal_handlers(OnSignal::cancel);
+  SystemProcessRunner runner;
+  std::thread interrupter([] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    ::kill(::getpid(), SIGINT);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  auto slept = runner.run({"sleep", "30"}, {}, std::chrono::milliseconds{0});
+  interrupter.join();
+  if (!slept || slept->signal != SIGKILL || std::chrono::steady_clock::now() - start > std::chrono::seconds(5)) {
+    return 11;  // the running child was not killed at once
+  }
+  if (cancelled_by() != SIGINT) {
+    return 12;
+  }
+  auto refused = runner.run({"true"}, {}, std::chrono::milliseconds{0});
+  if (refused || refused.error().kind != ErrorKind::interrupted ||
+      refused.error().message.find("interrupted by SIGINT") == std::string::npos) {
+    return 13;  // a child started after the cancel
+  }
+  ::alarm(0);                   // the grace period's end would exit 130
+  ::kill(::getpid(), SIGTERM);  // the second: exits 143 here
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  return 14;
+}
+
+TEST(TempDir, CancelKillsTheChildrenRefusesNewOnesAndASecondSignalExits) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::_exit(cancelled_run());
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  ASSERT_TRUE(WIFEXITED(status)) << "status " << status;
+  EXPECT_EQ(WEXITSTATUS(status), 143)
+      << "130: the first signal exited, 11: not killed, 12: no cancel, 13: a child after the cancel, 14: no exit";
+}
+
 } // namespace
 } // namespace kload::util

@@ -87,8 +87,9 @@ struct LoadCommandOptions {
   TargetOptions target;
 };
 
-// `kload image-archive`: loads the archives' images into every node. Returns 0 when
-// every node holds every image, 1 when some node failed. Error (bad_input/usage),
+// `kload image-archive`: loads the archives' images into every node. Returns as
+// print_load_report (0 when every node holds every image, 1 when some node failed).
+// Error (io): no temporary space to spool the input in. Error (bad_input/usage),
 // before any node is touched: unreadable input, a name that is invalid, in kload's
 // staging namespace, given to two images or with a digest not of its manifest, an
 // image without a name and no --name-as (see load/image_names.h), bad node URI, a
@@ -106,8 +107,8 @@ struct DockerImageOptions {
 // the images' IDs (`docker image inspect`, one call) and each node whether its names
 // already hold them (one `ctr images check` per node); only if some node lacks an
 // image runs `docker save` once, of the images lacked, and loads the stream into the
-// nodes lacking something (decisions in load/docker_plan.h). Returns 0 when every
-// node holds every image, 1 when some node failed. Error (bad_input/usage): docker
+// nodes lacking something (decisions in load/docker_plan.h). Returns as
+// print_load_report. Error (io): no temporary space for the save. Error (bad_input/usage): docker
 // not installed or not running, an image Docker does not have, a name that is not
 // one of its tags or lies in kload's staging namespace, a failing or truncated
 // `docker save` (nothing is then sent to any node), node selection errors as for
@@ -123,15 +124,17 @@ struct NodeImagesOptions {
 // `kload ls`: one `ctr images check` per node (never the cache) and a table of every
 // name (only `images`, normalised as loads normalise names, when given) with what
 // each node holds under it (load/node_images.h, cli/images_view.h), or with `json`
-// the kload.ls/v1 document; with `layers`, the same round trip lists each node's
-// content too, and each name's layers follow (cli::layers_text, add_layers_json). Returns 0, or 1 when some node could not be asked (its
-// error is printed as one line). Error (usage): a name that is no reference, node
+// the kload.ls/v2 document (write_document); with `layers`, the same round trip lists
+// each node's content too, and each name's layers follow (cli::layers_text,
+// add_layers_json). Returns 0, or 1 when some node could not be asked (its error is
+// printed as one line), or 128+signal when cancelled. Error (usage): a name that is no reference, node
 // selection errors as for image_archive.
 util::Result<int> list_images(const NodeImagesOptions& options, Console& console);
 
 // `kload rm`: removes exactly the names `images` (normalised) from every node, checks
 // that they are gone and drops them from the nodes' cache records; a name not on a
-// node is reported, not an error. Returns 0, or 1 when some node failed. Error
+// node is reported, not an error; with `json` the kload.rm/v2 document. Returns 0,
+// or 1 when some node failed, or 128+signal when cancelled. Error
 // (usage): a name that is no reference or in kload's staging namespace, node
 // selection errors as for image_archive.
 util::Result<int> remove_images(const NodeImagesOptions& options, Console& console);
@@ -156,7 +159,7 @@ CLI::App* add_push_command(CLI::App& app, PushCommandOptions& options);
 
 // `kload push`: pushes one platform per name of the archives' images to the registry
 // (registry/push.h) and prints a line per image and a summary (with `json`, the
-// kload.push/v1 document on stdout). Returns 0. Error: usage (a bad --registry,
+// kload.push/v1 document on stdout, write_document). Returns 0. Error: usage (a bad --registry,
 // --creds or --platform), bad_input (unreadable input, an image without a name, a
 // blob that does not match its digest, an unreadable docker config), node (the
 // registry refused or could not be reached: exit 1).
@@ -215,8 +218,14 @@ struct LoadSummary {
   std::vector<ImageWarning> lint;    // JSON "lint"
 };
 
-// Prints the one-line summary of a load and, with `json`, its kload.load/v1 document
-// on stdout. Returns the exit code: 0 when every node is fine, else 1.
+// Why a load failed, when some node failed: Error{kind, "N of M node(s) failed: a, b"},
+// the kind that of the failed node furthest from a node's own failure (interrupted,
+// then bad_input, then io, then node). Nullopt when every node is fine.
+std::optional<util::Error> load_failure(const load::LoadReport& report);
+
+// Prints the one-line summary of a load and, with `json`, its kload.load/v2 document
+// on stdout (write_document). Returns the exit code: 0 when every node is fine and the
+// run was not cancelled, else that of load_failure or of the interrupt.
 int print_load_report(const load::LoadReport& report, const LoadSummary& summary, Console& console);
 
 struct CacheCommandOptions {
@@ -229,7 +238,9 @@ struct CacheCommandOptions {
   unsigned jobs = 8;
 };
 
-// `kload cache ls|stats|forget|refresh`. Error (usage/io/node).
+// `kload cache ls|stats|forget|refresh`, with `json` (ls and stats only) the
+// kload.cache-ls/v1 or kload.cache-stats/v1 document. Error: usage (--json with
+// forget or refresh), io (the cache cannot be opened), node (refresh).
 util::Result<int> cache_command(const CacheCommandOptions& options, Console& console);
 
 // Reads every archive into one set, with a progress line per archive. Error

@@ -51,7 +51,8 @@ std::string layers_text(const std::vector<NodeHeading>& nodes, const std::vector
 // "layers": [{"digest", "sharedBy", "held": [true, false or null per node]}].
 void add_layers_json(nlohmann::json& doc, const std::vector<std::vector<load::LayerRow>>& layers);
 
-// The kload.ls/v1 document: every node (name, URI, whether it answered, its error) and
+// The kload.ls/v2 document, less what write_document adds (ok, exitCode, error):
+// every node (name, URI, whether it answered, its error object or null) and
 // every name with its state and, per node in the order of "nodes", its state there,
 // its target (null when not there) and whether it is complete.
 nlohmann::json images_json(const std::vector<NodeHeading>& nodes, const std::vector<load::NameRow>& rows);

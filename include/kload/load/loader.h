@@ -46,6 +46,13 @@ struct NodeReport {
   std::string uri;
   NodeStatus status = NodeStatus::ok;
   std::string error;       // one line, when failed
+  // When failed: what kind of failure (node, also when reading the input failed
+  // mid-stream, which ctr's failure reports; interrupted when the run was cancelled;
+  // bad_input when the input changed since it was proven), and the images not known
+  // to be complete under all their names on the node: those its plan sent or
+  // retagged, or every image when it failed before a plan.
+  util::ErrorKind error_kind = util::ErrorKind::node;
+  std::vector<const format::Image*> lacks;
   std::vector<ImageOutcome> images;
   std::uint64_t layers_sent = 0;
   std::uint64_t layer_bytes_sent = 0;

@@ -7,16 +7,17 @@
 
 namespace kload::util {
 
-// What went wrong, which decides the exit code: input and usage problems exit 2,
-// node failures exit 1. Ctrl-C is not an Error: the SIGINT/SIGTERM handler
-// (util::install_cleanup_signal_handlers) kills the children, removes the temporary
-// directories and exits 128+signal at once, since an Error would only reach the top
-// after every node's step in flight had finished.
+// What went wrong, which decides the exit code (cli/app.h): node failures exit 1,
+// input and usage problems 2, local I/O failures 3, an interrupt 128+signal. Under
+// the CLI's OnSignal::cancel (util/temp_dir.h) SIGINT/SIGTERM kill the children and
+// refuse new ones, so what was running fails with `interrupted` and the run ends
+// through the one top-level handler like any other failure.
 enum class ErrorKind {
-  bad_input, // an archive, a JSON file or a digest is wrong
-  usage,     // the command line is wrong
-  node,      // a node failed or could not be reached
-  io,        // a local file system or process problem
+  bad_input,   // an archive, a JSON file or a digest is wrong
+  usage,       // the command line is wrong
+  node,        // a node failed or could not be reached
+  io,          // a local file system or process problem: temporary space, the cache, a local file
+  interrupted, // SIGINT, SIGTERM or SIGHUP cancelled the run
 };
 
 struct Error {

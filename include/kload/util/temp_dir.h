@@ -1,6 +1,7 @@
 #pragma once
 // A private temporary directory removed when the owner goes away, and also on
-// SIGINT/SIGTERM (the process then exits with 130/143). A SIGKILLed process can
+// SIGINT/SIGTERM (the process then exits with 130/143, at once or once cancelled:
+// see OnSignal). A SIGKILLed process can
 // remove nothing, so each directory is named for the process that owns it and the
 // next TempDir::create of the same prefix removes those of processes that ended.
 
@@ -9,6 +10,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <string>
 #include <string_view>
 
 namespace kload::util {
@@ -36,10 +38,35 @@ private:
   Fd lock_;  // an flock on the directory: held while this process lives
 };
 
-// Installs SIGINT/SIGTERM/SIGHUP handlers that kill the process group of every
-// running child (kill_running_children), write the interrupt note (if any) to stderr,
-// remove every live TempDir and exit with 128 + the signal's number. Idempotent.
-void install_cleanup_signal_handlers();
+// What the first SIGINT, SIGTERM or SIGHUP does.
+enum class OnSignal {
+  // Kill the process group of every running child (kill_running_children), write
+  // the interrupt note (set_interrupt_note), remove every live TempDir and exit
+  // 128+signal at once.
+  exit,
+  // Kill the children and refuse new ones (SystemProcessRunner fails with
+  // ErrorKind::interrupted), so that the run winds down by itself and its main thread
+  // reports (a JSON document included) and exits 128+signal. A second signal, or a
+  // run still going cancel_grace after the first, ends as `exit` does.
+  cancel,
+};
+
+// How long a cancelled run may take to wind down before it is ended as by
+// OnSignal::exit: a step that starts no child (decompressing, hashing) is not
+// cut short, so this bounds it.
+inline constexpr unsigned cancel_grace_seconds = 5;
+
+// Installs the SIGINT/SIGTERM/SIGHUP handlers (and ignores SIGPIPE). Idempotent;
+// OnSignal::cancel, once asked for, stays: a library call that only wants the
+// clean-up (the archive reader's) does not undo the command line's choice.
+void install_cleanup_signal_handlers(OnSignal on_signal = OnSignal::exit);
+
+// The signal that cancelled the run under OnSignal::cancel; 0 while none has.
+// Async-signal-safe.
+int cancelled_by() noexcept;
+
+// "SIGINT", "SIGTERM", "SIGHUP", else "signal N".
+std::string signal_name(int signal);
 
 // The longest interrupt note, in bytes; a longer one is cut.
 inline constexpr std::size_t interrupt_note_max = 1024;
