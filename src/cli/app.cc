@@ -54,14 +54,16 @@ std::optional<format::Platform> parse_platform(const std::string& text) {
 void add_node_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, const std::string& jobs_help) {
   auto* node =
       cmd->add_option("-n,--node", target.nodes,
-                      "A node: docker://CONTAINER, containerd:///path/to.sock or ssh://[user@]host[:port];\n"
+                      "A node: docker://CONTAINER, podman://CONTAINER, containerd:///path/to.sock or\n"
+                      "ssh://[user@]host[:port];\n"
                       "add ?namespace=NS (default k8s.io) or &snapshotter=S (default: the node's).\n"
                       "Repeatable. Without --node: the URIs in $KLOAD_NODES (separated by spaces or\n"
                       "newlines) unless --name or --nodes is given, else the nodes of the kind cluster --name");
   auto* name = cmd->add_option("--name", target.cluster,
                                "The cluster whose nodes to use: one of the config file's clusters, else a kind\n"
-                               "cluster (its node containers, found with docker ps, less the external load\n"
-                               "balancer). Default: the config's default, else \"kind\", like kind's --name");
+                               "cluster (its node containers, found with docker ps, or podman ps when\n"
+                               "$KIND_EXPERIMENTAL_PROVIDER=podman, less the external load balancer).\n"
+                               "Default: the config's default, else \"kind\", like kind's --name");
   auto* picks = cmd->add_option("--nodes", target.kind_nodes,
                                 "Only these nodes of the cluster, by name (a kind node's container name): a,b")
                     ->delimiter(',');

@@ -14,6 +14,7 @@
 #include "kload/cli/console.h"
 #include "kload/format/image_ref.h"
 #include "kload/load/loader.h"
+#include "kload/node/kind.h"
 #include "kload/util/fd.h"
 #include "kload/util/parallel.h"
 #include "kload/util/temp_dir.h"
@@ -414,7 +415,7 @@ int hand_on(std::span<char*> argv, const KindHandOn& why) {
 
 } // namespace
 
-KindRoute route_kind_args(std::span<const std::string> args, const char* cluster_env) {
+KindRoute route_kind_args(std::span<const std::string> args, const char* cluster_env, const char* provider_env) {
   Reading r;
   if (auto why = read_args(args, r); !why.empty()) {
     return KindHandOn{why};
@@ -444,6 +445,13 @@ KindRoute route_kind_args(std::span<const std::string> args, const char* cluster
   }
   if (load.cluster.empty()) {
     return KindHandOn{"an empty --name"};
+  }
+  const auto provider = node::parse_kind_provider(provider_env);
+  if (!provider) {
+    return KindHandOn{fmt::format("{}={}", node::kind_provider_env, provider_env)};
+  }
+  if (*provider == node::KindProvider::podman && load.verb == KindVerb::docker_image) {
+    return KindHandOn{"docker-image from Podman's image store"};
   }
   return load;
 }
@@ -515,7 +523,7 @@ std::vector<FileId> parse_passed(std::string_view text) {
 
 int run_as_kind(std::span<char*> argv) {
   const std::vector<std::string> args(argv.begin() + (argv.empty() ? 0 : 1), argv.end());
-  const auto route = route_kind_args(args, std::getenv("KIND_CLUSTER_NAME"));
+  const auto route = route_kind_args(args, std::getenv("KIND_CLUSTER_NAME"), std::getenv(node::kind_provider_env));
   if (const auto* load = std::get_if<KindLoad>(&route)) {
     return serve(*load);
   }

@@ -417,10 +417,15 @@ Result<std::vector<node::NodeUri>> configured_nodes(const ConfiguredCluster& clu
   return uris;
 }
 
-// The node containers of kind cluster `cluster`, narrowed to `picks`.
+// The node containers of kind cluster `cluster` on the engine $KIND_EXPERIMENTAL_PROVIDER
+// names (docker:// or podman:// nodes), narrowed to `picks`.
 Result<std::vector<node::NodeUri>> kind_cluster_nodes(const std::string& cluster, const std::vector<std::string>& picks,
                                                       util::ProcessRunner& runner, Console& console) {
-  auto all = node::list_kind_nodes(cluster, runner);
+  const auto provider = node::parse_kind_provider(std::getenv(node::kind_provider_env));
+  if (!provider) {
+    return std::unexpected(provider.error());
+  }
+  auto all = node::list_kind_nodes(cluster, *provider, runner);
   if (!all) {
     return std::unexpected(all.error());
   }

@@ -101,6 +101,10 @@ bool unreachable(const NodeUri& uri, const ProcessResult& r) {
     // "No such container", "is not running", or no docker daemon at all.
     return r.err.find("Error response from daemon:") != std::string::npos ||
            r.err.find("Cannot connect to the Docker daemon") != std::string::npos;
+  case TransportKind::podman:
+    // Podman exits 125 for its own failures ("no container with name or ID"); a stopped
+    // container is "container state improper", with exit status 255.
+    return r.exit_code == 125 || r.err.find("container state improper") != std::string::npos;
   case TransportKind::ssh:
     // ssh reserves 255 for its own failures (resolve, connect, auth).
     return r.exit_code == 255;

@@ -47,17 +47,42 @@ std::string command_line(const std::vector<std::string>& argv) {
 
 } // namespace
 
-std::vector<std::string> kind_list_argv(std::string_view cluster) {
-  return {"docker",
+util::Result<KindProvider> parse_kind_provider(const char* value) {
+  const std::string_view v = value != nullptr ? value : "";
+  if (v.empty() || v == "docker") {
+    return KindProvider::docker;
+  }
+  if (v == "podman") {
+    return KindProvider::podman;
+  }
+  if (v == "nerdctl") {
+    return util::fail(ErrorKind::usage, fmt::format("{}=nerdctl: kload cannot reach nerdctl-hosted kind nodes; "
+                                                    "unset it (docker) or set it to podman",
+                                                    kind_provider_env));
+  }
+  std::string shown(v); // a value is one line in the message whatever it holds
+  std::replace_if(shown.begin(), shown.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }, '?');
+  return util::fail(ErrorKind::usage, fmt::format("{}=\"{}\": unknown kind provider (known: docker, podman)",
+                                                  kind_provider_env, shown));
+}
+
+std::string_view engine_program(KindProvider provider) {
+  return provider == KindProvider::podman ? "podman" : "docker";
+}
+
+std::vector<std::string> kind_list_argv(KindProvider provider, std::string_view cluster) {
+  const auto role = provider == KindProvider::podman ? fmt::format("index .Labels \"{}\"", kind_role_label)
+                                                     : fmt::format(".Label \"{}\"", kind_role_label);
+  return {std::string(engine_program(provider)),
           "ps",
           "-a",
           "--filter",
           fmt::format("label={}={}", kind_cluster_label, cluster),
           "--format",
-          fmt::format("{{{{.Names}}}}\\t{{{{.Label \"{}\"}}}}", kind_role_label)};
+          fmt::format("{{{{.Names}}}}\\t{{{{{}}}}}", role)};
 }
 
-std::vector<KindNode> parse_kind_nodes(std::string_view out) {
+std::vector<KindNode> parse_kind_nodes(KindProvider provider, std::string_view out) {
   std::vector<KindNode> nodes;
   while (!out.empty()) {
     const auto nl = out.find('\n');
@@ -71,7 +96,7 @@ std::vector<KindNode> parse_kind_nodes(std::string_view out) {
     if (name.empty() || role == kind_load_balancer_role) {
       continue;
     }
-    nodes.push_back(KindNode{std::string(name), std::string(role)});
+    nodes.push_back(KindNode{std::string(name), std::string(role), provider});
   }
   std::sort(nodes.begin(), nodes.end(), [](const KindNode& a, const KindNode& b) { return a.name < b.name; });
   nodes.erase(
@@ -80,20 +105,22 @@ std::vector<KindNode> parse_kind_nodes(std::string_view out) {
   return nodes;
 }
 
-util::Result<std::vector<KindNode>> list_kind_nodes(std::string_view cluster, util::ProcessRunner& runner) {
+util::Result<std::vector<KindNode>> list_kind_nodes(std::string_view cluster, KindProvider provider,
+                                                    util::ProcessRunner& runner) {
   if (cluster.empty()) {
     return util::fail(ErrorKind::usage, "--name: the kind cluster name is empty");
   }
-  const auto argv = kind_list_argv(cluster);
+  const auto argv = kind_list_argv(provider, cluster);
+  const auto engine = engine_program(provider);
   const auto context = fmt::format("cannot list the nodes of kind cluster \"{}\"", cluster);
   auto r = runner.run(argv, {}, list_timeout);
   if (!r) {
     return util::fail(ErrorKind::usage,
-                      fmt::format("{}: docker is not installed or not on PATH ({})", context, r.error().message));
+                      fmt::format("{}: {} is not installed or not on PATH ({})", context, engine, r.error().message));
   }
   if (r->timed_out) {
-    return util::fail(ErrorKind::usage,
-                      fmt::format("{}: docker ps gave no answer within {} s", context, list_timeout.count() / 1000));
+    return util::fail(ErrorKind::usage, fmt::format("{}: {} ps gave no answer within {} s", context, engine,
+                                                    list_timeout.count() / 1000));
   }
   if (r->exit_code != 0) {
     auto why = last_line(r->err);
@@ -101,9 +128,9 @@ util::Result<std::vector<KindNode>> list_kind_nodes(std::string_view cluster, ut
       why = r->signal != 0 ? fmt::format("killed by signal {}", r->signal)
                            : fmt::format("exited with status {}", r->exit_code);
     }
-    return util::fail(ErrorKind::usage, fmt::format("{}: docker ps failed: {}", context, why));
+    return util::fail(ErrorKind::usage, fmt::format("{}: {} ps failed: {}", context, engine, why));
   }
-  auto nodes = parse_kind_nodes(r->out);
+  auto nodes = parse_kind_nodes(provider, r->out);
   if (nodes.empty()) {
     return util::fail(ErrorKind::usage, fmt::format("no nodes for kind cluster \"{}\"; is it running? ({})", cluster,
                                                     command_line({argv.begin(), argv.begin() + 5})));

@@ -215,7 +215,7 @@ util::Result<void> parse_query(std::string_view text, std::string_view query, No
       // One socket per URI: for containerd:// it is the target already, and two
       // spellings of it could disagree.
       if (uri.kind == TransportKind::containerd_socket) {
-        return bad(text, "address is for docker:// and ssh:// nodes (containerd:///SOCKET "
+        return bad(text, "address is for docker://, podman:// and ssh:// nodes (containerd:///SOCKET "
                          "names the socket itself)");
       }
       if (seen_address) {
@@ -255,7 +255,7 @@ util::Result<NodeUri> parse_node_uri(std::string_view text) {
 
   const auto sep = text.find("://");
   if (sep == std::string_view::npos) {
-    return bad(text, "expected containerd:///SOCKET, docker://CONTAINER or "
+    return bad(text, "expected containerd:///SOCKET, docker://CONTAINER, podman://CONTAINER or "
                      "ssh://[USER@]HOST[:PORT]");
   }
   const auto scheme = text.substr(0, sep);
@@ -281,8 +281,8 @@ util::Result<NodeUri> parse_node_uri(std::string_view text) {
       return bad(text, *why);
     }
     uri.target = std::string(rest);
-  } else if (scheme == "docker") {
-    uri.kind = TransportKind::docker;
+  } else if (scheme == "docker" || scheme == "podman") {
+    uri.kind = scheme == "docker" ? TransportKind::docker : TransportKind::podman;
     if (rest.empty()) {
       return bad(text, "empty container name");
     }
@@ -303,7 +303,7 @@ util::Result<NodeUri> parse_node_uri(std::string_view text) {
     }
   } else {
     return bad(text, "unknown scheme \"" + printable(scheme) +
-                         "\" (known: containerd, docker, ssh)");
+                         "\" (known: containerd, docker, podman, ssh)");
   }
 
   if (!query.empty()) {

@@ -68,8 +68,10 @@ std::vector<std::string> node_argv(const NodeUri& uri, const std::vector<std::st
   switch (uri.kind) {
   case TransportKind::containerd_socket:
     return words;
-  case TransportKind::docker: {
-    std::vector<std::string> argv{"docker", "exec", "-i", uri.target};
+  case TransportKind::docker:
+  case TransportKind::podman: {
+    // One path for both engines: Podman's exec takes Docker's arguments.
+    std::vector<std::string> argv{uri.kind == TransportKind::docker ? "docker" : "podman", "exec", "-i", uri.target};
     argv.insert(argv.end(), words.begin(), words.end());
     return argv;
   }

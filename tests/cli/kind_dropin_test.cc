@@ -26,8 +26,9 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 
-cli::KindRoute route(const std::vector<std::string>& args, const char* env = nullptr) {
-  return cli::route_kind_args(args, env);
+cli::KindRoute route(const std::vector<std::string>& args, const char* env = nullptr,
+                     const char* provider = nullptr) {
+  return cli::route_kind_args(args, env, provider);
 }
 
 // The load kload serves for `args`; fails the test when they are handed on.
@@ -159,6 +160,23 @@ TEST(KindRoute, LoadsKindWouldRefuseAreHandedOnForKindToSaySo) {
        }) {
     EXPECT_TRUE(handed_on(args)) << ::testing::PrintToString(args);
   }
+}
+
+// KIND_EXPERIMENTAL_PROVIDER: archives go to Podman-hosted nodes as to Docker-hosted
+// ones; docker-image under Podman means Podman's image store, which only kind reads.
+TEST(KindRoute, TheProviderDecidesWhatIsServed) {
+  const std::vector<std::string> archive{"load", "image-archive", "a.tar"};
+  const std::vector<std::string> image{"load", "docker-image", "app:dev"};
+  EXPECT_FALSE(std::holds_alternative<KindHandOn>(route(archive, nullptr, "podman")));
+  EXPECT_FALSE(std::holds_alternative<KindHandOn>(route(image, nullptr, "docker")));
+  EXPECT_FALSE(std::holds_alternative<KindHandOn>(route(image, nullptr, "")));
+  const auto podman_image = route(image, nullptr, "podman");
+  ASSERT_TRUE(std::holds_alternative<KindHandOn>(podman_image));
+  EXPECT_EQ(std::get<KindHandOn>(podman_image).why, "docker-image from Podman's image store");
+  const auto nerdctl = route(archive, nullptr, "nerdctl");
+  ASSERT_TRUE(std::holds_alternative<KindHandOn>(nerdctl));
+  EXPECT_EQ(std::get<KindHandOn>(nerdctl).why, "KIND_EXPERIMENTAL_PROVIDER=nerdctl");
+  EXPECT_TRUE(std::holds_alternative<KindHandOn>(route(archive, nullptr, "finch")));
 }
 
 TEST(KindArgv, ByProgramNameOrByCommand) {

@@ -192,7 +192,7 @@ int kload_fuzz_ctr_output(const std::uint8_t* data, std::size_t size) {
   }
   said_why(client.remove({"a", "b"}), "rm");
 
-  (void)kload::node::parse_kind_nodes(transport.section(kind_ps));
+  (void)kload::node::parse_kind_nodes(kload::node::KindProvider::docker, transport.section(kind_ps));
   said_why(kload::node::parse_node_uri(transport.section(uri)), "parse_node_uri");
   return 0;
 }

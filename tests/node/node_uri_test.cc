@@ -29,6 +29,16 @@ TEST(NodeUri, LabUriWithSnapshotter) {
   EXPECT_EQ(uri.ns, "k8s.io");
 }
 
+TEST(NodeUri, PodmanIsADockerLikeContainerOnAnotherEngine) {
+  const auto uri = parsed("podman://kind-worker2?address=/run/containerd/containerd.sock");
+  EXPECT_EQ(uri.kind, TransportKind::podman);
+  EXPECT_EQ(uri.target, "kind-worker2");
+  EXPECT_EQ(uri.ns, "k8s.io");
+  EXPECT_EQ(uri.address, "/run/containerd/containerd.sock");
+  EXPECT_EQ(uri.display(), "kind-worker2");
+  EXPECT_FALSE(same_node(uri, parsed("docker://kind-worker2?address=/run/containerd/containerd.sock")));
+}
+
 TEST(NodeUri, Docker) {
   const auto uri = parsed("docker://kind-worker2?namespace=default&snapshotter=overlayfs");
   EXPECT_EQ(uri.kind, TransportKind::docker);
@@ -83,7 +93,7 @@ TEST(NodeUri, AddressNamesTheSocketOnTheNode) {
 TEST(NodeUri, AddressErrors) {
   const std::pair<const char*, const char*> cases[] = {
       {"containerd:///run/containerd/containerd.sock?address=/other.sock",
-       "address is for docker:// and ssh:// nodes (containerd:///SOCKET names the socket "
+       "address is for docker://, podman:// and ssh:// nodes (containerd:///SOCKET names the socket "
        "itself)"},
       {"ssh://h?address=", "address must be an absolute path"},
       {"ssh://h?address=run/containerd.sock", "address must be an absolute path"},
@@ -120,6 +130,9 @@ TEST(NodeUri, ErrorsAreUsageErrorsNamingTheUri) {
       "docker://a;rm -rf /",                    // shell metacharacters
       "docker://node/extra",                    // path
       "docker://$(reboot)",                     //
+      "podman://",                              // empty name
+      "podman://-it",                           // option-looking name
+      "podman://a;b",                           // shell metacharacters
       "ssh://",                                 // empty host
       "ssh://-oProxyCommand=x",                 // option-looking host
       "ssh://user@",                            // empty host
@@ -163,7 +176,7 @@ TEST(NodeUri, MessageNamesTheUriAndTheReason) {
   const auto s = parse_node_uri("ftp://x");
   ASSERT_FALSE(s.has_value());
   EXPECT_EQ(s.error().message,
-            "bad node URI \"ftp://x\": unknown scheme \"ftp\" (known: containerd, docker, ssh)");
+            "bad node URI \"ftp://x\": unknown scheme \"ftp\" (known: containerd, docker, podman, ssh)");
 }
 
 TEST(NodeUri, NamesMayUseTheWholeAllowedAlphabet) {

@@ -29,6 +29,15 @@ TEST(CtrArgv, Docker) {
                           "5s", "-n", "default", "version"));
 }
 
+TEST(CtrArgv, PodmanIsDockersArgvWithPodman) {
+  EXPECT_THAT(ctr_argv(uri_of("podman://kind-worker?address=/run/c.sock"), {"version"}),
+              ElementsAre("podman", "exec", "-i", "kind-worker", "ctr", "-a", "/run/c.sock", "--connect-timeout", "5s",
+                          "-n", "k8s.io", "version"));
+  EXPECT_THAT(node_argv(uri_of("podman://kind-worker"), {"sh", "-c", "echo $0"}),
+              ElementsAre("podman", "exec", "-i", "kind-worker", "sh", "-c", "echo $0"));
+  EXPECT_TRUE(reaches_node_host(uri_of("podman://n")));
+}
+
 TEST(CtrArgv, SshMinimal) {
   EXPECT_THAT(ctr_argv(uri_of("ssh://node1"), {"images", "ls"}),
               ElementsAre("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "--",

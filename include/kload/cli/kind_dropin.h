@@ -48,8 +48,11 @@ using KindRoute = std::variant<KindLoad, KindHandOn>;
 // -h/--help). Anything else is handed on, so that the real kind answers it, its errors
 // included: other commands, unknown flags, a flag without its value, a bad number, no
 // input, an empty --name. `cluster_env` is $KIND_CLUSTER_NAME (null when unset), taken
-// when --name is not given, as kind does. Never fails.
-KindRoute route_kind_args(std::span<const std::string> args, const char* cluster_env);
+// when --name is not given, as kind does. `provider_env` is $KIND_EXPERIMENTAL_PROVIDER
+// (null when unset): Docker and Podman clusters are served, except `load docker-image`
+// on Podman (the images are in Podman's store, which kload does not read); on any
+// other provider the command is handed on. Never fails.
+KindRoute route_kind_args(std::span<const std::string> args, const char* cluster_env, const char* provider_env);
 
 // kind's argv within kload's: all of argv when argv[0]'s file name is "kind", argv
 // from its second word for `kload kind ...`; empty when kload runs as itself.

@@ -2,10 +2,11 @@
 // Node addresses: how a user names a containerd node.
 //   containerd:///run/containerd/containerd.sock   a local socket, via `ctr -a`
 //   docker://CONTAINER                             `docker exec -i CONTAINER ctr ...`
+//   podman://CONTAINER                             `podman exec -i CONTAINER ctr ...`
 //   ssh://[user@]host[:port]                       `ssh host ctr ...`
 // Query parameters: ?namespace=k8s.io (default) &snapshotter=overlayfs (default: the
-// node's own, else overlayfs) &address=/run/k3s/containerd/containerd.sock (docker and
-// ssh only: the containerd socket on the node, given to ctr as `-a`; default: ctr's
+// node's own, else overlayfs) &address=/run/k3s/containerd/containerd.sock (docker,
+// podman and ssh only: the containerd socket on the node, given to ctr as `-a`; default: ctr's
 // own, $CONTAINERD_ADDRESS there or /run/containerd/containerd.sock).
 
 #include "kload/util/error.h"
@@ -15,7 +16,8 @@
 
 namespace kload::node {
 
-enum class TransportKind { containerd_socket, docker, ssh };
+// docker and podman differ only in the engine program node_argv runs (transport.h).
+enum class TransportKind { containerd_socket, docker, podman, ssh };
 
 struct NodeUri {
   TransportKind kind = TransportKind::containerd_socket;
@@ -24,7 +26,7 @@ struct NodeUri {
   int port = 0;                // ssh only, 0 = ssh's default
   std::string ns = "k8s.io";   // containerd namespace
   std::string snapshotter;     // empty: ask the node, else overlayfs
-  std::string address;         // docker and ssh only: ctr's -a on the node; empty: its default
+  std::string address;         // docker, podman and ssh only: ctr's -a on the node; empty: its default
   std::string text;            // the URI as the user wrote it, for messages and keys
 
   // A short name for messages: the container, the host, or for a socket the name of

@@ -1,5 +1,5 @@
 #pragma once
-// The only thing that differs between local, docker and ssh nodes: how the argv of a
+// The only thing that differs between local, docker, podman and ssh nodes: how the argv of a
 // command (nearly always `ctr`) reaches the node. Everything above this speaks ctr
 // arguments.
 
@@ -22,7 +22,7 @@ public:
   virtual ~Transport() = default;
   // Runs `ctr --connect-timeout 5s -n NS ARGS...` on the node, feeding stdin through
   // `feed` (empty: no stdin). `timeout` zero means none. Error: the local program
-  // (ctr, docker, ssh) cannot be started, or (node) a containerd:// node's socket is
+  // (ctr, docker, podman, ssh) cannot be started, or (node) a containerd:// node's socket is
   // not there, "no socket at PATH: is containerd running?", at once rather than after
   // ctr's connect timeout; a failing ctr is a ProcessResult. So for run() and shell().
   virtual util::Result<util::ProcessResult> ctr(const std::vector<std::string>& args,
@@ -45,6 +45,7 @@ std::vector<std::string> ctr_words(const NodeUri& uri, const std::vector<std::st
 // The exact local argv that runs `ctr ARGS` (ctr_words) on the node described by `uri`:
 //   containerd: ctr -a SOCK --connect-timeout 5s -n NS ARGS
 //   docker:     docker exec -i CONTAINER ctr [-a ADDRESS] --connect-timeout 5s -n NS ARGS
+//   podman:     podman exec -i CONTAINER ctr ... (as docker)
 //   ssh:        ssh -o BatchMode=yes -o ConnectTimeout=10 [-p PORT] [-l USER] -- HOST
 //               'ctr' ['-a' 'ADDRESS'] '--connect-timeout' '5s' '-n' 'NS' 'ARGS'...
 //               (every remote word shell-quoted: ssh hands one joined line to the
@@ -55,12 +56,12 @@ std::vector<std::string> ctr_words(const NodeUri& uri, const std::vector<std::st
 std::vector<std::string> ctr_argv(const NodeUri& uri, const std::vector<std::string>& args);
 
 // The exact local argv that runs `words` on the node: for docker `docker exec -i
-// CONTAINER WORDS...`, for ssh the ssh prefix above with every word shell-quoted; for
+// CONTAINER WORDS...` (podman: `podman exec -i ...`), for ssh the ssh prefix above with every word shell-quoted; for
 // containerd:// (a socket on this machine) the words themselves.
 std::vector<std::string> node_argv(const NodeUri& uri, const std::vector<std::string>& words);
 
 // Whether the node's own files (its containerd configuration) are what node_argv
-// reaches: true for docker and ssh; false for a containerd:// socket, whose daemon may
+// reaches: true for docker, podman and ssh; false for a containerd:// socket, whose daemon may
 // run with any configuration on this machine.
 [[nodiscard]] bool reaches_node_host(const NodeUri& uri);
 
