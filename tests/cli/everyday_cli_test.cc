@@ -139,7 +139,7 @@ TEST_F(Completion, BashCompletesCommandsOptionsFilesImagesAndWords) {
   write_file(scratch / "app.tar", "");
   const auto dir = scratch.path().string();
   EXPECT_EQ(bash_offers(bash, dir, {"kload", "ima"}), "image-archive\n");
-  EXPECT_EQ(bash_offers(bash, dir, {"kload", "image-archive", "--no"}), "--no-cache\n--node\n--nodes\n");
+  EXPECT_EQ(bash_offers(bash, dir, {"kload", "image-archive", "--no"}), "--no-lint\n--no-cache\n--node\n--nodes\n");
   EXPECT_EQ(bash_offers(bash, dir, {"kload", "image-archive", "ap"}), "app.tar\n");
   EXPECT_EQ(bash_offers(bash, dir, {"kload", "docker-image", "ap"}), "app:dev\n");
   EXPECT_EQ(bash_offers(bash, dir, {"kload", "cache", "f"}), "forget\n");
@@ -156,11 +156,12 @@ TEST_F(Completion, FishCompletesCommandsOptionsAndWords) {
                             "complete -C 'kload cache f'; complete -C 'kload completion z'"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   const auto lines = split_lines(r.out);
-  ASSERT_EQ(lines.size(), 4u) << r.out;
+  ASSERT_EQ(lines.size(), 5u) << r.out;
   EXPECT_THAT(lines[0], ::testing::StartsWith("image-archive\tLoad images from archives"));
   EXPECT_THAT(lines[1], ::testing::StartsWith("--no-cache\t"));
-  EXPECT_EQ(lines[2], "forget");
-  EXPECT_EQ(lines[3], "zsh");
+  EXPECT_THAT(lines[2], ::testing::StartsWith("--no-lint\t"));
+  EXPECT_EQ(lines[3], "forget");
+  EXPECT_EQ(lines[4], "zsh");
 }
 
 TEST_F(Completion, ZshLoadsTheScriptAndRegistersItForKload) {

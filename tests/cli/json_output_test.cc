@@ -274,6 +274,11 @@ TEST(CliJson, LoadLsAndRmWriteDocumentsForGoodAndFailedNodes) {
   const auto ls = kload({"ls", "--json", "--node", node});
   ASSERT_EQ(ls.exit_code, 0) << ls.err;
   checked_document(ls, "kload.ls/v2", Report::whole, "ls");
+  const auto layers = kload({"ls", "--json", "--layers", "--node", node, "--node", gone});
+  const auto with_layers = checked_document(layers, "kload.ls/v2", Report::whole, "ls --layers");
+  ASSERT_FALSE(with_layers["images"].empty()) << layers.out;
+  ASSERT_FALSE(with_layers["images"][0]["layers"].empty()) << layers.out;
+  EXPECT_EQ(with_layers["images"][0]["layers"][0]["held"], json::array({true, nullptr})) << layers.out;
   const auto ls_failed = failed_document(kload({"ls", "--json", "--node", node, "--node", gone}), "kload.ls/v2",
                                          Report::whole, 1, "node", "1 of 2 node(s) failed", "ls, one node unreachable");
   EXPECT_EQ(ls_failed["nodes"][1]["error"]["category"], "node") << ls_failed.dump();

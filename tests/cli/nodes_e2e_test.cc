@@ -57,7 +57,8 @@ protected:
     auto r = kload({"cache", "ls", "--json", "--cache", cache_dir});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::vector<std::string> out;
-    for (const auto& record : json::parse(r.out)["nodes"]) {
+    const auto doc = json::parse(r.out);  // kept: a range over a part of a temporary would dangle
+    for (const auto& record : doc["nodes"]) {
       if (record["node"] == lab.uris().at(static_cast<std::size_t>(n - 1))) {
         for (const auto& [name, v] : record["names"].items()) {
           out.push_back(name);
