@@ -341,50 +341,6 @@ TEST(CliJson, NoTemporarySpaceIsALocalFailureThatExitsThree) {
   EXPECT_NE(text_run.err.find("set TMPDIR to a writable directory"), std::string::npos) << text_run.err;
 }
 
-// The pid of the `ctr ... import` process talking to `socket`, 0 while there is none.
-pid_t ctr_import_on(const std::string& socket) {
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const auto pid = entry.path().filename().string();
-    if (pid.find_first_not_of("0123456789") != std::string::npos) {
-      continue;
-    }
-    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    std::vector<std::string> argv;
-    for (std::string word; std::getline(in, word, '\0');) {
-      argv.push_back(word);
-    }
-    const auto has = [&](const std::string& w) { return std::find(argv.begin(), argv.end(), w) != argv.end(); };
-    if (!argv.empty() && std::filesystem::path(argv[0]).filename() == "ctr" && has(socket) && has("import")) {
-      return static_cast<pid_t>(std::stol(pid));
-    }
-  }
-  return 0;
-}
-
-// Starts kload with `args`, stdout to `out`, stderr to `err`.
-pid_t spawn_kload(const std::vector<std::string>& args, const std::filesystem::path& out,
-                  const std::filesystem::path& err) {
-  std::vector<std::string> argv{kload_binary().string()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  const pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<char*> cargv;
-    for (auto& a : argv) {
-      cargv.push_back(a.data());
-    }
-    cargv.push_back(nullptr);
-    if (FILE* f = std::fopen(out.c_str(), "w"); f != nullptr) {
-      dup2(fileno(f), 1);
-    }
-    if (FILE* f = std::fopen(err.c_str(), "w"); f != nullptr) {
-      dup2(fileno(f), 2);
-    }
-    execv(cargv[0], cargv.data());
-    _exit(127);
-  }
-  return pid;
-}
-
 // SIGINT or SIGTERM while a node's import is under way (held still with SIGSTOP, so
 // the load cannot finish first): kload cancels the load, writes the whole document
 // from its main thread, and exits 128+signal; the node keeps no name.

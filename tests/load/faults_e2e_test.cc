@@ -39,30 +39,6 @@ Names names_on(const Lab& lab, int node) {
   return out;
 }
 
-// Starts kload with `args` in the background; stderr to `err`.
-pid_t spawn_kload(const std::vector<std::string>& args, const std::filesystem::path& err) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    std::vector<std::string> argv{kload_binary().string()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> cargv;
-    for (auto& a : argv) {
-      cargv.push_back(a.data());
-    }
-    cargv.push_back(nullptr);
-    FILE* f = std::fopen(err.c_str(), "w");
-    if (f != nullptr) {
-      dup2(fileno(f), 2);
-    }
-    FILE* devnull = std::fopen("/dev/null", "w");
-    if (devnull != nullptr) {
-      dup2(fileno(devnull), 1);
-    }
-    execv(cargv[0], cargv.data());
-    _exit(127);
-  }
-  return pid;
-}
 
 int wait_exit(pid_t pid) {
   int status = 0;
@@ -173,7 +149,7 @@ TEST(E2EFaults, KillAtSeededRandomPointsNeverLeavesAHalfLoadedNode) {
   };
   // Measure one full load to know where "random points" can fall.
   const auto start = std::chrono::steady_clock::now();
-  ASSERT_EQ(wait_exit(spawn_kload(args_for(archives[0]), scratch / "warmup.err")), 0);
+  ASSERT_EQ(wait_exit(spawn_kload(args_for(archives[0]), "/dev/null", scratch / "warmup.err")), 0);
   const auto full_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
   std::uniform_int_distribution<int> when(0, static_cast<int>(full_ms.count()) + 50);
   for (int t = 0; t < trials; ++t) {
@@ -183,7 +159,7 @@ TEST(E2EFaults, KillAtSeededRandomPointsNeverLeavesAHalfLoadedNode) {
       before.push_back(names_on(lab, n));
     }
     const int delay = when(rng);
-    const pid_t pid = spawn_kload(args_for(archives[version]), scratch / "trial.err");
+    const pid_t pid = spawn_kload(args_for(archives[version]), "/dev/null", scratch / "trial.err");
     std::this_thread::sleep_for(std::chrono::milliseconds(delay));
     kill(pid, SIGKILL);
     wait_exit(pid);
@@ -231,7 +207,7 @@ TEST(E2EFaults, CtrlCDuringALoadExitsCleanlyAndRemovesTemporaryFiles) {
   const auto tmp = scratch / "tmp";
   std::filesystem::create_directories(tmp);
   setenv("TMPDIR", tmp.c_str(), 1);
-  const pid_t pid = spawn_kload({"image-archive", zst, "--no-cache", "--node", lab.uris()[0]}, scratch / "err");
+  const pid_t pid = spawn_kload({"image-archive", zst, "--no-cache", "--node", lab.uris()[0]}, "/dev/null", scratch / "err");
   unsetenv("TMPDIR");
   // Interrupt once it is sending (the compressed input has been spooled by then).
   for (int i = 0; i < 1000 && read_file(scratch / "err").find("sending") == std::string::npos; ++i) {
@@ -274,7 +250,7 @@ TEST_P(E2EConcurrent, KloadsAtOnceShareNodesAndCache) {
     for (int i = 0; i < count; ++i) {
       pids.push_back(spawn_kload({"image-archive", archives[round[i]], "--cache", cache, "--node", lab.uris()[0],
                                   "--node", lab.uris()[1]},
-                                 scratch / ("err" + std::to_string(i))));
+                                 "/dev/null", scratch / ("err" + std::to_string(i))));
     }
     for (int i = 0; i < count; ++i) {
       EXPECT_EQ(wait_exit(pids[i]), 0) << read_file(scratch / ("err" + std::to_string(i)));
@@ -351,25 +327,6 @@ TEST(E2EFaults, HostileImageNamesAreRejectedBeforeAnyNodeIsTouched) {
   EXPECT_TRUE(lab.images(1).empty());
 }
 
-// The pid of the `ctr ... import` process talking to `socket`, 0 while there is none.
-pid_t ctr_import_on(const std::string& socket) {
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const auto pid = entry.path().filename().string();
-    if (pid.find_first_not_of("0123456789") != std::string::npos) {
-      continue;
-    }
-    std::ifstream in(entry.path() / "cmdline", std::ios::binary);
-    std::vector<std::string> argv;
-    for (std::string word; std::getline(in, word, '\0');) {
-      argv.push_back(word);
-    }
-    const auto has = [&](const std::string& w) { return std::find(argv.begin(), argv.end(), w) != argv.end(); };
-    if (!argv.empty() && std::filesystem::path(argv[0]).filename() == "ctr" && has(socket) && has("import")) {
-      return static_cast<pid_t>(std::stol(pid));
-    }
-  }
-  return 0;
-}
 
 // Whether `pid` is a live process (a zombie is not).
 bool alive(pid_t pid) {

@@ -5,6 +5,7 @@
 #include "kload/util/process.h"
 
 #include <filesystem>
+#include <sys/types.h>
 #include <string>
 #include <vector>
 
@@ -158,5 +159,14 @@ private:
 
 // Runs the kload binary with `args`; stdin from `stdin_file` when given.
 CommandResult kload(const std::vector<std::string>& args, const std::string& stdin_file = "");
+
+// Starts the kload binary with `args` in the background, stdout to `out` and stderr to
+// `err` (created or truncated); returns its pid, for the caller to signal and reap.
+pid_t spawn_kload(const std::vector<std::string>& args, const std::filesystem::path& out,
+                  const std::filesystem::path& err);
+
+// The pid of a running `ctr ... import` that talks to `socket` (read from /proc), 0
+// while there is none.
+pid_t ctr_import_on(const std::string& socket);
 
 } // namespace kload::testing
