@@ -200,7 +200,7 @@ void add_docker_image(CLI::App& app, Commands& c) {
   add_verbosity_options(c.docker_cmd, c.quiet, c.verbose);
   c.docker_cmd->add_flag("--watch", c.docker.watch,
                          "Then follow Docker's image events and load again whenever an image's ID changes\n"
-                         "(a rebuild): the build-and-reload loop. Ctrl-C ends it");
+                         "(a rebuild), one line per reload: the build-and-reload loop. Ctrl-C ends it");
   c.docker_cmd->footer(
       "Examples:\n"
       "  kload docker-image app:dev                          # every node of kind cluster \"kind\"\n"

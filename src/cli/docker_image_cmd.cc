@@ -34,6 +34,7 @@
 #include <chrono>
 #include <ctime>
 #include <functional>
+#include <optional>
 #include <unistd.h>
 #include <fmt/format.h>
 
@@ -197,10 +198,30 @@ std::vector<util::Digest> ids_of(const std::vector<source::DockerImage>& inspect
   return ids;
 }
 
+// Holds the console at a verbosity while it lives.
+class VerbosityFor {
+public:
+  VerbosityFor(Console& console, Verbosity verbosity) : console_(console), before_(console.verbosity()) {
+    console_.set_verbosity(verbosity);
+  }
+  ~VerbosityFor() { console_.set_verbosity(before_); }
+  VerbosityFor(const VerbosityFor&) = delete;
+  VerbosityFor& operator=(const VerbosityFor&) = delete;
+
+private:
+  Console& console_;
+  Verbosity before_;
+};
+
 // One load of the images Docker described in `inspected`: pre-check, save what some
-// node lacks, load it, print. Error: as the passes.
+// node lacks, load it, print. A --watch reload (`lead` not empty) prints one line
+// besides errors: `lead` and the summary. Error: as the passes.
 Result<int> load_from_docker(const DockerImageOptions& options, const std::vector<source::DockerImage>& inspected,
-                             PreparedTargets& prepared, Console& console) {
+                             PreparedTargets& prepared, Console& console, const std::string& lead = "") {
+  std::optional<VerbosityFor> quiet;
+  if (!lead.empty() && console.verbosity() == Verbosity::normal) {
+    quiet.emplace(console, Verbosity::quiet);
+  }
   const auto start = Clock::now();
   const auto& t = options.target;
   auto wanted = load::wanted_images(inspected, t.platform);
@@ -234,7 +255,9 @@ Result<int> load_from_docker(const DockerImageOptions& options, const std::vecto
     }
   }
   report.seconds = seconds_since(start);
-  return print_load_report(report, LoadSummary{wanted->size(), t.dry_run, t.json, !plan.nothing_to_save(), std::move(lint)}, console);
+  quiet.reset();
+  return print_load_report(
+      report, LoadSummary{wanted->size(), t.dry_run, t.json, !plan.nothing_to_save(), std::move(lint), lead}, console);
 }
 
 // Calls `line` with each line `fd` gives, until it ends or `line` fails.
@@ -276,13 +299,20 @@ Result<int> watch_docker(const DockerImageOptions& options, const std::vector<st
     if (now_ids == ids) {
       return {};
     }
+    std::vector<std::string> changed;
     for (std::size_t i = 0; i < refs.size() && i < now_ids.size(); ++i) {
       if (i >= ids.size() || now_ids[i] != ids[i]) {
-        console.line(fmt::format("{} is now {}: loading it again", refs[i], now_ids[i].str()));
+        changed.push_back(fmt::format("{} is now {}", refs[i], now_ids[i].str()));
       }
     }
     ids = std::move(now_ids);  // loaded or failed, not again until it changes again
-    if (auto r = load_from_docker(options, *now, prepared, console); !r) {
+    const std::time_t now_time = std::time(nullptr);
+    std::tm local{};
+    ::localtime_r(&now_time, &local);
+    char clock[16];
+    std::strftime(clock, sizeof clock, "%H:%M:%S", &local);
+    const auto lead = fmt::format("{} {}: ", clock, util::joined(changed, ", "));
+    if (auto r = load_from_docker(options, *now, prepared, console, lead); !r) {
       console.error("kload: error: " + r.error().message);
     }
     return {};

@@ -322,7 +322,7 @@ std::optional<util::Error> load_failure(const load::LoadReport& report) {
 }
 
 int print_load_report(const load::LoadReport& report, const LoadSummary& summary, Console& console) {
-  console.line(summary_line(report, summary));
+  console.line(summary.lead + summary_line(report, summary));
   const auto failure = load_failure(report);
   if (summary.json) {
     auto out = report_json(report, summary.dry_run);
@@ -613,7 +613,7 @@ Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
     remember_verified(*cache, options.archives, *set);
   }
   const auto& t = options.target;
-  return print_load_report(*report, LoadSummary{images->size(), t.dry_run, t.json, std::nullopt, std::move(lint)}, console);
+  return print_load_report(*report, LoadSummary{images->size(), t.dry_run, t.json, std::nullopt, std::move(lint), ""}, console);
 }
 
 } // namespace kload::cli

@@ -263,9 +263,17 @@ TEST_F(E2EKind, WatchLoadsEveryRebuildUntilCtrlC) {
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << "status " << status;
   const auto log = read_file(err);
   EXPECT_THAT(log, HasSubstr("watching Docker for new builds of " + name + " (Ctrl-C ends)"));
-  EXPECT_THAT(log, HasSubstr(name + " is now " + id2 + ": loading it again"));
-  EXPECT_THAT(log, HasSubstr("1 image(s) on 2 node(s): sent 2 layers (")) << "the rebuild's top layer, to each node";
-  EXPECT_THAT(log, HasSubstr(", skipped 2 layers ("));
+  // A reload is one line: the time, what changed, what was sent.
+  const auto reload = log.find(name + " is now " + id2 + ": 1 image(s) on 2 node(s): sent 2 layers (");
+  ASSERT_NE(reload, std::string::npos) << "the rebuild's top layer, to each node:\n" << log;
+  const auto line_start = log.rfind('\n', reload) + 1;
+  const auto line = log.substr(line_start, log.find('\n', reload) - line_start);
+  EXPECT_THAT(line, ::testing::MatchesRegex("[0-9][0-9]:[0-9][0-9]:[0-9][0-9] .*")) << line;
+  EXPECT_THAT(line, HasSubstr(", skipped 2 layers ("));
+  const auto watching = log.find("watching Docker");
+  ASSERT_LT(watching, line_start) << log;
+  EXPECT_EQ(log.substr(watching, line_start - watching).find("sending"), std::string::npos)
+      << "no per-node lines for a reload:\n" << log.substr(watching);
   expect_usable(lab, 2, full(name), id2, "second-build");
   for (int n = 1; n <= 2; ++n) {
     for (const auto& [image, state] : lab.images(n)) {

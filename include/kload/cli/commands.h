@@ -216,6 +216,7 @@ struct LoadSummary {
   bool json = false;
   std::optional<bool> docker_saved;  // docker-image: whether `docker save` ran (JSON "dockerSaved")
   std::vector<ImageWarning> lint;    // JSON "lint"
+  std::string lead;                  // put before the summary line (a --watch reload: the time, what changed)
 };
 
 // Why a load failed, when some node failed: Error{kind, "N of M node(s) failed: a, b"},
