@@ -98,7 +98,8 @@ TEST_F(E2ECache, CacheNodeTakesTheShortNameOrTheUriAnyWayWritten) {
     auto r = kload(args);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     std::vector<std::string> keys;
-    for (const auto& record : json::parse(r.out, nullptr, false)) {
+    const auto doc = json::parse(r.out, nullptr, false);
+    for (const auto& record : doc["nodes"]) {
       keys.push_back(record["node"].get<std::string>());
     }
     return keys;
