@@ -15,6 +15,14 @@ namespace {
 
 using nlohmann::json;
 
+#if defined(__aarch64__)
+constexpr const char* host_platform = "linux/arm64";
+constexpr const char* other_platform = "linux/amd64";
+#else
+constexpr const char* host_platform = "linux/amd64";
+constexpr const char* other_platform = "linux/arm64";
+#endif
+
 class E2ELoad : public ::testing::Test {
 protected:
   Scratch scratch;
@@ -54,6 +62,19 @@ protected:
   }
 
   static const json& node(const json& report, std::size_t i) { return report["nodes"][i]; }
+
+  // A Docker 25+ save with the containerd image store of app:v1: index.json names an
+  // index listing this machine's platform and another the archive does not hold.
+  // Returns the archive and mkimage's description of its image (index_digest,
+  // manifest_digest).
+  std::pair<std::string, json> indexed_archive() {
+    const auto described = scratch / "c.json";
+    const auto path = archive("c.tar", {"--layout", "docker25", "--nested-index", "--platforms",
+                                        std::string(host_platform) + "," + other_platform, "--missing-platform",
+                                        other_platform, "--json-out", described.string(), "--image",
+                                        "app:v1=base:1M,top:128K"});
+    return {path, json::parse(read_file(described))["images"][0]};
+  }
 };
 
 constexpr const char* app_v1 = "app:v1=base:2M,mid:1M,top1:256K";
@@ -156,14 +177,6 @@ TEST_F(E2ELoad, IdUnderAnotherNameIsOnlyRetagged) {
   EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(first));
 }
 
-#if defined(__aarch64__)
-constexpr const char* host_platform = "linux/arm64";
-constexpr const char* other_platform = "linux/amd64";
-#else
-constexpr const char* host_platform = "linux/amd64";
-constexpr const char* other_platform = "linux/arm64";
-#endif
-
 // The names `ctr images ls` shows at `digest` on node `n` (what a pod pinning that
 // digest can be found by).
 std::vector<std::string> names_at(const Lab& lab, int n, const std::string& digest) {
@@ -183,12 +196,8 @@ TEST_F(E2ELoad, MultiPlatformInputIsNamedAtItsIndexAsCtrImportNamesIt) {
   // platform the archive does not hold.
   Lab lab(scratch / "lab", 2);
   ASSERT_TRUE(lab.up());
-  const auto described = scratch / "c.json";
-  const auto c = archive("c.tar", {"--layout", "docker25", "--nested-index", "--platforms",
-                                   std::string(host_platform) + "," + other_platform, "--missing-platform",
-                                   other_platform, "--json-out", described.string(), "--image",
-                                   "app:v1=base:1M,top:128K"});
-  const auto index = json::parse(read_file(described))["images"][0]["index_digest"].get<std::string>();
+  const auto [c, d] = indexed_archive();
+  const auto index = d["index_digest"].get<std::string>();
   const std::string name = "docker.io/library/app:v1";
 
   auto first = load({c}, {lab.uris()[0]});
@@ -256,12 +265,8 @@ TEST_F(E2ELoad, NameAnOlderLoadLeftAtTheManifestIsPointedAtTheIndex) {
   // kload used to name every image), once through an index.
   const auto flat = archive("flat.tar", {"--layout", "docker25", "--platforms", host_platform, "--image",
                                          "app:v1=base:1M,top:128K"});
-  const auto described = scratch / "c.json";
-  const auto indexed = archive("c.tar", {"--layout", "docker25", "--nested-index", "--platforms",
-                                         std::string(host_platform) + "," + other_platform, "--missing-platform",
-                                         other_platform, "--json-out", described.string(), "--image",
-                                         "app:v1=base:1M,top:128K"});
-  const auto index = json::parse(read_file(described))["images"][0]["index_digest"].get<std::string>();
+  const auto [indexed, d] = indexed_archive();
+  const auto index = d["index_digest"].get<std::string>();
   ASSERT_EQ(id_of(flat), id_of(indexed));
   load({flat}, lab.uris());
   ASSERT_EQ(lab.images(1).size(), 1u);
@@ -283,12 +288,7 @@ TEST_F(E2ELoad, NameAnOlderLoadLeftAtTheManifestIsPointedAtTheIndex) {
 TEST_F(E2ELoad, NameWithTheIndexDigestIsTheIndexsAndTheManifestDigestIsRefused) {
   Lab lab(scratch / "lab", 1);
   ASSERT_TRUE(lab.up());
-  const auto described = scratch / "c.json";
-  const auto c = archive("c.tar", {"--layout", "docker25", "--nested-index", "--platforms",
-                                   std::string(host_platform) + "," + other_platform, "--missing-platform",
-                                   other_platform, "--json-out", described.string(), "--image",
-                                   "app:v1=base:1M,top:128K"});
-  const auto d = json::parse(read_file(described))["images"][0];
+  const auto [c, d] = indexed_archive();
   const auto index = d["index_digest"].get<std::string>();
   const auto manifest = d["manifest_digest"].get<std::string>();
   // The archive names the image by tag; a digest name comes from an OCI archive whose
