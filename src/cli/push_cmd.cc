@@ -35,6 +35,11 @@ CLI::App* add_push_command(CLI::App& app, PushCommandOptions& options) {
   cmd->add_option("--platform", options.platform_text,
                   "Push only this platform of multi-platform images, its manifest under the tag\n"
                   "(default: every platform and the index, when the input holds them all)");
+  cmd->add_option("--compress", options.compress,
+                  "Compress the uncompressed layers of docker-save images before they travel:\n"
+                  "gzip (a Docker manifest) or zstd (an OCI manifest); the image ID is unchanged,\n"
+                  "the manifest digest is the new manifest's (default: none)")
+      ->check(CLI::IsMember({"none", "gzip", "zstd"}));
   cmd->add_flag("--json", options.json, "Print a JSON report (schema kload.push/v1) on stdout");
   cmd->add_option("-j,--jobs", options.jobs, "At most this many requests at once (default 4)")
       ->check(CLI::Range(1u, 64u));
@@ -148,6 +153,7 @@ Result<int> push_images(const PushCommandOptions& options, Console& console) {
   push_options.credentials = *creds;
   push_options.jobs = options.jobs;
   push_options.chunk_bytes = chunk_bytes();
+  push_options.compress = registry::parse_compression(options.compress).value_or(registry::Compression::none);
   auto http = registry::make_curl_client(registry::ca_file_for(address->host, options.ca_file));
   auto report = registry::push(*set, *images, push_options, *http);
   if (!report) {
@@ -158,6 +164,7 @@ Result<int> push_images(const PushCommandOptions& options, Console& console) {
     nlohmann::json doc;
     doc["schema"] = schema_push;
     doc["registry"] = address->host;
+    doc["compress"] = options.compress;
     doc["images"] = nlohmann::json::array();
     for (const auto& p : report->images) {
       doc["images"].push_back({{"reference", p.destination.display(*address)},

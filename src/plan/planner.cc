@@ -152,13 +152,15 @@ namespace {
 
 // Whether `images`, all named `name`, are the whole of one index: one input, one
 // outermost index, and no platform of that name unavailable in that input.
-bool whole_index(const format::ImageSet& set, const std::string& name, const std::vector<const format::Image*>& images) {
+bool whole_index(const format::ImageSet& set, const std::string& name,
+                 const std::vector<const format::Image*>& images) {
   const auto* first = images.front();
   if (first->indexes.empty()) {
     return false;
   }
   const bool one_index = std::all_of(images.begin(), images.end(), [&](const format::Image* i) {
-    return i->source == first->source && !i->indexes.empty() && i->indexes.front().digest == first->indexes.front().digest;
+    return i->source == first->source && !i->indexes.empty() &&
+           i->indexes.front().digest == first->indexes.front().digest;
   });
   const bool none_missing = std::none_of(set.unavailable.begin(), set.unavailable.end(), [&](const auto& u) {
     return u.source == first->source && std::find(u.names.begin(), u.names.end(), name) != u.names.end();

@@ -4,6 +4,7 @@
 #include "kload/registry/upload_plan.h"
 #include "kload/util/parallel.h"
 #include "kload/util/sha256.h"
+#include "kload/util/temp_dir.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <deque>
 #include <mutex>
 #include <set>
 
@@ -339,7 +341,8 @@ Result<bool> put_document(Registry& r, const format::Descriptor& doc, const std:
   if (put->status != 201) {
     return std::unexpected(r.refused(repository, what, *put));
   }
-  if (const auto stored = put->header("docker-content-digest"); !stored.empty() && Digest::parse(stored) != doc.digest) {
+  if (const auto stored = put->header("docker-content-digest");
+      !stored.empty() && Digest::parse(stored) != doc.digest) {
     return std::unexpected(r.error(repository, what, "the registry stored it as " + stored));
   }
   return true;
@@ -729,8 +732,27 @@ Result<PushReport> push(format::ImageSet& set, const std::vector<const format::I
   Registry registry(options, http);
   PushReport report;
   Repositories repos;
+  // Compressed layers, when asked for, before anything is asked of the registry.
+  std::vector<const format::Image*> chosen = images;
+  if (options.compress != Compression::none) {
+    auto spool = util::TempDir::create("kload-push");
+    if (!spool) {
+      return std::unexpected(spool.error());
+    }
+    struct Compressed {
+      util::TempDir dir;
+      std::deque<format::Image> images;
+    };
+    auto owner = std::make_shared<Compressed>(Compressed{std::move(*spool), {}});
+    auto compressed = compress_layers(set, images, options.compress, owner->dir.path(), owner->images);
+    if (!compressed) {
+      return std::unexpected(compressed.error());
+    }
+    chosen = std::move(*compressed);
+    report.compressed = owner;
+  }
   // Where each image goes, and which blobs each repository needs.
-  auto targets = place(set, images, options.registry, repos, report);
+  auto targets = place(set, chosen, options.registry, repos, report);
   if (!targets) {
     return std::unexpected(targets.error());
   }

@@ -238,8 +238,9 @@ TEST(SelectEveryPlatform, TakesEveryPlatformOfAWholeIndexElseTheHostsAlone) {
   EXPECT_EQ(all->size(), 4u);
 
   // A platform of a's index missing from the input: a's host platform alone.
-  set.unavailable.push_back(format::UnavailableImage{{"docker.io/library/a:1"}, *format::Platform::parse("linux/ppc64le"),
-                                                     set.images[0].source, "manifest sha256:... is not in the archive"});
+  set.unavailable.push_back(format::UnavailableImage{{"docker.io/library/a:1"},
+                                                     *format::Platform::parse("linux/ppc64le"), set.images[0].source,
+                                                     "manifest sha256:... is not in the archive"});
   auto part = select_every_platform(set);
   ASSERT_TRUE(part.has_value()) << part.error().message;
   ASSERT_EQ(part->size(), 2u);

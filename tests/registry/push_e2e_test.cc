@@ -606,5 +606,78 @@ TEST_F(E2EPush, AFullDiskIsOneLineAndNamesNothing) {
             404);
 }
 
+// The manifest a tag names, as the registry serves it to a client of both manifest types.
+nlohmann::json served_manifest(const Registry& registry, const std::string& repo, const std::string& tag,
+                               std::string* digest) {
+  const auto m = registry.ask("GET", "/v2/" + repo + "/manifests/" + tag,
+                              {"Accept: application/vnd.oci.image.manifest.v1+json, "
+                               "application/vnd.docker.distribution.manifest.v2+json"});
+  EXPECT_EQ(m.status, 200) << m.body;
+  *digest = m.header("docker-content-digest");
+  auto doc = nlohmann::json::parse(m.body, nullptr, false);
+  return doc.is_discarded() ? nlohmann::json::object() : doc;
+}
+
+TEST_F(E2EPush, CompressedLayersGetANewManifestAndKeepTheImageId) {
+  const auto archive = (scratch_ / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:2M,top:256K", "--image", "app:v2=base:2M", archive}));
+  const auto id = json_of(kload({"inspect", "--json", archive}))["images"][0]["id"].get<std::string>();
+  const auto loaded = manifests_of(archive);
+  for (const std::string compress : {"zstd", "gzip"}) {
+    SCOPED_TRACE(compress);
+    const auto repo_prefix = compress;  // a registry prefix per compression
+    const auto r = kload({"push", "--registry", registry_->address() + "/" + repo_prefix, "--plain-http", "--json",
+                          "--compress", compress, archive});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto doc = json_of(r);
+    EXPECT_EQ(doc["compress"], compress);
+    EXPECT_EQ(doc["blobsUploaded"], 4) << r.out;  // two configs, base once (mounted? same repository), top
+    for (const auto& image : doc["images"]) {
+      std::string digest;
+      const auto manifest = served_manifest(*registry_, image["repository"].get<std::string>(),
+                                            image["tag"].get<std::string>(), &digest);
+      EXPECT_EQ(digest, image["manifest"]) << "the digest reported is the registry's";
+      EXPECT_NE(digest, loaded.at("docker.io/library/app:" + image["tag"].get<std::string>()));
+      EXPECT_EQ(manifest["mediaType"], compress == "zstd" ? "application/vnd.oci.image.manifest.v1+json"
+                                                          : "application/vnd.docker.distribution.manifest.v2+json");
+      for (const auto& l : manifest["layers"]) {
+        EXPECT_EQ(l["mediaType"], compress == "zstd" ? "application/vnd.oci.image.layer.v1.tar+zstd"
+                                                     : "application/vnd.docker.image.rootfs.diff.tar.gzip");
+        const auto blob = registry_->ask("GET", "/v2/" + image["repository"].get<std::string>() + "/blobs/" +
+                                                    l["digest"].get<std::string>());
+        ASSERT_EQ(blob.status, 200);
+        EXPECT_EQ(blob.body.size(), l["size"].get<std::size_t>());
+        const std::string magic = compress == "zstd" ? std::string("\x28\xb5\x2f\xfd") : std::string("\x1f\x8b");
+        EXPECT_EQ(blob.body.substr(0, magic.size()), magic);
+        EXPECT_LT(blob.body.size(), 2u << 20) << "half of each MiB is repeated text";
+      }
+    }
+    EXPECT_EQ(doc["images"][0]["id"], id) << "the config is unchanged";
+  }
+}
+
+TEST_F(E2EPush, AContainerdNodePullsAndUnpacksZstdLayers) {
+  testing::Lab lab(scratch_ / "lab", 1, testing::LabKind{});
+  ASSERT_TRUE(lab.up());
+  const auto archive = (scratch_ / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:1M,top:64K", archive}));
+  const auto r = kload({"push", "--registry", registry_->address(), "--plain-http", "--json", "--compress", "zstd",
+                        archive});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto manifest = json_of(r)["images"][0]["manifest"].get<std::string>();
+  const auto uri = lab.uris().at(0);
+  const auto at = uri.find("snapshotter=");
+  const auto snapshotter = at == std::string::npos ? std::string("overlayfs") : uri.substr(at + 12);
+  const auto ref = registry_->address() + "/library/app:v1";
+  const auto pulled = lab.ctr(1, {"images", "pull", "--plain-http", "--snapshotter", snapshotter, ref});
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.out << pulled.err;
+  EXPECT_NE(pulled.out.find("unpacking"), std::string::npos) << pulled.out;
+  const auto check = lab.ctr(1, {"images", "check"});
+  EXPECT_NE(check.out.find(ref), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("complete"), std::string::npos) << check.out;
+  const auto listed = lab.ctr(1, {"images", "ls"});
+  EXPECT_NE(listed.out.find(manifest), std::string::npos) << listed.out;
+}
+
 } // namespace
 } // namespace kload::registry

@@ -149,6 +149,7 @@ struct PushCommandOptions {
   std::string registry;                // --registry HOST[:PORT][/PREFIX]
   bool plain_http = false;
   std::string ca_file;                 // --ca-file FILE (PEM)
+  std::string compress = "none";       // --compress none|gzip|zstd
   std::optional<std::string> creds;    // --creds USER:PASSWORD
   std::string platform_text;           // --platform
   bool json = false;

@@ -5,12 +5,14 @@
 
 #include "kload/format/model.h"
 #include "kload/registry/auth.h"
+#include "kload/registry/compress.h"
 #include "kload/registry/http.h"
 #include "kload/registry/names.h"
 #include "kload/util/error.h"
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,6 +29,9 @@ struct PushOptions {
   // Blobs up to this size go in one PUT; larger ones in PATCH chunks of this size.
   // Each blob in flight holds at most this much in memory.
   std::uint64_t chunk_bytes = 32ull << 20;
+  // Docker-archive images' uncompressed layers compressed before they travel
+  // (compress_layers), into a private temporary directory kept as long as the report.
+  Compression compress = Compression::none;
 };
 
 // What one image under one reference got.
@@ -60,6 +65,9 @@ struct PushReport {
   std::uint64_t bytes_uploaded = 0;
   std::uint64_t bytes_hashed = 0;  // proving the blobs sent before sending them
   std::map<std::string, std::uint64_t> requests;  // HTTP method -> requests sent
+  // With PushOptions::compress: the compressed images `images` point at and their
+  // spool, alive as long as the report.
+  std::shared_ptr<void> compressed;
 };
 
 // Pushes each image of `images` (from `set`) under each of its names, mapped by
@@ -79,7 +87,8 @@ struct PushReport {
 // the whole of one index, a blob, manifest or index that does not match its digest or
 // changed since it was read); node (the registry refused or could not be reached: one
 // line naming the registry, the repository, the blob or manifest, the HTTP status and
-// the registry's error code and message); io (unreadable input).
+// the registry's error code and message); io (unreadable input, no temporary space
+// to compress layers into).
 util::Result<PushReport> push(format::ImageSet& set, const std::vector<const format::Image*>& images,
                               const PushOptions& options, HttpClient& http);
 
