@@ -494,6 +494,32 @@ Result<void> choose_index(const format::ImageSet& set, Target& t, const Registry
                                 t.destination.display(address), t.images[0]->id.str(), t.images[1]->id.str()));
 }
 
+// Step 0: `images` with their layers compressed (compress_layers) into a private
+// spool that the report owns, as it owns the compressed copies; `images` as they are
+// without compression. Error: as compress_layers, TempDir::create.
+Result<std::vector<const format::Image*>> compressed(format::ImageSet& set,
+                                                     const std::vector<const format::Image*>& images,
+                                                     Compression compression, PushReport& report) {
+  if (compression == Compression::none) {
+    return images;
+  }
+  auto spool = util::TempDir::create("kload-push");
+  if (!spool) {
+    return std::unexpected(spool.error());
+  }
+  struct Owner {
+    util::TempDir dir;
+    std::deque<format::Image> images;
+  };
+  auto owner = std::make_shared<Owner>(Owner{std::move(*spool), {}});
+  auto out = compress_layers(set, images, compression, owner->dir.path(), owner->images);
+  if (!out) {
+    return std::unexpected(out.error());
+  }
+  report.compressed = owner;
+  return out;
+}
+
 // Step 1: each image under each of its names, and the blobs each repository needs.
 // Error (bad_input): an image without a name, a reference given to two images that
 // are not the whole of one index.
@@ -733,26 +759,12 @@ Result<PushReport> push(format::ImageSet& set, const std::vector<const format::I
   PushReport report;
   Repositories repos;
   // Compressed layers, when asked for, before anything is asked of the registry.
-  std::vector<const format::Image*> chosen = images;
-  if (options.compress != Compression::none) {
-    auto spool = util::TempDir::create("kload-push");
-    if (!spool) {
-      return std::unexpected(spool.error());
-    }
-    struct Compressed {
-      util::TempDir dir;
-      std::deque<format::Image> images;
-    };
-    auto owner = std::make_shared<Compressed>(Compressed{std::move(*spool), {}});
-    auto compressed = compress_layers(set, images, options.compress, owner->dir.path(), owner->images);
-    if (!compressed) {
-      return std::unexpected(compressed.error());
-    }
-    chosen = std::move(*compressed);
-    report.compressed = owner;
+  auto chosen = compressed(set, images, options.compress, report);
+  if (!chosen) {
+    return std::unexpected(chosen.error());
   }
   // Where each image goes, and which blobs each repository needs.
-  auto targets = place(set, chosen, options.registry, repos, report);
+  auto targets = place(set, *chosen, options.registry, repos, report);
   if (!targets) {
     return std::unexpected(targets.error());
   }
