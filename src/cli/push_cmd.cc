@@ -25,11 +25,21 @@ CLI::App* add_push_command(CLI::App& app, PushCommandOptions& options) {
   cmd->add_option("--registry", options.registry, "HOST[:PORT][/PREFIX], e.g. localhost:5000 or registry.example.com/team")
       ->required();
   cmd->add_flag("--plain-http", options.plain_http, "Speak plain HTTP, not HTTPS (a local registry)");
+  cmd->add_option("--ca-file", options.ca_file,
+                  "Trust the registry's TLS certificate when this CA (PEM) signed it (default:\n"
+                  "/etc/docker/certs.d/HOST[:PORT]/ca.crt when it exists, else the system's CAs)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--creds", options.creds,
                   "USER:PASSWORD (default: KLOAD_REGISTRY_USER and KLOAD_REGISTRY_PASSWORD, else the\n"
                   "registry's \"auths\" entry in ~/.docker/config.json, else anonymous)");
   cmd->add_option("--platform", options.platform_text,
-                  "Push this platform of multi-platform images (default: the host's)");
+                  "Push only this platform of multi-platform images, its manifest under the tag\n"
+                  "(default: every platform and the index, when the input holds them all)");
+  cmd->add_option("--compress", options.compress,
+                  "Compress the uncompressed layers of docker-save images before they travel:\n"
+                  "gzip (a Docker manifest) or zstd (an OCI manifest); the image ID is unchanged,\n"
+                  "the manifest digest is the new manifest's (default: none)")
+      ->check(CLI::IsMember({"none", "gzip", "zstd"}));
   cmd->add_flag("--json", options.json, "Print a JSON report (schema kload.push/v1) on stdout");
   cmd->add_option("-j,--jobs", options.jobs, "At most this many requests at once (default 4)")
       ->check(CLI::Range(1u, 64u));
@@ -45,8 +55,10 @@ CLI::App* add_push_command(CLI::App& app, PushCommandOptions& options) {
       "repository of the same push when one holds it), each hashed before and while it\n"
       "is sent; manifests last, and only where the tag does not already name them. A\n"
       "docker-save image gets the manifest containerd synthesises on import, so its\n"
-      "manifest digest is the one a load gives it. Multi-platform indexes are not pushed:\n"
-      "one platform per name. Exit codes: 0 pushed, 1 the registry failed, 2 bad input, 3 a local failure.");
+      "manifest digest is the one a load gives it. A multi-platform image goes whole: each\n"
+      "platform's manifest by digest, then the input's index under the tag; when the input\n"
+      "lacks some of its platforms, the host's platform alone (as with --platform).\n"
+      "Exit codes: 0 pushed, 1 the registry failed, 2 bad input, 3 a local failure.");
   return cmd;
 }
 
@@ -69,6 +81,38 @@ std::uint64_t chunk_bytes() {
 std::string blob_counts(std::size_t uploaded, std::uint64_t bytes, std::size_t mounted, std::size_t present) {
   return fmt::format("{} blobs uploaded ({}), {} mounted, {} present", uploaded, util::human_bytes(bytes), mounted,
                      present);
+}
+
+// One line per image pushed (its platform too when it went under an index), one per
+// index, and the totals.
+void print_report(const registry::PushReport& report, const registry::RegistryAddress& address, Console& console) {
+  std::size_t written = 0;
+  for (const auto& p : report.images) {
+    written += p.manifest_written ? 1 : 0;
+    const auto platform = p.under_index ? " (" + p.image->platform.str() + ")" : std::string();
+    console.line(fmt::format("{}{}: {}; manifest {} {}", p.destination.display(address), platform,
+                             blob_counts(p.blobs_uploaded, p.bytes_uploaded, p.blobs_mounted, p.blobs_present),
+                             p.image->manifest.digest.short_hex(), p.manifest_written ? "written" : "unchanged"));
+  }
+  std::size_t indexes_written = 0;
+  for (const auto& x : report.indexes) {
+    indexes_written += x.written ? 1 : 0;
+    console.line(fmt::format("{}: index {} of {} platforms {}", x.destination.display(address),
+                             x.index.digest.short_hex(), x.images.size(), x.written ? "written" : "unchanged"));
+  }
+  std::uint64_t requests = 0;
+  for (const auto& [method, n] : report.requests) {
+    requests += n;
+  }
+  const auto indexes = report.indexes.empty()
+                           ? std::string()
+                           : fmt::format(", {} indexes written, {} unchanged", indexes_written,
+                                         report.indexes.size() - indexes_written);
+  console.line(fmt::format("pushed {} images to {}: {}; {} manifests written, {} unchanged{}; {} requests",
+                           report.images.size(), address.host,
+                           blob_counts(report.blobs_uploaded, report.bytes_uploaded, report.blobs_mounted,
+                                       report.blobs_present),
+                           written, report.images.size() - written, indexes, requests));
 }
 
 } // namespace
@@ -99,7 +143,7 @@ Result<int> push_images(const PushCommandOptions& options, Console& console) {
                         fmt::format("{}: image {} has no name to push it under", image.source, image.id.str()));
     }
   }
-  auto images = plan::select_images(*set, platform);
+  auto images = platform ? plan::select_images(*set, platform) : plan::select_every_platform(*set);
   if (!images) {
     return std::unexpected(images.error());
   }
@@ -109,43 +153,46 @@ Result<int> push_images(const PushCommandOptions& options, Console& console) {
   push_options.credentials = *creds;
   push_options.jobs = options.jobs;
   push_options.chunk_bytes = chunk_bytes();
-  auto http = registry::make_curl_client();
+  push_options.compress = registry::parse_compression(options.compress).value_or(registry::Compression::none);
+  auto http = registry::make_curl_client(registry::ca_file_for(address->host, options.ca_file));
   auto report = registry::push(*set, *images, push_options, *http);
   if (!report) {
     return std::unexpected(report.error());
   }
-  std::size_t written = 0;
-  for (const auto& p : report->images) {
-    written += p.manifest_written ? 1 : 0;
-    console.line(fmt::format("{}: {}; manifest {} {}", p.destination.display(*address),
-                             blob_counts(p.blobs_uploaded, p.bytes_uploaded, p.blobs_mounted, p.blobs_present),
-                             p.image->manifest.digest.short_hex(), p.manifest_written ? "written" : "unchanged"));
-  }
-  std::uint64_t requests = 0;
-  for (const auto& [method, n] : report->requests) {
-    requests += n;
-  }
-  console.line(fmt::format("pushed {} images to {}: {}; {} manifests written, {} unchanged; {} requests",
-                           report->images.size(), address->host,
-                           blob_counts(report->blobs_uploaded, report->bytes_uploaded, report->blobs_mounted,
-                                       report->blobs_present),
-                           written, report->images.size() - written, requests));
+  print_report(*report, *address, console);
   if (options.json) {
     nlohmann::json doc;
     doc["schema"] = schema_push;
     doc["registry"] = address->host;
+    doc["compress"] = options.compress;
     doc["images"] = nlohmann::json::array();
     for (const auto& p : report->images) {
       doc["images"].push_back({{"reference", p.destination.display(*address)},
                                {"repository", p.destination.repository},
                                {"tag", p.destination.reference},
                                {"id", p.image->id.str()},
+                               {"platform", p.image->platform.str()},
                                {"manifest", p.image->manifest.digest.str()},
                                {"manifestWritten", p.manifest_written},
+                               {"underIndex", p.under_index},
                                {"blobsUploaded", p.blobs_uploaded},
                                {"blobsMounted", p.blobs_mounted},
                                {"blobsPresent", p.blobs_present},
                                {"bytesUploaded", p.bytes_uploaded}});
+    }
+    doc["indexes"] = nlohmann::json::array();
+    for (const auto& x : report->indexes) {
+      nlohmann::json platforms = nlohmann::json::array();
+      for (const auto* image : x.images) {
+        platforms.push_back(image->platform.str());
+      }
+      doc["indexes"].push_back({{"reference", x.destination.display(*address)},
+                                {"repository", x.destination.repository},
+                                {"tag", x.destination.reference},
+                                {"digest", x.index.digest.str()},
+                                {"mediaType", x.index.media_type},
+                                {"platforms", std::move(platforms)},
+                                {"written", x.written}});
     }
     doc["blobsUploaded"] = report->blobs_uploaded;
     doc["blobsMounted"] = report->blobs_mounted;

@@ -148,4 +148,58 @@ util::Result<std::vector<const format::Image*>> select_images(const format::Imag
   return chosen;
 }
 
+namespace {
+
+// Whether `images`, all named `name`, are the whole of one index: one input, one
+// outermost index, and no platform of that name unavailable in that input.
+bool whole_index(const format::ImageSet& set, const std::string& name,
+                 const std::vector<const format::Image*>& images) {
+  const auto* first = images.front();
+  if (first->indexes.empty()) {
+    return false;
+  }
+  const bool one_index = std::all_of(images.begin(), images.end(), [&](const format::Image* i) {
+    return i->source == first->source && !i->indexes.empty() &&
+           i->indexes.front().digest == first->indexes.front().digest;
+  });
+  const bool none_missing = std::none_of(set.unavailable.begin(), set.unavailable.end(), [&](const auto& u) {
+    return u.source == first->source && std::find(u.names.begin(), u.names.end(), name) != u.names.end();
+  });
+  return one_index && none_missing;
+}
+
+} // namespace
+
+util::Result<std::vector<const format::Image*>> select_every_platform(const format::ImageSet& set) {
+  std::map<std::string, std::vector<const format::Image*>> by_name;
+  for (const auto& image : set.images) {
+    if (!image.names.empty()) {
+      by_name[image.names.front()].push_back(&image);
+    }
+  }
+  std::vector<const format::Image*> out;
+  bool all_whole = true;
+  for (const auto& [name, images] : by_name) {
+    all_whole = all_whole && whole_index(set, name, images);
+  }
+  std::vector<const format::Image*> picked;
+  if (!all_whole || by_name.empty()) {
+    auto chosen = select_images(set, std::nullopt);
+    if (!chosen) {
+      return std::unexpected(chosen.error());
+    }
+    picked = std::move(*chosen);
+  }
+  for (const auto& [name, images] : by_name) {
+    const bool whole = whole_index(set, name, images);
+    for (const auto* image : images) {
+      const bool wanted = whole || std::find(picked.begin(), picked.end(), image) != picked.end();
+      if (wanted && std::find(out.begin(), out.end(), image) == out.end()) {
+        out.push_back(image);
+      }
+    }
+  }
+  return out;
+}
+
 } // namespace kload::plan

@@ -64,9 +64,30 @@ size_t on_read(char* buffer, size_t size, size_t count, void* user) {
   return n;
 }
 
+// "HOST[:PORT]" of an absolute URL.
+std::string host_of(const std::string& url) {
+  const auto start = url.find("://");
+  const auto from = start == std::string::npos ? 0 : start + 3;
+  return url.substr(from, url.find('/', from) - from);
+}
+
+// libcurl's failure in one line, with what to do next when the failure is TLS trust.
+std::string failure(CURLcode rc, const char* why, const std::string& url) {
+  const std::string what = why[0] != '\0' ? std::string(why) : std::string(curl_easy_strerror(rc));
+  if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE) {
+    return fmt::format("its TLS certificate is not trusted ({}): give the CA that signed it with --ca-file FILE "
+                       "or as /etc/docker/certs.d/{}/ca.crt, or use --plain-http for a registry without TLS",
+                       what, host_of(url));
+  }
+  if (rc == CURLE_SSL_CONNECT_ERROR) {
+    return fmt::format("the TLS handshake failed ({}); if the registry speaks plain HTTP, use --plain-http", what);
+  }
+  return what;
+}
+
 class CurlClient final : public HttpClient {
 public:
-  CurlClient() {
+  explicit CurlClient(std::filesystem::path ca_file) : ca_file_(std::move(ca_file)) {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   }
@@ -97,6 +118,9 @@ public:
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (!ca_file_.empty()) {
+      curl_easy_setopt(h, CURLOPT_CAINFO, ca_file_.c_str());
+    }
     if (!request.user.empty()) {
       curl_easy_setopt(h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
       curl_easy_setopt(h, CURLOPT_USERNAME, request.user.c_str());
@@ -116,15 +140,30 @@ public:
     char why[CURL_ERROR_SIZE] = {};
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, why);
     if (const CURLcode rc = curl_easy_perform(h); rc != CURLE_OK) {
-      return util::fail(ErrorKind::node, why[0] != '\0' ? std::string(why) : std::string(curl_easy_strerror(rc)));
+      return util::fail(ErrorKind::node, failure(rc, why, request.url));
     }
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &t.response.status);
     return std::move(t.response);
   }
+
+private:
+  std::filesystem::path ca_file_;
 };
 
 } // namespace
 
-std::unique_ptr<HttpClient> make_curl_client() { return std::make_unique<CurlClient>(); }
+std::unique_ptr<HttpClient> make_curl_client(const std::filesystem::path& ca_file) {
+  return std::make_unique<CurlClient>(ca_file);
+}
+
+std::filesystem::path ca_file_for(const std::string& host, const std::filesystem::path& given,
+                                  const std::filesystem::path& certs_dir) {
+  if (!given.empty()) {
+    return given;
+  }
+  std::error_code ec;
+  const auto docker = certs_dir / host / "ca.crt";
+  return std::filesystem::is_regular_file(docker, ec) ? docker : std::filesystem::path();
+}
 
 } // namespace kload::registry

@@ -4,6 +4,7 @@
 #include "kload/registry/upload_plan.h"
 #include "kload/util/parallel.h"
 #include "kload/util/sha256.h"
+#include "kload/util/temp_dir.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <deque>
 #include <mutex>
 #include <set>
 
@@ -300,39 +302,116 @@ Result<std::uint64_t> upload_blob(Registry& r, const std::string& repo, const fo
   return b.size;
 }
 
-// Writes the image's manifest under `dest` unless the reference already names it.
-// Returns whether it was written. Error: bad_input (the manifest's bytes are not its
-// digest), node (refused, or the registry computed another digest).
-Result<bool> put_manifest(Registry& r, const format::Image& image, const Destination& dest) {
-  const auto& m = image.manifest;
-  const std::string what = fmt::format("manifest {} ({})", m.digest.str(), dest.reference);
-  if (util::Sha256::of(image.manifest_bytes) != m.digest || image.manifest_bytes.size() != m.size) {
+// Writes `doc` (a manifest or an index; `bytes` exactly) under `reference` of
+// `repository` unless the reference already names it; `kind` names it in messages and
+// `source` is the input it came from. Returns whether it was written. Error:
+// bad_input (the bytes are not its digest), node (refused, or stored under another
+// digest).
+Result<bool> put_document(Registry& r, const format::Descriptor& doc, const std::string& bytes,
+                          const std::string& repository, const std::string& reference, std::string_view kind,
+                          const std::string& source) {
+  const std::string what = reference == doc.digest.str()
+                               ? fmt::format("{} {}", kind, doc.digest.str())
+                               : fmt::format("{} {} ({})", kind, doc.digest.str(), reference);
+  if (util::Sha256::of(bytes) != doc.digest || bytes.size() != doc.size) {
     return util::fail(ErrorKind::bad_input,
-                      fmt::format("{}: the manifest's bytes are not {}; not pushing it", image.source, m.digest.str()));
+                      fmt::format("{}: the {}'s bytes are not {}; not pushing it", source, kind, doc.digest.str()));
   }
-  const auto url = r.url(fmt::format("/v2/{}/manifests/{}", dest.repository, dest.reference));
-  auto head = r.call(request("HEAD", url, {"Accept: " + m.media_type}), dest.repository, what);
+  const auto url = r.url(fmt::format("/v2/{}/manifests/{}", repository, reference));
+  // Every type accepted: a registry asked for a manifest type answers a tag naming an
+  // index with one platform's manifest, which could look like what is to be written.
+  auto head = r.call(request("HEAD", url,
+                             {fmt::format("Accept: {}, {}, {}, {}", format::media_type::oci_manifest,
+                                          format::media_type::docker_manifest, format::media_type::oci_index,
+                                          format::media_type::docker_list)}),
+                     repository, what);
   if (!head) {
     return std::unexpected(head.error());
   }
-  if (head->status == 200 && Digest::parse(head->header("docker-content-digest")) == m.digest) {
+  if (head->status == 200 && Digest::parse(head->header("docker-content-digest")) == doc.digest) {
     return false;
   }
   if (head->status != 200 && head->status != 404) {
-    return std::unexpected(r.refused(dest.repository, what, *head));
+    return std::unexpected(r.refused(repository, what, *head));
   }
-  auto put = r.call(request("PUT", url, {"Content-Type: " + m.media_type}, image.manifest_bytes), dest.repository,
-                    what);
+  auto put = r.call(request("PUT", url, {"Content-Type: " + doc.media_type}, bytes), repository, what);
   if (!put) {
     return std::unexpected(put.error());
   }
   if (put->status != 201) {
-    return std::unexpected(r.refused(dest.repository, what, *put));
+    return std::unexpected(r.refused(repository, what, *put));
   }
-  if (const auto stored = put->header("docker-content-digest"); !stored.empty() && Digest::parse(stored) != m.digest) {
-    return std::unexpected(r.error(dest.repository, what, "the registry stored it as " + stored));
+  if (const auto stored = put->header("docker-content-digest");
+      !stored.empty() && Digest::parse(stored) != doc.digest) {
+    return std::unexpected(r.error(repository, what, "the registry stored it as " + stored));
   }
   return true;
+}
+
+// The bytes of an index of the set. Error: bad_input (not in the input), io.
+Result<std::string> index_bytes(const format::ImageSet& set, const Digest& digest, const std::string& source) {
+  const format::Blob* blob = set.find(digest);
+  if (blob == nullptr) {
+    return util::fail(ErrorKind::bad_input, fmt::format("{}: index {} is not in the input", source, digest.str()));
+  }
+  std::string out;
+  auto read = format::read_blob(*blob, [&](std::string_view bytes) -> Result<void> {
+    out.append(bytes);
+    return {};
+  });
+  if (!read) {
+    return std::unexpected(read.error());
+  }
+  return out;
+}
+
+// What an index lists, through the indexes nested in it.
+struct IndexTree {
+  std::vector<Digest> manifests;           // every manifest listed, at any depth
+  std::vector<format::Descriptor> nested;  // the nested indexes, each after those it lists
+};
+
+bool is_index(const std::string& media_type) {
+  return media_type == format::media_type::oci_index || media_type == format::media_type::docker_list;
+}
+
+// The tree below `index`; nullopt when it or an index nested in it is not in the set
+// or not an index document.
+std::optional<IndexTree> index_tree(const format::ImageSet& set, const Digest& index, int depth = 0) {
+  auto bytes = index_bytes(set, index, {});
+  if (!bytes || depth > 4) {
+    return std::nullopt;
+  }
+  const auto doc = nlohmann::json::parse(*bytes, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains("manifests") || !doc["manifests"].is_array()) {
+    return std::nullopt;
+  }
+  IndexTree tree;
+  for (const auto& child : doc["manifests"]) {
+    if (!child.is_object() || !child.contains("digest") || !child["digest"].is_string() ||
+        !child.contains("size") || !child["size"].is_number_unsigned()) {
+      return std::nullopt;
+    }
+    const auto digest = Digest::parse(child["digest"].get<std::string>());
+    if (!digest) {
+      return std::nullopt;
+    }
+    const auto type = child.contains("mediaType") && child["mediaType"].is_string()
+                          ? child["mediaType"].get<std::string>()
+                          : std::string();
+    if (!is_index(type)) {
+      tree.manifests.push_back(*digest);
+      continue;
+    }
+    auto below = index_tree(set, *digest, depth + 1);
+    if (!below) {
+      return std::nullopt;
+    }
+    tree.manifests.insert(tree.manifests.end(), below->manifests.begin(), below->manifests.end());
+    tree.nested.insert(tree.nested.end(), below->nested.begin(), below->nested.end());
+    tree.nested.push_back(format::Descriptor{type, *digest, child["size"].get<std::uint64_t>()});
+  }
+  return tree;
 }
 
 // The blobs a manifest references besides itself: config, then layers.
@@ -377,11 +456,77 @@ struct Repositories {
   }
 };
 
+// What one reference gets: one image's manifest, or the index its images complete.
+struct Target {
+  Destination destination;
+  std::vector<const format::Image*> images;
+  std::optional<format::Descriptor> index;  // the outermost index, when the reference gets it
+  std::vector<format::Descriptor> nested;   // the indexes inside it, each after those it lists
+};
+
+// Gives `t` its images' outermost index when they share it and it lists no manifest
+// but theirs. Error (bad_input): several images that are not the whole of one index.
+Result<void> choose_index(const format::ImageSet& set, Target& t, const RegistryAddress& address) {
+  const auto* first = t.images.front();
+  const bool shared = std::all_of(t.images.begin(), t.images.end(), [&](const format::Image* i) {
+    return !i->indexes.empty() && !first->indexes.empty() &&
+           i->indexes.front().digest == first->indexes.front().digest;
+  });
+  if (shared) {
+    std::unordered_set<Digest> have;
+    for (const auto* i : t.images) {
+      have.insert(i->manifest.digest);
+    }
+    const auto tree = index_tree(set, first->indexes.front().digest);
+    if (tree && std::all_of(tree->manifests.begin(), tree->manifests.end(),
+                            [&](const Digest& d) { return have.contains(d); })) {
+      t.index = first->indexes.front();
+      t.nested = tree->nested;
+      return {};
+    }
+  }
+  if (t.images.size() == 1) {
+    return {};
+  }
+  return util::fail(ErrorKind::bad_input,
+                    fmt::format("{} would name two images ({} and {}) that are not the whole of one index; push "
+                                "one platform (--platform)",
+                                t.destination.display(address), t.images[0]->id.str(), t.images[1]->id.str()));
+}
+
+// Step 0: `images` with their layers compressed (compress_layers) into a private
+// spool that the report owns, as it owns the compressed copies; `images` as they are
+// without compression. Error: as compress_layers, TempDir::create.
+Result<std::vector<const format::Image*>> compressed(format::ImageSet& set,
+                                                     const std::vector<const format::Image*>& images,
+                                                     Compression compression, PushReport& report) {
+  if (compression == Compression::none) {
+    return images;
+  }
+  auto spool = util::TempDir::create("kload-push");
+  if (!spool) {
+    return std::unexpected(spool.error());
+  }
+  struct Owner {
+    util::TempDir dir;
+    std::deque<format::Image> images;
+  };
+  auto owner = std::make_shared<Owner>(Owner{std::move(*spool), {}});
+  auto out = compress_layers(set, images, compression, owner->dir.path(), owner->images);
+  if (!out) {
+    return std::unexpected(out.error());
+  }
+  report.compressed = owner;
+  return out;
+}
+
 // Step 1: each image under each of its names, and the blobs each repository needs.
-// Error (bad_input): an image without a name, a name that maps onto another image's.
-Result<void> place(const std::vector<const format::Image*>& images, const RegistryAddress& address,
-                   Repositories& repos, PushReport& report) {
-  std::map<std::string, const format::Image*> taken;
+// Error (bad_input): an image without a name, a reference given to two images that
+// are not the whole of one index.
+Result<std::vector<Target>> place(const format::ImageSet& set, const std::vector<const format::Image*>& images,
+                                  const RegistryAddress& address, Repositories& repos, PushReport& report) {
+  std::vector<Target> targets;
+  std::map<std::string, std::size_t> at;
   for (const auto* image : images) {
     if (image->names.empty()) {
       return util::fail(ErrorKind::bad_input,
@@ -392,17 +537,22 @@ Result<void> place(const std::vector<const format::Image*>& images, const Regist
       if (!dest) {
         return std::unexpected(dest.error());
       }
-      const auto shown = dest->display(address);
-      const auto [it, fresh] = taken.emplace(shown, image);
-      if (!fresh && it->second != image) {
-        return util::fail(ErrorKind::bad_input,
-                          fmt::format("{} would name two images ({} and {}); push one platform (--platform)", shown,
-                                      it->second->id.str(), image->id.str()));
+      const auto [it, fresh] = at.emplace(dest->display(address), targets.size());
+      if (fresh) {
+        targets.push_back(Target{std::move(*dest), {}, std::nullopt, {}});
       }
-      if (!fresh) {
-        continue;
+      auto& t = targets[it->second];
+      if (std::find(t.images.begin(), t.images.end(), image) == t.images.end()) {
+        t.images.push_back(image);
       }
-      auto& repo = repos[dest->repository];
+    }
+  }
+  for (auto& t : targets) {
+    if (auto r = choose_index(set, t, address); !r) {
+      return std::unexpected(r.error());
+    }
+    auto& repo = repos[t.destination.repository];
+    for (const auto* image : t.images) {
       for (const auto& d : content_of(*image)) {
         if (std::find(repo.blobs.begin(), repo.blobs.end(), d) == repo.blobs.end()) {
           repo.blobs.push_back(d);
@@ -410,11 +560,12 @@ Result<void> place(const std::vector<const format::Image*>& images, const Regist
       }
       PushedImage pushed;
       pushed.image = image;
-      pushed.destination = std::move(*dest);
+      pushed.destination = t.destination;
+      pushed.under_index = t.index.has_value();
       report.images.push_back(std::move(pushed));
     }
   }
-  return {};
+  return targets;
 }
 
 // Step 2: one HEAD per blob of every repository, `jobs` at a time. Fills each
@@ -531,9 +682,8 @@ Result<void> send_blobs(Registry& registry, const format::ImageSet& set, Reposit
   return {};
 }
 
-// Step 5: each image's manifest under its reference, once every blob is there; and
-// what its repository got of its blobs. Error: as put_manifest.
-Result<void> write_manifests(Registry& registry, Repositories& repos, PushReport& report) {
+// What each image's repository got of its blobs.
+void tally(Repositories& repos, PushReport& report) {
   for (auto& pushed : report.images) {
     const auto& repo = repos[pushed.destination.repository];
     for (const auto& d : content_of(*pushed.image)) {
@@ -550,11 +700,53 @@ Result<void> write_manifests(Registry& registry, Repositories& repos, PushReport
         break;
       }
     }
-    auto written = put_manifest(registry, *pushed.image, pushed.destination);
-    if (!written) {
-      return std::unexpected(written.error());
+  }
+}
+
+// The index of `t` under its reference, after the indexes nested in it (by digest).
+// Returns whether the reference was written. Error: as put_document, index_bytes.
+Result<bool> put_index(Registry& registry, const format::ImageSet& set, const Target& t) {
+  const auto& repo = t.destination.repository;
+  const auto& source = t.images.front()->source;
+  for (const auto& nested : t.nested) {
+    auto bytes = index_bytes(set, nested.digest, source);
+    if (!bytes) {
+      return std::unexpected(bytes.error());
     }
-    pushed.manifest_written = *written;
+    if (auto r = put_document(registry, nested, *bytes, repo, nested.digest.str(), "index", source); !r) {
+      return std::unexpected(r.error());
+    }
+  }
+  auto bytes = index_bytes(set, t.index->digest, source);
+  if (!bytes) {
+    return std::unexpected(bytes.error());
+  }
+  return put_document(registry, *t.index, *bytes, repo, t.destination.reference, "index", source);
+}
+
+// Step 5: each reference's manifest, or its index after every platform's manifest
+// (by digest), once every blob is there. Error: as put_document.
+Result<void> write_manifests(Registry& registry, const format::ImageSet& set, const std::vector<Target>& targets,
+                             PushReport& report) {
+  std::size_t next = 0;  // report.images lists the targets' images in order
+  for (const auto& t : targets) {
+    for (const auto* image : t.images) {
+      auto& pushed = report.images[next++];
+      const auto reference = t.index ? image->manifest.digest.str() : t.destination.reference;
+      auto written = put_document(registry, image->manifest, image->manifest_bytes, t.destination.repository,
+                                  reference, "manifest", image->source);
+      if (!written) {
+        return std::unexpected(written.error());
+      }
+      pushed.manifest_written = *written;
+    }
+    if (t.index) {
+      auto written = put_index(registry, set, t);
+      if (!written) {
+        return std::unexpected(written.error());
+      }
+      report.indexes.push_back(PushedIndex{t.destination, *t.index, t.images, *written});
+    }
   }
   return {};
 }
@@ -566,9 +758,15 @@ Result<PushReport> push(format::ImageSet& set, const std::vector<const format::I
   Registry registry(options, http);
   PushReport report;
   Repositories repos;
+  // Compressed layers, when asked for, before anything is asked of the registry.
+  auto chosen = compressed(set, images, options.compress, report);
+  if (!chosen) {
+    return std::unexpected(chosen.error());
+  }
   // Where each image goes, and which blobs each repository needs.
-  if (auto r = place(images, options.registry, repos, report); !r) {
-    return std::unexpected(r.error());
+  auto targets = place(set, *chosen, options.registry, repos, report);
+  if (!targets) {
+    return std::unexpected(targets.error());
   }
   // What the registry holds already: a HEAD per blob.
   auto holders = probe(registry, repos, options.jobs);
@@ -588,8 +786,10 @@ Result<PushReport> push(format::ImageSet& set, const std::vector<const format::I
       return std::unexpected(r.error());
     }
   }
-  // Manifests last: a tag never names a manifest whose blobs are not all there.
-  if (auto r = write_manifests(registry, repos, report); !r) {
+  // Manifests last, indexes after the manifests they list: a tag never names a
+  // manifest whose blobs are not all there.
+  tally(repos, report);
+  if (auto r = write_manifests(registry, set, *targets, report); !r) {
     return std::unexpected(r.error());
   }
   report.requests = registry.requests();

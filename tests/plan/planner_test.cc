@@ -225,5 +225,28 @@ TEST(SelectImages, UnnamedImagesAreAnErrorNamingTheSource) {
   EXPECT_NE(r.error().message.find("oci.tar"), std::string::npos);
 }
 
+TEST(SelectEveryPlatform, TakesEveryPlatformOfAWholeIndexElseTheHostsAlone) {
+  const auto index = format::Descriptor{format::media_type::oci_index, d("index"), 300};
+  format::ImageSet set;
+  for (const char* platform : {"linux/amd64", "linux/arm64", "linux/s390x"}) {
+    set.images.push_back(image("docker.io/library/a:1", {platform}, platform));
+    set.images.back().indexes = {index};
+  }
+  set.images.push_back(image("docker.io/library/b:1", {"b"}, "linux/riscv64"));
+  auto all = select_every_platform(set);
+  ASSERT_TRUE(all.has_value()) << all.error().message;
+  EXPECT_EQ(all->size(), 4u);
+
+  // A platform of a's index missing from the input: a's host platform alone.
+  set.unavailable.push_back(format::UnavailableImage{{"docker.io/library/a:1"},
+                                                     *format::Platform::parse("linux/ppc64le"), set.images[0].source,
+                                                     "manifest sha256:... is not in the archive"});
+  auto part = select_every_platform(set);
+  ASSERT_TRUE(part.has_value()) << part.error().message;
+  ASSERT_EQ(part->size(), 2u);
+  EXPECT_TRUE((*part)[0]->platform.matches(format::Platform::host()));
+  EXPECT_EQ((*part)[1]->names.front(), "docker.io/library/b:1");
+}
+
 } // namespace
 } // namespace kload::plan

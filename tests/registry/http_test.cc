@@ -1,4 +1,5 @@
 #include "kload/registry/http.h"
+#include "support/test_support.h"
 
 #include <gtest/gtest.h>
 
@@ -24,6 +25,17 @@ TEST(RegistryHttp, DescribesAnswersWithoutAnErrorDocument) {
   EXPECT_EQ(describe_response(answer(500, "")), "HTTP 500");
   EXPECT_EQ(describe_response(answer(400, R"({"errors":[]})")), "HTTP 400");
   EXPECT_EQ(describe_response(answer(400, R"({"errors":[{"code":7}]})")), "HTTP 400");
+}
+
+TEST(RegistryHttp, TrustsTheGivenCaElseDockersCertsDirElseTheSystem) {
+  testing::Scratch scratch;
+  const auto certs = scratch / "certs.d";
+  EXPECT_EQ(ca_file_for("reg.test:5000", "", certs), std::filesystem::path());
+  std::filesystem::create_directories(certs / "reg.test:5000");
+  testing::write_file(certs / "reg.test:5000" / "ca.crt", "PEM");
+  EXPECT_EQ(ca_file_for("reg.test:5000", "", certs), certs / "reg.test:5000" / "ca.crt");
+  EXPECT_EQ(ca_file_for("reg.test", "", certs), std::filesystem::path());
+  EXPECT_EQ(ca_file_for("reg.test:5000", "/mine.pem", certs), std::filesystem::path("/mine.pem"));
 }
 
 } // namespace

@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 #include <thread>
 
 extern char** environ;
@@ -29,6 +30,15 @@ namespace {
 using kload::testing::kload;
 using kload::testing::mkimage;
 using kload::testing::Scratch;
+
+#if defined(__aarch64__)
+constexpr const char* host_platform = "linux/arm64";
+constexpr const char* other_platform = "linux/amd64";
+#else
+constexpr const char* host_platform = "linux/amd64";
+constexpr const char* other_platform = "linux/arm64";
+#endif
+constexpr const char* oci_index_type = "application/vnd.oci.image.index.v1+json";
 
 // Why the registry cannot run here ("" when it can).
 std::string registry_missing() {
@@ -69,9 +79,11 @@ bool accepts(int port) {
 // One docker-registry process, stopped (by its PID) when the object goes.
 class Registry {
 public:
-  // `extra`: more top-level configuration (an auth section).
-  explicit Registry(const std::filesystem::path& dir, const std::string& extra = "")
-      : dir_(dir), port_(free_port()) {
+  // `extra`: more top-level configuration (an auth section). `launcher`: a command
+  // line that runs the registry's, given after it (a private mount namespace).
+  explicit Registry(const std::filesystem::path& dir, const std::string& extra = "",
+                    std::vector<std::string> launcher = {})
+      : dir_(dir), port_(free_port()), launcher_(std::move(launcher)) {
     std::filesystem::create_directories(dir / "storage");
     testing::write_file(dir / "config.yml", "version: 0.1\n"
                                             "log:\n  level: error\n  accesslog:\n    disabled: false\n"
@@ -94,9 +106,14 @@ public:
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
     const std::string config = (dir_ / "config.yml").string();
-    std::vector<char*> argv{const_cast<char*>("docker-registry"), const_cast<char*>("serve"),
-                            const_cast<char*>(config.c_str()), nullptr};
-    if (posix_spawnp(&pid_, "docker-registry", &actions, nullptr, argv.data(), environ) != 0) {
+    std::vector<std::string> args = launcher_;
+    args.insert(args.end(), {"docker-registry", "serve", config});
+    std::vector<char*> argv;
+    for (auto& a : args) {
+      argv.push_back(a.data());
+    }
+    argv.push_back(nullptr);
+    if (posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
       pid_ = -1;
     }
     posix_spawn_file_actions_destroy(&actions);
@@ -153,6 +170,7 @@ public:
 private:
   std::filesystem::path dir_;
   int port_;
+  std::vector<std::string> launcher_;
   pid_t pid_ = -1;
 };
 
@@ -382,6 +400,283 @@ TEST_F(E2EPush, BasicCredentialsFromTheDockerConfigOrCreds) {
   const auto again = run({"--creds", "ci:pw", "--json"});
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(json_of(again)["blobsPresent"], 2) << again.out;
+}
+
+TEST_F(E2EPush, AMultiPlatformImageGoesWholeWithItsIndexUnderTheTag) {
+  const auto archive = (scratch_ / "multi.tar").string();
+  const auto described = scratch_ / "multi.json";
+  ASSERT_TRUE(mkimage({"--layout", "docker25", "--nested-index", "--platforms",
+                       std::string(host_platform) + "," + other_platform, "--json-out", described.string(),
+                       "--image", "app:v1=base:256K,top:16K", archive}));
+  const auto d = nlohmann::json::parse(testing::read_file(described));
+  const auto index = d["images"][0]["index_digest"].get<std::string>();
+  const auto first = push({archive});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const auto doc = json_of(first);
+  ASSERT_EQ(doc["indexes"].size(), 1u) << first.out;
+  EXPECT_EQ(doc["indexes"][0]["digest"], index);
+  EXPECT_EQ(doc["indexes"][0]["written"], true);
+  EXPECT_EQ(doc["indexes"][0]["platforms"].size(), 2u);
+  EXPECT_EQ(doc["images"].size(), 2u);
+  EXPECT_EQ(doc["blobsUploaded"], 6) << first.out;  // per platform: config and two layers
+
+  // The registry serves the index under the tag, byte for byte, and every manifest it
+  // lists with every blob of each.
+  const auto got = registry_->ask("GET", "/v2/library/app/manifests/v1", {std::string("Accept: ") + oci_index_type});
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(got.header("docker-content-digest"), index);
+  EXPECT_EQ(got.header("content-type"), oci_index_type);
+  std::set<std::string> listed;
+  const auto served = nlohmann::json::parse(got.body);
+  for (const auto& m : served["manifests"]) {
+    const auto digest = m["digest"].get<std::string>();
+    listed.insert(digest);
+    const auto manifest = registry_->ask("GET", "/v2/library/app/manifests/" + digest,
+                                         {"Accept: " + m["mediaType"].get<std::string>()});
+    ASSERT_EQ(manifest.status, 200) << digest;
+    const auto body = nlohmann::json::parse(manifest.body);
+    EXPECT_EQ(registry_->ask("HEAD", "/v2/library/app/blobs/" + body["config"]["digest"].get<std::string>()).status,
+              200);
+    for (const auto& l : body["layers"]) {
+      EXPECT_EQ(registry_->ask("HEAD", "/v2/library/app/blobs/" + l["digest"].get<std::string>()).status, 200);
+    }
+  }
+  std::set<std::string> described_manifests;
+  for (const auto& image : d["images"]) {
+    described_manifests.insert(image["manifest_digest"].get<std::string>());
+  }
+  EXPECT_EQ(listed, described_manifests);
+  EXPECT_NE(first.err.find("library/app:v1: index " + index.substr(7, 12) + " of 2 platforms written"),
+            std::string::npos)
+      << first.err;
+
+  // Unchanged: HEAD requests only, the index too.
+  const auto again = push({archive});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  const auto doc2 = json_of(again);
+  EXPECT_EQ(doc2["indexes"][0]["written"], false);
+  EXPECT_EQ(doc2["requests"], nlohmann::json({{"HEAD", 6 + 3}})) << again.out;
+
+  // --platform still picks one: its manifest under the tag.
+  const auto one = kload({"push", "--registry", registry_->address(), "--plain-http", "--json", "--platform",
+                          other_platform, archive});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_TRUE(json_of(one)["indexes"].empty());
+  std::string other_manifest;
+  for (const auto& image : d["images"]) {
+    if (image["platform"] == other_platform) {
+      other_manifest = image["manifest_digest"].get<std::string>();
+    }
+  }
+  const auto tag = registry_->ask("HEAD", "/v2/library/app/manifests/v1",
+                                  {"Accept: application/vnd.oci.image.manifest.v1+json"});
+  EXPECT_EQ(tag.header("docker-content-digest"), other_manifest);
+}
+
+TEST_F(E2EPush, AnIndexTheArchiveHoldsInPartPushesTheHostPlatformAlone) {
+  const auto archive = (scratch_ / "part.tar").string();
+  ASSERT_TRUE(mkimage({"--layout", "docker25", "--nested-index", "--platforms",
+                       std::string(host_platform) + "," + other_platform, "--missing-platform", other_platform,
+                       "--image", "app:v1=base:64K", archive}));
+  const auto r = push({archive});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto doc = json_of(r);
+  EXPECT_TRUE(doc["indexes"].empty()) << r.out;
+  ASSERT_EQ(doc["images"].size(), 1u) << r.out;
+  EXPECT_EQ(doc["images"][0]["platform"], host_platform);
+  const auto tag = registry_->ask("HEAD", "/v2/library/app/manifests/v1",
+                                  {"Accept: application/vnd.oci.image.manifest.v1+json"});
+  EXPECT_EQ(tag.header("docker-content-digest"), doc["images"][0]["manifest"]);
+}
+
+TEST_F(E2EPush, APushKilledMidUploadNamesNothingAndARerunCompletesIt) {
+  const auto archive = (scratch_ / "big.tar").string();
+  ASSERT_TRUE(mkimage({"--compressible", "0", "--image", "big:1=small:4K,big:48M", archive}));
+  const auto manifest = manifests_of(archive).at("docker.io/library/big:1");
+  // Small PATCH chunks make the big layer's upload hundreds of requests long; kload is
+  // killed once the registry has answered a few of them.
+  ::setenv("KLOAD_PUSH_CHUNK_BYTES", "65536", 1);
+  const pid_t pid = testing::spawn_kload({"push", "--registry", registry_->address(), "--plain-http", archive},
+                                         scratch_ / "out", scratch_ / "err");
+  ::unsetenv("KLOAD_PUSH_CHUNK_BYTES");
+  ASSERT_GT(pid, 0);
+  const auto log = scratch_ / "registry" / "registry.log";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  std::size_t patches = 0;
+  while (patches < 5 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    const auto text = testing::read_file(log);
+    patches = 0;
+    for (auto at = text.find("\"PATCH "); at != std::string::npos; at = text.find("\"PATCH ", at + 1)) {
+      ++patches;
+    }
+  }
+  ::kill(pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the push ended before it was killed: " << testing::read_file(scratch_ / "err");
+
+  // Nothing is named: the tag is unknown to the registry.
+  const auto accept = "Accept: application/vnd.docker.distribution.manifest.v2+json";
+  EXPECT_EQ(registry_->ask("HEAD", "/v2/library/big/manifests/1", {accept}).status, 404);
+
+  const auto again = push({archive});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  const auto doc = json_of(again);
+  EXPECT_EQ(doc["images"][0]["manifestWritten"], true);
+  EXPECT_GE(doc["blobsUploaded"].get<int>(), 1);  // the big layer, at least
+  EXPECT_EQ(doc["blobsUploaded"].get<int>() + doc["blobsPresent"].get<int>(), 3) << again.out;
+  const auto m = registry_->ask("GET", "/v2/library/big/manifests/1", {accept});
+  ASSERT_EQ(m.status, 200);
+  EXPECT_EQ(m.header("docker-content-digest"), manifest);
+  const auto big = nlohmann::json::parse(m.body);
+  ASSERT_EQ(big["layers"].size(), 2u);
+  for (const auto& l : big["layers"]) {
+    EXPECT_EQ(registry_->ask("HEAD", "/v2/library/big/blobs/" + l["digest"].get<std::string>()).status, 200);
+  }
+}
+
+TEST_F(E2EPush, TlsWithTheRegistrysCaAndOneLineWhenItIsNotTrusted) {
+  // A second registry serving TLS with a self-signed certificate for 127.0.0.1.
+  const auto dir = scratch_ / "tls";
+  std::filesystem::create_directories(dir);
+  const auto cert = (dir / "cert.pem").string();
+  const auto key = (dir / "key.pem").string();
+  const auto made = testing::run_command({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                                          "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                                          "-keyout", key, "-out", cert});
+  if (made.exit_code != 0) {
+    GTEST_SKIP() << "openssl cannot make a certificate here: " << made.err;
+  }
+  // Appended to the registry's http section.
+  Registry secure(dir, "  tls:\n    certificate: " + cert + "\n    key: " + key + "\n");
+  ASSERT_TRUE(secure.up()) << testing::read_file(dir / "registry.log");
+  const auto archive = (scratch_ / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:64K", archive}));
+
+  const auto untrusted = kload({"push", "--registry", secure.address(), archive});
+  EXPECT_EQ(untrusted.exit_code, 1) << untrusted.err;
+  const auto lines = testing::split_lines(untrusted.err);
+  ASSERT_EQ(lines.size(), 1u) << untrusted.err;
+  EXPECT_NE(lines[0].find("registry " + secure.address() + ": library/app: blob sha256:"), std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[0].find("its TLS certificate is not trusted"), std::string::npos) << lines[0];
+  EXPECT_NE(lines[0].find("--ca-file FILE or as /etc/docker/certs.d/" + secure.address() + "/ca.crt"),
+            std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[0].find("--plain-http"), std::string::npos) << lines[0];
+
+  const auto trusted = kload({"push", "--registry", secure.address(), "--ca-file", cert, "--json", archive});
+  ASSERT_EQ(trusted.exit_code, 0) << trusted.err;
+  EXPECT_EQ(json_of(trusted)["blobsUploaded"], 2) << trusted.out;
+
+  // TLS spoken to a plain-HTTP registry: one line that names --plain-http.
+  const auto plain = kload({"push", "--registry", registry_->address(), archive});
+  EXPECT_EQ(plain.exit_code, 1) << plain.err;
+  ASSERT_EQ(testing::split_lines(plain.err).size(), 1u) << plain.err;
+  EXPECT_NE(plain.err.find("use --plain-http"), std::string::npos) << plain.err;
+}
+
+TEST_F(E2EPush, AFullDiskIsOneLineAndNamesNothing) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "a registry on a 2 MiB tmpfs needs root (a mount in a private mount namespace)";
+  }
+  // A second registry whose storage is a 2 MiB tmpfs, mounted in its own namespace.
+  const auto dir = scratch_ / "full";
+  Registry full(dir, "",
+                {"unshare", "--mount", "sh", "-c",
+                 "mount -t tmpfs -o size=2m tmpfs \"$0\" && exec \"$@\"", (dir / "storage").string()});
+  if (!full.up()) {
+    GTEST_SKIP() << "cannot mount a tmpfs in a private mount namespace here: "
+                 << testing::read_file(dir / "registry.log");
+  }
+  const auto archive = (scratch_ / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--compressible", "0", "--image", "app:v1=small:4K,big:4M", archive}));
+  const auto r = kload({"push", "--registry", full.address(), "--plain-http", archive});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const auto lines = testing::split_lines(r.err);
+  ASSERT_EQ(lines.size(), 1u) << r.err;
+  EXPECT_NE(lines[0].find("kload: error: registry " + full.address() + ": library/app: blob sha256:"),
+            std::string::npos)
+      << lines[0];
+  EXPECT_NE(lines[0].find(": HTTP 5"), std::string::npos) << lines[0];
+  EXPECT_EQ(full.ask("HEAD", "/v2/library/app/manifests/v1",
+                     {"Accept: application/vnd.docker.distribution.manifest.v2+json"})
+                .status,
+            404);
+}
+
+// The manifest a tag names, as the registry serves it to a client of both manifest types.
+nlohmann::json served_manifest(const Registry& registry, const std::string& repo, const std::string& tag,
+                               std::string* digest) {
+  const auto m = registry.ask("GET", "/v2/" + repo + "/manifests/" + tag,
+                              {"Accept: application/vnd.oci.image.manifest.v1+json, "
+                               "application/vnd.docker.distribution.manifest.v2+json"});
+  EXPECT_EQ(m.status, 200) << m.body;
+  *digest = m.header("docker-content-digest");
+  auto doc = nlohmann::json::parse(m.body, nullptr, false);
+  return doc.is_discarded() ? nlohmann::json::object() : doc;
+}
+
+TEST_F(E2EPush, CompressedLayersGetANewManifestAndKeepTheImageId) {
+  const auto archive = (scratch_ / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:2M,top:256K", "--image", "app:v2=base:2M", archive}));
+  const auto id = json_of(kload({"inspect", "--json", archive}))["images"][0]["id"].get<std::string>();
+  const auto loaded = manifests_of(archive);
+  for (const std::string compress : {"zstd", "gzip"}) {
+    SCOPED_TRACE(compress);
+    const auto repo_prefix = compress;  // a registry prefix per compression
+    const auto r = kload({"push", "--registry", registry_->address() + "/" + repo_prefix, "--plain-http", "--json",
+                          "--compress", compress, archive});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto doc = json_of(r);
+    EXPECT_EQ(doc["compress"], compress);
+    EXPECT_EQ(doc["blobsUploaded"], 4) << r.out;  // two configs, base once (mounted? same repository), top
+    for (const auto& image : doc["images"]) {
+      std::string digest;
+      const auto manifest = served_manifest(*registry_, image["repository"].get<std::string>(),
+                                            image["tag"].get<std::string>(), &digest);
+      EXPECT_EQ(digest, image["manifest"]) << "the digest reported is the registry's";
+      EXPECT_NE(digest, loaded.at("docker.io/library/app:" + image["tag"].get<std::string>()));
+      EXPECT_EQ(manifest["mediaType"], compress == "zstd" ? "application/vnd.oci.image.manifest.v1+json"
+                                                          : "application/vnd.docker.distribution.manifest.v2+json");
+      for (const auto& l : manifest["layers"]) {
+        EXPECT_EQ(l["mediaType"], compress == "zstd" ? "application/vnd.oci.image.layer.v1.tar+zstd"
+                                                     : "application/vnd.docker.image.rootfs.diff.tar.gzip");
+        const auto blob = registry_->ask("GET", "/v2/" + image["repository"].get<std::string>() + "/blobs/" +
+                                                    l["digest"].get<std::string>());
+        ASSERT_EQ(blob.status, 200);
+        EXPECT_EQ(blob.body.size(), l["size"].get<std::size_t>());
+        const std::string magic = compress == "zstd" ? std::string("\x28\xb5\x2f\xfd") : std::string("\x1f\x8b");
+        EXPECT_EQ(blob.body.substr(0, magic.size()), magic);
+        EXPECT_LT(blob.body.size(), 2u << 20) << "half of each MiB is repeated text";
+      }
+    }
+    EXPECT_EQ(doc["images"][0]["id"], id) << "the config is unchanged";
+  }
+}
+
+TEST_F(E2EPush, AContainerdNodePullsAndUnpacksZstdLayers) {
+  testing::Lab lab(scratch_ / "lab", 1, testing::LabKind{});
+  ASSERT_TRUE(lab.up());
+  const auto archive = (scratch_ / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:1M,top:64K", archive}));
+  const auto r = kload({"push", "--registry", registry_->address(), "--plain-http", "--json", "--compress", "zstd",
+                        archive});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto manifest = json_of(r)["images"][0]["manifest"].get<std::string>();
+  const auto uri = lab.uris().at(0);
+  const auto at = uri.find("snapshotter=");
+  const auto snapshotter = at == std::string::npos ? std::string("overlayfs") : uri.substr(at + 12);
+  const auto ref = registry_->address() + "/library/app:v1";
+  const auto pulled = lab.ctr(1, {"images", "pull", "--plain-http", "--snapshotter", snapshotter, ref});
+  ASSERT_EQ(pulled.exit_code, 0) << pulled.out << pulled.err;
+  EXPECT_NE(pulled.out.find("unpacking"), std::string::npos) << pulled.out;
+  const auto check = lab.ctr(1, {"images", "check"});
+  EXPECT_NE(check.out.find(ref), std::string::npos) << check.out;
+  EXPECT_NE(check.out.find("complete"), std::string::npos) << check.out;
+  const auto listed = lab.ctr(1, {"images", "ls"});
+  EXPECT_NE(listed.out.find(manifest), std::string::npos) << listed.out;
 }
 
 } // namespace

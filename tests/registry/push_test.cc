@@ -3,6 +3,7 @@
 
 #include "kload/format/archive_reader.h"
 #include "kload/registry/push.h"
+#include "kload/util/sha256.h"
 #include "support/test_support.h"
 
 #include <gtest/gtest.h>
@@ -20,6 +21,7 @@ struct Sent {
   std::string authorization;
   std::string user;
   std::string body;
+  std::string content_type;
 };
 
 // A registry that wants a Bearer token from https://auth.test/token (granted to
@@ -35,10 +37,12 @@ public:
 
   util::Result<HttpResponse> send(const HttpRequest& r) override {
     std::lock_guard lock(mutex_);
-    Sent s{r.method, r.url, "", r.user, std::string(r.body)};
+    Sent s{r.method, r.url, "", r.user, std::string(r.body), ""};
     for (const auto& h : r.headers) {
       if (h.starts_with("Authorization: ")) {
         s.authorization = h.substr(15);
+      } else if (h.starts_with("Content-Type: ")) {
+        s.content_type = h.substr(14);
       }
     }
     sent.push_back(s);
@@ -239,6 +243,89 @@ TEST_F(RegistryPush, AMountTheRegistryRefusesBecomesAnUpload) {
     return s.url.ends_with("scope=repository%3Alibrary%2Fother%3Apull%2Cpush&scope=repository%3Alibrary%2Fapp%3Apull");
   });
   EXPECT_EQ(token, 1);
+}
+
+// The manifests and index PUTs of `sent`, as "URL-path content-type", in order.
+std::vector<std::string> manifest_puts(const std::vector<Sent>& sent) {
+  std::vector<std::string> out;
+  for (const auto& s : sent) {
+    if (s.method == "PUT" && s.url.find("/manifests/") != std::string::npos) {
+      out.push_back(s.url.substr(std::string("https://reg.test").size()) + " " + s.content_type);
+    }
+  }
+  return out;
+}
+
+class RegistryPushIndex : public RegistryPush {
+protected:
+  void SetUp() override {
+    RegistryPush::SetUp();
+    const auto archive = (scratch_ / "multi.tar").string();
+    ASSERT_TRUE(testing::mkimage({"--layout", "docker25", "--nested-index", "--platforms", "linux/amd64,linux/arm64",
+                                  "--image", "app:v1=base:16K", archive}));
+    ASSERT_TRUE(format::read_archive(archive, multi_));
+    ASSERT_EQ(multi_.images.size(), 2u);
+    ASSERT_EQ(multi_.images[0].indexes.size(), 1u);
+  }
+
+  format::ImageSet multi_;
+};
+
+TEST_F(RegistryPushIndex, EveryPlatformsManifestByDigestThenTheIndexUnderTheTag) {
+  FakeRegistry fake;
+  auto report = push(multi_, {&multi_.images[0], &multi_.images[1]}, options_, fake);
+  ASSERT_TRUE(report) << report.error().message;
+  ASSERT_EQ(report->images.size(), 2u);
+  EXPECT_TRUE(report->images[0].under_index);
+  EXPECT_TRUE(report->images[1].under_index);
+  EXPECT_EQ(report->blobs_uploaded, 4u);  // two configs, two layers
+  ASSERT_EQ(report->indexes.size(), 1u);
+  const auto& index = multi_.images[0].indexes[0];
+  EXPECT_EQ(report->indexes[0].index.digest, index.digest);
+  EXPECT_TRUE(report->indexes[0].written);
+  const auto puts = manifest_puts(fake.sent);
+  ASSERT_EQ(puts.size(), 3u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto& m = multi_.images[i].manifest;
+    EXPECT_EQ(puts[i], "/v2/library/app/manifests/" + m.digest.str() + " " + m.media_type);
+  }
+  EXPECT_EQ(puts[2], std::string("/v2/library/app/manifests/v1 ") + format::media_type::oci_index);
+  // The index goes as the input holds it, after every blob.
+  const auto last = fake.sent.back();
+  EXPECT_EQ(util::Sha256::of(last.body), index.digest);
+  const auto first_manifest = std::find_if(fake.sent.begin(), fake.sent.end(), [](const Sent& s) {
+    return s.method == "PUT" && s.url.find("/manifests/") != std::string::npos;
+  });
+  EXPECT_TRUE(std::none_of(first_manifest, fake.sent.end(), [](const Sent& s) {
+    return s.method == "POST" || s.url.find("/blobs/") != std::string::npos;
+  }));
+}
+
+TEST_F(RegistryPushIndex, OnePlatformOfTheIndexGetsItsManifestUnderTheTag) {
+  FakeRegistry fake;
+  auto report = push(multi_, {&multi_.images[1]}, options_, fake);
+  ASSERT_TRUE(report) << report.error().message;
+  EXPECT_TRUE(report->indexes.empty());
+  EXPECT_FALSE(report->images[0].under_index);
+  const auto& m = multi_.images[1].manifest;
+  EXPECT_EQ(manifest_puts(fake.sent), std::vector<std::string>{"/v2/library/app/manifests/v1 " + m.media_type});
+}
+
+TEST_F(RegistryPushIndex, TwoImagesUnderOneTagThatAreNotOneIndexAreRefused) {
+  FakeRegistry fake;
+  // The arm64 platform and an unrelated image of the same name.
+  const auto archive = (scratch_ / "other.tar").string();
+  ASSERT_TRUE(testing::mkimage({"--image", "app:v1=other:4K", archive}));
+  format::ImageSet both;
+  ASSERT_TRUE(format::read_archive((scratch_ / "multi.tar").string(), both));
+  ASSERT_TRUE(format::read_archive(archive, both));
+  ASSERT_EQ(both.images.size(), 3u);
+  auto report = push(both, {&both.images[1], &both.images[2]}, options_, fake);
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().kind, util::ErrorKind::bad_input);
+  EXPECT_NE(report.error().message.find("reg.test/library/app:v1 would name two images"), std::string::npos)
+      << report.error().message;
+  EXPECT_TRUE(fake.sent.empty());
 }
 
 } // namespace

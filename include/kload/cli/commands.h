@@ -148,6 +148,8 @@ struct PushCommandOptions {
   std::vector<std::string> archives;
   std::string registry;                // --registry HOST[:PORT][/PREFIX]
   bool plain_http = false;
+  std::string ca_file;                 // --ca-file FILE (PEM)
+  std::string compress = "none";       // --compress none|gzip|zstd
   std::optional<std::string> creds;    // --creds USER:PASSWORD
   std::string platform_text;           // --platform
   bool json = false;
@@ -157,9 +159,10 @@ struct PushCommandOptions {
 // Registers `kload push` on `app`, its options parsed into `options`; returns it.
 CLI::App* add_push_command(CLI::App& app, PushCommandOptions& options);
 
-// `kload push`: pushes one platform per name of the archives' images to the registry
-// (registry/push.h) and prints a line per image and a summary (with `json`, the
-// kload.push/v1 document on stdout, write_document). Returns 0. Error: usage (a bad --registry,
+// `kload push`: pushes the archives' images (every platform of a whole index, else one
+// platform per name) to the registry (registry/push.h) and prints a line per image,
+// one per index and a summary (with `json`, the kload.push/v1 document on stdout,
+// write_document). Returns 0. Error: usage (a bad --registry,
 // --creds or --platform), bad_input (unreadable input, an image without a name, a
 // blob that does not match its digest, an unreadable docker config), node (the
 // registry refused or could not be reached: exit 1).

@@ -61,4 +61,10 @@ NodePlan plan_node(const std::vector<const format::Image*>& images, const NodeVi
 util::Result<std::vector<const format::Image*>> select_images(const format::ImageSet& set,
                                                               const std::optional<format::Platform>& platform);
 
+// Chooses the images to push when no platform is asked for: every platform of a name
+// whose images are the whole of one index (all reached through the same outermost
+// index of one input, none of its platforms unavailable), so that the index can be
+// pushed; for the other names, select_images' pick. Error: as select_images.
+util::Result<std::vector<const format::Image*>> select_every_platform(const format::ImageSet& set);
+
 } // namespace kload::plan

@@ -4,6 +4,7 @@
 
 #include "kload/util/error.h"
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -44,8 +45,17 @@ public:
   virtual util::Result<HttpResponse> send(const HttpRequest& request) = 0;
 };
 
-// libcurl, verifying TLS peers with the system's certificates; a connection that does
-// not open within 30 s or moves fewer than 1 KiB/s for 60 s fails.
-std::unique_ptr<HttpClient> make_curl_client();
+// libcurl, verifying TLS peers with the certificates of `ca_file` (PEM) when given,
+// else the system's; a connection that does not open within 30 s or moves fewer than
+// 1 KiB/s for 60 s fails. A peer whose certificate is not trusted, or that does not
+// speak TLS, fails with a message saying how to trust it (--ca-file, or Docker's
+// /etc/docker/certs.d/HOST/ca.crt) or to use --plain-http.
+std::unique_ptr<HttpClient> make_curl_client(const std::filesystem::path& ca_file = {});
+
+// The CA file to trust for `host` (HOST[:PORT]): `given` when not empty, else Docker's
+// /etc/docker/certs.d/HOST/ca.crt when it exists (under `certs_dir`), else empty (the
+// system's certificates). Never fails.
+std::filesystem::path ca_file_for(const std::string& host, const std::filesystem::path& given,
+                                  const std::filesystem::path& certs_dir = "/etc/docker/certs.d");
 
 } // namespace kload::registry
