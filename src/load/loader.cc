@@ -103,7 +103,10 @@ public:
   // lacks none.
   void not_published(const util::Error& error) {
     if (ok() && plan_.count(plan::Action::send) > 0) {
-      failed(error);
+      // The registry's failure, not the node's: no asking whether the node went away.
+      report_.status = NodeStatus::failed;
+      report_.error_kind = util::cancelled_by() != 0 ? util::ErrorKind::interrupted : error.kind;
+      report_.error = error.message;
     }
   }
 
