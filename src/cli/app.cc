@@ -100,6 +100,22 @@ void add_target_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, st
   add_cache_options(cmd, target);
 }
 
+// A load through a registry: --via and what goes with it, registered once.
+void add_via_options(CLI::App* cmd, ViaOptions& via) {
+  cmd->add_option("--via", via.registry,
+                  "HOST[:PORT][/PREFIX]: push the images the nodes lack to this registry (only the\n"
+                  "blobs it lacks, once), and have each node pull them with its own containerd (only\n"
+                  "the layers it lacks) instead of receiving them from here. Names as for push");
+  cmd->add_option("--via-pull-address", via.pull_address,
+                  "HOST[:PORT]: the --via registry as the nodes reach it, when that differs from\n"
+                  "where kload pushes (kind's local registry: --via localhost:5001\n"
+                  "--via-pull-address kind-registry:5000)");
+  cmd->add_flag("--plain-http", via.plain_http, "With --via: speak plain HTTP to the registry (push and pulls)");
+  cmd->add_option("--creds", via.creds,
+                  "With --via: USER:PASSWORD for the push (default as for push); the nodes pull\n"
+                  "without credentials");
+}
+
 // What a load says on stderr: -q and -v, registered once.
 void add_verbosity_options(CLI::App* cmd, bool& quiet, bool& verbose) {
   auto* q = cmd->add_flag("-q,--quiet", quiet,
@@ -172,6 +188,7 @@ void add_image_archive(CLI::App& app, Commands& c) {
                      "Load this platform of multi-platform images (default: the host's)",
                      "Print a JSON report (schema kload.load/v2, docs/json.md) on stdout");
   add_verbosity_options(c.archive_cmd, c.quiet, c.verbose);
+  add_via_options(c.archive_cmd, c.archive.target.via);
   c.archive_cmd->add_option("--name-as", c.archive.name_as,
                             "NAME[:TAG] for every image that has no name (saved by ID; an OCI ref name that is\n"
                             "only a tag); without it such an image is an error");
@@ -198,6 +215,7 @@ void add_docker_image(CLI::App& app, Commands& c) {
                      "saved multi-platform image holds only the platforms that were pulled)",
                      "Print a JSON report (schema kload.load/v2, plus \"dockerSaved\") on stdout");
   add_verbosity_options(c.docker_cmd, c.quiet, c.verbose);
+  add_via_options(c.docker_cmd, c.docker.target.via);
   c.docker_cmd->add_flag("--watch", c.docker.watch,
                          "Then follow Docker's image events and load again whenever an image's ID changes\n"
                          "(a rebuild), one line per reload: the build-and-reload loop. Ctrl-C ends it");

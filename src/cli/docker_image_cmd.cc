@@ -158,6 +158,7 @@ void merge_loaded(load::LoadReport& report, const load::LoadReport& loaded, cons
   }
   report.blobs_hashed = loaded.blobs_hashed;
   report.bytes_hashed = loaded.bytes_hashed;
+  report.via = loaded.via;
 }
 
 // Loads what was saved into the needy nodes and fills in their reports; remembers
@@ -165,7 +166,7 @@ void merge_loaded(load::LoadReport& report, const load::LoadReport& loaded, cons
 // load::load (nothing was then sent).
 Result<void> load_needy(SavedWanted& saved, const load::SavePlan& plan, const std::vector<load::NodeCheck>& checks,
                         const TargetOptions& options, PreparedTargets& prepared, const std::vector<format::Image>& stand_ins,
-                        load::Observer& observer, load::LoadReport& report) {
+                        load::Observer& observer, load::LoadReport& report, Console& console) {
   std::vector<load::Target> needy;
   for (const auto i : plan.needy) {
     needy.push_back(prepared.targets[i]);
@@ -173,7 +174,13 @@ Result<void> load_needy(SavedWanted& saved, const load::SavePlan& plan, const st
   }
   // The loader plans each needy node from its pre-check; what it is not given, they hold.
   auto& set = saved.saved.set;
-  auto loaded = load::load(set, saved.images, needy, load_options(options, prepared.cache.get()), observer);
+  if (prepared.via) {
+    if (auto routed = route_via(*prepared.via, set, saved.images, console); !routed) {
+      return std::unexpected(routed.error());
+    }
+  }
+  auto loaded =
+      load::load(set, saved.images, needy, load_options(options, prepared.cache.get(), prepared.via.get()), observer);
   if (!loaded) {
     return std::unexpected(loaded.error());
   }
@@ -250,9 +257,12 @@ Result<int> load_from_docker(const DockerImageOptions& options, const std::vecto
     }
     saved.emplace(std::move(*s));
     lint = lint_images(saved->images, t.lint, console);
-    if (auto r = load_needy(*saved, plan, checks, t, prepared, stand_ins, observer, report); !r) {
+    if (auto r = load_needy(*saved, plan, checks, t, prepared, stand_ins, observer, report, console); !r) {
       return std::unexpected(r.error());
     }
+  }
+  if (prepared.via && !report.via) {
+    report.via = load::ViaReport{prepared.via->pull_address, false, {}};  // every node held every image
   }
   report.seconds = seconds_since(start);
   quiet.reset();

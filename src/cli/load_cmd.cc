@@ -10,6 +10,8 @@
 #include "kload/node/ctr_client.h"
 #include "kload/node/kind.h"
 #include "kload/node/node_uri.h"
+#include "kload/registry/auth.h"
+#include "kload/registry/names.h"
 #include "kload/util/human.h"
 #include "kload/util/text.h"
 
@@ -92,9 +94,12 @@ public:
     if (r.status == load::NodeStatus::failed) {
       console_.error(fmt::format("node \"{}\": FAILED: {}", r.node, r.error));
     } else {
-      console_.line(fmt::format("node \"{}\": done in {}: sent {} layers ({}, {} on the wire){}", r.node,
+      const auto pulled = r.layers_pulled > 0 ? fmt::format(", pulled {} layers ({}) from the registry",
+                                                            r.layers_pulled, util::human_bytes(r.layer_bytes_pulled))
+                                               : std::string();
+      console_.line(fmt::format("node \"{}\": done in {}: sent {} layers ({}, {} on the wire){}{}", r.node,
                                 util::human_seconds(r.seconds), r.layers_sent, util::human_bytes(r.layer_bytes_sent),
-                                util::human_bytes(r.bytes_sent),
+                                util::human_bytes(r.bytes_sent), pulled,
                                 r.retried ? ", after re-listing a stale inventory" : ""));
     }
     std::lock_guard lock(mutex_);
@@ -206,12 +211,23 @@ nlohmann::json node_json(const load::NodeReport& n, bool dry_run) {
           {"bytesSent", n.bytes_sent},
           {"layersSkipped", n.layers_skipped},
           {"bytesSkipped", n.bytes_skipped},
+          {"layersPulled", n.layers_pulled},
+          {"layerBytesPulled", n.layer_bytes_pulled},
           {"layersPlanned", n.layers_planned},
           {"layerBytesPlanned", n.layer_bytes_planned},
           {"ctrCalls", n.ctr_calls},
           {"listings", n.listings},
           {"retried", n.retried},
           {"seconds", rounded_seconds(n.seconds)}};
+}
+
+// What a direct load would have sent: the layers each node lacked, summed over nodes.
+std::uint64_t direct_layer_bytes(const load::LoadReport& report) {
+  std::uint64_t bytes = 0;
+  for (const auto& n : report.nodes) {
+    bytes += n.layer_bytes_planned;
+  }
+  return bytes;
 }
 
 // The kload.load/v2 document, less what write_document adds.
@@ -224,6 +240,14 @@ nlohmann::json report_json(const load::LoadReport& report, bool dry_run) {
   out["nodes"] = nlohmann::json::array();
   for (const auto& n : report.nodes) {
     out["nodes"].push_back(node_json(n, dry_run));
+  }
+  out["via"] = nullptr;
+  if (report.via) {
+    out["via"] = {{"pullAddress", report.via->pull_address},
+                  {"published", report.via->published},
+                  {"blobsUploaded", report.via->uploaded.blobs_uploaded},
+                  {"bytesUploaded", report.via->uploaded.bytes_uploaded},
+                  {"directLayerBytes", direct_layer_bytes(report)}};
   }
   return out;
 }
@@ -281,6 +305,19 @@ std::string summary_line(const load::LoadReport& report, const LoadSummary& summ
   }
   if (holding > 0) {
     line += fmt::format(", {} node(s) already held every image", holding);
+  }
+  if (report.via && !summary.dry_run) {
+    std::uint64_t pulled = 0;
+    std::uint64_t pulled_bytes = 0;
+    for (const auto& n : report.nodes) {
+      pulled += n.layers_pulled;
+      pulled_bytes += n.layer_bytes_pulled;
+    }
+    line += fmt::format("; through registry {}: uploaded {} ({} blobs) once, the nodes pulled {} layers ({}); a "
+                        "direct load would have sent {}",
+                        report.via->pull_address, util::human_bytes(report.via->uploaded.bytes_uploaded),
+                        report.via->uploaded.blobs_uploaded, pulled, util::human_bytes(pulled_bytes),
+                        util::human_bytes(direct_layer_bytes(report)));
   }
   line += ", in " + util::human_seconds(report.seconds);
   if (!failed.empty()) {
@@ -543,6 +580,10 @@ node::RunLog run_log(Console& console) {
 
 Result<PreparedTargets> prepare_targets(const TargetOptions& options, util::ProcessRunner& runner,
                                         Console& console) {
+  auto via = prepare_via(options.via, options.jobs);
+  if (!via) {
+    return std::unexpected(via.error());
+  }
   const char* env = std::getenv("KLOAD_NODES");
   Config config;
   if (options.config_use == ConfigUse::read && options.nodes.empty()) {
@@ -565,15 +606,85 @@ Result<PreparedTargets> prepare_targets(const TargetOptions& options, util::Proc
     out.targets.push_back(load::Target{uri, out.clients.back().get(), nullptr});
   }
   out.cache = open_cache(options.no_cache, options.cache_dir, console);
+  out.via = std::move(*via);
   return out;
 }
 
-load::LoadOptions load_options(const TargetOptions& options, cache::Cache* cache) {
+load::LoadOptions load_options(const TargetOptions& options, cache::Cache* cache, const ViaSetup* via) {
   load::LoadOptions out;
   out.jobs = options.jobs;
   out.dry_run = options.dry_run ? load::DryRun::yes : load::DryRun::no;
   out.cache = cache;
+  out.via = via != nullptr ? &via->via : nullptr;
   return out;
+}
+
+Result<std::unique_ptr<ViaSetup>> prepare_via(const ViaOptions& options, unsigned jobs) {
+  if (options.registry.empty()) {
+    if (!options.pull_address.empty() || options.plain_http || options.creds) {
+      return util::fail(util::ErrorKind::usage,
+                        "--via-pull-address, --plain-http and --creds go with --via REGISTRY (a load through a registry)");
+    }
+    return nullptr;
+  }
+  auto address = registry::parse_registry(options.registry);
+  if (!address) {
+    return std::unexpected(address.error().with_context("--via"));
+  }
+  std::string pull = address->host;
+  if (!options.pull_address.empty()) {
+    auto p = registry::parse_registry(options.pull_address);
+    if (!p || !p->prefix.empty()) {
+      return util::fail(util::ErrorKind::usage,
+                        fmt::format("--via-pull-address \"{}\": expected HOST[:PORT], the registry as the nodes reach "
+                                    "it (the path prefix is --via's)",
+                                    options.pull_address));
+    }
+    pull = p->host;
+  }
+  auto creds = registry::find_credentials(options.creds, address->host);
+  if (!creds) {
+    return std::unexpected(creds.error());
+  }
+  auto setup = std::make_unique<ViaSetup>();
+  setup->address = *address;
+  setup->pull_address = pull;
+  setup->push.registry = *address;
+  setup->push.scheme = options.plain_http ? registry::Scheme::http : registry::Scheme::https;
+  setup->push.credentials = *creds;
+  setup->push.jobs = std::min(jobs, 16u);
+  setup->http = registry::make_curl_client();
+  setup->via.pull_address = pull;
+  setup->via.plain_http = options.plain_http ? node::PlainHttp::yes : node::PlainHttp::no;
+  return setup;
+}
+
+Result<void> route_via(ViaSetup& setup, format::ImageSet& set, const std::vector<const format::Image*>& images,
+                       Console& console) {
+  setup.via.references.clear();
+  for (const auto* image : images) {
+    if (image->names.empty()) {
+      return util::fail(util::ErrorKind::bad_input,
+                        fmt::format("{}: image {} has no name to push it under", image->source, image->id.str()));
+    }
+    auto destination = registry::destination_for(image->names.front(), setup.address);
+    if (!destination) {
+      return std::unexpected(destination.error());
+    }
+    setup.via.references[image] = setup.pull_address + "/" + destination->repository + "@" + image->manifest.digest.str();
+  }
+  setup.via.publish = [&setup, &set, &console](const std::vector<const format::Image*>& lacked)
+      -> Result<load::Published> {
+    auto pushed = registry::push(set, lacked, setup.push, *setup.http);
+    if (!pushed) {
+      return std::unexpected(pushed.error());
+    }
+    console.line(fmt::format("registry {}: {} image(s) the nodes lack: uploaded {} blobs ({}), {} already there",
+                             setup.address.host, lacked.size(), pushed->blobs_uploaded,
+                             util::human_bytes(pushed->bytes_uploaded), pushed->blobs_present + pushed->blobs_mounted));
+    return load::Published{pushed->blobs_uploaded, pushed->bytes_uploaded};
+  };
+  return {};
 }
 
 Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
@@ -598,6 +709,11 @@ Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
   if (!images) {
     return std::unexpected(images.error());
   }
+  if (prepared->via) {
+    if (auto routed = route_via(*prepared->via, *set, *images, console); !routed) {
+      return std::unexpected(routed.error());
+    }
+  }
   auto lint = lint_images(*images, options.target.lint, console);
   auto* cache = prepared->cache.get();
   if (cache != nullptr) {
@@ -605,7 +721,7 @@ Result<int> image_archive(const LoadCommandOptions& options, Console& console) {
   }
   auto console_observer = make_console_observer(console);
   auto& observer = options.target.observer != nullptr ? *options.target.observer : *console_observer;
-  auto report = load::load(*set, *images, prepared->targets, load_options(options.target, cache), observer);
+  auto report = load::load(*set, *images, prepared->targets, load_options(options.target, cache, prepared->via.get()), observer);
   if (!report) {
     return std::unexpected(report.error());
   }

@@ -30,9 +30,10 @@ const node::ImageStatus* find_status(const std::vector<node::ImageStatus>& statu
   return it == statuses.end() ? nullptr : &*it;
 }
 
-// The blobs a plan sends: the metadata (indexes, manifests, configs) of the images
-// sent or retagged, and the layers.
-std::vector<Digest> blobs_to_send(const plan::NodePlan& plan) {
+// The blobs a plan sends from here: the metadata (indexes, manifests, configs) of the
+// images sent or retagged, and the layers, unless the node pulls them from a registry
+// (`via`; the push proves what it uploads).
+std::vector<Digest> blobs_to_send(const plan::NodePlan& plan, const Via* via) {
   std::vector<Digest> blobs;
   for (const auto& step : plan.steps) {
     if (step.action != plan::Action::skip) {  // a retag may be a commit import too
@@ -40,7 +41,9 @@ std::vector<Digest> blobs_to_send(const plan::NodePlan& plan) {
       blobs.insert(blobs.end(), metadata.begin(), metadata.end());
     }
   }
-  blobs.insert(blobs.end(), plan.layers.begin(), plan.layers.end());
+  if (via == nullptr) {
+    blobs.insert(blobs.end(), plan.layers.begin(), plan.layers.end());
+  }
   return blobs;
 }
 
@@ -71,9 +74,9 @@ bool answers(const node::Probe& p, const node::ProbeRequest& want) {
 class NodeLoader {
 public:
   NodeLoader(format::ImageSet& set, const std::vector<const format::Image*>& images, const Target& target,
-             Observer& observer, std::mutex& verify_mutex, cache::Cache* cache)
+             Observer& observer, std::mutex& verify_mutex, const LoadOptions& options)
       : set_(set), images_(images), target_(target), client_(*target.client), observer_(observer),
-        verify_mutex_(verify_mutex), cache_(cache) {
+        verify_mutex_(verify_mutex), cache_(options.cache), via_(options.via) {
     report_.node = target.uri.display();
     report_.uri = target.uri.text;
   }
@@ -95,6 +98,17 @@ public:
 
   [[nodiscard]] const plan::NodePlan& node_plan() const { return plan_; }
   [[nodiscard]] bool ok() const { return report_.status == NodeStatus::ok; }
+
+  // The registry could not take the images this node lacks: it fails, unless it
+  // lacks none.
+  void not_published(const util::Error& error) {
+    if (ok() && plan_.count(plan::Action::send) > 0) {
+      // The registry's failure, not the node's: no asking whether the node went away.
+      report_.status = NodeStatus::failed;
+      report_.error_kind = util::cancelled_by() != 0 ? util::ErrorKind::interrupted : error.kind;
+      report_.error = error.message;
+    }
+  }
 
   // Phase 3: the commit protocol, unless dry. Returns the final report.
   NodeReport execute(DryRun dry_run) {
@@ -262,7 +276,7 @@ private:
   // Proves what the plan sends that no plan proved before.
   bool prove_plan() {
     const std::lock_guard lock(verify_mutex_);
-    if (auto v = format::verify_blobs(set_, blobs_to_send(plan_), 1); !v) {
+    if (auto v = format::verify_blobs(set_, blobs_to_send(plan_, via_), 1); !v) {
       return failed(v.error());
     }
     return true;
@@ -297,7 +311,7 @@ private:
     }
     mark_sending();
     for (int attempt = 0;; ++attempt) {
-      const auto staged = import_staged(staging);
+      const auto staged = via_ != nullptr ? pull_staged(staging) : import_staged(staging);
       if (staged == Staged::node_changed) {
         // Not a retry: the plan never reached this node. List it and plan afresh.
         snapshotter_.reset();  // the record's, and the record was of another node
@@ -383,6 +397,65 @@ private:
       return s != nullptr && s->complete;
     });
     return complete ? Staged::ok : Staged::stale;
+  }
+
+  // One round trip: the node pulls each image the plan sends (one per manifest) from
+  // the registry by digest, which fetches only the blobs it lacks, under the
+  // reference's own name; each is tagged with a staging name at once, and the staging
+  // names are checked. The references' names go with the staging names (the guard
+  // holds them from before the pull, so a failed pull leaves none), except a name the
+  // node already had.
+  Staged pull_staged(StagingGuard& staging) {
+    node::Pull pull{{}, via_->plain_http};
+    node::Changes then;
+    for (const auto& step : plan_.steps) {
+      const auto& reference = via_->references.at(step.image);
+      if (step.action != plan::Action::send ||
+          std::find(pull.references.begin(), pull.references.end(), reference) != pull.references.end()) {
+        continue;
+      }
+      pull.references.push_back(reference);
+      then.check.push_back(make_staging_name(step.image->manifest.digest));
+      then.tags.emplace_back(reference, then.check.back());
+      staging.add(then.check.back());
+      if (find_status(statuses_, reference) == nullptr) {
+        staging.add(reference);
+      }
+    }
+    then.pull = &pull;
+    then.snapshotter = *snapshotter_;
+    then.expect_uuid = unconfirmed_uuid_;
+    auto statuses = client_.apply(then);
+    if (!statuses) {
+      if (statuses.error().step == node::ChangeError::Step::node_changed) {
+        return Staged::node_changed;
+      }
+      const auto& message = statuses.error().error.error.message;
+      failed(statuses.error().step == node::ChangeError::Step::pull ? pull_failure(message) : message);
+      return Staged::failed;
+    }
+    if (!unconfirmed_uuid_.empty()) {
+      server_uuid_ = std::exchange(unconfirmed_uuid_, {});
+    }
+    for (const auto& ref : then.check) {
+      const auto* s = find_status(*statuses, ref);
+      if (s == nullptr || !s->complete) {
+        failed(fmt::format("node {}: the image pulled from {} is incomplete on the node", report_.node,
+                           via_->pull_address));
+        return Staged::failed;
+      }
+    }
+    report_.layers_pulled = plan_.layers.size();
+    report_.layer_bytes_pulled = plan_.layer_bytes;
+    return Staged::ok;
+  }
+
+  // ctr's failure to pull, with what to do about it.
+  [[nodiscard]] std::string pull_failure(const std::string& message) const {
+    return fmt::format("{}; the node could not pull from registry {}: it must reach the registry at that address "
+                       "(--via-pull-address gives the address nodes use), over plain HTTP only with --plain-http, "
+                       "and nodes pull without credentials",
+                       message, via_->pull_address);
   }
 
   // One import of `entries` carrying the blobs in `layers`, then the steps of `then`,
@@ -567,6 +640,7 @@ private:
   Observer& observer_;
   std::mutex& verify_mutex_;
   cache::Cache* cache_;
+  const Via* via_;
 
   std::vector<node::ImageStatus> statuses_;  // every name on the node, from this load's check
   TargetIds known_ids_;                      // what each target reaches, from the record or a listing
@@ -581,21 +655,51 @@ private:
   NodeReport report_;
 };
 
-// Every blob some node's plan sends, each once.
-std::vector<Digest> blobs_any_node_needs(const std::vector<std::unique_ptr<NodeLoader>>& loaders) {
+// Every blob some node's plan sends from here, each once.
+std::vector<Digest> blobs_any_node_needs(const std::vector<std::unique_ptr<NodeLoader>>& loaders, const Via* via) {
   std::vector<Digest> out;
   std::unordered_set<Digest> seen;
   for (const auto& l : loaders) {
     if (!l->ok()) {
       continue;
     }
-    for (const auto& d : blobs_to_send(l->node_plan())) {
+    for (const auto& d : blobs_to_send(l->node_plan(), via)) {
       if (seen.insert(d).second) {
         out.push_back(d);
       }
     }
   }
   return out;
+}
+
+// Through a registry: puts the images some node lacks there, once, before any node
+// pulls; when that fails, every node that lacks an image fails with its error.
+ViaReport publish(const Via& via, const std::vector<std::unique_ptr<NodeLoader>>& loaders) {
+  ViaReport report{via.pull_address, false, {}};
+  std::vector<const format::Image*> lacked;
+  for (const auto& l : loaders) {
+    if (!l->ok()) {
+      continue;
+    }
+    for (const auto& step : l->node_plan().steps) {
+      if (step.action == plan::Action::send && std::find(lacked.begin(), lacked.end(), step.image) == lacked.end()) {
+        lacked.push_back(step.image);
+      }
+    }
+  }
+  if (lacked.empty()) {
+    return report;
+  }
+  report.published = true;
+  auto published = via.publish(lacked);
+  if (!published) {
+    for (const auto& l : loaders) {
+      l->not_published(published.error());
+    }
+    return report;
+  }
+  report.uploaded = *published;
+  return report;
 }
 
 } // namespace
@@ -641,7 +745,7 @@ util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const for
   std::vector<std::unique_ptr<NodeLoader>> loaders;
   std::mutex verify_mutex;
   for (const auto& t : targets) {
-    loaders.push_back(std::make_unique<NodeLoader>(set, images, t, observer, verify_mutex, options.cache));
+    loaders.push_back(std::make_unique<NodeLoader>(set, images, t, observer, verify_mutex, options));
   }
   // Phase 1: every node's plan, in parallel.
   util::parallel_for(loaders.size(), options.jobs, [&](std::size_t i) { loaders[i]->plan(); });
@@ -649,12 +753,17 @@ util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const for
   // Phase 2: prove every blob some node will receive, once, before anything is sent.
   LoadReport report;
   auto verified =
-      format::verify_blobs(set, blobs_any_node_needs(loaders), std::min(options.jobs, util::default_jobs()));
+      format::verify_blobs(set, blobs_any_node_needs(loaders, options.via), std::min(options.jobs, util::default_jobs()));
   if (!verified) {
     return std::unexpected(verified.error());
   }
   report.blobs_hashed = verified->blobs_hashed;
   report.bytes_hashed = verified->bytes_hashed;
+  if (options.via != nullptr && options.dry_run == DryRun::no) {
+    report.via = publish(*options.via, loaders);
+  } else if (options.via != nullptr) {
+    report.via = ViaReport{options.via->pull_address, false, {}};
+  }
 
   // Phase 3: the commit protocol, nodes in parallel.
   report.nodes.resize(loaders.size());

@@ -558,6 +558,12 @@ bool needs_local_import(const ProcessResult& r) {
   return r.err.find("no unpack platforms defined") != std::string::npos;
 }
 
+// The references `changes` pulls, none when it pulls nothing.
+const std::vector<std::string>& pulls(const Changes& changes) {
+  static const std::vector<std::string> none;
+  return changes.pull != nullptr ? changes.pull->references : none;
+}
+
 // The exit status of the UUID check of apply() when the UUID is another.
 constexpr int uuid_mismatch = 97;
 
@@ -624,6 +630,20 @@ std::vector<std::string> CtrClient::import_args(const std::string& snapshotter) 
     args.emplace_back("--local");
   }
   args.emplace_back("-");
+  return args;
+}
+
+std::vector<std::string> CtrClient::pull_args(const std::string& reference, const std::string& snapshotter,
+                                              PlainHttp plain_http) const {
+  std::vector<std::string> args{"images", "pull", "--snapshotter", snapshotter};
+  if (plain_http == PlainHttp::yes) {
+    args.emplace_back("--plain-http");
+  }
+  if (local_import_) {
+    args.emplace_back("--local");  // as for imports: the Transfer API refused the snapshotter
+  }
+  args.emplace_back("--");
+  args.push_back(reference);
   return args;
 }
 
@@ -784,6 +804,19 @@ std::expected<void, ImportError> CtrClient::import(const util::StdinFeeder& feed
   return std::unexpected(import_failure(transport_, *r));
 }
 
+util::Result<void> CtrClient::pull(const std::string& reference, const std::string& snapshotter,
+                                   PlainHttp plain_http) {
+  auto r = ctr(pull_args(reference, snapshotter, plain_http), {}, no_timeout);
+  if (!r) {
+    return std::unexpected(r.error().with_context(node_prefix(transport_) + ": pulling " + reference));
+  }
+  if (r->exit_code != 0 && !local_import_ && needs_local_import(*r)) {
+    local_import_ = true;
+    return pull(reference, snapshotter, plain_http);
+  }
+  return settled(transport_, *r, "pulling " + reference);
+}
+
 util::Result<void> CtrClient::tag(const std::string& source, const std::string& target) {
   auto r = query(tag_args(source, target), "tagging " + source + " as " + target);
   if (!r) {
@@ -886,6 +919,9 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
   if (changes.import != nullptr) {
     steps.push_back({ctr_words(uri, import_args(changes.snapshotter)), true, true});
   }
+  for (const auto& reference : pulls(changes)) {
+    steps.push_back({ctr_words(uri, pull_args(reference, changes.snapshotter, changes.pull->plain_http)), false, true});
+  }
   for (const auto& [source, target] : changes.tags) {
     steps.push_back({ctr_words(uri, tag_args(source, target)), false, true});
   }
@@ -905,7 +941,7 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
   auto results = batch(steps, changes.import != nullptr ? *changes.import : none,
                        changes.import != nullptr ? no_timeout : query_timeout);
   if (!results) {
-    return fail(changes.import != nullptr ? Step::import : Step::tag,
+    return fail(changes.import != nullptr ? Step::import : changes.pull != nullptr ? Step::pull : Step::tag,
                 results.error().with_context(node_prefix(transport_) + ": " + importing));
   }
   StepResults result(*results);
@@ -926,6 +962,16 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
         return apply(changes);
       }
       return std::unexpected(ChangeError{Step::import, import_failure(transport_, r)});
+    }
+  }
+  for (const auto& reference : pulls(changes)) {
+    const auto& r = result.next();
+    if (r.exit_code != 0 && !local_import_ && needs_local_import(r)) {
+      local_import_ = true;
+      return apply(changes);
+    }
+    if (auto ok = settled(transport_, r, "pulling " + reference); !ok) {
+      return fail(Step::pull, ok.error());
     }
   }
   for (const auto& [source, target] : changes.tags) {

@@ -56,6 +56,13 @@ std::expected<std::vector<ImageStatus>, ChangeError> NodeClient::apply(const Cha
       return std::unexpected(ChangeError{Step::import, std::move(r.error())});
     }
   }
+  if (changes.pull != nullptr) {
+    for (const auto& reference : changes.pull->references) {
+      if (auto r = pull(reference, changes.snapshotter, changes.pull->plain_http); !r) {
+        return fail(Step::pull, std::move(r.error()));
+      }
+    }
+  }
   for (const auto& [source, target] : changes.tags) {
     if (auto r = tag(source, target); !r) {
       return fail(Step::tag, std::move(r.error()));

@@ -237,6 +237,42 @@ TEST(CliJson, InspectWritesADocumentOnSuccessAndOnEveryFailure) {
                   2, "usage", "--platform", "a bad --platform");
 }
 
+// A load through a registry: its document has the via object, documented field by
+// field; a direct load's is null.
+TEST(CliJson, AViaLoadSaysWhatLeftThisMachineAndWhatADirectLoadWouldHaveSent) {
+  KLOAD_REQUIRE_REGISTRY();
+  Scratch scratch;
+  Lab lab(scratch / "lab", 2, LabKind{});
+  ASSERT_TRUE(lab.up());
+  Registry registry(scratch / "registry");
+  ASSERT_TRUE(registry.up()) << registry.log();
+  const auto archive = (scratch / "app.tar").string();
+  ASSERT_TRUE(mkimage({"--image", "app:v1=base:64K,top:8K", archive}));
+  auto args = std::vector<std::string>{"image-archive", archive, "--json", "--via", registry.address(), "--plain-http"};
+  for (const auto& u : lab.uris()) {
+    args.insert(args.end(), {"--node", u});
+  }
+  const auto r = kload(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto doc = checked_document(r, "kload.load/v2", Report::whole, "via load");
+  ASSERT_TRUE(doc["via"].is_object()) << r.out;
+  EXPECT_EQ(doc["via"]["pullAddress"], registry.address());
+  EXPECT_TRUE(doc["via"]["published"].get<bool>());
+  EXPECT_EQ(doc["via"]["blobsUploaded"], 3);  // config and two layers
+  EXPECT_EQ(doc["via"]["directLayerBytes"],
+            doc["nodes"][0]["layerBytesPlanned"].get<std::uint64_t>() * 2);
+  EXPECT_EQ(doc["nodes"][1]["layersPulled"], 2);
+  EXPECT_NE(r.err.find("through registry " + registry.address()), std::string::npos) << r.err;
+
+  const auto direct = kload({"image-archive", archive, "--json", "--node", lab.uris()[0]});
+  EXPECT_TRUE(checked_document(direct, "kload.load/v2", Report::whole, "direct load")["via"].is_null());
+  failed_document(kload({"image-archive", archive, "--json", "--plain-http", "--node", lab.uris()[0]}),
+                  "kload.load/v2", Report::none, 2, "usage", "--via", "--plain-http without --via");
+  failed_document(kload({"image-archive", archive, "--json", "--via", "x:1", "--via-pull-address", "h:1/p", "--node",
+                         lab.uris()[0]}),
+                  "kload.load/v2", Report::none, 2, "usage", "--via-pull-address", "a pull address with a path");
+}
+
 // A node that cannot be reached: its own containerd socket path that nothing serves.
 std::string unreachable_node(const Scratch& scratch) { return "containerd://" + (scratch / "no.sock").string(); }
 

@@ -27,13 +27,17 @@ namespace kload::test {
 
 class FakeNode final : public node::NodeClient {
 public:
-  enum class Op { uuid, snapshotter, inventory, check, import, tag, remove };
+  enum class Op { uuid, snapshotter, inventory, check, import, pull, tag, remove };
 
   std::map<util::Digest, std::string> content;  // blob -> bytes
   std::map<std::string, util::Digest> images;   // name -> target
   std::set<util::Digest> unpacked;              // layers whose snapshot exists
   std::string uuid = "11111111-2222-3333-4444-555555555555";
   std::vector<Op> log;                          // every call, in order
+  // A registry the node pulls from: blob (manifests, configs, layers) -> bytes, shared
+  // by the nodes of a test; and every blob this node fetched from it, in order.
+  const std::map<util::Digest, std::string>* registry = nullptr;
+  std::vector<util::Digest> fetched;
 
   // The `nth` call of `op` from now (1: the next one) fails with `message`; an import
   // fails as `kind` says.
@@ -130,6 +134,43 @@ public:
       return std::unexpected(e);
     }
     return {};
+  }
+
+  // As ctr pulls by digest: the manifest, then each blob the content store lacks; the
+  // image is named `reference` only once every blob is here (a missing one fails the
+  // pull and names nothing); layers are unpacked.
+  util::Result<void> pull(const std::string& reference, const std::string&, node::PlainHttp) override {
+    return step(Op::pull, [&]() -> util::Result<void> {
+      const auto at = reference.find('@');
+      const auto digest = at == std::string::npos ? std::nullopt : util::Digest::parse(reference.substr(at + 1));
+      if (registry == nullptr || !digest) {
+        return util::fail(util::ErrorKind::node, "node fake: pulling " + reference + ": ctr: failed to resolve");
+      }
+      std::vector<util::Digest> wanted{*digest};
+      if (auto m = registry->find(*digest); m != registry->end()) {
+        const auto refs = refs_of(m->second);
+        if (refs.config) {
+          wanted.push_back(*refs.config);
+        }
+        wanted.insert(wanted.end(), refs.layers.begin(), refs.layers.end());
+      }
+      for (const auto& d : wanted) {
+        if (content.contains(d)) {
+          continue;
+        }
+        auto it = registry->find(d);
+        if (it == registry->end()) {
+          return util::fail(util::ErrorKind::node,
+                            fmt::format("node fake: pulling {}: ctr: {}: not found", reference, d.str()));
+        }
+        content[d] = it->second;
+        fetched.push_back(d);
+      }
+      const auto refs = refs_of(content[*digest]);
+      unpacked.insert(refs.layers.begin(), refs.layers.end());
+      images[reference] = *digest;
+      return {};
+    });
   }
 
   util::Result<void> tag(const std::string& source, const std::string& target) override {

@@ -538,5 +538,207 @@ TEST_F(LoaderProtocol, DryRunChangesNothing) {
   EXPECT_EQ(std::count(node.log.begin(), node.log.end(), Op::import), 0);
 }
 
+// --- through a registry (--via) ---
+
+// A registry in memory that publish fills from the set, and a Via that pulls from it.
+class ViaProtocol : public LoaderProtocol {
+protected:
+  // The bytes of blob `d` of `set` (the manifest kload sends for a docker archive).
+  static std::string bytes_of(const format::ImageSet& set, const util::Digest& d) {
+    for (const auto& image : set.images) {
+      if (image.manifest.digest == d && !image.manifest_bytes.empty()) {
+        return image.manifest_bytes;
+      }
+    }
+    const auto* blob = set.find(d);
+    if (blob == nullptr) {
+      return {};
+    }
+    if (blob->where.memory) {
+      return *blob->where.memory;
+    }
+    std::ifstream in(blob->where.file, std::ios::binary);
+    in.seekg(static_cast<std::streamoff>(blob->where.offset));
+    std::string out(blob->size, '\0');
+    in.read(out.data(), static_cast<std::streamsize>(out.size()));
+    return out;
+  }
+
+  Via via_for(format::ImageSet& set, const std::vector<const format::Image*>& images) {
+    Via via;
+    via.pull_address = "registry.test:5000";
+    for (const auto* image : images) {
+      via.references[image] = "registry.test:5000/library/app@" + image->manifest.digest.str();
+    }
+    via.publish = [this, &set](const std::vector<const format::Image*>& lacked) -> util::Result<Published> {
+      ++publishes_;
+      if (publish_error_) {
+        return std::unexpected(*publish_error_);
+      }
+      Published p;
+      for (const auto* image : lacked) {
+        for (const auto& d : format::ImageSet::blobs_of(*image)) {
+          if (!registry_.contains(d)) {
+            registry_[d] = bytes_of(set, d);
+            ++p.blobs_uploaded;
+            p.bytes_uploaded += registry_[d].size();
+          }
+        }
+      }
+      return p;
+    };
+    return via;
+  }
+
+  LoadReport load_via(FakeNode& node, format::ImageSet& set) {
+    node.registry = &registry_;
+    auto images = plan::select_images(set, std::nullopt);
+    EXPECT_TRUE(images.has_value());
+    const auto via = via_for(set, *images);
+    const std::vector<Target> targets{Target{fake_uri(), &node, nullptr}};
+    LoadOptions options;
+    options.cache = cache();
+    options.via = &via;
+    Quiet quiet;
+    auto report = load::load(set, *images, targets, options, quiet);
+    EXPECT_TRUE(report.has_value()) << report.error().message;
+    return report ? *report : LoadReport{};
+  }
+
+  // Every name on the node but the user's own: staging names and pulled references.
+  static std::vector<std::string> extra_names(const FakeNode& node, const std::string& user_name) {
+    std::vector<std::string> out;
+    for (const auto& [name, target] : node.images) {
+      if (name != user_name) {
+        out.push_back(name);
+      }
+    }
+    return out;
+  }
+
+  std::map<util::Digest, std::string> registry_;
+  int publishes_ = 0;
+  std::optional<util::Error> publish_error_;
+};
+
+constexpr const char* app_name = "docker.io/library/app:v1";
+
+TEST_F(ViaProtocol, PullsUnderAStagingNameThenCommitsAndConfirms) {
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
+  FakeNode node;
+  const auto report = load_via(node, *set);
+  const auto& r = report.nodes.at(0);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  EXPECT_EQ(publishes_, 1);
+  ASSERT_TRUE(report.via.has_value());
+  EXPECT_TRUE(report.via->published);
+  EXPECT_EQ(report.via->uploaded.blobs_uploaded, 4u);  // manifest, config, two layers
+  // The pull, the tag to a staging name and its check are one round trip; then the
+  // commit names the image and removes the staging name and the pulled reference.
+  EXPECT_THAT(node.log, ::testing::ElementsAre(Op::check, Op::uuid, Op::inventory, Op::snapshotter, Op::pull, Op::tag,
+                                               Op::check, Op::import, Op::remove, Op::check));
+  EXPECT_EQ(node.images.at(app_name), manifest_of(*set));
+  EXPECT_TRUE(node.complete(manifest_of(*set)));
+  EXPECT_THAT(extra_names(node, app_name), ::testing::IsEmpty());
+  EXPECT_EQ(r.layers_sent, 0u);
+  EXPECT_EQ(r.layers_pulled, 2u);
+  EXPECT_EQ(r.layer_bytes_pulled, r.layer_bytes_planned);
+  EXPECT_EQ(node.fetched.size(), 4u);
+}
+
+TEST_F(ViaProtocol, AnUnchangedReloadPublishesAndPullsNothing) {
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
+  FakeNode node;
+  ASSERT_EQ(load_via(node, *set).nodes.at(0).status, NodeStatus::ok);
+  node.forget_calls();
+  const auto report = load_via(node, *set);
+  EXPECT_EQ(report.nodes.at(0).status, NodeStatus::ok);
+  EXPECT_EQ(publishes_, 1);
+  EXPECT_FALSE(report.via->published);
+  EXPECT_EQ(node.calls_of(Op::pull), 0);
+  EXPECT_EQ(node.calls(), 1);
+}
+
+TEST_F(ViaProtocol, AChangedLayerIsTheOnlyBlobFetchedBesideTheMetadata) {
+  auto v1 = archive("v1.tar", {"app:v1=base:4K,top:2K"});
+  auto v2 = archive("v2.tar", {"app:v1=base:4K,top2:2K"});
+  FakeNode node;
+  ASSERT_EQ(load_via(node, *v1).nodes.at(0).status, NodeStatus::ok);
+  node.fetched.clear();
+  const auto report = load_via(node, *v2);
+  const auto& r = report.nodes.at(0);
+  ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
+  const auto& image = v2->images.at(0);
+  EXPECT_THAT(node.fetched, ::testing::UnorderedElementsAre(image.manifest.digest, image.config.digest,
+                                                             image.layers.at(1).blob.digest));
+  EXPECT_EQ(r.layers_pulled, 1u);
+  EXPECT_EQ(node.images.at(app_name), image.manifest.digest);
+  EXPECT_THAT(extra_names(node, app_name), ::testing::IsEmpty());
+}
+
+TEST_F(ViaProtocol, AFailedPullNamesTheNodeAndTheRegistryAndLeavesNoName) {
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
+  FakeNode node;
+  // The registry took nothing: publish succeeds but the node finds nothing there.
+  registry_.clear();
+  auto images = plan::select_images(*set, std::nullopt);
+  node.fail(Op::pull, 1, "node fake: pulling registry.test:5000/library/app: ctr: connection refused");
+  const auto report = load_via(node, *set);
+  const auto& r = report.nodes.at(0);
+  ASSERT_EQ(r.status, NodeStatus::failed);
+  EXPECT_THAT(r.error, HasSubstr("node fake: pulling"));
+  EXPECT_THAT(r.error, HasSubstr("could not pull from registry registry.test:5000"));
+  EXPECT_THAT(r.error, HasSubstr("--via-pull-address"));
+  EXPECT_EQ(r.lacks.size(), 1u);
+  EXPECT_THAT(node.images, ::testing::IsEmpty());  // no user's name, no staging name, no reference
+}
+
+TEST_F(ViaProtocol, APullOfAnImageTheRegistryLacksCreatesNoName) {
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
+  FakeNode node;
+  publish_error_.reset();
+  const auto report = [&] {
+    node.registry = &registry_;
+    auto images = plan::select_images(*set, std::nullopt);
+    auto via = via_for(*set, *images);
+    via.publish = [](const std::vector<const format::Image*>&) -> util::Result<Published> { return Published{}; };
+    LoadOptions options;
+    options.via = &via;
+    Quiet quiet;
+    return *load::load(*set, *images, {Target{fake_uri(), &node, nullptr}}, options, quiet);
+  }();
+  const auto& r = report.nodes.at(0);
+  ASSERT_EQ(r.status, NodeStatus::failed);
+  EXPECT_THAT(r.error, HasSubstr("not found"));
+  EXPECT_THAT(node.images, ::testing::IsEmpty());
+  EXPECT_EQ(node.calls_of(Op::import), 0);
+}
+
+TEST_F(ViaProtocol, APushFailureFailsTheNodesThatLackAnImageOnly) {
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
+  FakeNode holder;
+  ASSERT_EQ(load_into(holder, *set).status, NodeStatus::ok);
+  FakeNode empty;
+  empty.uuid = "99999999-2222-3333-4444-555555555555";
+  publish_error_ = util::Error{util::ErrorKind::node, "registry registry.test:5000: library/app: HTTP 500"};
+  holder.registry = &registry_;
+  empty.registry = &registry_;
+  auto images = plan::select_images(*set, std::nullopt);
+  const auto via = via_for(*set, *images);
+  LoadOptions options;
+  options.via = &via;
+  Quiet quiet;
+  const auto report = load::load(*set, *images,
+                                 {Target{*node::parse_node_uri("docker://holder"), &holder, nullptr},
+                                  Target{*node::parse_node_uri("docker://empty"), &empty, nullptr}},
+                                 options, quiet);
+  ASSERT_TRUE(report.has_value());
+  EXPECT_EQ(report->nodes.at(0).status, NodeStatus::ok);
+  EXPECT_EQ(report->nodes.at(1).status, NodeStatus::failed);
+  EXPECT_THAT(report->nodes.at(1).error, HasSubstr("HTTP 500"));
+  EXPECT_EQ(empty.calls_of(Op::pull), 0);
+  EXPECT_THAT(empty.images, ::testing::IsEmpty());
+}
+
 } // namespace
 } // namespace kload::load

@@ -891,6 +891,41 @@ TEST_F(CtrClientUnit, ChangesGoAgainWithLocalWhenTheTransferServiceRefusesTheSna
   EXPECT_THAT(runner_.calls()[1].argv.back(), HasSubstr("'--local'"));
 }
 
+TEST_F(CtrClientUnit, PullsAreOneProcessWithTheTagAndTheCheck) {
+  runner_.ok("images pull", "");
+  runner_.ok("images tag", "");
+  runner_.ok("images check", images_check_out);
+  const Pull pull{{"registry.test:5000/library/app@sha256:" + std::string(64, 'a')}, PlainHttp::yes};
+  Changes changes;
+  changes.pull = &pull;
+  changes.snapshotter = "overlayfs";
+  changes.tags = {{pull.references[0], "localhost/kload-staging/x:1"}};
+  changes.check = {"localhost/kload-staging/x:1"};
+  const auto r = client_->apply(changes);
+  ASSERT_TRUE(r.has_value()) << r.error().error.error.message;
+  ASSERT_EQ(runner_.calls().size(), 1u);
+  EXPECT_THAT(runner_.calls()[0].steps, ElementsAre("images pull", "images tag", "images check"));
+  const auto& script = runner_.calls()[0].argv.back();
+  EXPECT_THAT(script, HasSubstr("'images' 'pull' '--snapshotter' 'overlayfs' '--plain-http' '--' '" +
+                                pull.references[0] + "'"));
+}
+
+TEST_F(CtrClientUnit, AFailedPullStopsTheChangesAndNamesTheReference) {
+  runner_.fails("images pull", "ctr: failed to resolve reference \"r\": connection refused\n");
+  const Pull pull{{"registry.test:5000/library/app@sha256:" + std::string(64, 'a')}, PlainHttp::no};
+  Changes changes;
+  changes.pull = &pull;
+  changes.snapshotter = "overlayfs";
+  changes.tags = {{pull.references[0], "s"}};
+  changes.check = {"s"};
+  const auto r = client_->apply(changes);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().step, ChangeError::Step::pull);
+  EXPECT_THAT(r.error().error.error.message, HasSubstr("node k: pulling " + pull.references[0]));
+  EXPECT_THAT(r.error().error.error.message, HasSubstr("connection refused"));
+  EXPECT_THAT(runner_.calls()[0].steps, ElementsAre("images pull")) << "nothing after a failed pull";
+}
+
 TEST_F(CtrClientUnit, ANodeWithoutAShellGetsOneProcessPerStep) {
   use("docker://distroless");
   util::ProcessResult no_sh;

@@ -8,27 +8,17 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <map>
 #include <set>
 #include <thread>
-
-extern char** environ;
 
 namespace kload::registry {
 namespace {
 
 using kload::testing::kload;
 using kload::testing::mkimage;
+using kload::testing::Registry;
 using kload::testing::Scratch;
 
 #if defined(__aarch64__)
@@ -39,140 +29,6 @@ constexpr const char* host_platform = "linux/amd64";
 constexpr const char* other_platform = "linux/arm64";
 #endif
 constexpr const char* oci_index_type = "application/vnd.oci.image.index.v1+json";
-
-// Why the registry cannot run here ("" when it can).
-std::string registry_missing() {
-  if (testing::run_command({"sh", "-c", "command -v docker-registry"}).exit_code != 0) {
-    return "no docker-registry on PATH (Debian package docker-registry; tools/dev deps)";
-  }
-  return "";
-}
-
-// A port nobody listens on right now.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool accepts(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// One docker-registry process, stopped (by its PID) when the object goes.
-class Registry {
-public:
-  // `extra`: more top-level configuration (an auth section). `launcher`: a command
-  // line that runs the registry's, given after it (a private mount namespace).
-  explicit Registry(const std::filesystem::path& dir, const std::string& extra = "",
-                    std::vector<std::string> launcher = {})
-      : dir_(dir), port_(free_port()), launcher_(std::move(launcher)) {
-    std::filesystem::create_directories(dir / "storage");
-    testing::write_file(dir / "config.yml", "version: 0.1\n"
-                                            "log:\n  level: error\n  accesslog:\n    disabled: false\n"
-                                            "storage:\n  filesystem:\n    rootdirectory: " +
-                                                (dir / "storage").string() +
-                                                "\n"
-                                                "http:\n  addr: 127.0.0.1:" +
-                                                std::to_string(port_) + "\n  secret: kload-test\n" + extra);
-    start();
-  }
-  ~Registry() { stop(); }
-  Registry(const Registry&) = delete;
-  Registry& operator=(const Registry&) = delete;
-
-  void start() {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    const std::string log = (dir_ / "registry.log").string();
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    const std::string config = (dir_ / "config.yml").string();
-    std::vector<std::string> args = launcher_;
-    args.insert(args.end(), {"docker-registry", "serve", config});
-    std::vector<char*> argv;
-    for (auto& a : args) {
-      argv.push_back(a.data());
-    }
-    argv.push_back(nullptr);
-    if (posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
-      pid_ = -1;
-    }
-    posix_spawn_file_actions_destroy(&actions);
-    for (int i = 0; i < 200 && pid_ > 0 && !accepts(port_); ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(25));
-    }
-  }
-
-  void stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-
-  [[nodiscard]] bool up() const { return pid_ > 0 && accepts(port_); }
-  [[nodiscard]] std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
-  // The requests in the access log, as "METHOD PATH", in order.
-  [[nodiscard]] std::vector<std::string> requests() const {
-    // The access log line is written once the answer is sent: give the last one a moment.
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    std::vector<std::string> out;
-    for (const auto& l : testing::split_lines(testing::read_file(dir_ / "registry.log"))) {
-      // 127.0.0.1 - - [date] "METHOD /v2/... HTTP/1.1" status ...
-      const auto open = l.find("] \"");
-      if (open == std::string::npos) {
-        continue;
-      }
-      const auto method_end = l.find(' ', open + 3);
-      const auto path_end = method_end == std::string::npos ? std::string::npos : l.find(' ', method_end + 1);
-      if (path_end == std::string::npos || l.compare(method_end + 1, 4, "/v2/") != 0) {
-        continue;
-      }
-      out.push_back(l.substr(open + 3, path_end - open - 3));
-    }
-    return out;
-  }
-
-  // GET or HEAD `path` of the registry (its own API, not kload's push code).
-  [[nodiscard]] HttpResponse ask(const std::string& method, const std::string& path,
-                                 std::vector<std::string> headers = {}) const {
-    auto http = make_curl_client();
-    auto r = http->send(HttpRequest{.method = method,
-                                    .url = "http://" + address() + path,
-                                    .headers = std::move(headers),
-                                    .body = {},
-                                    .user = {},
-                                    .password = {}});
-    return r ? *r : HttpResponse{};
-  }
-
-private:
-  std::filesystem::path dir_;
-  int port_;
-  std::vector<std::string> launcher_;
-  pid_t pid_ = -1;
-};
 
 std::map<std::string, int> methods(const std::vector<std::string>& requests) {
   std::map<std::string, int> out;
@@ -205,12 +61,7 @@ std::map<std::string, std::string> manifests_of(const std::string& archive) {
 class E2EPush : public ::testing::Test {
 protected:
   void SetUp() override {
-    if (const auto why = registry_missing(); !why.empty()) {
-      if (testing::docker_required()) {
-        FAIL() << "the registry is required here (KLOAD_REQUIRE_DOCKER=1): " << why;
-      }
-      GTEST_SKIP() << why;
-    }
+    KLOAD_REQUIRE_REGISTRY();
     registry_ = std::make_unique<Registry>(scratch_ / "registry");
     ASSERT_TRUE(registry_->up()) << testing::read_file(scratch_ / "registry" / "registry.log");
   }
@@ -583,7 +434,7 @@ TEST_F(E2EPush, AFullDiskIsOneLineAndNamesNothing) {
   }
   // A second registry whose storage is a 2 MiB tmpfs, mounted in its own namespace.
   const auto dir = scratch_ / "full";
-  Registry full(dir, "",
+  Registry full(dir, "", "127.0.0.1",
                 {"unshare", "--mount", "sh", "-c",
                  "mount -t tmpfs -o size=2m tmpfs \"$0\" && exec \"$@\"", (dir / "storage").string()});
   if (!full.up()) {

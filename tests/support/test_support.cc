@@ -4,6 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -378,6 +385,144 @@ util::Result<void> capture_feed(const util::StdinFeeder& feed, std::string& sink
   ::close(fds[1]);
   reader.join();
   return fed;
+}
+
+// --- a registry ---
+
+std::string registry_missing() {
+  if (run_command({"sh", "-c", "command -v docker-registry"}).exit_code != 0) {
+    return "no docker-registry on PATH (Debian package docker-registry; tools/dev deps)";
+  }
+  return "";
+}
+
+namespace {
+
+sockaddr_in inet_address(const std::string& host, int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr);
+  return addr;
+}
+
+// A port of `host` nobody listens on right now.
+int free_port(const std::string& host) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  auto addr = inet_address(host, 0);
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool accepts(const std::string& host, int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const auto addr = inet_address(host, port);
+  const bool ok = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+} // namespace
+
+Registry::Registry(const std::filesystem::path& dir, const std::string& extra, const std::string& host,
+                   std::vector<std::string> launcher)
+    : dir_(dir), host_(host), port_(free_port(host)), launcher_(std::move(launcher)) {
+  std::filesystem::create_directories(dir / "storage");
+  write_file(dir / "config.yml", "version: 0.1\n"
+                                 "log:\n  level: error\n  accesslog:\n    disabled: false\n"
+                                 "storage:\n  filesystem:\n    rootdirectory: " +
+                                     (dir / "storage").string() + "\nhttp:\n  addr: " + address() +
+                                     "\n  secret: kload-test\n" + extra);
+  start();
+}
+
+void Registry::start() {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  const std::string log = (dir_ / "registry.log").string();
+  posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  const std::string config = (dir_ / "config.yml").string();
+  std::vector<std::string> args = launcher_;
+  args.insert(args.end(), {"docker-registry", "serve", config});
+  std::vector<char*> argv;
+  for (auto& a : args) {
+    argv.push_back(a.data());
+  }
+  argv.push_back(nullptr);
+  if (posix_spawnp(&pid_, argv[0], &actions, nullptr, argv.data(), environ) != 0) {
+    pid_ = -1;
+  }
+  posix_spawn_file_actions_destroy(&actions);
+  for (int i = 0; i < 200 && pid_ > 0 && !accepts(host_, port_); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+}
+
+void Registry::stop() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGTERM);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+}
+
+bool Registry::up() const { return pid_ > 0 && accepts(host_, port_); }
+
+std::vector<Registry::Access> Registry::accesses() const {
+  // The access log line is written once the answer is sent: give the last one a moment.
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::vector<Access> out;
+  for (const auto& l : split_lines(log())) {
+    // HOST - - [date] "METHOD /v2/... HTTP/1.1" STATUS BYTES "REFERER" "USER-AGENT"
+    const auto open = l.find("] \"");
+    const auto close = open == std::string::npos ? std::string::npos : l.find('"', open + 3);
+    if (close == std::string::npos) {
+      continue;
+    }
+    std::istringstream request(l.substr(open + 3, close - open - 3));
+    Access a;
+    request >> a.method >> a.path;
+    std::istringstream numbers(l.substr(close + 1));
+    numbers >> a.status >> a.bytes;
+    const auto agent_end = l.rfind('"');
+    const auto agent_start = agent_end == std::string::npos || agent_end == 0 ? std::string::npos
+                                                                               : l.rfind('"', agent_end - 1);
+    if (agent_start != std::string::npos && agent_start > close) {
+      a.agent = l.substr(agent_start + 1, agent_end - agent_start - 1);
+    }
+    if (a.path.starts_with("/v2/")) {
+      out.push_back(std::move(a));
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> Registry::requests() const {
+  std::vector<std::string> out;
+  for (const auto& a : accesses()) {
+    out.push_back(a.method + " " + a.path);
+  }
+  return out;
+}
+
+registry::HttpResponse Registry::ask(const std::string& method, const std::string& path,
+                                     std::vector<std::string> headers) const {
+  auto http = registry::make_curl_client();
+  auto r = http->send(registry::HttpRequest{.method = method,
+                                            .url = "http://" + address() + path,
+                                            .headers = std::move(headers),
+                                            .body = {},
+                                            .user = {},
+                                            .password = {}});
+  return r ? *r : registry::HttpResponse{};
 }
 
 } // namespace kload::testing

@@ -2,8 +2,10 @@
 // Shared helpers for tests: a scratch directory per test (kept when the test fails),
 // running the project's own tools, and running the kload binary.
 
+#include "kload/registry/http.h"
 #include "kload/util/process.h"
 
+#include <cstdint>
 #include <filesystem>
 #include <sys/types.h>
 #include <string>
@@ -168,5 +170,65 @@ pid_t spawn_kload(const std::vector<std::string>& args, const std::filesystem::p
 // The pid of a running `ctr ... import` that talks to `socket` (read from /proc), 0
 // while there is none.
 pid_t ctr_import_on(const std::string& socket);
+
+// Why Debian's docker-registry cannot run here ("" when it can).
+std::string registry_missing();
+
+// Skips the current test when docker-registry is missing, saying so, or fails it under
+// CI (KLOAD_REQUIRE_DOCKER=1).
+#define KLOAD_REQUIRE_REGISTRY()                                                                   \
+  do {                                                                                             \
+    if (const auto why_ = ::kload::testing::registry_missing(); !why_.empty()) {                   \
+      if (::kload::testing::docker_required()) {                                                   \
+        FAIL() << "the registry is required here (KLOAD_REQUIRE_DOCKER=1): " << why_;             \
+      }                                                                                            \
+      GTEST_SKIP() << why_;                                                                        \
+    }                                                                                              \
+  } while (0)
+
+// One docker-registry process (the CNCF distribution registry), its storage and
+// access log in `dir`, on a free port of `host` (an address of this machine: loopback,
+// or where containers reach it); stopped (by its PID) when the object goes.
+class Registry {
+public:
+  // `extra`: more top-level configuration (an auth section); `host`: the address it
+  // listens on. `launcher`: a command line that runs the registry's, given after it (a
+  // private mount namespace).
+  explicit Registry(const std::filesystem::path& dir, const std::string& extra = "",
+                    const std::string& host = "127.0.0.1", std::vector<std::string> launcher = {});
+  ~Registry() { stop(); }
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  void start();
+  void stop();
+  [[nodiscard]] bool up() const;
+  [[nodiscard]] std::string address() const { return host_ + ":" + std::to_string(port_); }
+  [[nodiscard]] std::string log() const { return read_file(dir_ / "registry.log"); }
+
+  // One line of the access log: the registry writes one per answer, with its size.
+  struct Access {
+    std::string method;
+    std::string path;  // /v2/...
+    int status = 0;
+    std::uint64_t bytes = 0;
+    std::string agent;  // the client's User-Agent
+  };
+  // Every answer so far, in order (after a moment for the last line to be written).
+  [[nodiscard]] std::vector<Access> accesses() const;
+  // The requests in the access log, as "METHOD PATH", in order.
+  [[nodiscard]] std::vector<std::string> requests() const;
+
+  // GET or HEAD `path` of the registry (its own API, not kload's push code).
+  [[nodiscard]] registry::HttpResponse ask(const std::string& method, const std::string& path,
+                                           std::vector<std::string> headers = {}) const;
+
+private:
+  std::filesystem::path dir_;
+  std::string host_;
+  int port_;
+  std::vector<std::string> launcher_;
+  pid_t pid_ = -1;
+};
 
 } // namespace kload::testing

@@ -8,6 +8,8 @@
 #include "kload/load/node_images.h"
 #include "kload/node/ctr_client.h"
 #include "kload/node/node_uri.h"
+#include "kload/registry/http.h"
+#include "kload/registry/push.h"
 #include "kload/util/error.h"
 #include "kload/util/process.h"
 
@@ -46,6 +48,15 @@ enum class Lint { on, off };
 // cluster (kload as kind).
 enum class ConfigUse { read, ignored };
 
+// A load through a registry: --via and what goes with it (image-archive and
+// docker-image only).
+struct ViaOptions {
+  std::string registry;              // --via HOST[:PORT][/PREFIX]; empty: straight to the nodes
+  std::string pull_address;          // --via-pull-address HOST[:PORT]; empty: --via's HOST[:PORT]
+  bool plain_http = false;           // --plain-http: kload's push and the nodes' pulls
+  std::optional<std::string> creds;  // --creds USER:PASSWORD, for the push
+};
+
 // What every command that talks to nodes takes: which nodes, how, and the cache (ls,
 // rm and prune register only what they use: no --platform, and ls no cache).
 struct TargetOptions {
@@ -62,6 +73,21 @@ struct TargetOptions {
   std::string config;                  // --config FILE (empty: $KLOAD_CONFIG or the default, see cli/config.h)
   ConfigUse config_use = ConfigUse::read;
   load::Observer* observer = nullptr;  // when set, told what happens instead of the console (kload as kind); not owned
+  ViaOptions via;
+};
+
+// A load through a registry, as the command line sets it up: where kload pushes, how,
+// and the load's Via (its publish pushes with these). Not movable: Via's publish
+// refers to it.
+struct ViaSetup {
+  registry::RegistryAddress address;  // --via
+  std::string pull_address;           // as nodes reach the registry
+  registry::PushOptions push;
+  std::unique_ptr<registry::HttpClient> http;
+  load::Via via;
+  ViaSetup() = default;
+  ViaSetup(const ViaSetup&) = delete;
+  ViaSetup& operator=(const ViaSetup&) = delete;
 };
 
 // The nodes of one command, reached and ready to load into. Owns the transports and
@@ -71,15 +97,30 @@ struct PreparedTargets {
   std::vector<std::unique_ptr<node::CtrClient>> clients;
   std::vector<load::Target> targets;
   std::unique_ptr<cache::Cache> cache;
+  std::unique_ptr<ViaSetup> via;  // --via (prepare_via), or nullptr
 };
 
 // select_nodes, a transport per node through `runner` (which must outlive the
-// result), and open_cache. Touches no node. Error (usage): as select_nodes.
+// result), prepare_via and open_cache. Touches no node. Error (usage): as
+// select_nodes and prepare_via.
 util::Result<PreparedTargets> prepare_targets(const TargetOptions& options, util::ProcessRunner& runner,
                                               Console& console);
 
-// The load options of `options`, with `cache`.
-load::LoadOptions load_options(const TargetOptions& options, cache::Cache* cache);
+// The registry a load goes through, from --via and what goes with it; nullptr when
+// there is no --via. Touches no node and no registry. Error (usage): a bad --via or
+// --via-pull-address (HOST[:PORT], no path), a bad --creds, --via-pull-address,
+// --plain-http or --creds without --via; bad_input: an unreadable docker config.
+util::Result<std::unique_ptr<ViaSetup>> prepare_via(const ViaOptions& options, unsigned jobs);
+
+// Completes `setup` for `images` of `set`: each image's pull reference (its first
+// name's repository under the pull address, at its manifest digest) and a publish
+// that pushes to the registry (registry::push) and prints one line. `set` must
+// outlive the load. Error (bad_input): a name that has no repository there.
+util::Result<void> route_via(ViaSetup& setup, format::ImageSet& set, const std::vector<const format::Image*>& images,
+                             Console& console);
+
+// The load options of `options`, with `cache` and `via` (nullptr: straight to the nodes).
+load::LoadOptions load_options(const TargetOptions& options, cache::Cache* cache, const ViaSetup* via = nullptr);
 
 struct LoadCommandOptions {
   std::vector<std::string> archives;

@@ -10,6 +10,8 @@
 #include "kload/util/error.h"
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,10 +27,33 @@ namespace kload::load {
 
 enum class DryRun { no, yes };
 
+// What a registry received from a load through it (--via).
+struct Published {
+  std::uint64_t blobs_uploaded = 0;
+  std::uint64_t bytes_uploaded = 0;
+};
+
+// A load through a registry (--via): the images some node lacks are put in the
+// registry once, and each node that lacks one pulls it with its own containerd (only
+// the blobs it lacks) under a staging name, instead of receiving a thin archive; the
+// commit, confirm and remember steps are those of a direct load.
+struct Via {
+  std::string pull_address;  // the registry as nodes reach it, HOST[:PORT], for messages
+  node::PlainHttp plain_http = node::PlainHttp::no;
+  // Each image's reference as nodes pull it, by manifest digest:
+  // PULL_ADDRESS/REPOSITORY@sha256:<manifest>. Every image of the load has one.
+  std::map<const format::Image*, std::string> references;
+  // Puts `images` in the registry, only the blobs it lacks; called once, after every
+  // node is planned and before any pulls, and only when some node lacks an image. Its
+  // error fails every node that lacks an image, with its message.
+  std::function<util::Result<Published>(const std::vector<const format::Image*>& images)> publish;
+};
+
 struct LoadOptions {
   unsigned jobs = 1;               // nodes served at once; hashing uses min(jobs, cores)
   DryRun dry_run = DryRun::no;
   cache::Cache* cache = nullptr;   // the inventory cache, or none
+  const Via* via = nullptr;        // through a registry, or (nullptr) straight to the nodes
 };
 
 // What happened to one image on one node.
@@ -59,6 +84,8 @@ struct NodeReport {
   std::uint64_t bytes_sent = 0;       // whole stream: tar framing, manifests, configs
   std::uint64_t layers_skipped = 0;
   std::uint64_t bytes_skipped = 0;
+  std::uint64_t layers_pulled = 0;    // through a registry: the layers the node lacked and pulled
+  std::uint64_t layer_bytes_pulled = 0;
   std::uint64_t layers_planned = 0;   // the plan's layers to send (what a dry run would send)
   std::uint64_t layer_bytes_planned = 0;
   int ctr_calls = 0;                  // processes started on the node (NodeClient::calls)
@@ -67,8 +94,16 @@ struct NodeReport {
   double seconds = 0;
 };
 
+// A load through a registry, as a whole.
+struct ViaReport {
+  std::string pull_address;
+  bool published = false;  // the registry was asked (some node lacked an image)
+  Published uploaded;      // what left this machine for the registry, once
+};
+
 struct LoadReport {
   std::vector<NodeReport> nodes;
+  std::optional<ViaReport> via;  // set for a load through a registry
   std::uint64_t blobs_hashed = 0;
   std::uint64_t bytes_hashed = 0;
   double seconds = 0;
@@ -79,7 +114,7 @@ struct LoadReport {
 // goes from planning to finished.
 enum class Phase {
   planning,    // asking the node what it holds, and planning
-  sending,     // importing the missing blobs under staging names
+  sending,     // importing (or pulling) the missing blobs under staging names
   committing,  // pointing the real names at the images
   confirming,  // checking each name resolves as intended, and remembering it
 };

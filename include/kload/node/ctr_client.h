@@ -64,6 +64,12 @@ public:
   std::expected<void, ImportError> import(const util::StdinFeeder& feed,
                                           const std::string& snapshotter) override;
 
+  // `ctr images pull --snapshotter S [--plain-http] -- REFERENCE`; no timeout (ctr's
+  // own dial and request timeouts bound an unreachable registry). A Transfer API
+  // refusal of the snapshotter runs it again with --local, as import() does.
+  util::Result<void> pull(const std::string& reference, const std::string& snapshotter,
+                          PlainHttp plain_http) override;
+
   // `ctr images tag --force SOURCE TARGET`.
   util::Result<void> tag(const std::string& source, const std::string& target) override;
 
@@ -77,7 +83,7 @@ public:
   // process only when the dump does not say).
   util::Result<Probe> probe(const ProbeRequest& want) override;
 
-  // One process on the node: import, `ctr images tag --force` each, `ctr images rm`,
+  // One process on the node: import (or each pull), `ctr images tag --force` each, `ctr images rm`,
   // `ctr images check`, stopping at the first that fails. A Transfer API refusal of
   // the snapshotter runs it again with --local, as import() does.
   std::expected<std::vector<ImageStatus>, ChangeError> apply(const Changes& changes) override;
@@ -101,11 +107,14 @@ private:
                                             const std::function<util::Result<util::ProcessResult>()>& run,
                                             const std::function<std::string(const util::ProcessResult&)>& outcome);
   [[nodiscard]] std::vector<std::string> import_args(const std::string& snapshotter) const;
+  [[nodiscard]] std::vector<std::string> pull_args(const std::string& reference, const std::string& snapshotter,
+                                                   PlainHttp plain_http) const;
 
   Transport& transport_;
   RunLog log_;
   int calls_ = 0;
-  // Set once a Transfer API import refused the snapshotter: imports then use --local.
+  // Set once a Transfer API import or pull refused the snapshotter: imports and
+  // pulls then use --local.
   bool local_import_ = false;
   // Cleared once the node turned out to have no `sh`: batches then run step by step.
   bool has_shell_ = true;

@@ -65,13 +65,25 @@ struct Probe {
   std::optional<std::string> snapshotter;
 };
 
+// Whether a registry is spoken to in plain HTTP rather than HTTPS.
+enum class PlainHttp { no, yes };
+
+// Images a node pulls from a registry with its own containerd, each by digest
+// ("HOST/REPO@sha256:..."), so that it fetches only the blobs it lacks. Each pull
+// creates an image named as its reference.
+struct Pull {
+  std::vector<std::string> references;
+  PlainHttp plain_http = PlainHttp::no;
+};
+
 // The steps that change a node, in this order, each only when all before it
-// succeeded: a check that the node is the one planned for, an import, tags, a
-// removal, then a check of names.
+// succeeded: a check that the node is the one planned for, an import or pulls, tags,
+// a removal, then a check of names.
 struct Changes {
   std::string expect_uuid;                    // when set: containerd's UUID must be this
   const util::StdinFeeder* import = nullptr;  // none when null
-  std::string snapshotter;                    // for the import
+  const Pull* pull = nullptr;                 // none when null; never with an import
+  std::string snapshotter;                    // for the import or the pulls
   std::vector<std::pair<std::string, std::string>> tags;  // source, target
   std::vector<std::string> remove;
   std::vector<std::string> check;  // none when empty
@@ -79,7 +91,7 @@ struct Changes {
 
 struct ChangeError {
   // node_changed: the UUID was not expect_uuid (or could not be read); nothing ran.
-  enum class Step { node_changed, import, tag, remove, check } step = Step::import;
+  enum class Step { node_changed, import, pull, tag, remove, check } step = Step::import;
   ImportError error;  // failure kinds beyond `other` only for the import
 };
 
@@ -116,6 +128,14 @@ public:
   // the archive counted on.
   virtual std::expected<void, ImportError> import(const util::StdinFeeder& feed,
                                                   const std::string& snapshotter) = 0;
+
+  // Pulls `reference` (HOST/REPO@sha256:...) from its registry with the node's own
+  // containerd, fetching only the blobs the node lacks, unpacking into `snapshotter`,
+  // and names the image `reference`. No credentials are handed to the node. Error
+  // (node): the registry is unreachable from the node, refuses, or lacks the image
+  // (one line naming the node and the reference, with ctr's message).
+  virtual util::Result<void> pull(const std::string& reference, const std::string& snapshotter,
+                                  PlainHttp plain_http) = 0;
 
   // Points `target` at what `source` points at now (`ctr images tag --force`: the
   // name is deleted and created again). Error (node).
