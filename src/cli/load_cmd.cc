@@ -92,9 +92,10 @@ public:
     if (r.status == load::NodeStatus::failed) {
       console_.error(fmt::format("node \"{}\": FAILED: {}", r.node, r.error));
     } else {
-      console_.line(fmt::format("node \"{}\": done in {}: sent {} layers ({}, {} on the wire){}", r.node,
+      console_.line(fmt::format("node \"{}\": done in {}: sent {} layers ({}, {} on the wire{}){}", r.node,
                                 util::human_seconds(r.seconds), r.layers_sent, util::human_bytes(r.layer_bytes_sent),
-                                util::human_bytes(r.bytes_sent),
+                                util::human_bytes(r.wire_bytes),
+                                r.wire == node::WireCompression::zstd ? ", zstd" : "",
                                 r.retried ? ", after re-listing a stale inventory" : ""));
     }
     std::lock_guard lock(mutex_);
