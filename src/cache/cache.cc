@@ -66,6 +66,9 @@ std::string encode_node(const NodeRecord& r) {
   if (!r.snapshotter.empty()) {
     j["snapshotter"] = r.snapshotter;
   }
+  if (r.zstd) {
+    j["zstd"] = *r.zstd;
+  }
   j["listed"] = r.listed_at;
   j["updated"] = r.updated_at;
   j["names"] = nlohmann::json::object();
@@ -115,6 +118,9 @@ Result<NodeRecord> decode_node(std::string_view bytes) {
   try {
     r.server_uuid = j.value("uuid", "");
     r.snapshotter = j.value("snapshotter", "");
+    if (const auto z = j.find("zstd"); z != j.end() && z->is_boolean()) {
+      r.zstd = z->get<bool>();
+    }
     r.listed_at = j.value("listed", std::int64_t{0});
     r.updated_at = j.value("updated", std::int64_t{0});
     for (const auto& [name, n] : j.at("names").items()) {

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <csignal>
 #include <cstdio>
 
@@ -97,6 +98,13 @@ void add_target_options(CLI::App* cmd, TargetOptions& target, unsigned& jobs, st
   cmd->add_flag_callback(
       "--no-lint", [&target] { target.lint = Lint::off; },
       "Do not warn about images that will crash-loop (a daemon forking away, no command)");
+  cmd->add_option("--wire-compression", target.wire,
+                  "zstd (default): compress the stream to ssh nodes that have zstd on their PATH;\n"
+                  "none: send it as it is. Nodes on this machine never get it compressed")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, node::WireCompression>{{"none", node::WireCompression::none},
+                                                       {"zstd", node::WireCompression::zstd}},
+          CLI::ignore_case));
   add_cache_options(cmd, target);
 }
 

@@ -238,7 +238,7 @@ Result<int> load_from_docker(const DockerImageOptions& options, const std::vecto
   const auto& targets = prepared.targets;
   std::vector<load::NodeCheck> checks(targets.size());
   util::parallel_for(checks.size(), t.jobs, [&](std::size_t i) {
-    checks[i] = load::precheck_node(targets[i], *wanted, prepared.cache.get());
+    checks[i] = load::precheck_node(targets[i], *wanted, prepared.cache.get(), t.wire);
   });
   std::vector<format::Image> stand_ins;
   for (const auto& w : *wanted) {

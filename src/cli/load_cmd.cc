@@ -97,9 +97,10 @@ public:
       const auto pulled = r.layers_pulled > 0 ? fmt::format(", pulled {} layers ({}) from the registry",
                                                             r.layers_pulled, util::human_bytes(r.layer_bytes_pulled))
                                                : std::string();
-      console_.line(fmt::format("node \"{}\": done in {}: sent {} layers ({}, {} on the wire){}{}", r.node,
+      console_.line(fmt::format("node \"{}\": done in {}: sent {} layers ({}, {} on the wire{}){}{}", r.node,
                                 util::human_seconds(r.seconds), r.layers_sent, util::human_bytes(r.layer_bytes_sent),
-                                util::human_bytes(r.bytes_sent), pulled,
+                                util::human_bytes(r.wire_bytes),
+                                r.wire == node::WireCompression::zstd ? ", zstd" : "", pulled,
                                 r.retried ? ", after re-listing a stale inventory" : ""));
     }
     std::lock_guard lock(mutex_);
@@ -209,6 +210,8 @@ nlohmann::json node_json(const load::NodeReport& n, bool dry_run) {
           {"layersSent", n.layers_sent},
           {"layerBytesSent", n.layer_bytes_sent},
           {"bytesSent", n.bytes_sent},
+          {"wireBytes", n.wire_bytes},
+          {"wireCompression", n.wire == node::WireCompression::zstd ? "zstd" : "none"},
           {"layersSkipped", n.layers_skipped},
           {"bytesSkipped", n.bytes_skipped},
           {"layersPulled", n.layers_pulled},
@@ -283,11 +286,15 @@ std::string summary_line(const load::LoadReport& report, const LoadSummary& summ
   std::uint64_t bytes = 0;
   std::uint64_t skipped_layers = 0;
   std::uint64_t skipped_bytes = 0;
+  std::uint64_t wire_bytes = 0;
+  bool compressed = false;
   std::size_t holding = 0;
   std::string failed;
   for (const auto& n : report.nodes) {
     layers += summary.dry_run ? n.layers_planned : n.layers_sent;
     bytes += summary.dry_run ? n.layer_bytes_planned : n.layer_bytes_sent;
+    wire_bytes += n.wire_bytes;
+    compressed = compressed || n.wire != node::WireCompression::none;
     skipped_layers += n.layers_skipped;
     skipped_bytes += n.bytes_skipped;
     if (n.status == load::NodeStatus::failed) {
@@ -297,9 +304,12 @@ std::string summary_line(const load::LoadReport& report, const LoadSummary& summ
       ++holding;
     }
   }
-  std::string line = fmt::format("{}{} image(s) on {} node(s): {} {} layers ({})", summary.dry_run ? "dry run: " : "",
-                                 summary.images, report.nodes.size(), summary.dry_run ? "would send" : "sent", layers,
-                                 util::human_bytes(bytes));
+  // The wire's bytes only when some stream was compressed: otherwise they are the
+  // layers' and the archive's few others.
+  const auto wire = compressed ? fmt::format(", {} on the wire", util::human_bytes(wire_bytes)) : "";
+  std::string line = fmt::format("{}{} image(s) on {} node(s): {} {} layers ({}{})",
+                                 summary.dry_run ? "dry run: " : "", summary.images, report.nodes.size(),
+                                 summary.dry_run ? "would send" : "sent", layers, util::human_bytes(bytes), wire);
   if (skipped_layers > 0) {
     line += fmt::format(", skipped {} layers ({}) the nodes had", skipped_layers, util::human_bytes(skipped_bytes));
   }
@@ -616,6 +626,7 @@ load::LoadOptions load_options(const TargetOptions& options, cache::Cache* cache
   out.dry_run = options.dry_run ? load::DryRun::yes : load::DryRun::no;
   out.cache = cache;
   out.via = via != nullptr ? &via->via : nullptr;
+  out.wire = options.wire;
   return out;
 }
 

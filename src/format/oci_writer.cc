@@ -4,6 +4,7 @@
 #include "kload/format/verify.h"
 #include "kload/util/process.h"
 #include "kload/util/sha256.h"
+#include "kload/util/zstd_stream.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -22,7 +23,7 @@ using util::Result;
 namespace {
 
 struct Sink {
-  int fd;
+  const util::ByteSink& out;
   std::uint64_t written = 0;
   std::optional<util::Error> error;
   bool aborted = false;  // set after a failure: nothing more reaches the reader
@@ -33,7 +34,7 @@ la_ssize_t sink_write(struct archive*, void* data, const void* buf, size_t len) 
   if (s->aborted) {
     return -1;
   }
-  if (auto r = util::write_all(s->fd, buf, len, "the import stream"); !r) {
+  if (auto r = s->out(std::string_view(static_cast<const char*>(buf), len)); !r) {
     s->error = r.error();
     return -1;
   }
@@ -43,7 +44,8 @@ la_ssize_t sink_write(struct archive*, void* data, const void* buf, size_t len) 
 
 class Writer {
 public:
-  explicit Writer(int fd) : sink_{fd, 0, std::nullopt, false}, a_(archive_write_new(), archive_write_free) {
+  explicit Writer(const util::ByteSink& out)
+      : sink_{out, 0, std::nullopt, false}, a_(archive_write_new(), archive_write_free) {
     archive_write_set_format_pax_restricted(a_.get());
     archive_write_set_bytes_per_block(a_.get(), 64 * 1024);
     archive_write_set_bytes_in_last_block(a_.get(), 1);
@@ -210,7 +212,13 @@ std::string thin_index_json(const std::vector<ThinEntry>& entries) {
 
 Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vector<ThinEntry>& entries,
                                      const std::unordered_set<Digest>& layers, const ProgressFn& progress) {
-  Writer w(fd);
+  return write_thin_archive(util::fd_sink(fd, "the import stream"), set, entries, layers, progress);
+}
+
+Result<ThinStats> write_thin_archive(const util::ByteSink& out, const ImageSet& set,
+                                     const std::vector<ThinEntry>& entries, const std::unordered_set<Digest>& layers,
+                                     const ProgressFn& progress) {
+  Writer w(out);
   if (auto r = w.open(); !r) {
     return std::unexpected(r.error());
   }

@@ -144,7 +144,8 @@ bool NodeCheck::holds_all() const {
   return !failed() && std::all_of(held.begin(), held.end(), [](bool b) { return b; });
 }
 
-NodeCheck precheck_node(const Target& target, const std::vector<DockerWanted>& wanted, cache::Cache* cache) {
+NodeCheck precheck_node(const Target& target, const std::vector<DockerWanted>& wanted, cache::Cache* cache,
+                        node::WireCompression wire) {
   const auto start = std::chrono::steady_clock::now();
   const auto started = unix_now();
   NodeCheck out;
@@ -155,7 +156,7 @@ NodeCheck precheck_node(const Target& target, const std::vector<DockerWanted>& w
     }
   }
   const auto* known = record ? &*record : nullptr;
-  auto probe = target.client->probe(first_probe_request(cache, known));
+  auto probe = target.client->probe(first_probe_request(cache, known, target.uri, wire));
   if (!probe) {
     out.error = probe.error().message;
   } else {

@@ -6,6 +6,7 @@
 #include "kload/util/parallel.h"
 #include "kload/util/process.h"
 #include "kload/util/temp_dir.h"
+#include "kload/util/zstd_stream.h"
 
 #include "node_record.h"
 #include "staging.h"
@@ -51,13 +52,13 @@ std::vector<Digest> blobs_to_send(const plan::NodePlan& plan, const Via* via) {
 // sending. Whether it is still this node, the UUID says.
 bool plannable(const cache::NodeRecord& record) { return record.listed_at != 0 && !record.interrupted_load(); }
 
-// The cache's record of node `uri` if it can be planned from.
-std::optional<cache::NodeRecord> usable_record(cache::Cache* cache, const std::string& uri) {
+// The cache's record of node `uri`, if it has one.
+std::optional<cache::NodeRecord> stored_record(cache::Cache* cache, const std::string& uri) {
   if (cache == nullptr) {
     return std::nullopt;
   }
   auto record = cache->node(uri);
-  if (!record || !*record || !plannable(**record)) {
+  if (!record || !*record) {
     return std::nullopt;
   }
   return std::move(**record);
@@ -65,7 +66,38 @@ std::optional<cache::NodeRecord> usable_record(cache::Cache* cache, const std::s
 
 // Whether probe `p` holds all that `want` asks.
 bool answers(const node::Probe& p, const node::ProbeRequest& want) {
-  return (!want.uuid || p.uuid) && (!want.inventory || p.inventory) && (!want.snapshotter || p.snapshotter);
+  return (!want.uuid || p.uuid) && (!want.inventory || p.inventory) && (!want.snapshotter || p.snapshotter) &&
+         (!want.zstd || p.zstd);
+}
+
+// Writes the thin archive of `entries` into `fd` as `wire` says, counting in `on_wire`
+// the bytes that went into `fd` (also when it fails). A failure leaves the zstd frame
+// open: the node's `zstd -d` then fails on the cut stream, as ctr does on a cut tar.
+util::Result<format::ThinStats> write_stream(int fd, node::WireCompression wire, const format::ImageSet& set,
+                                             const std::vector<format::ThinEntry>& entries,
+                                             const std::unordered_set<Digest>& layers,
+                                             const format::ProgressFn& progress, std::uint64_t& on_wire) {
+  const util::ByteSink pipe = [&, out = util::fd_sink(fd, "the import stream")](std::string_view bytes) {
+    auto r = out(bytes);
+    on_wire += r ? bytes.size() : 0;
+    return r;
+  };
+  if (wire == node::WireCompression::none) {
+    return format::write_thin_archive(pipe, set, entries, layers, progress);
+  }
+  auto zstd = util::ZstdWriter::open(pipe, wire_zstd_level);
+  if (!zstd) {
+    return std::unexpected(zstd.error());
+  }
+  auto stats = format::write_thin_archive([&](std::string_view bytes) { return zstd->write(bytes); }, set, entries,
+                                          layers, progress);
+  if (!stats) {
+    return stats;
+  }
+  if (auto end = zstd->finish(); !end) {
+    return std::unexpected(end.error());
+  }
+  return stats;
 }
 
 // One node's load. plan() finds out what the node holds and plans; execute() runs the
@@ -76,7 +108,7 @@ public:
   NodeLoader(format::ImageSet& set, const std::vector<const format::Image*>& images, const Target& target,
              Observer& observer, std::mutex& verify_mutex, const LoadOptions& options)
       : set_(set), images_(images), target_(target), client_(*target.client), observer_(observer),
-        verify_mutex_(verify_mutex), cache_(options.cache), via_(options.via) {
+        verify_mutex_(verify_mutex), cache_(options.cache), via_(options.via), wire_option_(options.wire) {
     report_.node = target.uri.display();
     report_.uri = target.uri.text;
   }
@@ -178,8 +210,12 @@ private:
   // A plan from the record holds only for the node the record describes: the staging
   // round trip checks containerd's UUID before its import (see import_staged).
   bool plan_now() {
-    const auto record = usable_record(cache_, target_.uri.text);
-    const auto want = first_probe_request(cache_, record ? &*record : nullptr);
+    const auto stored = stored_record(cache_, target_.uri.text);
+    const auto record = stored && plannable(*stored) ? stored : std::nullopt;
+    const auto want = first_probe_request(cache_, stored ? &*stored : nullptr, target_.uri, wire_option_);
+    if (stored) {
+      has_zstd_ = stored->zstd;  // what the node had when asked; unknown: asked now, when it matters
+    }
     if (target_.probed && answers(target_.probed->probe, want)) {
       take_probe(target_.probed->probe, target_.probed->started);
     } else if (!probe(want)) {
@@ -218,15 +254,28 @@ private:
     if (p.snapshotter) {
       snapshotter_ = std::move(p.snapshotter);
     }
+    if (p.zstd) {
+      remember_zstd(*p.zstd);
+    }
     if (p.inventory) {
       ++report_.listings;
       auto record = record_from_listing(server_uuid_.value_or(""), *p.inventory, statuses_, unix_now());
       record.snapshotter = snapshotter_.value_or("");
+      record.zstd = zstd_seen_;
       listing_ = record.blobs;
       known_ids_ = record.target_ids;
       if (cache_ != nullptr) {
         store_listing(*cache_, target_.uri.text, std::move(record), started);
       }
+    }
+  }
+
+  // Whether the node has zstd, as a probe of this load saw it: kept in the node's
+  // record at once, so that later loads need not ask.
+  void remember_zstd(bool has) {
+    has_zstd_ = zstd_seen_ = has;
+    if (cache_ != nullptr) {
+      (void)cache_->update_node(target_.uri.text, [&](cache::NodeRecord& r) { r.zstd = has; });
     }
   }
 
@@ -247,7 +296,7 @@ private:
   // A fresh check and listing (and the snapshotter, when still unknown) in one round
   // trip, planned from.
   bool plan_from_listing() {
-    if (!probe({.uuid = true, .inventory = true, .snapshotter = !snapshotter_})) {
+    if (!probe({.uuid = true, .inventory = true, .snapshotter = !snapshotter_, .zstd = false})) {
       return false;
     }
     plan_ = plan::plan_node(images_, view_of(statuses_, known_ids_, *listing_, images_));
@@ -465,12 +514,15 @@ private:
       std::optional<util::Error>& write_error) {
     const auto total = plan_.layer_bytes;
     std::uint64_t streamed = 0;  // layer bytes written, also when the stream broke
+    std::uint64_t on_wire = 0;   // bytes into the pipe, compressed or not
     std::optional<format::ThinStats> stats;
+    then.wire = wire_compression(target_.uri, wire_option_, has_zstd_);
     const util::StdinFeeder feed = [&](int fd) -> util::Result<void> {
-      auto r = format::write_thin_archive(fd, set_, entries, layers, [&](std::uint64_t done) {
+      on_wire = 0;  // a retry with --local feeds again
+      auto r = write_stream(fd, then.wire, set_, entries, layers, [&](std::uint64_t done) {
         streamed = done;
         observer_.progress(report_.node, done, total);
-      });
+      }, on_wire);
       if (!r) {
         write_error = r.error();
         return std::unexpected(r.error());
@@ -481,6 +533,8 @@ private:
     then.import = &feed;
     then.snapshotter = *snapshotter_;
     auto applied = client_.apply(then);
+    report_.wire = then.wire;
+    report_.wire_bytes += on_wire;
     if (stats) {
       report_.layers_sent += stats->layers_sent;
       report_.layer_bytes_sent += stats->layer_bytes;
@@ -641,6 +695,7 @@ private:
   std::mutex& verify_mutex_;
   cache::Cache* cache_;
   const Via* via_;
+  node::WireCompression wire_option_;
 
   std::vector<node::ImageStatus> statuses_;  // every name on the node, from this load's check
   TargetIds known_ids_;                      // what each target reaches, from the record or a listing
@@ -648,6 +703,8 @@ private:
   std::optional<std::string> server_uuid_;   // as the node said it
   std::string unconfirmed_uuid_;             // the record's, planned from, not yet seen on the node
   std::optional<std::string> snapshotter_;
+  std::optional<bool> has_zstd_;             // whether the node has zstd: the record's, or a probe's
+  std::optional<bool> zstd_seen_;            // what a probe of this load said of it
   std::optional<std::unordered_set<Digest>> listing_;  // blobs, from this load's listing
   plan::NodePlan plan_;
   std::map<std::string, Digest> expected_;   // each name set -> the target it must resolve to
@@ -710,7 +767,7 @@ bool LoadReport::all_ok() const {
 
 util::Result<void> refresh_node(const Target& target, cache::Cache& cache) {
   const auto started = unix_now();
-  auto p = target.client->probe({.uuid = true, .inventory = true, .snapshotter = false});
+  auto p = target.client->probe({.uuid = true, .inventory = true, .snapshotter = false, .zstd = false});
   if (!p) {
     return std::unexpected(p.error());
   }
@@ -718,9 +775,19 @@ util::Result<void> refresh_node(const Target& target, cache::Cache& cache) {
   return {};
 }
 
-node::ProbeRequest first_probe_request(const cache::Cache* cache, const cache::NodeRecord* record) {
+node::ProbeRequest first_probe_request(const cache::Cache* cache, const cache::NodeRecord* record,
+                                       const node::NodeUri& uri, node::WireCompression wire) {
   const bool first_contact = cache != nullptr && (record == nullptr || !plannable(*record));
-  return {.uuid = first_contact, .inventory = first_contact, .snapshotter = first_contact};
+  const bool unknown = record == nullptr || !record->zstd;
+  const bool ask_zstd = unknown && wire_compression(uri, wire, true) != node::WireCompression::none;
+  return {.uuid = first_contact, .inventory = first_contact, .snapshotter = first_contact, .zstd = ask_zstd};
+}
+
+node::WireCompression wire_compression(const node::NodeUri& uri, node::WireCompression wire,
+                                       std::optional<bool> node_has_zstd) {
+  const bool far = uri.kind == node::TransportKind::ssh;
+  return far && wire == node::WireCompression::zstd && node_has_zstd.value_or(false) ? node::WireCompression::zstd
+                                                                                     : node::WireCompression::none;
 }
 
 bool is_staging_name(const std::string& name) { return name.starts_with(staging_prefix); }

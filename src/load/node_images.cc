@@ -174,7 +174,7 @@ std::vector<NodeNames> read_names(const std::vector<Target>& targets, const std:
   std::vector<NodeNames> out(targets.size());
   util::parallel_for(targets.size(), jobs, [&](std::size_t i) {
     if (layers == Layers::shown) {
-      auto probe = targets[i].client->probe({.uuid = false, .inventory = true, .snapshotter = false});
+      auto probe = targets[i].client->probe({.uuid = false, .inventory = true, .snapshotter = false, .zstd = false});
       if (!probe) {
         out[i].error = probe.error().message;
         return;

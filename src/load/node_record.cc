@@ -106,6 +106,9 @@ void store_listing(cache::Cache& cache, const std::string& key, cache::NodeRecor
     if (record.snapshotter.empty() && r.server_uuid == record.server_uuid) {
       record.snapshotter = std::move(r.snapshotter);
     }
+    if (!record.zstd && r.server_uuid == record.server_uuid) {
+      record.zstd = r.zstd;
+    }
     if (r.server_uuid == record.server_uuid && r.updated_at >= listing_started) {
       // Another load recorded what it sent while this listing ran: keep that, or the
       // older listing would hide it.

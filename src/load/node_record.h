@@ -32,7 +32,8 @@ cache::NodeRecord record_from_listing(const std::string& server_uuid, const node
                                       const std::vector<node::ImageStatus>& statuses, std::int64_t now);
 
 // Replaces the node's record by a listing's, keeping the marks of loads still
-// sending and what other loads recorded since `listing_started`. Best effort: a cache
+// sending, the snapshotter and whether it has zstd when the listing does not say and
+// it is the same containerd, and what other loads recorded since `listing_started`. Best effort: a cache
 // that cannot be written is only slower.
 void store_listing(cache::Cache& cache, const std::string& key, cache::NodeRecord record,
                    std::int64_t listing_started);

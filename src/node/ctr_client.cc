@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <string_view>
 
@@ -518,6 +519,21 @@ util::Result<NodeInventory> content_result(const Transport& t, const ProcessResu
   return inv;
 }
 
+// Whether `command -v zstd` found it: a path and status 0; not found: status 1 (bash)
+// or 127 (dash); anything else (a cut batch) says nothing.
+std::optional<bool> zstd_result(const ProcessResult& r) {
+  if (r.timed_out || r.signal != 0) {
+    return std::nullopt;
+  }
+  if (r.exit_code == 0) {
+    return !trim(r.out).empty();
+  }
+  if (r.exit_code == 1 || r.exit_code == 127) {
+    return false;
+  }
+  return std::nullopt;
+}
+
 // CRI's snapshotter from `containerd config dump`, if it ran and says.
 std::optional<std::string> dump_result(const ProcessResult& r) {
   if (r.exit_code != 0 || r.timed_out) {
@@ -576,9 +592,38 @@ std::string shown_word(const std::string& word) {
   return !word.empty() && word.find_first_not_of(plain) == std::string::npos ? word : util::shell_quote(word);
 }
 
+// Runs its arguments (the import) with `zstd -dc` feeding their stdin, and fails
+// unless both succeed: a stream cut on the way, or damaged, must fail the import even
+// when ctr read a whole tar from what did arrive. POSIX sh has no pipefail (dash has
+// none), so each side writes its status to fd 3, which the command substitution
+// reads; ctr's own stdout goes on to fd 4, the step's stdout. The import's status
+// wins, so its errors read as a plain import's.
+// One line, as every word of a batch step is.
+constexpr std::string_view unzstd_script =
+    "exec 4>&1; "
+    "s=$( { { zstd -dcq 3>&- 4>&-; echo \"z$?\" >&3; } | { \"$@\" 3>&- 4>&-; echo \"c$?\" >&3; } >&4; } 3>&1 ); "
+    "z=1 c=1; "
+    "for w in $s; do case $w in z*) z=${w#z} ;; c*) c=${w#c} ;; esac; done; "
+    "[ \"$c\" = 0 ] || exit \"$c\"; "
+    "[ \"$z\" = 0 ] || { echo \"zstd -dc exited with status $z: the stream did not arrive whole\" >&2; exit 1; }";
+
+// `words` (ctr on the node) reading stdin as `wire` says.
+std::vector<std::string> decoded_by(WireCompression wire, std::vector<std::string> words) {
+  if (wire == WireCompression::none) {
+    return words;
+  }
+  std::vector<std::string> out{"sh", "-c", std::string(unzstd_script), "sh"};
+  out.insert(out.end(), std::make_move_iterator(words.begin()), std::make_move_iterator(words.end()));
+  return out;
+}
+
 // The words of a command on the node as -v shows them: ctr without the options every
-// call has (ctr_words'), which would push what differs off a terminal's line.
+// call has (ctr_words'), which would push what differs off a terminal's line; an
+// import through zstd as `zstd -dc | ctr ...`.
 std::string shown_command(const NodeUri& uri, const std::vector<std::string>& words) {
+  if (words.size() > 4 && words[0] == "sh" && words[2] == unzstd_script) {
+    return "zstd -dc | " + shown_command(uri, std::vector<std::string>(words.begin() + 4, words.end()));
+  }
   const auto prefix = ctr_words(uri, {});
   auto word = words.begin();
   std::vector<std::string> shown;
@@ -855,6 +900,9 @@ util::Result<Probe> CtrClient::probe(const ProbeRequest& want) {
   if (want.snapshotter) {
     steps.push_back({ctr_words(uri, {"plugins", "ls"}), false, false});
   }
+  if (want.zstd) {
+    steps.push_back({{"command", "-v", "zstd"}, false, false});
+  }
   auto results = batch(steps, {}, query_timeout);
   if (!results) {
     return std::unexpected(results.error().with_context(node_prefix(transport_) + ": checking images"));
@@ -895,6 +943,9 @@ util::Result<Probe> CtrClient::probe(const ProbeRequest& want) {
     }
     p.snapshotter = std::move(*snap);
   }
+  if (want.zstd) {
+    p.zstd = zstd_result(result.next());
+  }
   return p;
 }
 
@@ -917,7 +968,7 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
                      true});
   }
   if (changes.import != nullptr) {
-    steps.push_back({ctr_words(uri, import_args(changes.snapshotter)), true, true});
+    steps.push_back({decoded_by(changes.wire, ctr_words(uri, import_args(changes.snapshotter))), true, true});
   }
   for (const auto& reference : pulls(changes)) {
     steps.push_back({ctr_words(uri, pull_args(reference, changes.snapshotter, changes.pull->plain_http)), false, true});

@@ -34,6 +34,9 @@ util::Result<Probe> NodeClient::probe(const ProbeRequest& want) {
     }
     p.snapshotter = std::move(*snap);
   }
+  if (want.zstd) {
+    p.zstd = false;
+  }
   return p;
 }
 
@@ -50,6 +53,10 @@ std::expected<std::vector<ImageStatus>, ChangeError> NodeClient::apply(const Cha
     if (*uuid != changes.expect_uuid) {
       return fail(Step::node_changed, util::Error{util::ErrorKind::node, node_changed_message(display())});
     }
+  }
+  if (changes.import != nullptr && changes.wire != WireCompression::none) {
+    return fail(Step::import, util::Error{util::ErrorKind::node,
+                                          "node " + display() + ": importing: no way to decompress the stream there"});
   }
   if (changes.import != nullptr) {
     if (auto r = import(*changes.import, changes.snapshotter); !r) {

@@ -217,6 +217,8 @@ TEST(CliJson, TheDocsDescribeEverySchemaTheHelpNames) {
   EXPECT_TRUE(schemas.contains("kload.cache-ls/v1"));
   EXPECT_TRUE(schemas.contains("kload.cache-stats/v1"));
   EXPECT_EQ(schemas.at("kload.load/v2").at("nodes[].lacks").types, std::vector<std::string>{"array"});
+  EXPECT_EQ(schemas.at("kload.load/v2").at("nodes[].wireBytes").types, std::vector<std::string>{"integer"});
+  EXPECT_EQ(schemas.at("kload.load/v2").at("nodes[].wireCompression").presence, "always");
 }
 
 TEST(CliJson, InspectWritesADocumentOnSuccessAndOnEveryFailure) {
@@ -294,6 +296,10 @@ TEST(CliJson, LoadLsAndRmWriteDocumentsForGoodAndFailedNodes) {
   EXPECT_TRUE(whole_milliseconds(doc["seconds"].get<double>())) << doc["seconds"];
   EXPECT_TRUE(whole_milliseconds(doc["nodes"][0]["seconds"].get<double>())) << doc["nodes"][0]["seconds"];
   EXPECT_TRUE(doc["nodes"][0]["lacks"].empty());
+  // A node on this machine: the stream goes as it is, so the wire carries bytesSent.
+  EXPECT_EQ(doc["nodes"][0]["wireCompression"], "none");
+  EXPECT_GT(doc["nodes"][0]["bytesSent"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(doc["nodes"][0]["wireBytes"], doc["nodes"][0]["bytesSent"]);
 
   const auto half = kload({"image-archive", archive, "--no-cache", "--json", "--node", node, "--node", gone});
   const auto failed = failed_document(half, "kload.load/v2", Report::whole, 1, "node", "1 of 2 node(s) failed",

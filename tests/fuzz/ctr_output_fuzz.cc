@@ -178,7 +178,7 @@ int kload_fuzz_ctr_output(const std::uint8_t* data, std::size_t size) {
   }
   said_why(client.tag("a", "b"), "tag");
   // The same answers through the round trips of a load, one batch each.
-  const auto probed = client.probe({.uuid = true, .inventory = true, .snapshotter = true});
+  const auto probed = client.probe({.uuid = true, .inventory = true, .snapshotter = true, .zstd = false});
   said_why(probed, "probe");
   const kload::util::StdinFeeder feed = [](int) -> kload::util::Result<void> { return {}; };
   const auto applied = client.apply({.expect_uuid = "d8b6a686-a517-49dd-9432-b6e57080147f",

@@ -7,7 +7,9 @@
 // image), and a layer whose snapshot exists need not be in the content store.
 
 #include "kload/node/node_client.h"
+#include "kload/util/process.h"
 #include "kload/util/sha256.h"
+#include "kload/util/zstd_stream.h"
 #include "support/test_support.h"
 
 #include <archive.h>
@@ -33,11 +35,15 @@ public:
   std::map<std::string, util::Digest> images;   // name -> target
   std::set<util::Digest> unpacked;              // layers whose snapshot exists
   std::string uuid = "11111111-2222-3333-4444-555555555555";
+  bool has_zstd = true;                         // what a probe asking for zstd hears
   std::vector<Op> log;                          // every call, in order
   // A registry the node pulls from: blob (manifests, configs, layers) -> bytes, shared
   // by the nodes of a test; and every blob this node fetched from it, in order.
   const std::map<util::Digest, std::string>* registry = nullptr;
   std::vector<util::Digest> fetched;
+  std::vector<node::ProbeRequest> probes;       // what each probe asked
+  std::vector<node::WireCompression> streams;   // how each import's stream came
+  std::string last_compressed;                  // the bytes of the last zstd stream
 
   // The `nth` call of `op` from now (1: the next one) fails with `message`; an import
   // fails as `kind` says.
@@ -64,12 +70,42 @@ public:
 
   util::Result<node::Probe> probe(const node::ProbeRequest& want) override {
     const RoundTrip one(*this);
-    return NodeClient::probe(want);
+    probes.push_back(want);
+    auto p = NodeClient::probe(want);
+    if (p && want.zstd) {
+      p->zstd = has_zstd;
+    }
+    return p;
   }
 
+  // As a node decompressing a zstd stream with `zstd -dc` would: the stream must be a
+  // whole frame, else the import fails.
   std::expected<std::vector<node::ImageStatus>, node::ChangeError> apply(const node::Changes& changes) override {
     const RoundTrip one(*this);
-    return NodeClient::apply(changes);
+    if (changes.import != nullptr) {
+      streams.push_back(changes.wire);
+    }
+    if (changes.import == nullptr || changes.wire == node::WireCompression::none) {
+      return NodeClient::apply(changes);
+    }
+    const util::StdinFeeder& compressed = *changes.import;
+    const util::StdinFeeder decoded = [&](int fd) -> util::Result<void> {
+      std::string bytes;
+      auto fed = kload::testing::capture_feed(compressed, bytes);
+      last_compressed = bytes;
+      if (!fed) {
+        return fed;
+      }
+      auto plain = util::zstd_decompress(bytes);
+      if (!plain) {
+        return std::unexpected(plain.error());
+      }
+      return util::write_all(fd, plain->data(), plain->size(), "the decompressed stream");
+    };
+    auto plain = changes;
+    plain.import = &decoded;
+    plain.wire = node::WireCompression::none;
+    return NodeClient::apply(plain);
   }
   [[nodiscard]] int calls_of(Op op) const { return static_cast<int>(std::count(log.begin(), log.end(), op)); }
 

@@ -13,7 +13,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <fstream>
+#include <unistd.h>
 
 namespace kload::load {
 namespace {
@@ -24,11 +26,17 @@ using ::testing::HasSubstr;
 
 // Prints nothing; keeps the phases it was told of, in order.
 struct Quiet final : Observer {
-  void phase(const std::string&, Phase p) override { phases.push_back(p); }
+  void phase(const std::string&, Phase p) override {
+    phases.push_back(p);
+    if (p == Phase::sending && on_sending) {
+      on_sending();
+    }
+  }
   void planned(const std::string&, const plan::NodePlan&) override {}
   void progress(const std::string&, std::uint64_t, std::uint64_t) override {}
   void finished(const NodeReport&) override {}
   std::vector<Phase> phases;
+  std::function<void()> on_sending;  // runs when a node starts sending, after the proof
 };
 
 class LoaderProtocol : public ::testing::Test {
@@ -62,10 +70,12 @@ protected:
                        std::shared_ptr<const EarlierProbe> probed = nullptr) {
     auto images = plan::select_images(set, std::nullopt);
     EXPECT_TRUE(images.has_value()) << images.error().message;
-    const std::vector<Target> targets{Target{fake_uri(), &node, std::move(probed)}};
+    const std::vector<Target> targets{Target{uri_, &node, std::move(probed)}};
     LoadOptions options;
     options.cache = with_cache ? cache() : nullptr;
+    options.wire = wire_;
     Quiet quiet;
+    quiet.on_sending = on_sending_;
     auto report = load::load(set, *images, targets, options, quiet);
     phases_ = quiet.phases;
     EXPECT_TRUE(report.has_value()) << report.error().message;
@@ -76,10 +86,10 @@ protected:
 
   // What a caller that probes before the load (docker-image's pre-check) hands it.
   std::shared_ptr<const EarlierProbe> probe_first(FakeNode& node) {
-    auto record = cache()->node(fake_uri().text);
+    auto record = cache()->node(uri_.text);
     EXPECT_TRUE(record.has_value());
     const cache::NodeRecord* known = record && *record ? &**record : nullptr;
-    auto p = node.probe(first_probe_request(cache(), known));
+    auto p = node.probe(first_probe_request(cache(), known, uri_, wire_));
     EXPECT_TRUE(p.has_value()) << p.error().message;
     return std::make_shared<const EarlierProbe>(EarlierProbe{std::move(*p), 0});
   }
@@ -110,6 +120,9 @@ protected:
   testing::Scratch scratch_;
   std::unique_ptr<cache::Cache> cache_;
   std::vector<Phase> phases_;  // those the last load_into reported
+  node::NodeUri uri_ = fake_uri();                         // the node load_into loads into
+  node::WireCompression wire_ = node::WireCompression::zstd;  // the load's --wire-compression
+  std::function<void()> on_sending_;                       // see Quiet::on_sending
 };
 
 TEST_F(LoaderProtocol, FirstLoadStagesChecksCommitsAndConfirms) {
@@ -738,6 +751,122 @@ TEST_F(ViaProtocol, APushFailureFailsTheNodesThatLackAnImageOnly) {
   EXPECT_THAT(report->nodes.at(1).error, HasSubstr("HTTP 500"));
   EXPECT_EQ(empty.calls_of(Op::pull), 0);
   EXPECT_THAT(empty.images, ::testing::IsEmpty());
+
+// --- the stream on the wire ---
+
+node::NodeUri ssh_node() { return *node::parse_node_uri("ssh://root@fake-host"); }
+
+TEST_F(LoaderProtocol, AnSshNodeWithZstdGetsACompressedStreamAndIsAskedOnce) {
+  uri_ = ssh_node();
+  auto v1 = archive("v1.tar", {"app:v1=base:256K,top:64K"});
+  FakeNode node;
+  const auto first = load_into(node, *v1);
+  ASSERT_EQ(first.status, NodeStatus::ok) << first.error;
+  ASSERT_EQ(node.probes.size(), 1u);
+  EXPECT_TRUE(node.probes[0].zstd) << "asked in the first round trip";
+  EXPECT_EQ(node.streams, (std::vector<node::WireCompression>{node::WireCompression::zstd, node::WireCompression::zstd}));
+  EXPECT_EQ(first.wire, node::WireCompression::zstd);
+  EXPECT_GT(first.wire_bytes, 0u);
+  EXPECT_LT(first.wire_bytes, first.bytes_sent) << "mkimage's layers compress";
+  EXPECT_EQ(first.ctr_calls, 3) << "no round trip of its own";
+  EXPECT_EQ(node.images.at("docker.io/library/app:v1"), manifest_of(*v1));
+  EXPECT_TRUE(node.complete(manifest_of(*v1)));
+  EXPECT_TRUE(staging_left(node).empty());
+  auto record = cache()->node(uri_.text);
+  ASSERT_TRUE(record && *record);
+  EXPECT_EQ((*record)->zstd, std::optional<bool>(true));
+
+  // The next load knows: it does not ask again, and compresses.
+  auto v2 = archive("v2.tar", {"app:v1=base:256K,new:64K"});
+  node.probes.clear();
+  node.streams.clear();
+  const auto second = load_into(node, *v2);
+  ASSERT_EQ(second.status, NodeStatus::ok) << second.error;
+  ASSERT_FALSE(node.probes.empty());
+  EXPECT_FALSE(node.probes[0].zstd);
+  EXPECT_EQ(node.streams.front(), node::WireCompression::zstd);
+  EXPECT_EQ(second.layers_sent, 1u);
+}
+
+TEST_F(LoaderProtocol, AnSshNodeWithoutZstdGetsTheStreamAsItIsAndIsAskedOnce) {
+  uri_ = ssh_node();
+  auto v1 = archive("v1.tar", {"app:v1=base:64K"});
+  FakeNode node;
+  node.has_zstd = false;
+  const auto first = load_into(node, *v1);
+  ASSERT_EQ(first.status, NodeStatus::ok) << first.error;
+  EXPECT_TRUE(node.probes.at(0).zstd);
+  EXPECT_EQ(node.streams, (std::vector<node::WireCompression>{node::WireCompression::none, node::WireCompression::none}));
+  EXPECT_EQ(first.wire, node::WireCompression::none);
+  EXPECT_EQ(first.wire_bytes, first.bytes_sent);
+  auto record = cache()->node(uri_.text);
+  ASSERT_TRUE(record && *record);
+  EXPECT_EQ((*record)->zstd, std::optional<bool>(false));
+
+  auto v2 = archive("v2.tar", {"app:v1=base:64K,top:4K"});
+  node.probes.clear();
+  ASSERT_EQ(load_into(node, *v2).status, NodeStatus::ok);
+  EXPECT_FALSE(node.probes.at(0).zstd) << "the record says";
+}
+
+TEST_F(LoaderProtocol, WithoutACacheTheProbeAsksEachTime) {
+  uri_ = ssh_node();
+  auto v1 = archive("v1.tar", {"app:v1=base:64K"});
+  FakeNode node;
+  ASSERT_EQ(load_into(node, *v1, false).status, NodeStatus::ok);
+  ASSERT_FALSE(node.probes.empty());
+  EXPECT_TRUE(node.probes.front().zstd);
+  node.probes.clear();
+  ASSERT_EQ(load_into(node, *v1, false).status, NodeStatus::ok);
+  ASSERT_EQ(node.probes.size(), 1u) << "an unchanged reload";
+  EXPECT_TRUE(node.probes.front().zstd);
+}
+
+TEST_F(LoaderProtocol, NodesOnThisMachineAndWireCompressionNoneNeverCompress) {
+  auto v1 = archive("v1.tar", {"app:v1=base:64K"});
+  FakeNode docker_node;  // docker://: same machine
+  const auto local = load_into(docker_node, *v1);
+  ASSERT_EQ(local.status, NodeStatus::ok) << local.error;
+  EXPECT_FALSE(docker_node.probes.at(0).zstd);
+  EXPECT_EQ(docker_node.streams.front(), node::WireCompression::none);
+  EXPECT_EQ(local.wire_bytes, local.bytes_sent);
+
+  uri_ = ssh_node();
+  wire_ = node::WireCompression::none;
+  FakeNode ssh_node_plain;
+  const auto plain = load_into(ssh_node_plain, *v1);
+  ASSERT_EQ(plain.status, NodeStatus::ok) << plain.error;
+  EXPECT_FALSE(ssh_node_plain.probes.at(0).zstd);
+  EXPECT_EQ(ssh_node_plain.streams.front(), node::WireCompression::none);
+}
+
+// The proof is an earlier read: a layer rewritten in place (same size) before the
+// stream is written must fail the node and name nothing, compressed or not; the
+// compressed stream is left a cut frame, which no decoder takes as whole.
+TEST_F(LoaderProtocol, AnInputChangedSinceItsProofFailsTheCompressedStreamAndNamesNothing) {
+  uri_ = ssh_node();
+  auto v1 = archive("v1.tar", {"app:v1=base:256K"}, {"--layout", "docker-save"});
+  const auto& layer = *v1->find(v1->images.at(0).layers.at(0).blob.digest);
+  ASSERT_TRUE(layer.where.memory == nullptr) << "the layer is read from the input file";
+  on_sending_ = [&] {
+    const int fd = ::open(layer.where.file.c_str(), O_RDWR | O_CLOEXEC);
+    ASSERT_GE(fd, 0);
+    char c = 0;
+    const auto at = static_cast<off_t>(layer.where.offset + layer.size / 2);
+    ASSERT_EQ(::pread(fd, &c, 1, at), 1);
+    c = static_cast<char>(c ^ 0x5a);
+    ASSERT_EQ(::pwrite(fd, &c, 1, at), 1);
+    ::close(fd);
+  };
+  FakeNode node;
+  const auto r = load_into(node, *v1);
+  ASSERT_EQ(r.status, NodeStatus::failed);
+  EXPECT_EQ(r.error_kind, util::ErrorKind::bad_input);
+  EXPECT_THAT(r.error, HasSubstr("changed since it was read"));
+  EXPECT_EQ(node.streams.front(), node::WireCompression::zstd);
+  EXPECT_TRUE(node.images.empty()) << "no name, staging or real";
+  ASSERT_FALSE(node.last_compressed.empty());
+  EXPECT_FALSE(util::zstd_decompress(node.last_compressed).has_value()) << "the frame was closed after the failure";
 }
 
 } // namespace

@@ -63,11 +63,16 @@ std::string sshlab_tool() {
 // A private sshd (tools/sshlab) on a free loopback port, stopped when the test ends.
 class SshServer {
 public:
-  explicit SshServer(fs::path dir) : dir_(std::move(dir)) {
+  // `session_path`, when not empty: the PATH every session gets (sshlab up's).
+  explicit SshServer(fs::path dir, const std::string& session_path = "") : dir_(std::move(dir)) {
     // Another process may take the port between the pick and sshd's bind: try again.
     for (int attempt = 0; attempt < 3 && !up_; ++attempt) {
       port_ = free_loopback_port();
-      last_ = run_command({sshlab_tool(), "up", dir_.string(), std::to_string(port_)});
+      std::vector<std::string> argv{sshlab_tool(), "up", dir_.string(), std::to_string(port_)};
+      if (!session_path.empty()) {
+        argv.push_back(session_path);
+      }
+      last_ = run_command(argv);
       up_ = last_.exit_code == 0;
     }
   }
@@ -428,6 +433,7 @@ TEST_F(E2ESsh, DroppedConnectionMidTransferNeverExposesAnIncompleteImageAndAReru
     GTEST_SKIP() << "the transfer finished before the connection was dropped; nothing to observe";
   }
   EXPECT_EQ(WEXITSTATUS(status), 1) << err;
+  EXPECT_EQ(node0(report)["wireCompression"], "zstd") << "the node has zstd: the cut stream was a zstd frame";
   EXPECT_NE(node0(report)["error"]["message"].get<std::string>().find("node " + std::string(host_alias)), std::string::npos)
       << node0(report)["error"];
   EXPECT_NE(err.find(host_alias), std::string::npos) << err;
@@ -523,6 +529,129 @@ TEST_F(E2ESsh, HostileWords) {
     EXPECT_EQ(entry.path().filename().string().find("pwned"), std::string::npos)
         << "a shell ran a word kload sent: " << entry.path();
   }
+}
+
+// --- the stream on the wire: zstd where the node has it ---
+
+// How many times `text` holds `what`.
+int count_of(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// The summary line of a load's stderr ("N image(s) on M node(s): sent ..."), or "".
+std::string summary_of(const std::string& err) {
+  const auto at = err.find(" image(s) on ");
+  if (at == std::string::npos) {
+    return "";
+  }
+  const auto newline = err.rfind('\n', at);
+  const auto begin = newline == std::string::npos ? 0 : newline + 1;
+  return err.substr(begin, err.find('\n', at) - begin);
+}
+
+TEST_F(E2ESsh, ANodeWithZstdGetsTheStreamCompressedAndIsAskedOnce) {
+  Lab lab(scratch / "lab", 1, LabKind{});
+  ASSERT_TRUE(lab.up());
+  SshServer sshd(scratch / "sshd");
+  ASSERT_TRUE(sshd.up()) << "tools/sshlab up failed: " << sshd.why_not_up();
+  set_user_ssh_config(read_file(sshd.ssh_config()));
+  ASSERT_EQ(run_command({"ssh", "-F", sshd.ssh_config().string(), host_alias, "command -v zstd"}).exit_code, 0)
+      << "this machine has no zstd on sshd's PATH (Debian package zstd; tools/dev deps installs it)";
+  const auto uri = ssh_uri(lab);
+  // Half of each MiB repeated text, half random: about what layers of files compress to.
+  const auto v1 = archive("v1.tar", {"--image", "app:v1=base:8M,top:2M"});
+
+  auto first = run_kload({"image-archive", "-v", "--json", v1, "--node", uri});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const auto report = json::parse(first.out);
+  const auto& n1 = node0(report);
+  EXPECT_EQ(n1["wireCompression"], "zstd");
+  EXPECT_GT(n1["wireBytes"].get<std::uint64_t>(), 0u);
+  EXPECT_LT(n1["wireBytes"].get<std::uint64_t>(), n1["bytesSent"].get<std::uint64_t>() * 3 / 4) << n1.dump();
+  EXPECT_EQ(n1["ctrCalls"], 3) << "asked in the probe's round trip, not one of its own";
+  EXPECT_EQ(count_of(first.err, "command -v zstd"), 1) << first.err;
+  EXPECT_EQ(count_of(first.err, "zstd -dc | ctr images import"), 2) << "staging and commit: " << first.err;
+  EXPECT_NE(summary_of(first.err).find("on the wire"), std::string::npos) << first.err;
+  EXPECT_NE(first.err.find("on the wire, zstd)"), std::string::npos) << "the node's line: " << first.err;
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(v1));
+  for (const auto& [name, image] : lab.images(1)) {
+    EXPECT_TRUE(image.complete) << name;
+    EXPECT_EQ(name.find("kload-staging"), std::string::npos) << "staging name left: " << name;
+  }
+
+  // The node's record knows: the next load does not ask, and still compresses.
+  const auto v2 = archive("v2.tar", {"--image", "app:v1=base:8M,new:2M"});
+  auto second = run_kload({"image-archive", "-v", "--json", v2, "--node", uri});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(count_of(second.err, "command -v zstd"), 0) << second.err;
+  EXPECT_GE(count_of(second.err, "zstd -dc | ctr images import"), 1) << second.err;
+  const auto second_report = json::parse(second.out);
+  const auto& n2 = node0(second_report);
+  EXPECT_EQ(n2["wireCompression"], "zstd");
+  EXPECT_EQ(n2["layersSent"], 1);
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(v2));
+
+  // --wire-compression none: the stream as it is.
+  const auto v3 = archive("v3.tar", {"--image", "app:v1=base:8M,third:2M"});
+  auto plain = run_kload({"image-archive", "-v", "--json", "--wire-compression", "none", v3, "--node", uri});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(count_of(plain.err, "zstd"), 0) << plain.err;
+  const auto plain_report = json::parse(plain.out);
+  const auto& n3 = node0(plain_report);
+  EXPECT_EQ(n3["wireCompression"], "none");
+  EXPECT_EQ(n3["wireBytes"], n3["bytesSent"]);
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(v3));
+}
+
+// A PATH directory holding every program of the usual ones but zstd.
+fs::path path_without_zstd(const fs::path& dir) {
+  fs::create_directories(dir);
+  for (const char* from : {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}) {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(from, ec)) {
+      const auto name = entry.path().filename();
+      if (name != "zstd" && !fs::exists(fs::symlink_status(dir / name))) {
+        fs::create_symlink(entry.path(), dir / name);
+      }
+    }
+  }
+  return dir;
+}
+
+TEST_F(E2ESsh, ANodeWithoutZstdGetsTheStreamAsItIsAndIsAskedOnce) {
+  Lab lab(scratch / "lab", 1, LabKind{});
+  ASSERT_TRUE(lab.up());
+  SshServer sshd(scratch / "sshd", path_without_zstd(scratch / "bin").string());
+  ASSERT_TRUE(sshd.up()) << "tools/sshlab up failed: " << sshd.why_not_up();
+  set_user_ssh_config(read_file(sshd.ssh_config()));
+  ASSERT_NE(run_command({"ssh", "-F", sshd.ssh_config().string(), host_alias, "command -v zstd"}).exit_code, 0)
+      << "zstd is still on the sessions' PATH";
+  const auto uri = ssh_uri(lab);
+  const auto v1 = archive("v1.tar", {"--image", "app:v1=base:2M,top:1M"});
+
+  auto first = run_kload({"image-archive", "-v", "--json", v1, "--node", uri});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const auto first_report = json::parse(first.out);
+  const auto& n1 = node0(first_report);
+  EXPECT_EQ(n1["wireCompression"], "none");
+  EXPECT_EQ(n1["wireBytes"], n1["bytesSent"]);
+  EXPECT_EQ(count_of(first.err, "command -v zstd"), 1) << first.err;
+  EXPECT_EQ(count_of(first.err, "zstd -dc"), 0) << first.err;
+  EXPECT_FALSE(summary_of(first.err).empty()) << first.err;
+  EXPECT_EQ(summary_of(first.err).find("on the wire"), std::string::npos) << "nothing was compressed: " << first.err;
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(v1));
+
+  const auto v2 = archive("v2.tar", {"--image", "app:v1=base:2M,new:1M"});
+  auto second = run_kload({"image-archive", "-v", "--json", v2, "--node", uri});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(count_of(second.err, "command -v zstd"), 0) << "remembered: " << second.err;
+  const auto second_report = json::parse(second.out);
+  EXPECT_EQ(node0(second_report)["wireCompression"], "none");
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(v2));
 }
 
 } // namespace

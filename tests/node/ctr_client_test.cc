@@ -3,6 +3,7 @@
 
 #include "fake_runner.h"
 #include "kload/util/sha256.h"
+#include "kload/util/zstd_stream.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -693,7 +694,7 @@ TEST_F(CtrClientUnit, FirstProbeIsOneProcess) {
   runner_.ok("content ls", content_ls_out);
   runner_.ok("containerd", "version = 3\n[plugins.'io.containerd.cri.v1.images']\n  snapshotter = 'native'\n");
   runner_.ok("plugins ls", plugins_ls_out);
-  const auto p = client_->probe({.uuid = true, .inventory = true, .snapshotter = true});
+  const auto p = client_->probe({.uuid = true, .inventory = true, .snapshotter = true, .zstd = false});
   ASSERT_TRUE(p.has_value()) << p.error().message;
   ASSERT_EQ(runner_.calls().size(), 1u);
   EXPECT_EQ(runner_.calls()[0].key, "batch");
@@ -714,7 +715,7 @@ TEST_F(CtrClientUnit, ProbeOfAnUnreachableNodeSaysSo) {
   r.exit_code = 1;
   r.err = "Error response from daemon: No such container: gone\n";
   runner_.script("batch", r);
-  const auto p = client_->probe({.uuid = true, .inventory = false, .snapshotter = false});
+  const auto p = client_->probe({.uuid = true, .inventory = false, .snapshotter = false, .zstd = false});
   ASSERT_FALSE(p.has_value());
   EXPECT_EQ(p.error().message, "node gone: not reachable: Error response from daemon: No such container: gone");
 }
@@ -722,7 +723,7 @@ TEST_F(CtrClientUnit, ProbeOfAnUnreachableNodeSaysSo) {
 TEST_F(CtrClientUnit, ProbeReportsTheFirstStepThatFailed) {
   runner_.ok("images check", images_check_out);
   runner_.fails("version", "ctr: connection reset\n");
-  const auto p = client_->probe({.uuid = true, .inventory = false, .snapshotter = false});
+  const auto p = client_->probe({.uuid = true, .inventory = false, .snapshotter = false, .zstd = false});
   ASSERT_FALSE(p.has_value());
   EXPECT_EQ(p.error().message, "node k: asking for its version: ctr: connection reset");
 }
@@ -732,7 +733,7 @@ TEST_F(CtrClientUnit, ProbeAsksThePluginsWhenTheConfigDoesNotSay) {
   runner_.ok("images check", images_check_out);
   runner_.fails("containerd", "sh: containerd: not found\n", 127);
   runner_.ok("plugins ls", plugins_ls_out);
-  const auto p = client_->probe({.uuid = false, .inventory = false, .snapshotter = true});
+  const auto p = client_->probe({.uuid = false, .inventory = false, .snapshotter = true, .zstd = false});
   ASSERT_TRUE(p.has_value()) << p.error().message;
   EXPECT_EQ(p->snapshotter, "overlayfs");
   EXPECT_EQ(client_->calls(), 1) << "the plugins are in the probe's one round trip";
@@ -753,7 +754,7 @@ TEST_F(CtrClientUnit, ASnapshotterTheNodeHasNotLoadedFailsTheProbe) {
     }
     runner.ok("plugins ls", plugins_ls_out);
     CtrClient client(*t);
-    const auto p = client.probe({.uuid = false, .inventory = false, .snapshotter = true});
+    const auto p = client.probe({.uuid = false, .inventory = false, .snapshotter = true, .zstd = false});
     ASSERT_FALSE(p.has_value()) << uri;
     EXPECT_EQ(p.error().kind, ErrorKind::node);
     EXPECT_THAT(p.error().message, StartsWith("node kind-worker: snapshotter \""));
@@ -769,7 +770,7 @@ TEST_F(CtrClientUnit, EveryProcessOnTheNodeIsLoggedWithItsCommandsAndHowEachEnde
   runner_.ok("images check", images_check_out);
   runner_.fails("containerd", "sh: containerd: not found\n", 127);
   runner_.ok("plugins ls", plugins_ls_out);
-  ASSERT_TRUE(client_->probe({.uuid = false, .inventory = false, .snapshotter = true}).has_value());
+  ASSERT_TRUE(client_->probe({.uuid = false, .inventory = false, .snapshotter = true, .zstd = false}).has_value());
   runner_.fails("images tag", "ctr: image \"a b\": not found\n");
   ASSERT_FALSE(client_->tag("a b", "c").has_value());
   ASSERT_EQ(runs.size(), 2u);
@@ -934,7 +935,7 @@ TEST_F(CtrClientUnit, ANodeWithoutAShellGetsOneProcessPerStep) {
   runner_.script("batch", no_sh);
   runner_.ok("images check", images_check_out);
   runner_.ok("version", version_out);
-  auto p = client_->probe({.uuid = true, .inventory = false, .snapshotter = false});
+  auto p = client_->probe({.uuid = true, .inventory = false, .snapshotter = false, .zstd = false});
   ASSERT_TRUE(p.has_value()) << p.error().message;
   EXPECT_EQ(p->uuid, "d8b6a686-a517-49dd-9432-b6e57080147f");
   ASSERT_EQ(runner_.calls().size(), 3u);
@@ -1521,6 +1522,128 @@ TEST(ContainerdUnreachable, DeadSocket) {
   EXPECT_EQ(r.error().kind, ErrorKind::node);
   EXPECT_THAT(r.error().message, StartsWith("node " + fs::path(templ).filename().string() + ": not reachable: "));
   EXPECT_THAT(r.error().message, HasSubstr(sock));
+}
+
+// --- the stream on the wire ---
+
+TEST_F(CtrClientUnit, TheProbeAsksForZstdInItsOneProcess) {
+  use("ssh://root@node-1");
+  for (const auto& [status, out, expected] : std::vector<std::tuple<int, std::string, std::optional<bool>>>{
+           {0, "/usr/bin/zstd\n", true}, {1, "", false}, {127, "", false}, {0, "", false}, {255, "", std::nullopt}}) {
+    test::FakeRunner runner;
+    const auto t = make_transport(*parse_node_uri("ssh://root@node-1"), runner);
+    runner.ok("images check", images_check_out);
+    util::ProcessResult r;
+    r.exit_code = status;
+    r.out = out;
+    runner.script("command", r);
+    CtrClient client(*t);
+    const auto p = client.probe({.uuid = false, .inventory = false, .snapshotter = false, .zstd = true});
+    ASSERT_TRUE(p.has_value()) << p.error().message;
+    EXPECT_EQ(p->zstd, expected) << "exit " << status;
+    ASSERT_EQ(runner.calls().size(), 1u);
+    EXPECT_THAT(runner.calls()[0].steps, ElementsAre("images check", "command"));
+  }
+}
+
+// The words of the import step of a compressed apply, and how -v shows them.
+std::pair<std::vector<std::string>, std::string> compressed_import_step(const std::string& uri) {
+  test::FakeRunner runner;
+  const auto t = make_transport(*parse_node_uri(uri), runner);
+  runner.ok("images import", "");
+  runner.ok("images check", images_check_out);
+  std::vector<NodeRun> runs;
+  CtrClient client(*t, [&](const NodeRun& r) { runs.push_back(r); });
+  const util::StdinFeeder feed = feed_of("compressed bytes");
+  Changes changes;
+  changes.import = &feed;
+  changes.snapshotter = "overlayfs";
+  changes.wire = WireCompression::zstd;
+  changes.check = {"b"};
+  const auto r = client.apply(changes);
+  EXPECT_TRUE(r.has_value());
+  EXPECT_EQ(client.calls(), 1) << "still one round trip";
+  EXPECT_EQ(runner.calls().at(0).stdin, "compressed bytes");
+  EXPECT_THAT(runner.calls().at(0).steps, ElementsAre("images import", "images check"));
+  auto batch = test::FakeRunner::batch_of(runner.calls().at(0).argv);
+  EXPECT_TRUE(batch.has_value());
+  return {batch ? batch->second.at(0).words : std::vector<std::string>{}, runs.empty() ? "" : runs[0].command};
+}
+
+TEST_F(CtrClientUnit, ACompressedImportIsDecompressedOnTheNodeAndShownSo) {
+  const auto [words, shown] = compressed_import_step("ssh://root@node-1");
+  ASSERT_GT(words.size(), 5u);
+  EXPECT_EQ(words[0], "sh");
+  EXPECT_EQ(words[1], "-c");
+  EXPECT_THAT(std::vector<std::string>(words.begin() + 4, words.end()),
+              ::testing::IsSupersetOf({"ctr", "images", "import", "--snapshotter", "overlayfs", "-"}));
+  EXPECT_EQ(shown, "zstd -dc | ctr images import --snapshotter overlayfs -; ctr images check -- 'name==\"b\"'");
+}
+
+// The node-side pipe of a compressed import, run for real by every shell here (dash
+// has no pipefail), with a stand-in for ctr: the import succeeds only when both zstd
+// and ctr do, and the stand-in's status wins.
+TEST_F(CtrClientUnit, TheNodesPipeFailsWhenEitherSideFails) {
+  const auto [words, shown] = compressed_import_step("ssh://root@node-1");
+  ASSERT_GT(words.size(), 4u);
+  testing::Scratch scratch;
+  std::string plain;
+  for (int i = 0; plain.size() < 3 * 1024 * 1024; ++i) {
+    plain += "layer line " + std::to_string(i * 7919 % 100003) + "\n";
+  }
+  std::string whole;
+  {
+    auto z = util::ZstdWriter::open(
+        [&](std::string_view b) -> util::Result<void> {
+          whole.append(b);
+          return {};
+        },
+        1);
+    ASSERT_TRUE(z.has_value());
+    ASSERT_TRUE(z->write(plain).has_value());
+    ASSERT_TRUE(z->finish().has_value());
+  }
+  const auto out = (scratch / "imported").string();
+  std::vector<std::vector<std::string>> shells{{"sh"}};
+  for (const auto& other : {"/bin/dash", "/bin/bash", "/bin/busybox"}) {
+    if (fs::exists(other)) {
+      shells.push_back(other == std::string("/bin/busybox") ? std::vector<std::string>{other, "sh"}
+                                                             : std::vector<std::string>{other});
+    }
+  }
+  for (const auto& shell_argv : shells) {
+    const auto shell = shell_argv.front();
+    // The pipe under `shell`, with ctr's stand-in: takes its stdin whole, then exits
+    // with `ctr_status`.
+    const auto as = [&](const std::string& stream, int ctr_status) {
+      auto argv = shell_argv;
+      argv.insert(argv.end(), {"-c", words[2], "sh", "sh", "-c", "cat > \"$1\"; exit " + std::to_string(ctr_status),
+                               "ctr", out});
+      util::SystemProcessRunner real;
+      return real.run(argv, feed_of(stream), std::chrono::seconds(30));
+    };
+    auto ok = as(whole, 0);
+    ASSERT_TRUE(ok.has_value());
+    EXPECT_EQ(ok->exit_code, 0) << shell << ": " << ok->err;
+    EXPECT_EQ(testing::read_file(out), plain) << shell;
+
+    auto cut = as(whole.substr(0, whole.size() / 2), 0);  // ctr took what came: still a failure
+    ASSERT_TRUE(cut.has_value());
+    EXPECT_EQ(cut->exit_code, 1) << shell;
+    EXPECT_THAT(cut->err, HasSubstr("the stream did not arrive whole")) << shell;
+
+    auto end_cut = as(whole.substr(0, whole.size() - 2), 0);  // every byte of the tar, not the checksum
+    ASSERT_TRUE(end_cut.has_value());
+    EXPECT_NE(end_cut->exit_code, 0) << shell;
+
+    auto ctr_failed = as(whole, 3);
+    ASSERT_TRUE(ctr_failed.has_value());
+    EXPECT_EQ(ctr_failed->exit_code, 3) << shell << ": the import's own status";
+
+    auto not_zstd = as(plain, 0);
+    ASSERT_TRUE(not_zstd.has_value());
+    EXPECT_NE(not_zstd->exit_code, 0) << shell;
+  }
 }
 
 } // namespace

@@ -147,6 +147,7 @@ private:
     return answer;
   }
 
+public:
   // The marker and steps of a `sh -c SCRIPT` batch in `argv` (its words shell-quoted
   // for ssh), else nullopt.
   static std::optional<std::pair<std::string, std::vector<kload::testing::EmulatedStep>>> batch_of(
@@ -163,6 +164,7 @@ private:
     return std::nullopt;
   }
 
+private:
   // Undoes util::shell_quote for words without embedded quotes.
   static std::string unquote(const std::string& w) {
     if (w.size() >= 2 && w.front() == '\'' && w.back() == '\'' &&

@@ -32,6 +32,7 @@ struct NameRecord {
 struct NodeRecord {
   std::string server_uuid;           // containerd's UUID when last listed: a new one means a new node
   std::string snapshotter;           // what imports unpack into there (CRI's), once known
+  std::optional<bool> zstd;          // whether `zstd` is on the node's PATH, once asked
   std::int64_t listed_at = 0;        // unix seconds of the last full listing (0: never)
   std::int64_t updated_at = 0;       // unix seconds of the last change
   std::unordered_set<util::Digest> blobs;

@@ -70,6 +70,8 @@ struct TargetOptions {
   std::string cache_dir;  // empty: the default location
   bool no_cache = false;
   Lint lint = Lint::on;                // --no-lint: off
+  // --wire-compression: zstd compresses the stream to ssh nodes that have zstd
+  node::WireCompression wire = node::WireCompression::zstd;
   std::string config;                  // --config FILE (empty: $KLOAD_CONFIG or the default, see cli/config.h)
   ConfigUse config_use = ConfigUse::read;
   load::Observer* observer = nullptr;  // when set, told what happens instead of the console (kload as kind); not owned

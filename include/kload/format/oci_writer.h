@@ -8,6 +8,7 @@
 
 #include "kload/format/model.h"
 #include "kload/util/error.h"
+#include "kload/util/zstd_stream.h"
 
 #include <cstdint>
 #include <functional>
@@ -41,6 +42,14 @@ using ProgressFn = std::function<void(std::uint64_t layer_bytes_done)>;
 // were hashed (bad_input: "the input changed since it was read", naming input and
 // entry); or the pipe closed early (io; the reader's own error usually says more).
 util::Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vector<ThinEntry>& entries,
+                                           const std::unordered_set<util::Digest>& layers,
+                                           const ProgressFn& progress = {});
+
+// The same archive, written to `out` (a compressor in front of the pipe, say). A
+// failure stops at once: nothing more reaches `out`, which is left as cut as the
+// archive is. Errors as above, the sink's instead of the pipe's.
+util::Result<ThinStats> write_thin_archive(const util::ByteSink& out, const ImageSet& set,
+                                           const std::vector<ThinEntry>& entries,
                                            const std::unordered_set<util::Digest>& layers,
                                            const ProgressFn& progress = {});
 

@@ -73,9 +73,11 @@ struct NodeCheck {
 
 // Asks one node which wanted images it holds, in the round trip a load would begin
 // with (a check of every name, with the node's listing on a first contact: see
-// first_probe_request), with the node's record from `cache` when there is one. Never
-// fails: a node that cannot be asked gives a NodeCheck with its error.
-NodeCheck precheck_node(const Target& target, const std::vector<DockerWanted>& wanted, cache::Cache* cache);
+// first_probe_request, for the load's `wire`), with the node's record from `cache`
+// when there is one. Never fails: a node that cannot be asked gives a NodeCheck with
+// its error.
+NodeCheck precheck_node(const Target& target, const std::vector<DockerWanted>& wanted, cache::Cache* cache,
+                        node::WireCompression wire);
 
 // What to save and for whom, from every node's pre-check.
 struct SavePlan {

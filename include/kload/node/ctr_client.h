@@ -79,13 +79,15 @@ public:
   [[nodiscard]] int calls() const override { return calls_; }
 
   // One process on the node (a `sh -c` batch): `ctr images check`, then `ctr version`,
-  // `ctr content ls` and `containerd config dump` as asked (plugins ls in a second
-  // process only when the dump does not say).
+  // `ctr content ls`, `containerd config dump` and `ctr plugins ls`, and `command -v
+  // zstd`, as asked.
   util::Result<Probe> probe(const ProbeRequest& want) override;
 
   // One process on the node: import (or each pull), `ctr images tag --force` each, `ctr images rm`,
   // `ctr images check`, stopping at the first that fails. A Transfer API refusal of
-  // the snapshotter runs it again with --local, as import() does.
+  // the snapshotter runs it again with --local, as import() does. A zstd stream is
+  // imported through `zstd -dc | ctr images import ...`, which fails when either
+  // side does (a cut or damaged stream fails the import even if ctr read a whole tar).
   std::expected<std::vector<ImageStatus>, ChangeError> apply(const Changes& changes) override;
 
 private:

@@ -51,11 +51,16 @@ struct ImportError {
   util::Error error;                    // one line naming the node
 };
 
+// How an import's stream crosses to the node: as written, or zstd-compressed and
+// decompressed on the node by `zstd -dc` (which must be on its PATH).
+enum class WireCompression { none, zstd };
+
 // What a load asks first: every name's status, and what planning may need besides.
 struct ProbeRequest {
   bool uuid = false;         // server_uuid()
   bool inventory = false;    // inventory() of every name checked
   bool snapshotter = false;  // snapshotter()
+  bool zstd = false;         // whether `zstd` is on the node's PATH
 };
 
 struct Probe {
@@ -63,6 +68,9 @@ struct Probe {
   std::optional<std::string> uuid;
   std::optional<NodeInventory> inventory;
   std::optional<std::string> snapshotter;
+  // Whether the node has `zstd`, when asked and the node said (a cut answer leaves
+  // it unknown).
+  std::optional<bool> zstd;
 };
 
 // Whether a registry is spoken to in plain HTTP rather than HTTPS.
@@ -84,6 +92,7 @@ struct Changes {
   const util::StdinFeeder* import = nullptr;  // none when null
   const Pull* pull = nullptr;                 // none when null; never with an import
   std::string snapshotter;                    // for the import or the pulls
+  WireCompression wire = WireCompression::none;  // what `import` writes: zstd, decompressed on the node
   std::vector<std::pair<std::string, std::string>> tags;  // source, target
   std::vector<std::string> remove;
   std::vector<std::string> check;  // none when empty
@@ -150,10 +159,13 @@ public:
   // The round trips of a load. A client that can run several steps in one process on
   // the node overrides these; the defaults call the steps above one by one.
 
-  // check({}), then what `want` asks. Error (node): the first step that failed.
+  // check({}), then what `want` asks; the default answers zstd with false (a client
+  // without a shell on the node has no pipe to decompress through). Error (node): the
+  // first step that failed.
   virtual util::Result<Probe> probe(const ProbeRequest& want);
 
-  // Runs `changes`; returns the statuses of `changes.check`.
+  // Runs `changes`; returns the statuses of `changes.check`. The default imports only
+  // an uncompressed stream: WireCompression::zstd fails the import step (node).
   virtual std::expected<std::vector<ImageStatus>, ChangeError> apply(const Changes& changes);
 };
 
