@@ -751,6 +751,7 @@ TEST_F(ViaProtocol, APushFailureFailsTheNodesThatLackAnImageOnly) {
   EXPECT_THAT(report->nodes.at(1).error, HasSubstr("HTTP 500"));
   EXPECT_EQ(empty.calls_of(Op::pull), 0);
   EXPECT_THAT(empty.images, ::testing::IsEmpty());
+}
 
 // --- the stream on the wire ---
 
