@@ -115,6 +115,51 @@ void print_report(const registry::PushReport& report, const registry::RegistryAd
                            written, report.images.size() - written, indexes, requests));
 }
 
+// The kload.push/v1 document of a push (docs/json.md).
+nlohmann::json push_document(const registry::PushReport& report, const registry::RegistryAddress& address,
+                             const std::string& compress) {
+  nlohmann::json doc;
+  doc["schema"] = schema_push;
+  doc["registry"] = address.host;
+  doc["compress"] = compress;
+  doc["images"] = nlohmann::json::array();
+  for (const auto& p : report.images) {
+    doc["images"].push_back({{"reference", p.destination.display(address)},
+                             {"repository", p.destination.repository},
+                             {"tag", p.destination.reference},
+                             {"id", p.image->id.str()},
+                             {"platform", p.image->platform.str()},
+                             {"manifest", p.image->manifest.digest.str()},
+                             {"manifestWritten", p.manifest_written},
+                             {"underIndex", p.under_index},
+                             {"blobsUploaded", p.blobs_uploaded},
+                             {"blobsMounted", p.blobs_mounted},
+                             {"blobsPresent", p.blobs_present},
+                             {"bytesUploaded", p.bytes_uploaded}});
+  }
+  doc["indexes"] = nlohmann::json::array();
+  for (const auto& x : report.indexes) {
+    nlohmann::json platforms = nlohmann::json::array();
+    for (const auto* image : x.images) {
+      platforms.push_back(image->platform.str());
+    }
+    doc["indexes"].push_back({{"reference", x.destination.display(address)},
+                              {"repository", x.destination.repository},
+                              {"tag", x.destination.reference},
+                              {"digest", x.index.digest.str()},
+                              {"mediaType", x.index.media_type},
+                              {"platforms", std::move(platforms)},
+                              {"written", x.written}});
+  }
+  doc["blobsUploaded"] = report.blobs_uploaded;
+  doc["blobsMounted"] = report.blobs_mounted;
+  doc["blobsPresent"] = report.blobs_present;
+  doc["bytesUploaded"] = report.bytes_uploaded;
+  doc["bytesHashed"] = report.bytes_hashed;
+  doc["requests"] = report.requests;
+  return doc;
+}
+
 } // namespace
 
 Result<int> push_images(const PushCommandOptions& options, Console& console) {
@@ -161,46 +206,7 @@ Result<int> push_images(const PushCommandOptions& options, Console& console) {
   }
   print_report(*report, *address, console);
   if (options.json) {
-    nlohmann::json doc;
-    doc["schema"] = schema_push;
-    doc["registry"] = address->host;
-    doc["compress"] = options.compress;
-    doc["images"] = nlohmann::json::array();
-    for (const auto& p : report->images) {
-      doc["images"].push_back({{"reference", p.destination.display(*address)},
-                               {"repository", p.destination.repository},
-                               {"tag", p.destination.reference},
-                               {"id", p.image->id.str()},
-                               {"platform", p.image->platform.str()},
-                               {"manifest", p.image->manifest.digest.str()},
-                               {"manifestWritten", p.manifest_written},
-                               {"underIndex", p.under_index},
-                               {"blobsUploaded", p.blobs_uploaded},
-                               {"blobsMounted", p.blobs_mounted},
-                               {"blobsPresent", p.blobs_present},
-                               {"bytesUploaded", p.bytes_uploaded}});
-    }
-    doc["indexes"] = nlohmann::json::array();
-    for (const auto& x : report->indexes) {
-      nlohmann::json platforms = nlohmann::json::array();
-      for (const auto* image : x.images) {
-        platforms.push_back(image->platform.str());
-      }
-      doc["indexes"].push_back({{"reference", x.destination.display(*address)},
-                                {"repository", x.destination.repository},
-                                {"tag", x.destination.reference},
-                                {"digest", x.index.digest.str()},
-                                {"mediaType", x.index.media_type},
-                                {"platforms", std::move(platforms)},
-                                {"written", x.written}});
-    }
-    doc["blobsUploaded"] = report->blobs_uploaded;
-    doc["blobsMounted"] = report->blobs_mounted;
-    doc["blobsPresent"] = report->blobs_present;
-    doc["bytesUploaded"] = report->bytes_uploaded;
-    doc["bytesHashed"] = report->bytes_hashed;
-    doc["requests"] = report->requests;
-    return write_document(std::move(doc), std::nullopt);
+    return write_document(push_document(*report, *address, options.compress), std::nullopt);
   }
   return 0;
 }
