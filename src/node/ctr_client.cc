@@ -989,8 +989,10 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
     return std::unexpected(ChangeError{step, ImportError{ImportFailure::other, std::nullopt, std::move(e)}});
   };
   const util::StdinFeeder none;
+  // An import or a pull takes as long as its bytes do: only the queries have a deadline.
+  const bool moves_bytes = changes.import != nullptr || !pulls(changes).empty();
   auto results = batch(steps, changes.import != nullptr ? *changes.import : none,
-                       changes.import != nullptr ? no_timeout : query_timeout);
+                       moves_bytes ? no_timeout : query_timeout);
   if (!results) {
     return fail(changes.import != nullptr ? Step::import : changes.pull != nullptr ? Step::pull : Step::tag,
                 results.error().with_context(node_prefix(transport_) + ": " + importing));

@@ -909,6 +909,7 @@ TEST_F(CtrClientUnit, PullsAreOneProcessWithTheTagAndTheCheck) {
   const auto& script = runner_.calls()[0].argv.back();
   EXPECT_THAT(script, HasSubstr("'images' 'pull' '--snapshotter' 'overlayfs' '--plain-http' '--' '" +
                                 pull.references[0] + "'"));
+  EXPECT_EQ(runner_.calls()[0].timeout.count(), 0) << "a pull, like an import, takes as long as its bytes";
 }
 
 TEST_F(CtrClientUnit, AFailedPullStopsTheChangesAndNamesTheReference) {
