@@ -102,6 +102,25 @@ def log(msg: str) -> None:
     print(f"e2e: {msg}", file=sys.stderr, flush=True)
 
 
+# bench/via.py owns the part of RESULTS.md between these markers; rewriting the rest
+# keeps it.
+VIA_BEGIN = "<!-- via:begin (bench/via.py writes this part) -->"
+VIA_END = "<!-- via:end -->"
+
+
+def via_part(text: str) -> str:
+    """The via part of a results file, markers included, or ""."""
+    if VIA_BEGIN in text and VIA_END in text:
+        return text[text.index(VIA_BEGIN):text.index(VIA_END) + len(VIA_END)] + "\n"
+    return ""
+
+
+def write_keeping_via(path: Path, text: str) -> None:
+    """Writes a results file, keeping the via part of the one it replaces at its end."""
+    kept = via_part(path.read_text()) if path.exists() else ""
+    path.write_text(text + ("\n" + kept if kept else ""))
+
+
 class BenchError(Exception):
     pass
 
@@ -1000,7 +1019,7 @@ def write_results(bench: "Report", path: Path) -> None:
     add("## Method and commands")
     add("")
     L.extend(method_text(bench, bench.cmdline))
-    path.write_text("\n".join(L) + "\n")
+    write_keeping_via(path, "\n".join(L) + "\n")
 
 
 def compress(kinds: list[str]) -> list[str]:
@@ -2035,7 +2054,7 @@ def write_docker_results(bench: DockerBench, path: Path, minutes: float, load_st
     for mib in sorted({r.image_mib for r in bench.rows}):
         a(f"* {mib} MiB: " + ", ".join(f"{s}" for _, s in IMAGES[mib]))
     a("")
-    path.write_text("\n".join(L) + "\n")
+    write_keeping_via(path, "\n".join(L) + "\n")
 
 
 def other_work() -> str:
