@@ -22,13 +22,8 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::UnorderedElementsAre;
 
-#if defined(__aarch64__)
-constexpr const char* host_platform = "linux/arm64";
-constexpr const char* other_platform = "linux/amd64";
-#else
-constexpr const char* host_platform = "linux/amd64";
-constexpr const char* other_platform = "linux/arm64";
-#endif
+using kload::testing::host_platform;
+using kload::testing::other_platform;
 
 constexpr const char* app_v1 = "app:v1=base:2M,mid:1M,top1:256K";
 constexpr const char* app_v2 = "app:v1=base:2M,mid:1M,top2:256K";

@@ -15,13 +15,8 @@ namespace {
 
 using nlohmann::json;
 
-#if defined(__aarch64__)
-constexpr const char* host_platform = "linux/arm64";
-constexpr const char* other_platform = "linux/amd64";
-#else
-constexpr const char* host_platform = "linux/amd64";
-constexpr const char* other_platform = "linux/arm64";
-#endif
+using kload::testing::host_platform;
+using kload::testing::other_platform;
 
 class E2ELoad : public ::testing::Test {
 protected:

@@ -21,13 +21,8 @@ using kload::testing::mkimage;
 using kload::testing::Registry;
 using kload::testing::Scratch;
 
-#if defined(__aarch64__)
-constexpr const char* host_platform = "linux/arm64";
-constexpr const char* other_platform = "linux/amd64";
-#else
-constexpr const char* host_platform = "linux/amd64";
-constexpr const char* other_platform = "linux/arm64";
-#endif
+using kload::testing::host_platform;
+using kload::testing::other_platform;
 constexpr const char* oci_index_type = "application/vnd.oci.image.index.v1+json";
 
 std::map<std::string, int> methods(const std::vector<std::string>& requests) {

@@ -58,6 +58,16 @@ std::string read_file(const std::filesystem::path& path);
 
 namespace kload::testing {
 
+// This machine's platform as kload and containerd write it, and another one: the
+// platform a multi-platform test input's other image is built for.
+#if defined(__aarch64__)
+constexpr const char* host_platform = "linux/arm64";
+constexpr const char* other_platform = "linux/amd64";
+#else
+constexpr const char* host_platform = "linux/amd64";
+constexpr const char* other_platform = "linux/arm64";
+#endif
+
 // What a Lab's nodes are: containerd processes on this machine (tools/lab up), or
 // Docker containers shaped as kind's nodes (tools/lab up --docker) running containerd
 // `containerd` (2.x, 1.7 or 1.6).
