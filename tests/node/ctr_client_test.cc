@@ -904,12 +904,13 @@ TEST_F(CtrClientUnit, PullsAreOneProcessWithTheTagAndTheCheck) {
   changes.check = {"localhost/kload-staging/x:1"};
   const auto r = client_->apply(changes);
   ASSERT_TRUE(r.has_value()) << r.error().error.error.message;
-  ASSERT_EQ(runner_.calls().size(), 1u);
-  EXPECT_THAT(runner_.calls()[0].steps, ElementsAre("images pull", "images tag", "images check"));
-  const auto& script = runner_.calls()[0].argv.back();
+  const auto calls = runner_.calls();
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_THAT(calls[0].steps, ElementsAre("images pull", "images tag", "images check"));
+  const auto& script = calls[0].argv.back();
   EXPECT_THAT(script, HasSubstr("'images' 'pull' '--snapshotter' 'overlayfs' '--plain-http' '--' '" +
                                 pull.references[0] + "'"));
-  EXPECT_EQ(runner_.calls()[0].timeout.count(), 0) << "a pull, like an import, takes as long as its bytes";
+  EXPECT_EQ(calls[0].timeout.count(), 0) << "a pull, like an import, takes as long as its bytes";
 }
 
 TEST_F(CtrClientUnit, AFailedPullStopsTheChangesAndNamesTheReference) {
