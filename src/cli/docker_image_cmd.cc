@@ -262,7 +262,7 @@ Result<int> load_from_docker(const DockerImageOptions& options, const std::vecto
     }
   }
   if (prepared.via && !report.via) {
-    report.via = load::ViaReport{prepared.via->pull_address, false, {}};  // every node held every image
+    report.via = load::ViaReport{prepared.via->via.pull_address, false, {}};  // every node held every image
   }
   report.seconds = seconds_since(start);
   quiet.reset();

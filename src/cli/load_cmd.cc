@@ -653,18 +653,14 @@ Result<std::unique_ptr<ViaSetup>> prepare_via(const ViaOptions& options, unsigne
     }
     pull = p->host;
   }
-  auto creds = registry::find_credentials(options.creds, address->host);
-  if (!creds) {
-    return std::unexpected(creds.error());
+  auto session = registry_session(*address, options.plain_http ? registry::Scheme::http : registry::Scheme::https,
+                                  options.creds, "", std::min(jobs, 16u));
+  if (!session) {
+    return std::unexpected(session.error());
   }
   auto setup = std::make_unique<ViaSetup>();
   setup->address = *address;
-  setup->pull_address = pull;
-  setup->push.registry = *address;
-  setup->push.scheme = options.plain_http ? registry::Scheme::http : registry::Scheme::https;
-  setup->push.credentials = *creds;
-  setup->push.jobs = std::min(jobs, 16u);
-  setup->http = registry::make_curl_client();
+  setup->session = std::move(*session);
   setup->via.pull_address = pull;
   setup->via.plain_http = options.plain_http ? node::PlainHttp::yes : node::PlainHttp::no;
   return setup;
@@ -674,19 +670,18 @@ Result<void> route_via(ViaSetup& setup, format::ImageSet& set, const std::vector
                        Console& console) {
   setup.via.references.clear();
   for (const auto* image : images) {
-    if (image->names.empty()) {
-      return util::fail(util::ErrorKind::bad_input,
-                        fmt::format("{}: image {} has no name to push it under", image->source, image->id.str()));
+    if (auto named = registry::has_push_name(*image); !named) {
+      return std::unexpected(named.error());
     }
     auto destination = registry::destination_for(image->names.front(), setup.address);
     if (!destination) {
       return std::unexpected(destination.error());
     }
-    setup.via.references[image] = setup.pull_address + "/" + destination->repository + "@" + image->manifest.digest.str();
+    setup.via.references[image] = setup.via.pull_address + "/" + destination->repository + "@" + image->manifest.digest.str();
   }
   setup.via.publish = [&setup, &set, &console](const std::vector<const format::Image*>& lacked)
       -> Result<load::Published> {
-    auto pushed = registry::push(set, lacked, setup.push, *setup.http);
+    auto pushed = registry::push(set, lacked, setup.session.push, *setup.session.http);
     if (!pushed) {
       return std::unexpected(pushed.error());
     }

@@ -162,6 +162,23 @@ nlohmann::json push_document(const registry::PushReport& report, const registry:
 
 } // namespace
 
+Result<RegistrySession> registry_session(const registry::RegistryAddress& address, registry::Scheme scheme,
+                                         const std::optional<std::string>& creds, const std::string& ca_file,
+                                         unsigned jobs) {
+  auto found = registry::find_credentials(creds, address.host);
+  if (!found) {
+    return std::unexpected(found.error());
+  }
+  RegistrySession out;
+  out.push.registry = address;
+  out.push.scheme = scheme;
+  out.push.credentials = *found;
+  out.push.jobs = jobs;
+  out.push.chunk_bytes = chunk_bytes();
+  out.http = registry::make_curl_client(registry::ca_file_for(address.host, ca_file));
+  return out;
+}
+
 Result<int> push_images(const PushCommandOptions& options, Console& console) {
   auto address = registry::parse_registry(options.registry);
   if (!address) {
@@ -174,33 +191,26 @@ Result<int> push_images(const PushCommandOptions& options, Console& console) {
       return util::fail(util::ErrorKind::usage, "--platform: expected OS/ARCH[/VARIANT], e.g. linux/amd64");
     }
   }
-  auto creds = registry::find_credentials(options.creds, address->host);
-  if (!creds) {
-    return std::unexpected(creds.error());
+  auto session = registry_session(*address, options.plain_http ? registry::Scheme::http : registry::Scheme::https,
+                                  options.creds, options.ca_file, options.jobs);
+  if (!session) {
+    return std::unexpected(session.error());
   }
   auto set = read_inputs(options.archives, console);
   if (!set) {
     return std::unexpected(set.error());
   }
   for (const auto& image : set->images) {
-    if (image.names.empty()) {
-      return util::fail(util::ErrorKind::bad_input,
-                        fmt::format("{}: image {} has no name to push it under", image.source, image.id.str()));
+    if (auto named = registry::has_push_name(image); !named) {
+      return std::unexpected(named.error());
     }
   }
   auto images = platform ? plan::select_images(*set, platform) : plan::select_every_platform(*set);
   if (!images) {
     return std::unexpected(images.error());
   }
-  registry::PushOptions push_options;
-  push_options.registry = *address;
-  push_options.scheme = options.plain_http ? registry::Scheme::http : registry::Scheme::https;
-  push_options.credentials = *creds;
-  push_options.jobs = options.jobs;
-  push_options.chunk_bytes = chunk_bytes();
-  push_options.compress = registry::parse_compression(options.compress).value_or(registry::Compression::none);
-  auto http = registry::make_curl_client(registry::ca_file_for(address->host, options.ca_file));
-  auto report = registry::push(*set, *images, push_options, *http);
+  session->push.compress = registry::parse_compression(options.compress).value_or(registry::Compression::none);
+  auto report = registry::push(*set, *images, session->push, *session->http);
   if (!report) {
     return std::unexpected(report.error());
   }

@@ -150,4 +150,12 @@ Result<Destination> destination_for(std::string_view name, const RegistryAddress
   return out;
 }
 
+Result<void> has_push_name(const format::Image& image) {
+  if (image.names.empty()) {
+    return util::fail(ErrorKind::bad_input,
+                      fmt::format("{}: image {} has no name to push it under", image.source, image.id.str()));
+  }
+  return {};
+}
+
 } // namespace kload::registry

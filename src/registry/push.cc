@@ -528,9 +528,8 @@ Result<std::vector<Target>> place(const format::ImageSet& set, const std::vector
   std::vector<Target> targets;
   std::map<std::string, std::size_t> at;
   for (const auto* image : images) {
-    if (image->names.empty()) {
-      return util::fail(ErrorKind::bad_input,
-                        fmt::format("{}: image {} has no name to push it under", image->source, image->id.str()));
+    if (auto named = has_push_name(*image); !named) {
+      return std::unexpected(named.error());
     }
     for (const auto& name : image->names) {
       auto dest = destination_for(name, address);

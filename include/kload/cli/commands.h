@@ -78,14 +78,28 @@ struct TargetOptions {
   ViaOptions via;
 };
 
+// How kload pushes to one registry: the push's options and the HTTP client, set up
+// once for `kload push` and for a load `--via` alike (registry_session).
+struct RegistrySession {
+  registry::PushOptions push;
+  std::unique_ptr<registry::HttpClient> http;
+};
+
+// The session for `address` over `scheme`: credentials from `creds`, else the
+// environment, else the docker config (registry::find_credentials); `jobs` requests at
+// once; KLOAD_PUSH_CHUNK_BYTES, when set, as the monolithic/chunked threshold; a client
+// trusting `ca_file`, else Docker's certs.d CA of the host (registry::ca_file_for).
+// Error: as registry::find_credentials.
+util::Result<RegistrySession> registry_session(const registry::RegistryAddress& address, registry::Scheme scheme,
+                                               const std::optional<std::string>& creds, const std::string& ca_file,
+                                               unsigned jobs);
+
 // A load through a registry, as the command line sets it up: where kload pushes, how,
 // and the load's Via (its publish pushes with these). Not movable: Via's publish
 // refers to it.
 struct ViaSetup {
   registry::RegistryAddress address;  // --via
-  std::string pull_address;           // as nodes reach the registry
-  registry::PushOptions push;
-  std::unique_ptr<registry::HttpClient> http;
+  RegistrySession session;
   load::Via via;
   ViaSetup() = default;
   ViaSetup(const ViaSetup&) = delete;

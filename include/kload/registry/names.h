@@ -2,6 +2,7 @@
 // Where an image goes in a registry: the registry named on the command line and the
 // repository and reference each image name becomes there. Pure: no network.
 
+#include "kload/format/model.h"
 #include "kload/util/error.h"
 
 #include <string>
@@ -37,5 +38,9 @@ struct Destination {
 // normalised (no host and path, neither tag nor digest), or a repository longer
 // than the reference grammar allows.
 util::Result<Destination> destination_for(std::string_view normalized_name, const RegistryAddress& registry);
+
+// Whether `image` has a name to be pushed under. Error (bad_input): it has none,
+// naming its source and ID.
+util::Result<void> has_push_name(const format::Image& image);
 
 } // namespace kload::registry
