@@ -892,16 +892,23 @@ TEST_F(CtrClientUnit, ChangesGoAgainWithLocalWhenTheTransferServiceRefusesTheSna
   EXPECT_THAT(runner_.calls()[1].argv.back(), HasSubstr("'--local'"));
 }
 
+// Pulls `pull`'s one reference with the overlayfs snapshotter, tags it `staging` and
+// checks that name: the round trip a load through a registry asks of a node.
+Changes pulled_as(const Pull& pull, const std::string& staging) {
+  Changes changes;
+  changes.pull = &pull;
+  changes.snapshotter = "overlayfs";
+  changes.tags = {{pull.references[0], staging}};
+  changes.check = {staging};
+  return changes;
+}
+
 TEST_F(CtrClientUnit, PullsAreOneProcessWithTheTagAndTheCheck) {
   runner_.ok("images pull", "");
   runner_.ok("images tag", "");
   runner_.ok("images check", images_check_out);
   const Pull pull{{"registry.test:5000/library/app@sha256:" + std::string(64, 'a')}, PlainHttp::yes};
-  Changes changes;
-  changes.pull = &pull;
-  changes.snapshotter = "overlayfs";
-  changes.tags = {{pull.references[0], "localhost/kload-staging/x:1"}};
-  changes.check = {"localhost/kload-staging/x:1"};
+  const auto changes = pulled_as(pull, "localhost/kload-staging/x:1");
   const auto r = client_->apply(changes);
   ASSERT_TRUE(r.has_value()) << r.error().error.error.message;
   const auto calls = runner_.calls();
@@ -916,11 +923,7 @@ TEST_F(CtrClientUnit, PullsAreOneProcessWithTheTagAndTheCheck) {
 TEST_F(CtrClientUnit, AFailedPullStopsTheChangesAndNamesTheReference) {
   runner_.fails("images pull", "ctr: failed to resolve reference \"r\": connection refused\n");
   const Pull pull{{"registry.test:5000/library/app@sha256:" + std::string(64, 'a')}, PlainHttp::no};
-  Changes changes;
-  changes.pull = &pull;
-  changes.snapshotter = "overlayfs";
-  changes.tags = {{pull.references[0], "s"}};
-  changes.check = {"s"};
+  const auto changes = pulled_as(pull, "s");
   const auto r = client_->apply(changes);
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().step, ChangeError::Step::pull);
