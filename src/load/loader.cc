@@ -102,7 +102,8 @@ util::Result<format::ThinStats> write_stream(int fd, node::WireCompression wire,
 
 // One node's load. plan() finds out what the node holds and plans; execute() runs the
 // commit protocol: stage (import what is missing under staging names, check it),
-// commit (point the real names at it in one import), retag, confirm, remember.
+// commit (point the real names at it in one import), retag, confirm, remember. When
+// every name the node is given is new there, stage and commit are one round trip.
 class NodeLoader {
 public:
   NodeLoader(format::ImageSet& set, const std::vector<const format::Image*>& images, const Target& target,
@@ -338,25 +339,28 @@ private:
     for (const auto& name : abandoned_) {
       staging.add(name);
     }
-    if (plan_.count(plan::Action::send) > 0 && !stage(staging)) {
-      return;
+    Staged staged = Staged::ok;
+    if (plan_.count(plan::Action::send) > 0) {
+      staged = stage(staging);
     }
-    if (finish(staging)) {
+    if (staged == Staged::committed || (staged == Staged::ok && finish(staging))) {
       remember();
     }
   }
 
   // node_changed: the record planned from was of another containerd; nothing was sent.
-  enum class Staged { ok, stale, node_changed, failed };
+  // committed: the round trip that staged also set and confirmed every name.
+  enum class Staged { ok, committed, stale, node_changed, failed };
 
   // Imports what the plan sends under staging names and checks it is complete; on a
   // stale plan (the node lost a blob it was thought to hold: GC, crictl rmi,
   // discarded layers) re-plans and tries once more. What arrived in the first attempt
   // stays under its staging names until the end, so GC cannot take it meanwhile.
-  bool stage(StagingGuard& staging) {
+  // Returns ok, committed or failed.
+  Staged stage(StagingGuard& staging) {
     observer_.phase(report_.node, Phase::sending);
     if (!find_snapshotter()) {
-      return false;
+      return Staged::failed;
     }
     mark_sending();
     for (int attempt = 0;; ++attempt) {
@@ -366,27 +370,28 @@ private:
         snapshotter_.reset();  // the record's, and the record was of another node
         unconfirmed_uuid_.clear();
         if (!plan_from_listing() || !prove_plan() || !find_snapshotter()) {
-          return false;
+          return Staged::failed;
         }
         --attempt;
         if (plan_.count(plan::Action::send) == 0) {
-          return true;
+          return Staged::ok;
         }
         continue;
       }
       if (staged != Staged::stale) {
-        return staged == Staged::ok;
+        return staged;
       }
       if (attempt > 0) {
-        return failed(fmt::format("node {}: the image is still incomplete after re-listing the node's content "
-                                  "and retrying",
-                                  report_.node));
+        failed(fmt::format("node {}: the image is still incomplete after re-listing the node's content "
+                           "and retrying",
+                           report_.node));
+        return Staged::failed;
       }
       if (!replan_and_prove()) {
-        return false;
+        return Staged::failed;
       }
       if (plan_.count(plan::Action::send) == 0) {
-        return true;
+        return Staged::ok;
       }
     }
   }
@@ -405,7 +410,8 @@ private:
 
   // One round trip: the import, then a check of the staging names (ctr can succeed and
   // still leave an incomplete image: a blob the node was thought to hold is gone, but
-  // its snapshot is there).
+  // its snapshot is there). When every name is new on the node, the same round trip
+  // commits (commit_new_names).
   Staged import_staged(StagingGuard& staging) {
     std::vector<format::ThinEntry> entries;
     node::Changes then;
@@ -414,9 +420,17 @@ private:
         return e.image->target().digest == step.image->target().digest;
       });
       if (step.action == plan::Action::send && first) {
-        then.check.push_back(make_staging_name(step.image->target().digest));
-        entries.push_back(format::ThinEntry{step.image, then.check.back()});
-        staging.add(then.check.back());
+        entries.push_back(format::ThinEntry{step.image, make_staging_name(step.image->target().digest)});
+        then.gate.emplace_back(entries.back().ref, step.image->target().digest);
+        staging.add(entries.back().ref);
+      }
+    }
+    const bool commit = all_names_new();
+    if (commit) {
+      commit_new_names(entries, staging, then);
+    } else {
+      for (auto& [name, target] : std::exchange(then.gate, {})) {
+        then.check.push_back(name);
       }
     }
     then.expect_uuid = unconfirmed_uuid_;
@@ -432,8 +446,14 @@ private:
       if (e.step == node::ChangeError::Step::node_changed) {
         return Staged::node_changed;
       }
-      if (e.step == node::ChangeError::Step::import && e.error.failure == node::ImportFailure::missing_content) {
+      if ((e.step == node::ChangeError::Step::import || e.step == node::ChangeError::Step::gate) &&
+          e.error.failure == node::ImportFailure::missing_content) {
         return Staged::stale;
+      }
+      if (commit && e.step == node::ChangeError::Step::tag) {
+        // Staged and complete, but a name appeared since the probe (another load):
+        // the commit import re-points it.
+        return Staged::ok;
       }
       failed(e.error.error.message);
       return Staged::failed;
@@ -441,11 +461,51 @@ private:
     if (!unconfirmed_uuid_.empty()) {
       server_uuid_ = std::exchange(unconfirmed_uuid_, {});  // the node said so
     }
+    if (commit) {
+      staging.removed();
+      return confirm(*statuses) ? Staged::committed : Staged::failed;
+    }
     const bool complete = std::all_of(then.check.begin(), then.check.end(), [&](const std::string& ref) {
       const auto* s = find_status(*statuses, ref);
       return s != nullptr && s->complete;
     });
     return complete ? Staged::ok : Staged::stale;
+  }
+
+  // Whether no name the plan sets is on the node: nothing to re-point, so each is
+  // created from its staging name in the import's round trip.
+  [[nodiscard]] bool all_names_new() const {
+    return std::all_of(plan_.steps.begin(), plan_.steps.end(), [&](const plan::ImageStep& step) {
+      return step.action == plan::Action::skip ||
+             (step.action == plan::Action::send &&
+              std::none_of(step.names.begin(), step.names.end(),
+                           [&](const std::string& name) { return find_status(statuses_, name) != nullptr; }));
+    });
+  }
+
+  // The commit of names new on the node, after the import and its gate (every staged
+  // image complete at its target, checked on the node): each name is created from its
+  // target's staging name (`tag` without --force: in one step, and failing if another
+  // load made the name meanwhile), the staging names go, and the names are checked.
+  void commit_new_names(const std::vector<format::ThinEntry>& entries, const StagingGuard& staging,
+                        node::Changes& then) {
+    for (const auto& step : plan_.steps) {
+      if (step.action != plan::Action::send) {
+        continue;
+      }
+      const auto& target = step.image->target().digest;
+      const auto staged = std::find_if(entries.begin(), entries.end(), [&](const format::ThinEntry& e) {
+        return e.image->target().digest == target;
+      });
+      for (const auto& name : step.names) {
+        then.tags.push_back(node::Tag{staged->ref, name, node::Replace::no});
+        expected_[name] = target;
+      }
+    }
+    then.remove = staging.names();
+    for (const auto& [name, target] : expected_) {
+      then.check.push_back(name);
+    }
   }
 
   // One round trip: the node pulls each image the plan sends (one per manifest) from
@@ -465,7 +525,7 @@ private:
       }
       pull.references.push_back(reference);
       then.check.push_back(make_staging_name(step.image->manifest.digest));
-      then.tags.emplace_back(reference, then.check.back());
+      then.tags.push_back(node::Tag{reference, then.check.back()});
       staging.add(then.check.back());
       if (find_status(statuses_, reference) == nullptr) {
         staging.add(reference);
@@ -580,7 +640,7 @@ private:
           if (by_import) {
             commits.push_back(format::ThinEntry{step.image, name});
           } else {
-            changes.tags.emplace_back(step.retag_from, name);
+            changes.tags.push_back(node::Tag{step.retag_from, name});
           }
           expected_[name] = by_import ? step.image->target().digest : source->target;
         }

@@ -441,9 +441,14 @@ std::vector<std::string> check_args(const std::vector<std::string>& names) {
   return args;
 }
 
-std::vector<std::string> tag_args(const std::string& source, const std::string& target) {
-  return {"images", "tag", "--force", "--", source, target};
+std::vector<std::string> tag_args(const Tag& t) {
+  if (t.replace == Replace::no) {
+    return {"images", "tag", "--", t.source, t.target};
+  }
+  return {"images", "tag", "--force", "--", t.source, t.target};
 }
+
+std::string tagging(const Tag& t) { return "tagging " + t.source + " as " + t.target; }
 
 std::vector<std::string> remove_args(const std::vector<std::string>& names) {
   std::vector<std::string> args{"images", "rm", "--"};
@@ -583,6 +588,52 @@ const std::vector<std::string>& pulls(const Changes& changes) {
 // The exit status of the UUID check of apply() when the UUID is another.
 constexpr int uuid_mismatch = 97;
 
+// The exit status of apply()'s gate when a name is missing, incomplete or elsewhere.
+constexpr int not_staged = 98;
+
+// `cmd` as one line of sh, every word quoted.
+std::string sh_line(const std::vector<std::string>& cmd) {
+  std::string line;
+  for (const auto& w : cmd) {
+    line += util::shell_quote(w) + " ";
+  }
+  return line;
+}
+
+// apply()'s gate on the node, run as `sh -c gate_script sh N NAME DIGEST... CHECK...`:
+// CHECK (`ctr images check` of the N names) runs, then each NAME must have a row with
+// that DIGEST as its target and status complete, else exit not_staged. The table is
+// read as parse_images_check reads it: fields split at blanks, REF TYPE DIGEST STATUS
+// first. Names and digests hold no blanks (references and digests cannot).
+constexpr std::string_view gate_script =
+    "n=$1; shift; want=\n"
+    "while [ \"$n\" -gt 0 ]; do want=\"$want$1 $2\n\"; shift 2; n=$((n - 1)); done\n"
+    "out=$(\"$@\")\n"
+    "while read -r name digest; do\n"
+    "  [ -n \"$name\" ] || continue\n"
+    "  ok=\n"
+    "  while read -r ref type target status rest; do\n"
+    "    if [ \"$ref\" = \"$name\" ] && [ \"$target\" = \"$digest\" ] && [ \"$status\" = complete ]; then ok=1; fi\n"
+    "  done <<EOF\n"
+    "$out\n"
+    "EOF\n"
+    "  [ -n \"$ok\" ] || exit 98\n"
+    "done <<EOF\n"
+    "$want\n"
+    "EOF\n";
+static_assert(not_staged == 98, "gate_script exits 98");
+
+std::vector<std::string> gate_words(const NodeUri& uri, const std::vector<std::pair<std::string, Digest>>& gate) {
+  std::vector<std::string> words{"sh", "-c", std::string(gate_script), "sh", std::to_string(gate.size())};
+  for (const auto& [name, target] : gate) {
+    words.push_back(name);
+    words.push_back(target.str());
+  }
+  const auto check = ctr_words(uri, check_args(gate_names(gate)));
+  words.insert(words.end(), check.begin(), check.end());
+  return words;
+}
+
 // A shell the node lacks: docker exec and ssh say so with 126 or 127.
 bool no_shell(const ProcessResult& r) { return r.exit_code == 126 || r.exit_code == 127; }
 
@@ -623,6 +674,10 @@ std::vector<std::string> decoded_by(WireCompression wire, std::vector<std::strin
 std::string shown_command(const NodeUri& uri, const std::vector<std::string>& words) {
   if (words.size() > 4 && words[0] == "sh" && words[2] == unzstd_script) {
     return "zstd -dc | " + shown_command(uri, std::vector<std::string>(words.begin() + 4, words.end()));
+  }
+  if (words.size() > 5 && words[0] == "sh" && words[2] == gate_script) {
+    const auto check = words.begin() + 5 + 2 * std::stoll(words[4]);
+    return "gate: " + shown_command(uri, std::vector<std::string>(check, words.end()));
   }
   const auto prefix = ctr_words(uri, {});
   auto word = words.begin();
@@ -862,8 +917,8 @@ util::Result<void> CtrClient::pull(const std::string& reference, const std::stri
   return settled(transport_, *r, "pulling " + reference);
 }
 
-util::Result<void> CtrClient::tag(const std::string& source, const std::string& target) {
-  auto r = query(tag_args(source, target), "tagging " + source + " as " + target);
+util::Result<void> CtrClient::tag(const Tag& t) {
+  auto r = query(tag_args(t), tagging(t));
   if (!r) {
     return std::unexpected(r.error());
   }
@@ -956,12 +1011,8 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
   if (!changes.expect_uuid.empty()) {
     // The steps after it run only on the node planned for: `ctr version` must show
     // the UUID, else the step ends with uuid_mismatch.
-    std::string version;
-    for (const auto& w : ctr_words(uri, {"version"})) {
-      version += util::shell_quote(w) + " ";
-    }
     steps.push_back({{"sh", "-c",
-                      "v=$(" + version + ") || exit; case $v in *\"UUID: $1\"*) exit 0 ;; esac; exit " +
+                      "v=$(" + sh_line(ctr_words(uri, {"version"})) + ") || exit; case $v in *\"UUID: $1\"*) exit 0 ;; esac; exit " +
                           std::to_string(uuid_mismatch),
                       "sh", changes.expect_uuid},
                      false,
@@ -973,8 +1024,11 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
   for (const auto& reference : pulls(changes)) {
     steps.push_back({ctr_words(uri, pull_args(reference, changes.snapshotter, changes.pull->plain_http)), false, true});
   }
-  for (const auto& [source, target] : changes.tags) {
-    steps.push_back({ctr_words(uri, tag_args(source, target)), false, true});
+  if (!changes.gate.empty()) {
+    steps.push_back({gate_words(uri, changes.gate), false, true});
+  }
+  for (const auto& t : changes.tags) {
+    steps.push_back({ctr_words(uri, tag_args(t)), false, true});
   }
   if (!changes.remove.empty()) {
     steps.push_back({ctr_words(uri, remove_args(changes.remove)), false, true});
@@ -1027,8 +1081,19 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
       return fail(Step::pull, ok.error());
     }
   }
-  for (const auto& [source, target] : changes.tags) {
-    if (auto ok = settled(transport_, result.next(), "tagging " + source + " as " + target); !ok) {
+  if (!changes.gate.empty()) {
+    const auto& r = result.next();
+    if (r.exit_code == not_staged) {
+      return std::unexpected(ChangeError{Step::gate, ImportError{ImportFailure::missing_content, std::nullopt,
+                                                                 Error{ErrorKind::node, node_prefix(transport_) +
+                                                                                            ": " + incomplete_import}}});
+    }
+    if (auto ok = settled(transport_, r, "checking the imported images"); !ok) {
+      return fail(Step::gate, ok.error());
+    }
+  }
+  for (const auto& t : changes.tags) {
+    if (auto ok = settled(transport_, result.next(), tagging(t)); !ok) {
       return fail(Step::tag, ok.error());
     }
   }

@@ -1,6 +1,10 @@
 #include "kload/node/node_client.h"
 
+#include <algorithm>
+
 namespace kload::node {
+
+const char* const incomplete_import = "an image is incomplete after the import";
 
 std::string node_changed_message(const std::string& node) {
   return "node " + node + ": containerd's UUID is not the one kload's cache knows (a recreated node)";
@@ -40,6 +44,27 @@ util::Result<Probe> NodeClient::probe(const ProbeRequest& want) {
   return p;
 }
 
+std::vector<std::string> gate_names(const std::vector<std::pair<std::string, util::Digest>>& gate) {
+  std::vector<std::string> names;
+  for (const auto& [name, target] : gate) {
+    names.push_back(name);
+  }
+  return names;
+}
+
+namespace {
+
+// Whether every name of `gate` is complete at its target in `statuses`.
+bool passes(const std::vector<std::pair<std::string, util::Digest>>& gate, const std::vector<ImageStatus>& statuses) {
+  return std::all_of(gate.begin(), gate.end(), [&](const auto& want) {
+    return std::any_of(statuses.begin(), statuses.end(), [&](const ImageStatus& s) {
+      return s.name == want.first && s.target == want.second && s.complete;
+    });
+  });
+}
+
+} // namespace
+
 std::expected<std::vector<ImageStatus>, ChangeError> NodeClient::apply(const Changes& changes) {
   using Step = ChangeError::Step;
   const auto fail = [](Step step, util::Error e) {
@@ -70,8 +95,20 @@ std::expected<std::vector<ImageStatus>, ChangeError> NodeClient::apply(const Cha
       }
     }
   }
-  for (const auto& [source, target] : changes.tags) {
-    if (auto r = tag(source, target); !r) {
+  if (!changes.gate.empty()) {
+    auto statuses = check(gate_names(changes.gate));
+    if (!statuses) {
+      return fail(Step::gate, std::move(statuses.error()));
+    }
+    if (!passes(changes.gate, *statuses)) {
+      return std::unexpected(ChangeError{Step::gate, ImportError{ImportFailure::missing_content, std::nullopt,
+                                                                 util::Error{util::ErrorKind::node,
+                                                                             "node " + display() + ": " +
+                                                                                 incomplete_import}}});
+    }
+  }
+  for (const auto& t : changes.tags) {
+    if (auto r = tag(t); !r) {
       return fail(Step::tag, std::move(r.error()));
     }
   }

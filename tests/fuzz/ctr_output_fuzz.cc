@@ -176,7 +176,7 @@ int kload_fuzz_ctr_output(const std::uint8_t* data, std::size_t size) {
       kload::fuzz::fail("missing content reported without the missing digest, or the other way round");
     }
   }
-  said_why(client.tag("a", "b"), "tag");
+  said_why(client.tag({"a", "b"}), "tag");
   // The same answers through the round trips of a load, one batch each.
   const auto probed = client.probe({.uuid = true, .inventory = true, .snapshotter = true, .zstd = false});
   said_why(probed, "probe");
@@ -184,6 +184,7 @@ int kload_fuzz_ctr_output(const std::uint8_t* data, std::size_t size) {
   const auto applied = client.apply({.expect_uuid = "d8b6a686-a517-49dd-9432-b6e57080147f",
                                      .import = &feed,
                                      .snapshotter = "overlayfs",
+                                     .gate = {{"a", *kload::util::Digest::parse("sha256:" + std::string(64, 'a'))}},
                                      .tags = {{"a", "b"}},
                                      .remove = {"c"},
                                      .check = {"docker.io/library/app:v1"}});

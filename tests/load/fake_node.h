@@ -209,13 +209,17 @@ public:
     });
   }
 
-  util::Result<void> tag(const std::string& source, const std::string& target) override {
+  util::Result<void> tag(const node::Tag& t) override {
     return step(Op::tag, [&]() -> util::Result<void> {
-      auto it = images.find(source);
+      auto it = images.find(t.source);
       if (it == images.end()) {
-        return util::fail(util::ErrorKind::node, fmt::format("node fake: ctr: image \"{}\": not found", source));
+        return util::fail(util::ErrorKind::node, fmt::format("node fake: ctr: image \"{}\": not found", t.source));
       }
-      images[target] = it->second;
+      if (t.replace == node::Replace::no && images.contains(t.target)) {
+        return util::fail(util::ErrorKind::node,
+                          fmt::format("node fake: ctr: image \"{}\": already exists", t.target));
+      }
+      images[t.target] = it->second;
       collect_garbage();
       return {};
     });

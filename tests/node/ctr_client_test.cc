@@ -615,14 +615,14 @@ TEST_F(CtrClientUnit, FeederFailureIsNeverSwallowed) {
 
 TEST_F(CtrClientUnit, Tag) {
   runner_.ok("images tag", "docker.io/library/app:v1\n");
-  ASSERT_TRUE(client_->tag("kload.local/stage/abc:1", "docker.io/library/app:v1").has_value());
+  ASSERT_TRUE(client_->tag({"kload.local/stage/abc:1", "docker.io/library/app:v1"}).has_value());
   EXPECT_THAT(ctr_args(0), ElementsAre("images", "tag", "--force", "--",
                                        "kload.local/stage/abc:1", "docker.io/library/app:v1"));
 }
 
 TEST_F(CtrClientUnit, TagMissingSource) {
   runner_.fails("images tag", "ctr: image \"docker.io/library/nope:v1\": not found\n");
-  const auto r = client_->tag("docker.io/library/nope:v1", "x:y");
+  const auto r = client_->tag({"docker.io/library/nope:v1", "x:y"});
   ASSERT_FALSE(r.has_value());
   EXPECT_EQ(r.error().kind, ErrorKind::node);
   EXPECT_EQ(r.error().message, "node k: tagging docker.io/library/nope:v1 "
@@ -772,7 +772,7 @@ TEST_F(CtrClientUnit, EveryProcessOnTheNodeIsLoggedWithItsCommandsAndHowEachEnde
   runner_.ok("plugins ls", plugins_ls_out);
   ASSERT_TRUE(client_->probe({.uuid = false, .inventory = false, .snapshotter = true, .zstd = false}).has_value());
   runner_.fails("images tag", "ctr: image \"a b\": not found\n");
-  ASSERT_FALSE(client_->tag("a b", "c").has_value());
+  ASSERT_FALSE(client_->tag({"a b", "c"}).has_value());
   ASSERT_EQ(runs.size(), 2u);
   EXPECT_EQ(runs.size(), static_cast<std::size_t>(client_->calls())) << "one line per process counted";
   // One batch: its commands in order, each one's exit status.
@@ -1431,6 +1431,45 @@ TEST_F(ContainerdCtrClient, MissingContentIsDetected) {
   EXPECT_FALSE((*statuses)[0].complete);
 }
 
+// The gate of a round trip, read by sh on the node from a real `ctr images check`:
+// the tags after it run only when every name is there, complete, at its target.
+TEST_F(ContainerdCtrClient, AGateLetsTheTagsRunOnlyWhenEveryNameIsCompleteAtItsTarget) {
+  const auto a = make_image("example.com/kload/gate-a:v1", "gate-a");
+  ASSERT_TRUE(import(oci_archive(a)).has_value());
+  const auto thin = make_image("example.com/kload/gate-thin:v1", "gate-thin");
+  ASSERT_FALSE(import(oci_archive(thin, {thin.layers[1].digest})).has_value()) << "left incomplete";
+  const std::string name = "example.com/kload/gated:v1";
+  const auto gated = [&](std::vector<std::pair<std::string, Digest>> gate) {
+    Changes changes;
+    changes.gate = std::move(gate);
+    changes.tags = {{a.name, name, Replace::no}};
+    changes.check = {name};
+    return client_->apply(changes);
+  };
+  const std::vector<std::vector<std::pair<std::string, Digest>>> refused{
+      {{thin.name, thin.manifest.digest}},                         // incomplete
+      {{a.name, a.layers[0].digest}},                              // another target
+      {{"example.com/kload/absent:v1", a.manifest.digest}},        // no such name
+      {{a.name, a.manifest.digest}, {thin.name, thin.manifest.digest}},  // one of two
+  };
+  for (const auto& gate : refused) {
+    const auto r = gated(gate);
+    ASSERT_FALSE(r.has_value()) << gate.back().first;
+    EXPECT_EQ(r.error().step, ChangeError::Step::gate);
+    EXPECT_EQ(r.error().error.failure, ImportFailure::missing_content);
+    EXPECT_EQ(r.error().error.error.message,
+              "node " + transport_->uri().display() + ": an image is incomplete after the import");
+    const auto statuses = client_->check({name});
+    ASSERT_TRUE(statuses.has_value()) << statuses.error().message;
+    EXPECT_TRUE(statuses->empty()) << "the tag never ran";
+  }
+  const auto r = gated({{a.name, a.manifest.digest}});
+  ASSERT_TRUE(r.has_value()) << r.error().error.error.message;
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_EQ((*r)[0].target, a.manifest.digest);
+  EXPECT_TRUE((*r)[0].complete);
+}
+
 TEST_F(ContainerdCtrClient, CheckTagRemove) {
   const auto a = make_image("example.com/kload/a:v1", "check-a");
   const auto b = make_image("example.com/kload/b:v1", "check-b");
@@ -1448,17 +1487,25 @@ TEST_F(ContainerdCtrClient, CheckTagRemove) {
   ASSERT_TRUE(statuses.has_value()) << statuses.error().message;
   EXPECT_EQ(statuses->size(), 2u);
 
-  // tag creates, and --force moves an existing name.
+  // tag without --force creates a name, and fails on one that exists, leaving it be;
+  // --force moves it.
   const std::string user_name = "example.com/kload/app:latest";
-  ASSERT_TRUE(client_->tag(a.name, user_name).has_value());
-  ASSERT_TRUE(client_->tag(b.name, user_name).has_value());
+  ASSERT_TRUE(client_->tag({a.name, user_name, Replace::no}).has_value());
+  const auto taken = client_->tag({b.name, user_name, Replace::no});
+  ASSERT_FALSE(taken.has_value());
+  EXPECT_THAT(taken.error().message, HasSubstr("already exists"));
+  statuses = client_->check({user_name});
+  ASSERT_TRUE(statuses.has_value()) << statuses.error().message;
+  ASSERT_EQ(statuses->size(), 1u);
+  EXPECT_EQ((*statuses)[0].target, a.manifest.digest);
+  ASSERT_TRUE(client_->tag({b.name, user_name}).has_value());
   statuses = client_->check({});
   ASSERT_TRUE(statuses.has_value()) << statuses.error().message;
   const auto* tagged = find_image(*statuses, user_name);
   ASSERT_NE(tagged, nullptr);
   EXPECT_EQ(tagged->target, b.manifest.digest);
 
-  const auto missing = client_->tag("example.com/kload/absent:v1", "example.com/kload/x:v1");
+  const auto missing = client_->tag({"example.com/kload/absent:v1", "example.com/kload/x:v1"});
   ASSERT_FALSE(missing.has_value());
   EXPECT_EQ(missing.error().kind, ErrorKind::node);
   EXPECT_EQ(missing.error().message,

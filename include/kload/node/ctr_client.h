@@ -71,7 +71,7 @@ public:
                           PlainHttp plain_http) override;
 
   // `ctr images tag --force SOURCE TARGET`.
-  util::Result<void> tag(const std::string& source, const std::string& target) override;
+  util::Result<void> tag(const Tag& t) override;
 
   // `ctr images rm NAME...`; no call when `names` is empty.
   util::Result<void> remove(const std::vector<std::string>& names) override;

@@ -84,25 +84,47 @@ struct Pull {
   PlainHttp plain_http = PlainHttp::no;
 };
 
+// `ctr images tag`: points `target` at what `source` points at now. With
+// Replace::yes (--force) an existing `target` is deleted and created again, leaving a
+// moment without it; with Replace::no only a name that does not exist is created, in
+// one step, and an existing one fails the step ("already exists").
+enum class Replace { no, yes };
+struct Tag {
+  std::string source;
+  std::string target;
+  Replace replace = Replace::yes;
+};
+
 // The steps that change a node, in this order, each only when all before it
-// succeeded: a check that the node is the one planned for, an import or pulls, tags,
-// a removal, then a check of names.
+// succeeded: a check that the node is the one planned for, an import or pulls, a
+// gate, tags, a removal, then a check of names.
 struct Changes {
   std::string expect_uuid;                    // when set: containerd's UUID must be this
   const util::StdinFeeder* import = nullptr;  // none when null
   const Pull* pull = nullptr;                 // none when null; never with an import
   std::string snapshotter;                    // for the import or the pulls
   WireCompression wire = WireCompression::none;  // what `import` writes: zstd, decompressed on the node
-  std::vector<std::pair<std::string, std::string>> tags;  // source, target
+  // When not empty: every name here must be complete at exactly its target, checked
+  // on the node after the import or pulls, else nothing after it runs (Step::gate).
+  std::vector<std::pair<std::string, util::Digest>> gate;
+  std::vector<Tag> tags;
   std::vector<std::string> remove;
   std::vector<std::string> check;  // none when empty
 };
 
 struct ChangeError {
   // node_changed: the UUID was not expect_uuid (or could not be read); nothing ran.
-  enum class Step { node_changed, import, pull, tag, remove, check } step = Step::import;
+  // gate: a name of Changes::gate was missing, incomplete or at another target
+  // (ImportFailure::missing_content), or the check itself failed.
+  enum class Step { node_changed, import, pull, gate, tag, remove, check } step = Step::import;
   ImportError error;  // failure kinds beyond `other` only for the import
 };
+
+// The names of Changes::gate.
+std::vector<std::string> gate_names(const std::vector<std::pair<std::string, util::Digest>>& gate);
+
+// Why a gate stopped apply(), after "node NAME: ".
+extern const char* const incomplete_import;
 
 // "node NAME: containerd's UUID is not the one kload's cache knows ...".
 std::string node_changed_message(const std::string& node);
@@ -146,9 +168,9 @@ public:
   virtual util::Result<void> pull(const std::string& reference, const std::string& snapshotter,
                                   PlainHttp plain_http) = 0;
 
-  // Points `target` at what `source` points at now (`ctr images tag --force`: the
-  // name is deleted and created again). Error (node).
-  virtual util::Result<void> tag(const std::string& source, const std::string& target) = 0;
+  // Points `t.target` at what `t.source` points at now (see Tag). Error (node),
+  // also when Replace::no finds the name there.
+  virtual util::Result<void> tag(const Tag& t) = 0;
 
   // Removes image names; names that do not exist are not an error. Error (node).
   virtual util::Result<void> remove(const std::vector<std::string>& names) = 0;
