@@ -604,23 +604,19 @@ std::string sh_line(const std::vector<std::string>& cmd) {
 // CHECK (`ctr images check` of the N names) runs, then each NAME must have a row with
 // that DIGEST as its target and status complete, else exit not_staged. The table is
 // read as parse_images_check reads it: fields split at blanks, REF TYPE DIGEST STATUS
-// first. Names and digests hold no blanks (references and digests cannot).
+// first. Names and digests hold no blanks, '=' or glob characters (references and
+// digests cannot). One line, as every step of a batch is.
 constexpr std::string_view gate_script =
-    "n=$1; shift; want=\n"
-    "while [ \"$n\" -gt 0 ]; do want=\"$want$1 $2\n\"; shift 2; n=$((n - 1)); done\n"
-    "out=$(\"$@\")\n"
-    "while read -r name digest; do\n"
-    "  [ -n \"$name\" ] || continue\n"
-    "  ok=\n"
-    "  while read -r ref type target status rest; do\n"
-    "    if [ \"$ref\" = \"$name\" ] && [ \"$target\" = \"$digest\" ] && [ \"$status\" = complete ]; then ok=1; fi\n"
-    "  done <<EOF\n"
-    "$out\n"
-    "EOF\n"
-    "  [ -n \"$ok\" ] || exit 98\n"
-    "done <<EOF\n"
-    "$want\n"
-    "EOF\n";
+    "set -f; n=$1; shift; want=; "
+    "while [ \"$n\" -gt 0 ]; do want=\"$want $1=$2\"; shift 2; n=$((n - 1)); done; "
+    "out=$(\"$@\"); "
+    "for w in $want; do "
+    "printf '%s\\n' \"$out\" | { "
+    "miss=1; "
+    "while read -r ref type target status rest; do "
+    "if [ \"$ref\" = \"${w%%=*}\" ] && [ \"$target\" = \"${w#*=}\" ] && [ \"$status\" = complete ]; then miss=0; fi; "
+    "done; exit $miss; } || exit 98; "
+    "done";
 static_assert(not_staged == 98, "gate_script exits 98");
 
 std::vector<std::string> gate_words(const NodeUri& uri, const std::vector<std::pair<std::string, Digest>>& gate) {

@@ -807,6 +807,58 @@ TEST_F(CtrClientUnit, ChangesAreOneProcessInOrder) {
   EXPECT_EQ(r->size(), 4u);
 }
 
+// The commit of names new on the node, in the import's round trip: the gate (a check
+// read by sh on the node) between the import and the tags, which create names only.
+Changes gated_commit(const util::StdinFeeder& feed) {
+  Changes changes;
+  changes.import = &feed;
+  changes.snapshotter = "overlayfs";
+  changes.gate = {{"localhost/kload-staging/x:1", *Digest::parse("sha256:" + std::string(64, 'a'))}};
+  changes.tags = {{"localhost/kload-staging/x:1", "docker.io/library/app:v1", Replace::no}};
+  changes.remove = {"localhost/kload-staging/x:1"};
+  changes.check = {"docker.io/library/app:v1"};
+  return changes;
+}
+
+TEST_F(CtrClientUnit, AGateRunsBetweenTheImportAndTagsThatOnlyCreate) {
+  runner_.ok("images import", "");
+  runner_.ok("images check", "");  // the gate: its status is the answer
+  runner_.ok("images tag", "");
+  runner_.ok("images rm", "");
+  runner_.ok("images check", images_check_out);
+  const util::StdinFeeder feed = feed_of("the archive");
+  const auto r = client_->apply(gated_commit(feed));
+  ASSERT_TRUE(r.has_value()) << r.error().error.error.message;
+  ASSERT_EQ(runner_.calls().size(), 1u);
+  EXPECT_THAT(runner_.calls()[0].steps,
+              ElementsAre("images import", "images check", "images tag", "images rm", "images check"));
+  EXPECT_THAT(runner_.calls()[0].argv.back(), HasSubstr("'images' 'tag' '--' 'localhost/kload-staging/x:1'"))
+      << "no --force";
+}
+
+TEST_F(CtrClientUnit, AGateThatFindsAnImageIncompleteStopsTheRoundTripBeforeAnyTag) {
+  runner_.ok("images import", "");
+  runner_.fails("images check", "", 98);  // the gate's status for a name not complete at its target
+  const util::StdinFeeder feed = feed_of("the archive");
+  const auto r = client_->apply(gated_commit(feed));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().step, ChangeError::Step::gate);
+  EXPECT_EQ(r.error().error.failure, ImportFailure::missing_content);
+  EXPECT_EQ(r.error().error.error.message, "node k: an image is incomplete after the import");
+  EXPECT_THAT(runner_.calls()[0].steps, ElementsAre("images import", "images check")) << "stopped at the gate";
+}
+
+TEST_F(CtrClientUnit, AGateWhoseCheckFailsIsANodeError) {
+  runner_.ok("images import", "");
+  runner_.fails("images check", "ctr: connection refused\n", 1);
+  const util::StdinFeeder feed = feed_of("the archive");
+  const auto r = client_->apply(gated_commit(feed));
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().step, ChangeError::Step::gate);
+  EXPECT_EQ(r.error().error.failure, ImportFailure::other);
+  EXPECT_THAT(r.error().error.error.message, HasSubstr("connection refused"));
+}
+
 TEST_F(CtrClientUnit, ChangesRunOnlyOnTheNodeWithTheExpectedUuid) {
   util::ProcessResult other;
   other.exit_code = 97;  // the UUID check's status when `ctr version` shows another

@@ -84,10 +84,12 @@ struct Pull {
   PlainHttp plain_http = PlainHttp::no;
 };
 
-// `ctr images tag`: points `target` at what `source` points at now. With
-// Replace::yes (--force) an existing `target` is deleted and created again, leaving a
-// moment without it; with Replace::no only a name that does not exist is created, in
-// one step, and an existing one fails the step ("already exists").
+// `ctr images tag`: points `target` at what `source` points at now. On containerd
+// 1.x, with Replace::yes (--force) an existing `target` is deleted and created again,
+// leaving a moment without it; with Replace::no only a name that does not exist is
+// created, in one step, and an existing one fails the step ("already exists").
+// containerd 2.x's ctr tags through the Transfer API: created or updated in one step,
+// either way.
 enum class Replace { no, yes };
 struct Tag {
   std::string source;
