@@ -1895,7 +1895,10 @@ def call_summary(words: list[str]) -> str:
         # a batch: its steps, each summarised as one call would be
         parts = []
         for step in batch_steps(" ".join(words[i + 2:])):
-            parts.append("uuid check" if step[:1] == ["sh"] else call_summary(["exec", "NODE", *step]))
+            if step[:1] != ["sh"]:
+                parts.append(call_summary(["exec", "NODE", *step]))
+            else:  # kload's own sh steps: the gate runs `ctr images check` as separate words
+                parts.append("gate (ctr images check)" if "check" in step else "uuid check")
         return "batch: " + " + ".join(parts)
     out = []
     while i < len(words) and len(out) < 3:

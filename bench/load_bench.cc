@@ -16,7 +16,10 @@
 
 #include <benchmark/benchmark.h>
 
+#include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace {
@@ -91,27 +94,40 @@ kload::util::TempDir temp_dir() {
   return std::move(*dir);
 }
 
-// A first load: every node empty, the cache too. Counters: round trips of the busiest
-// node, and the time per node (the loop's real time over the node count; it includes
-// the in-memory node reading and hashing what it is sent, as containerd would).
-void BM_Load_FirstLoad_FakeNodes(benchmark::State& state) {
-  image_set();
+// Times load_into(nodes) in every iteration, after `prepare` (untimed), and reports
+// the busiest node's round trips and the time per node (the loop's real time over the
+// node count; it includes the in-memory node reading and hashing what it is sent, as
+// containerd would).
+void time_loads(benchmark::State& state, std::vector<std::unique_ptr<FakeNode>>& nodes,
+                const std::function<std::filesystem::path()>& prepare) {
   int trips = 0;
   for (auto _ : state) {
     state.PauseTiming();
-    auto nodes = fresh_nodes(state.range(0));
-    const auto cache = temp_dir();
+    const auto cache_dir = prepare();
     state.ResumeTiming();
-    trips = load_into(nodes, cache.path());
+    trips = load_into(nodes, cache_dir);
     if (trips < 0) {
       state.SkipWithError("a node failed");
       return;
     }
   }
   state.counters["round_trips_per_node"] = trips;
-  state.counters["s_per_node"] = benchmark::Counter(static_cast<double>(state.range(0)),
+  state.counters["s_per_node"] = benchmark::Counter(static_cast<double>(nodes.size()),
                                                     benchmark::Counter::kIsIterationInvariantRate |
                                                         benchmark::Counter::kInvert);
+}
+
+// A first load: every node empty, the cache too.
+void BM_Load_FirstLoad_FakeNodes(benchmark::State& state) {
+  image_set();
+  std::vector<std::unique_ptr<FakeNode>> nodes;
+  std::optional<kload::util::TempDir> cache;
+  time_loads(state, nodes, [&] {
+    nodes = fresh_nodes(state.range(0));
+    cache.reset();
+    cache.emplace(temp_dir());
+    return cache->path();
+  });
 }
 
 // An unchanged reload: every node holds the image under its name already.
@@ -122,23 +138,12 @@ void BM_Load_UnchangedReload_FakeNodes(benchmark::State& state) {
     state.SkipWithError("the first load failed");
     return;
   }
-  int trips = 0;
-  for (auto _ : state) {
-    state.PauseTiming();
+  time_loads(state, nodes, [&] {
     for (auto& n : nodes) {
       n->forget_calls();
     }
-    state.ResumeTiming();
-    trips = load_into(nodes, cache.path());
-    if (trips < 0) {
-      state.SkipWithError("a node failed");
-      return;
-    }
-  }
-  state.counters["round_trips_per_node"] = trips;
-  state.counters["s_per_node"] = benchmark::Counter(static_cast<double>(state.range(0)),
-                                                    benchmark::Counter::kIsIterationInvariantRate |
-                                                        benchmark::Counter::kInvert);
+    return cache.path();
+  });
 }
 
 } // namespace

@@ -591,15 +591,6 @@ constexpr int uuid_mismatch = 97;
 // The exit status of apply()'s gate when a name is missing, incomplete or elsewhere.
 constexpr int not_staged = 98;
 
-// `cmd` as one line of sh, every word quoted.
-std::string sh_line(const std::vector<std::string>& cmd) {
-  std::string line;
-  for (const auto& w : cmd) {
-    line += util::shell_quote(w) + " ";
-  }
-  return line;
-}
-
 // apply()'s gate on the node, run as `sh -c gate_script sh N NAME DIGEST... CHECK...`:
 // CHECK (`ctr images check` of the N names) runs, then each NAME must have a row with
 // that DIGEST as its target and status complete, else exit not_staged. The table is
@@ -1007,8 +998,12 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
   if (!changes.expect_uuid.empty()) {
     // The steps after it run only on the node planned for: `ctr version` must show
     // the UUID, else the step ends with uuid_mismatch.
+    std::string version;
+    for (const auto& w : ctr_words(uri, {"version"})) {
+      version += util::shell_quote(w) + " ";
+    }
     steps.push_back({{"sh", "-c",
-                      "v=$(" + sh_line(ctr_words(uri, {"version"})) + ") || exit; case $v in *\"UUID: $1\"*) exit 0 ;; esac; exit " +
+                      "v=$(" + version + ") || exit; case $v in *\"UUID: $1\"*) exit 0 ;; esac; exit " +
                           std::to_string(uuid_mismatch),
                       "sh", changes.expect_uuid},
                      false,

@@ -70,7 +70,7 @@ public:
   util::Result<void> pull(const std::string& reference, const std::string& snapshotter,
                           PlainHttp plain_http) override;
 
-  // `ctr images tag --force SOURCE TARGET`.
+  // `ctr images tag [--force] SOURCE TARGET` (see Tag).
   util::Result<void> tag(const Tag& t) override;
 
   // `ctr images rm NAME...`; no call when `names` is empty.
