@@ -70,8 +70,11 @@ public:
     }
     const auto ctx = scratch / ("ctx-" + tag);
     std::filesystem::create_directories(ctx);
-    write_file(ctx / "Dockerfile", "FROM " + std::string(base) + "\nRUN echo " + text +
-                                       " > /msg\nCMD [\"/bin/cat\", \"/msg\"]\n");
+    // The prefix makes the image this object's own: the same Dockerfile in another
+    // test would give the same ID (the build cache), and that test's `rmi -f` of its
+    // ID would take this test's name with it.
+    write_file(ctx / "Dockerfile", "FROM " + std::string(base) + "\nRUN echo " + text + " > /msg && echo " +
+                                       prefix_ + " > /.built-for\nCMD [\"/bin/cat\", \"/msg\"]\n");
     const auto name = prefix_ + ":" + tag;
     auto r = run_command({"docker", "build", "-q", "-t", name, ctx.string()});
     EXPECT_EQ(r.exit_code, 0) << r.err;
