@@ -27,6 +27,7 @@
 
 #include <array>
 #include <cstdint>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -85,6 +86,41 @@ public:
     return ProcessResult{};
   }
 
+  // apply()'s gate, `sh -c SCRIPT sh N NAME DIGEST... CTR-CHECK...`, as the script
+  // reads the check's answer: each NAME needs a row at DIGEST whose status is
+  // complete, else the step exits 98.
+  ProcessResult gate(const std::vector<std::string>& words, const kload::util::StdinFeeder& feed,
+                     std::chrono::milliseconds timeout) {
+    const std::size_t pairs = std::stoul(words[4]);
+    if (words.size() < 5 + 2 * pairs + 1) {
+      kload::fuzz::fail("a gate without its check");
+      return ProcessResult{};
+    }
+    const auto check_at = words.begin() + static_cast<std::ptrdiff_t>(5 + 2 * pairs);
+    const auto ns = std::find(check_at, words.end(), "-n");
+    if (*check_at != "ctr" || ns == words.end() || ns + 1 == words.end()) {
+      kload::fuzz::fail("a gate whose check is no ctr command");
+      return ProcessResult{};
+    }
+    auto r = *ctr(std::vector<std::string>(ns + 2, words.end()), feed, timeout);
+    for (std::size_t i = 0; i < pairs; ++i) {
+      bool found = false;
+      std::istringstream lines(r.out);
+      for (std::string line; std::getline(lines, line);) {
+        std::istringstream fields(line);
+        std::string ref, type, target, status;
+        fields >> ref >> type >> target >> status;
+        found = found || (ref == words[5 + 2 * i] && target == words[6 + 2 * i] && status == "complete");
+      }
+      if (!found) {
+        r.exit_code = 98;
+        break;
+      }
+    }
+    r.exit_code = r.exit_code == 98 ? 98 : 0;
+    return r;
+  }
+
   // A batch: each step answered as ctr() answers it, framed as the script would.
   kload::util::Result<ProcessResult> shell(const std::string& script, const kload::util::StdinFeeder& feed,
                                            std::chrono::milliseconds timeout) override {
@@ -101,6 +137,10 @@ public:
           r.exit_code = 97;
         }
         return r;
+      }
+      if (step.words.size() > 5 && step.words[0] == "sh" && step.words[4].find_first_not_of("0123456789") ==
+                                                               std::string::npos) {
+        return gate(step.words, feed, timeout);
       }
       const auto ns = std::find(step.words.begin(), step.words.end(), "-n");
       if (step.words.empty() || step.words[0] != "ctr" || ns == step.words.end() || ns + 1 == step.words.end()) {
