@@ -13,9 +13,12 @@
 #include "kload/format/verify.h"
 #include "kload/util/parallel.h"
 #include "kload/util/sha256.h"
+#include "kload/util/zstd_stream.h"
+#include "load/spool.h"
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
 #include <thread>
@@ -172,8 +175,50 @@ void BM_HashedCopy_IntoPipe_512MiB(benchmark::State& state) {
   report(state, bytes, kload::bench::process_cpu_seconds() - cpu0);
 }
 
+// A load's streams to N nodes that lack the same blobs (load/spool.h): the body is
+// written once into a spool file (read, hashed, framed) while N threads each copy it
+// into a pipe of their own as it grows (splice), then the node's own index.json. The
+// old way wrote the whole archive into each pipe: N times the writer's cost.
+// "stream_bytes" is one stream's; the rate counts all N.
+void BM_SpooledStreams_IntoPipes_512MiB(benchmark::State& state) {
+  const auto& in = input();
+  const auto streams = static_cast<std::size_t>(state.range(0));
+  std::vector<const kload::format::Image*> images{in.entries.front().image};
+  std::uint64_t bytes = 0;
+  const double cpu0 = kload::bench::process_cpu_seconds();
+  for (auto _ : state) {
+    kload::load::Spools spools;
+    auto body = spools.body(in.set, kload::load::BodyContent{images, in.layers, kload::node::WireCompression::none});
+    if (!body) {
+      state.SkipWithError(body.error().message.c_str());
+      return;
+    }
+    std::vector<std::uint64_t> drained(streams);
+    std::vector<std::thread> nodes;
+    for (std::size_t i = 0; i < streams; ++i) {
+      nodes.emplace_back([&, i] {
+        DrainedPipe pipe;
+        auto copied = (*body)->copy_to(pipe.fd(), {});
+        auto tail = kload::format::write_thin_tail(kload::util::fd_sink(pipe.fd(), "pipe"), in.entries);
+        drained[i] = copied && tail ? pipe.finish() : 0;
+      });
+    }
+    for (auto& t : nodes) {
+      t.join();
+    }
+    bytes = drained.front();
+    if (std::any_of(drained.begin(), drained.end(), [&](std::uint64_t d) { return d == 0 || d != bytes; })) {
+      state.SkipWithError("a stream did not get every byte");
+      return;
+    }
+  }
+  report(state, bytes * streams, kload::bench::process_cpu_seconds() - cpu0);
+  state.counters["stream_bytes"] = static_cast<double>(bytes);
+}
+
 } // namespace
 
+BENCHMARK(BM_SpooledStreams_IntoPipes_512MiB)->Arg(1)->Arg(3)->Arg(10)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_ThinWriter_IntoPipe_512MiB)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_PlainCopy_IntoPipe_512MiB)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
 BENCHMARK(BM_HashedCopy_IntoPipe_512MiB)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);

@@ -127,7 +127,7 @@ STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/kload-lab-node"]
 EOF
   echo "$PROG: building node image $image" >&2
-  if ! docker build -q -t "$image" "$ctx" >/dev/null 2>"$ctx.log"; then
+  if ! docker build -q --network none -t "$image" "$ctx" >/dev/null 2>"$ctx.log"; then
     cat "$ctx.log" >&2
     rm -rf -- "$ctx"
     die "docker build of the node image failed"

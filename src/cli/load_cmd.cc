@@ -240,6 +240,7 @@ nlohmann::json report_json(const load::LoadReport& report, bool dry_run) {
   out["dryRun"] = dry_run;
   out["seconds"] = rounded_seconds(report.seconds);
   out["hashed"] = {{"blobs", report.blobs_hashed}, {"bytes", report.bytes_hashed}};
+  out["streamed"] = {{"bodies", report.stream_bodies}, {"bytes", report.stream_bytes}};
   out["nodes"] = nlohmann::json::array();
   for (const auto& n : report.nodes) {
     out["nodes"].push_back(node_json(n, dry_run));

@@ -210,6 +210,49 @@ std::string thin_index_json(const std::vector<ThinEntry>& entries) {
   return index.dump();
 }
 
+namespace {
+
+// A tar's end: two zero blocks, which Writer::close() writes last (bytes_in_last_block
+// 1: no padding after them).
+constexpr std::size_t tar_end_size = 1024;
+
+// Passes everything on to `out` but the last tar_end_size bytes, which finish() checks
+// are a tar's end and drops: a Writer's entries without the end of the archive.
+class WithoutEnd {
+public:
+  explicit WithoutEnd(const util::ByteSink& out) : out_(out) {}
+
+  Result<void> write(std::string_view bytes) {
+    if (held_.size() + bytes.size() <= tar_end_size) {
+      held_.append(bytes);
+      return {};
+    }
+    const std::size_t emit = held_.size() + bytes.size() - tar_end_size;
+    const std::size_t from_held = std::min(emit, held_.size());
+    if (auto r = out_(std::string_view(held_).substr(0, from_held)); !r) {
+      return r;
+    }
+    if (auto r = out_(bytes.substr(0, emit - from_held)); !r) {
+      return r;
+    }
+    held_ = held_.substr(from_held) + std::string(bytes.substr(emit - from_held));
+    return {};
+  }
+
+  [[nodiscard]] Result<void> finish() const {
+    if (held_ != std::string(tar_end_size, '\0')) {
+      return util::fail(ErrorKind::io, "the archive writer did not end the archive as a tar ends");
+    }
+    return {};
+  }
+
+private:
+  const util::ByteSink& out_;
+  std::string held_;
+};
+
+} // namespace
+
 Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vector<ThinEntry>& entries,
                                      const std::unordered_set<Digest>& layers, const ProgressFn& progress) {
   return write_thin_archive(util::fd_sink(fd, "the import stream"), set, entries, layers, progress);
@@ -218,7 +261,28 @@ Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vec
 Result<ThinStats> write_thin_archive(const util::ByteSink& out, const ImageSet& set,
                                      const std::vector<ThinEntry>& entries, const std::unordered_set<Digest>& layers,
                                      const ProgressFn& progress) {
-  Writer w(out);
+  std::vector<const Image*> images;
+  for (const auto& e : entries) {
+    images.push_back(e.image);
+  }
+  auto stats = write_thin_body(out, set, images, layers, progress);
+  if (!stats) {
+    return stats;
+  }
+  auto tail = write_thin_tail(out, entries);
+  if (!tail) {
+    return std::unexpected(tail.error());
+  }
+  stats->total_bytes += *tail;
+  return stats;
+}
+
+Result<ThinStats> write_thin_body(const util::ByteSink& out, const ImageSet& set,
+                                  const std::vector<const Image*>& images, const std::unordered_set<Digest>& layers,
+                                  const ProgressFn& progress) {
+  WithoutEnd body(out);
+  const util::ByteSink entries_only = [&](std::string_view bytes) { return body.write(bytes); };
+  Writer w(entries_only);
   if (auto r = w.open(); !r) {
     return std::unexpected(r.error());
   }
@@ -251,17 +315,17 @@ Result<ThinStats> write_thin_archive(const util::ByteSink& out, const ImageSet& 
     }
     return r;
   };
-  for (const auto& e : entries) {
+  for (const auto* image : images) {
     // The indexes down to the manifest, exactly as the input holds them; the other
     // platforms they list stay behind, which an import for this platform never reads.
-    for (const auto& d : ImageSet::metadata_of(*e.image)) {
+    for (const auto& d : ImageSet::metadata_of(*image)) {
       if (auto r = put_blob(d, false); !r) {
         return std::unexpected(r.error());
       }
     }
   }
-  for (const auto& e : entries) {
-    for (const auto& l : e.image->layers) {
+  for (const auto* image : images) {
+    for (const auto& l : image->layers) {
       if (layers.contains(l.blob.digest)) {
         if (auto r = put_blob(l.blob.digest, true); !r) {
           return std::unexpected(r.error());
@@ -269,19 +333,30 @@ Result<ThinStats> write_thin_archive(const util::ByteSink& out, const ImageSet& 
       }
     }
   }
-  // index.json after every blob, never before: containerd's importer names images only
-  // from index.json, so a stream cut short anywhere above (a changed input, a read
-  // error, a closed pipe) can never name an image, let alone one whose blobs did not
-  // all arrive proven.
-  if (auto r = w.file("index.json", thin_index_json(entries)); !r) {
-    return std::unexpected(r.error());
-  }
   auto total = w.close();
   if (!total) {
     return std::unexpected(total.error());
   }
-  stats.total_bytes = *total;
+  if (auto end = body.finish(); !end) {
+    return std::unexpected(end.error());
+  }
+  stats.total_bytes = *total - tar_end_size;
   return stats;
+}
+
+Result<std::uint64_t> write_thin_tail(const util::ByteSink& out, const std::vector<ThinEntry>& entries) {
+  // index.json after every blob, never before: containerd's importer names images only
+  // from index.json, so a stream cut short anywhere in the body (a changed input, a
+  // read error, a closed pipe) can never name an image, let alone one whose blobs did
+  // not all arrive proven.
+  Writer w(out);
+  if (auto r = w.open(); !r) {
+    return std::unexpected(r.error());
+  }
+  if (auto r = w.file("index.json", thin_index_json(entries)); !r) {
+    return std::unexpected(r.error());
+  }
+  return w.close();
 }
 
 } // namespace kload::format

@@ -9,6 +9,7 @@
 #include "kload/util/zstd_stream.h"
 
 #include "node_record.h"
+#include "spool.h"
 #include "staging.h"
 
 #include <fmt/format.h>
@@ -70,33 +71,59 @@ bool answers(const node::Probe& p, const node::ProbeRequest& want) {
          (!want.zstd || p.zstd);
 }
 
-// Writes the thin archive of `entries` into `fd` as `wire` says, counting in `on_wire`
-// the bytes that went into `fd` (also when it fails). A failure leaves the zstd frame
-// open: the node's `zstd -d` then fails on the cut stream, as ctr does on a cut tar.
-util::Result<format::ThinStats> write_stream(int fd, node::WireCompression wire, const format::ImageSet& set,
-                                             const std::vector<format::ThinEntry>& entries,
-                                             const std::unordered_set<Digest>& layers,
+// What the nodes of one load share: the lock that proofs take (Blob::computed is
+// written once), and the import streams' bodies.
+struct Shared {
+  std::mutex verify_mutex;
+  Spools spools;
+};
+
+// The images a plan sends, each target once, in the plan's order.
+std::vector<const format::Image*> images_sent(const plan::NodePlan& plan) {
+  std::vector<const format::Image*> images;
+  for (const auto& step : plan.steps) {
+    const bool first = std::none_of(images.begin(), images.end(), [&](const format::Image* i) {
+      return i->target().digest == step.image->target().digest;
+    });
+    if (step.action == plan::Action::send && first) {
+      images.push_back(step.image);
+    }
+  }
+  return images;
+}
+
+// Writes the thin archive of `entries` into `fd`: its body, copied from `spool` when
+// other nodes are sent the same (else written here from `set`), then this node's own
+// index.json, each in a zstd frame of its own when `content.wire` says. Counts in
+// `on_wire` the bytes that went into `fd` (also when it fails). A failure leaves the
+// stream cut before index.json, so it names no image.
+util::Result<format::ThinStats> write_stream(int fd, const format::ImageSet& set, const BodyContent& content,
+                                             Spool* spool, const std::vector<format::ThinEntry>& entries,
                                              const format::ProgressFn& progress, std::uint64_t& on_wire) {
   const util::ByteSink pipe = [&, out = util::fd_sink(fd, "the import stream")](std::string_view bytes) {
     auto r = out(bytes);
     on_wire += r ? bytes.size() : 0;
     return r;
   };
-  if (wire == node::WireCompression::none) {
-    return format::write_thin_archive(pipe, set, entries, layers, progress);
-  }
-  auto zstd = util::ZstdWriter::open(pipe, wire_zstd_level);
-  if (!zstd) {
-    return std::unexpected(zstd.error());
-  }
-  auto stats = format::write_thin_archive([&](std::string_view bytes) { return zstd->write(bytes); }, set, entries,
-                                          layers, progress);
+  auto stats = [&]() -> util::Result<format::ThinStats> {
+    if (spool == nullptr) {
+      return in_frame<format::ThinStats>(pipe, content.wire, [&](const util::ByteSink& out) {
+        return format::write_thin_body(out, set, content.images, content.layers, progress);
+      });
+    }
+    auto copied = spool->copy_to(fd, progress);
+    on_wire += copied ? spool->size() : 0;
+    return copied;
+  }();
   if (!stats) {
     return stats;
   }
-  if (auto end = zstd->finish(); !end) {
-    return std::unexpected(end.error());
+  auto tail = in_frame<std::uint64_t>(
+      pipe, content.wire, [&](const util::ByteSink& out) { return format::write_thin_tail(out, entries); });
+  if (!tail) {
+    return std::unexpected(tail.error());
   }
+  stats->total_bytes += *tail;
   return stats;
 }
 
@@ -107,9 +134,9 @@ util::Result<format::ThinStats> write_stream(int fd, node::WireCompression wire,
 class NodeLoader {
 public:
   NodeLoader(format::ImageSet& set, const std::vector<const format::Image*>& images, const Target& target,
-             Observer& observer, std::mutex& verify_mutex, const LoadOptions& options)
+             Observer& observer, Shared& shared, const LoadOptions& options)
       : set_(set), images_(images), target_(target), client_(*target.client), observer_(observer),
-        verify_mutex_(verify_mutex), cache_(options.cache), via_(options.via), wire_option_(options.wire) {
+        shared_(shared), cache_(options.cache), via_(options.via), wire_option_(options.wire) {
     report_.node = target.uri.display();
     report_.uri = target.uri.text;
   }
@@ -130,6 +157,16 @@ public:
   }
 
   [[nodiscard]] const plan::NodePlan& node_plan() const { return plan_; }
+
+  // What this node's stream body will hold, as planned; none when it sends nothing
+  // or pulls from a registry.
+  [[nodiscard]] std::optional<BodyContent> planned_body() const {
+    if (!ok() || via_ != nullptr || plan_.count(plan::Action::send) == 0) {
+      return std::nullopt;
+    }
+    return BodyContent{images_sent(plan_), {plan_.layers.begin(), plan_.layers.end()},
+                       wire_compression(target_.uri, wire_option_, has_zstd_)};
+  }
   [[nodiscard]] bool ok() const { return report_.status == NodeStatus::ok; }
 
   // The registry could not take the images this node lacks: it fails, unless it
@@ -325,7 +362,7 @@ private:
 
   // Proves what the plan sends that no plan proved before.
   bool prove_plan() {
-    const std::lock_guard lock(verify_mutex_);
+    const std::lock_guard lock(shared_.verify_mutex);
     if (auto v = format::verify_blobs(set_, blobs_to_send(plan_, via_), 1); !v) {
       return failed(v.error());
     }
@@ -415,15 +452,10 @@ private:
   Staged import_staged(StagingGuard& staging) {
     std::vector<format::ThinEntry> entries;
     node::Changes then;
-    for (const auto& step : plan_.steps) {
-      const bool first = std::none_of(entries.begin(), entries.end(), [&](const format::ThinEntry& e) {
-        return e.image->target().digest == step.image->target().digest;
-      });
-      if (step.action == plan::Action::send && first) {
-        entries.push_back(format::ThinEntry{step.image, make_staging_name(step.image->target().digest)});
-        then.gate.emplace_back(entries.back().ref, step.image->target().digest);
-        staging.add(entries.back().ref);
-      }
+    for (const auto* image : images_sent(plan_)) {
+      entries.push_back(format::ThinEntry{image, make_staging_name(image->target().digest)});
+      then.gate.emplace_back(entries.back().ref, image->target().digest);
+      staging.add(entries.back().ref);
     }
     const bool commit = all_names_new();
     if (commit) {
@@ -577,9 +609,25 @@ private:
     std::uint64_t on_wire = 0;   // bytes into the pipe, compressed or not
     std::optional<format::ThinStats> stats;
     then.wire = wire_compression(target_.uri, wire_option_, has_zstd_);
+    BodyContent content;
+    for (const auto& e : entries) {
+      content.images.push_back(e.image);
+    }
+    content.layers = layers;
+    content.wire = then.wire;
+    std::shared_ptr<Spool> spool;
+    if (shared_.spools.shared(content)) {
+      auto body = shared_.spools.body(set_, content);
+      if (!body) {
+        const auto error = body.error().with_context("node " + report_.node);
+        return std::unexpected(node::ChangeError{node::ChangeError::Step::import, {node::ImportFailure::other,
+                                                                                   std::nullopt, error}});
+      }
+      spool = *body;
+    }
     const util::StdinFeeder feed = [&](int fd) -> util::Result<void> {
       on_wire = 0;  // a retry with --local feeds again
-      auto r = write_stream(fd, then.wire, set_, entries, layers, [&](std::uint64_t done) {
+      auto r = write_stream(fd, set_, content, spool.get(), entries, [&](std::uint64_t done) {
         streamed = done;
         observer_.progress(report_.node, done, total);
       }, on_wire);
@@ -752,7 +800,7 @@ private:
   const Target& target_;
   node::NodeClient& client_;
   Observer& observer_;
-  std::mutex& verify_mutex_;
+  Shared& shared_;
   cache::Cache* cache_;
   const Via* via_;
   node::WireCompression wire_option_;
@@ -870,12 +918,19 @@ util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const for
                               const std::vector<Target>& targets, const LoadOptions& options, Observer& observer) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<std::unique_ptr<NodeLoader>> loaders;
-  std::mutex verify_mutex;
+  Shared shared;
   for (const auto& t : targets) {
-    loaders.push_back(std::make_unique<NodeLoader>(set, images, t, observer, verify_mutex, options));
+    loaders.push_back(std::make_unique<NodeLoader>(set, images, t, observer, shared, options));
   }
   // Phase 1: every node's plan, in parallel.
   util::parallel_for(loaders.size(), options.jobs, [&](std::size_t i) { loaders[i]->plan(); });
+
+  // Nodes sent the same body share one written once (spool.h).
+  for (const auto& l : loaders) {
+    if (auto body = l->planned_body()) {
+      shared.spools.expect(*body);
+    }
+  }
 
   // Phase 2: prove every blob some node will receive, once, before anything is sent.
   LoadReport report;
@@ -898,6 +953,8 @@ util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const for
     report.nodes[i] = loaders[i]->execute(options.dry_run);
     observer.finished(report.nodes[i]);
   });
+  report.stream_bodies = shared.spools.count();
+  report.stream_bytes = shared.spools.bytes();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }

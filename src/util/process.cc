@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 extern char** environ;
 
@@ -279,6 +280,44 @@ void kill_running_children() noexcept {
   }
 }
 
+namespace {
+
+// Waits until `fd` (non-blocking, a pipe to a child: see SystemProcessRunner::run) has
+// room, but not forever: a reader that takes nothing for the stall limit is stuck.
+Result<void> wait_for_room(int fd, const std::string& what) {
+  const auto limit = t_stall_limit.count() > 0 ? t_stall_limit : default_stall_limit();
+  pollfd pfd{fd, POLLOUT, 0};
+  const int ready = ::poll(&pfd, 1, static_cast<int>(limit.count() * 1000));
+  if (ready == 0) {
+    return fail(ErrorKind::io, "writing " + what + ": the reader took nothing for " + std::to_string(limit.count()) +
+                                   " s");
+  }
+  return {};
+}
+
+// pread and write_all: where splice cannot read `from` or write `to`.
+Result<void> copy_by_reading(int from, std::uint64_t offset, std::uint64_t size, int to, const std::string& what) {
+  std::vector<char> buffer(std::min<std::uint64_t>(size, 1 << 20));
+  while (size > 0) {
+    const ssize_t n = ::pread(from, buffer.data(), std::min<std::uint64_t>(size, buffer.size()),
+                              static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      return fail(ErrorKind::io, "reading " + what + ": " + (n == 0 ? std::string("it ended early") : std::strerror(errno)));
+    }
+    if (auto w = write_all(to, buffer.data(), static_cast<std::size_t>(n), what); !w) {
+      return w;
+    }
+    offset += static_cast<std::uint64_t>(n);
+    size -= static_cast<std::uint64_t>(n);
+  }
+  return {};
+}
+
+} // namespace
+
 Result<void> write_all(int fd, const void* data, std::size_t size, const std::string& what) {
   const auto* p = static_cast<const char*>(data);
   while (size > 0) {
@@ -288,14 +327,8 @@ Result<void> write_all(int fd, const void* data, std::size_t size, const std::st
         continue;
       }
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        // A non-blocking pipe to a child (see SystemProcessRunner::run): wait for room,
-        // but not forever: a reader that takes nothing for this long is stuck.
-        const auto limit = t_stall_limit.count() > 0 ? t_stall_limit : default_stall_limit();
-        pollfd pfd{fd, POLLOUT, 0};
-        const int ready = ::poll(&pfd, 1, static_cast<int>(limit.count() * 1000));
-        if (ready == 0) {
-          return fail(ErrorKind::io,
-                      "writing " + what + ": the reader took nothing for " + std::to_string(limit.count()) + " s");
+        if (auto room = wait_for_room(fd, what); !room) {
+          return room;
         }
         continue;
       }
@@ -303,6 +336,35 @@ Result<void> write_all(int fd, const void* data, std::size_t size, const std::st
     }
     p += n;
     size -= static_cast<std::size_t>(n);
+  }
+  return {};
+}
+
+Result<void> copy_range(int from, std::uint64_t offset, std::uint64_t size, int to, const std::string& what) {
+  while (size > 0) {
+    auto off = static_cast<loff_t>(offset);
+    const ssize_t n = ::splice(from, &off, to, nullptr, std::min<std::uint64_t>(size, 1 << 20),
+                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      if (errno == EAGAIN) {
+        if (auto room = wait_for_room(to, what); !room) {
+          return room;
+        }
+        continue;
+      }
+      if (errno == EINVAL || errno == ENOSYS) {
+        return copy_by_reading(from, offset, size, to, what);
+      }
+      return fail(ErrorKind::io, "writing " + what + ": " + std::strerror(errno));
+    }
+    if (n == 0) {
+      return fail(ErrorKind::io, "reading " + what + ": it ended early");
+    }
+    offset += static_cast<std::uint64_t>(n);
+    size -= static_cast<std::uint64_t>(n);
   }
   return {};
 }

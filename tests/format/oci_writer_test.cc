@@ -271,6 +271,58 @@ TEST_F(OciWriter, WritesIntoAPipe) {
   EXPECT_TRUE(from_pipe == from_file) << "the same archive whatever the descriptor";
 }
 
+void change_byte_in_place(const Blob& b, std::uint64_t at);
+
+// A sink appending to `out`.
+util::ByteSink string_sink(std::string& out) {
+  return [&out](std::string_view bytes) -> util::Result<void> {
+    out.append(bytes);
+    return {};
+  };
+}
+
+TEST_F(OciWriter, ABodyAndATailAreTheArchiveByteForByte) {
+  std::string whole;
+  auto stats = write_to_file(set, {mid, extra}, whole);
+  ASSERT_TRUE(stats.has_value()) << stats.error().message;
+  std::string body;
+  std::vector<std::uint64_t> progress;
+  auto body_stats = write_thin_body(string_sink(body), set, {app, other}, {mid, extra},
+                                    [&](std::uint64_t done) { progress.push_back(done); });
+  ASSERT_TRUE(body_stats.has_value()) << body_stats.error().message;
+  std::string tail;
+  auto tail_bytes = write_thin_tail(string_sink(tail), entries());
+  ASSERT_TRUE(tail_bytes.has_value()) << tail_bytes.error().message;
+  EXPECT_TRUE(body + tail == whole) << "body " << body.size() << " + tail " << tail.size() << " bytes against "
+                                    << whole.size();
+  EXPECT_EQ(body_stats->total_bytes, body.size());
+  EXPECT_EQ(*tail_bytes, tail.size());
+  EXPECT_EQ(body_stats->layers_sent, stats->layers_sent);
+  EXPECT_EQ(body_stats->layer_bytes, stats->layer_bytes);
+  ASSERT_FALSE(progress.empty());
+  EXPECT_EQ(progress.back(), stats->layer_bytes);
+}
+
+TEST_F(OciWriter, ABodyAloneNamesNoImage) {
+  std::string body;
+  ASSERT_TRUE(write_thin_body(string_sink(body), set, {app}, {mid}).has_value());
+  const auto tar = read_tar(body);
+  EXPECT_TRUE(has_entry(tar, blob_entry(mid)));
+  EXPECT_TRUE(has_entry(tar, "oci-layout"));
+  EXPECT_FALSE(has_entry(tar, "index.json"));
+  EXPECT_EQ(body.size() % 512, 0u) << "a body ends where a tar entry ends, so a tail can follow";
+}
+
+TEST_F(OciWriter, ABodyWhoseLayerChangedSinceItsProofStopsBeforeIt) {
+  const Blob& b = *set.find(mid);
+  change_byte_in_place(b, b.size / 3);
+  std::string body;
+  auto r = write_thin_body(string_sink(body), set, {app}, {mid});
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind, util::ErrorKind::bad_input);
+  EXPECT_FALSE(has_entry(read_tar(body), blob_entry(mid)));
+}
+
 TEST_F(OciWriter, ClosedPipeIsAnIoError) {
   int fds[2];
   ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);

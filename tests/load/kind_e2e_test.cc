@@ -76,7 +76,8 @@ public:
     write_file(ctx / "Dockerfile", "FROM " + std::string(base) + "\nRUN echo " + text + " > /msg && echo " +
                                        prefix_ + " > /.built-for\nCMD [\"/bin/cat\", \"/msg\"]\n");
     const auto name = prefix_ + ":" + tag;
-    auto r = run_command({"docker", "build", "-q", "-t", name, ctx.string()});
+    // No network: the build needs none, and the engine's default bridge may be absent.
+    auto r = run_command({"docker", "build", "-q", "--network", "none", "-t", name, ctx.string()});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     built_.push_back({name, split_lines(run_command({"docker", "image", "inspect", "-f", "{{.Id}}", name}).out).at(0)});
     return built_.back();

@@ -593,6 +593,42 @@ TEST_F(LoaderProtocol, DryRunChangesNothing) {
   EXPECT_EQ(std::count(node.log.begin(), node.log.end(), Op::import), 0);
 }
 
+// Nodes that lack the same blobs share one stream body: the input is read for them
+// once, and each node still gets its own staging names and a whole archive.
+TEST_F(LoaderProtocol, NodesThatLackTheSameBlobsShareOneStreamBody) {
+  auto v1 = archive("v1.tar", {"app:v1=base:300K,top:40K"});
+  auto images = plan::select_images(*v1, std::nullopt);
+  ASSERT_TRUE(images.has_value());
+  std::vector<std::unique_ptr<FakeNode>> nodes;
+  std::vector<Target> targets;
+  for (int i = 0; i < 4; ++i) {
+    nodes.push_back(std::make_unique<FakeNode>());
+    targets.push_back(Target{*node::parse_node_uri("docker://fake" + std::to_string(i)), nodes.back().get(), nullptr});
+  }
+  // The last node holds the base layer already, under another image: its body is
+  // another, which no other node reads.
+  auto v0 = archive("v0.tar", {"base:v0=base:300K"});
+  ASSERT_EQ(v0->images.at(0).layers.at(0).blob.digest, v1->images.at(0).layers.at(0).blob.digest);
+  ASSERT_EQ(load_into(*nodes.back(), *v0, false).status, NodeStatus::ok);
+  LoadOptions options;
+  Quiet quiet;
+  auto report = load::load(*v1, *images, targets, options, quiet);
+  ASSERT_TRUE(report.has_value()) << report.error().message;
+  for (const auto& n : report->nodes) {
+    EXPECT_EQ(n.status, NodeStatus::ok) << n.node << ": " << n.error;
+  }
+  EXPECT_EQ(report->stream_bodies, 1u) << "three nodes share one body; the fourth's is written into its stream";
+  const auto both = v1->images.at(0).layers.at(0).blob.size + v1->images.at(0).layers.at(1).blob.size;
+  EXPECT_GT(report->stream_bytes, both);
+  EXPECT_LT(report->stream_bytes, both + 16 * 1024) << "one body of both layers";
+  for (const auto& node : nodes) {
+    EXPECT_EQ(node->images.count("docker.io/library/app:v1"), 1u);
+  }
+  const auto& layers = v1->images.at(0).layers;
+  EXPECT_EQ(report->nodes.at(0).layer_bytes_sent, layers.at(0).blob.size + layers.at(1).blob.size);
+  EXPECT_EQ(report->nodes.at(3).layer_bytes_sent, layers.at(1).blob.size);
+}
+
 // --- through a registry (--via) ---
 
 // A registry in memory that publish fills from the set, and a Via that pulls from it.
@@ -886,6 +922,27 @@ TEST_F(LoaderProtocol, NodesOnThisMachineAndWireCompressionNoneNeverCompress) {
 // The proof is an earlier read: a layer rewritten in place (same size) before the
 // stream is written must fail the node and name nothing, compressed or not; the
 // compressed stream is left a cut frame, which no decoder takes as whole.
+TEST_F(LoaderProtocol, SshNodesShareOneCompressedBodyEachWithItsOwnNames) {
+  auto v1 = archive("v1.tar", {"app:v1=base:256K,top:64K"});
+  auto images = plan::select_images(*v1, std::nullopt);
+  ASSERT_TRUE(images.has_value());
+  FakeNode a;
+  FakeNode b;
+  const std::vector<Target> targets{Target{*node::parse_node_uri("ssh://root@host-a"), &a, nullptr},
+                                    Target{*node::parse_node_uri("ssh://root@host-b"), &b, nullptr}};
+  LoadOptions options;
+  Quiet quiet;
+  auto report = load::load(*v1, *images, targets, options, quiet);
+  ASSERT_TRUE(report.has_value()) << report.error().message;
+  ASSERT_TRUE(report->all_ok());
+  EXPECT_EQ(report->stream_bodies, 1u);
+  for (auto* node : {&a, &b}) {
+    EXPECT_EQ(node->streams, std::vector<node::WireCompression>{node::WireCompression::zstd});
+    EXPECT_EQ(node->images.count("docker.io/library/app:v1"), 1u);
+  }
+  EXPECT_NE(a.last_compressed, b.last_compressed) << "each stream ends with its own staging names";
+}
+
 TEST_F(LoaderProtocol, AnInputChangedSinceItsProofFailsTheCompressedStreamAndNamesNothing) {
   uri_ = ssh_node();
   auto v1 = archive("v1.tar", {"app:v1=base:256K"}, {"--layout", "docker-save"});
@@ -908,8 +965,11 @@ TEST_F(LoaderProtocol, AnInputChangedSinceItsProofFailsTheCompressedStreamAndNam
   EXPECT_THAT(r.error, HasSubstr("changed since it was read"));
   EXPECT_EQ(node.streams.front(), node::WireCompression::zstd);
   EXPECT_TRUE(node.images.empty()) << "no name, staging or real";
-  ASSERT_FALSE(node.last_compressed.empty());
-  EXPECT_FALSE(util::zstd_decompress(node.last_compressed).has_value()) << "the frame was closed after the failure";
+  // The stream's body is written apart from it (spool.h): the failure may reach the
+  // stream before any byte does. What did reach it is never a whole frame.
+  if (!node.last_compressed.empty()) {
+    EXPECT_FALSE(util::zstd_decompress(node.last_compressed).has_value()) << "the frame was closed after the failure";
+  }
 }
 
 } // namespace

@@ -4,7 +4,7 @@
 // or manifest, Image::target) through the io.containerd.image.name annotation, the
 // indexes down to each manifest, every manifest and config, and only the layer blobs
 // the receiving node lacks. Other platforms an index lists stay behind: an import for
-// one platform never reads them. Nothing is written to disk.
+// one platform never reads them.
 
 #include "kload/format/model.h"
 #include "kload/util/error.h"
@@ -52,6 +52,19 @@ util::Result<ThinStats> write_thin_archive(const util::ByteSink& out, const Imag
                                            const std::vector<ThinEntry>& entries,
                                            const std::unordered_set<util::Digest>& layers,
                                            const ProgressFn& progress = {});
+
+// The same archive in two parts, for one body sent to many nodes whose tails differ
+// (each node's own staging names): write_thin_body writes oci-layout and the blobs of
+// `images` (their metadata, and their layers in `layers`), the archive's entries up to
+// index.json, with no end; write_thin_tail writes index.json naming `entries` and the
+// end of the archive. A body followed by a tail is the archive write_thin_archive
+// writes, byte for byte; a body alone names no image. Errors as above; the tail
+// returns the bytes it wrote, and the body's total_bytes counts the body only.
+util::Result<ThinStats> write_thin_body(const util::ByteSink& out, const ImageSet& set,
+                                        const std::vector<const Image*>& images,
+                                        const std::unordered_set<util::Digest>& layers,
+                                        const ProgressFn& progress = {});
+util::Result<std::uint64_t> write_thin_tail(const util::ByteSink& out, const std::vector<ThinEntry>& entries);
 
 // The index.json of such an archive (exposed for tests).
 std::string thin_index_json(const std::vector<ThinEntry>& entries);

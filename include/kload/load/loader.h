@@ -122,6 +122,10 @@ struct LoadReport {
   std::optional<ViaReport> via;  // set for a load through a registry
   std::uint64_t blobs_hashed = 0;
   std::uint64_t bytes_hashed = 0;
+  // The import streams' bodies written, one per distinct content (however many nodes
+  // were sent it), and their bytes: what the nodes' streams read from the input.
+  std::uint64_t stream_bodies = 0;
+  std::uint64_t stream_bytes = 0;
   double seconds = 0;
   [[nodiscard]] bool all_ok() const;
 };

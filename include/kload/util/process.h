@@ -102,6 +102,13 @@ private:
 // other write failure, with `what` in the message.
 Result<void> write_all(int fd, const void* data, std::size_t size, const std::string& what);
 
+// Writes `size` bytes of file `from`, from `offset` on, to `to` (a pipe, as write_all
+// writes it, the same wait for room and stall limit): with splice, so the bytes do not
+// pass through this process, else (a file system splice cannot read) with pread and
+// write_all. `from`'s own offset is left alone, so threads may share it.
+// Error: as write_all's, or `from` read short ("it ended early") or failing.
+Result<void> copy_range(int from, std::uint64_t offset, std::uint64_t size, int to, const std::string& what);
+
 // Kills (SIGKILL) the process group of every child a SystemProcessRunner is running.
 // Async-signal-safe: for the handlers of install_cleanup_signal_handlers, since the
 // children no longer share kload's process group and would outlive it.
