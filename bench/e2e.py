@@ -1820,13 +1820,16 @@ class DockerBench:
         if thin:
             thin.unlink()
 
-    def archive(self, name: str, mib: int, top: str | None = None) -> Archive:
+    def archive(self, name: str, mib: int, top: str | None = None, ref: str | None = None) -> Archive:
+        """An image of `mib` MiB in WORK/NAME.tar, named `ref` (default NAME's
+        "app256-v1" as "app256:v1"); `top` gives its top layer another seed."""
         layers = list(IMAGES[mib])
         if top:
             seed, size = layers[-1]
             layers[-1] = (seed + "-" + top, size)
         out = self.work / f"{name}.tar"
-        args = ["--image", f"{name.split('-')[0]}:{name.split('-', 1)[1]}=" +
+        ref = ref or f"{name.split('-')[0]}:{name.split('-', 1)[1]}"
+        args = ["--image", f"{ref}=" +
                 ",".join(f"{seed}:{size}" for seed, size in layers), "--compressible", "0.5"]
         self.runner.run([sys.executable, str(MKIMAGE), *args, str(out)], timeout=600)
         info = json.loads(self.runner.run([self.kload, "inspect", "--json", str(out)]).out)
@@ -1846,7 +1849,8 @@ class DockerBench:
         mib, n = p["reload"], p["reload_nodes"]
         v1 = self.archive(f"app{mib}-v1", mib)
         if not only or "dev" in only:
-            v2 = self.archive(f"app{mib}-v2", mib, top="v2")
+            # A rebuild under the same tag, as a developer reloads: the name moves.
+            v2 = self.archive(f"app{mib}-v2", mib, top="v2", ref=f"app{mib}:v1")
             row = DRow("dev", f"dev reload, {mib} MiB", "dev", n, mib, v2.size)
             self.rows.append(row)
             self.reload(row, v1, v2)

@@ -447,8 +447,8 @@ private:
 
   // One round trip: the import, then a check of the staging names (ctr can succeed and
   // still leave an incomplete image: a blob the node was thought to hold is gone, but
-  // its snapshot is there). When every name is new on the node, the same round trip
-  // commits (commit_new_names).
+  // its snapshot is there). When the plan only sends, the same round trip commits
+  // (commit_by_tag).
   Staged import_staged(StagingGuard& staging) {
     std::vector<format::ThinEntry> entries;
     node::Changes then;
@@ -457,9 +457,9 @@ private:
       then.gate.emplace_back(entries.back().ref, image->target().digest);
       staging.add(entries.back().ref);
     }
-    const bool commit = all_names_new();
+    const bool commit = commits_by_tag();
     if (commit) {
-      commit_new_names(entries, staging, then);
+      commit_by_tag(entries, staging, then);
     } else {
       for (auto& [name, target] : std::exchange(then.gate, {})) {
         then.check.push_back(name);
@@ -483,8 +483,9 @@ private:
         return Staged::stale;
       }
       if (commit && e.step == node::ChangeError::Step::tag) {
-        // Staged and complete, but a name appeared since the probe (another load):
-        // the commit import re-points it.
+        // Staged and complete, but a name is there (containerd 1.x's tag does not
+        // re-point one; or another load made it since the probe): the commit import
+        // re-points it.
         return Staged::ok;
       }
       failed(e.error.error.message);
@@ -504,22 +505,21 @@ private:
     return complete ? Staged::ok : Staged::stale;
   }
 
-  // Whether no name the plan sets is on the node: nothing to re-point, so each is
-  // created from its staging name in the import's round trip.
-  [[nodiscard]] bool all_names_new() const {
+  // Whether the plan only sends (or skips) images: then each name can be set from
+  // its staging name in the import's round trip (commit_by_tag).
+  [[nodiscard]] bool commits_by_tag() const {
     return std::all_of(plan_.steps.begin(), plan_.steps.end(), [&](const plan::ImageStep& step) {
-      return step.action == plan::Action::skip ||
-             (step.action == plan::Action::send &&
-              std::none_of(step.names.begin(), step.names.end(),
-                           [&](const std::string& name) { return find_status(statuses_, name) != nullptr; }));
+      return step.action == plan::Action::skip || step.action == plan::Action::send;
     });
   }
 
-  // The commit of names new on the node, after the import and its gate (every staged
-  // image complete at its target, checked on the node): each name is created from its
-  // target's staging name (`tag` without --force: in one step, and failing if another
-  // load made the name meanwhile), the staging names go, and the names are checked.
-  void commit_new_names(const std::vector<format::ThinEntry>& entries, const StagingGuard& staging,
+  // The commit in the import's round trip, after its gate (every staged image complete
+  // at its target, checked on the node): each name is set from its target's staging
+  // name by `tag` without --force, the staging names go, and the names are checked.
+  // A new name is created in one step. An existing one: containerd 2.x's ctr tags
+  // through the Transfer API, which updates the name in one step; 1.x's refuses
+  // ("already exists"), and the commit import (finish) re-points it instead.
+  void commit_by_tag(const std::vector<format::ThinEntry>& entries, const StagingGuard& staging,
                         node::Changes& then) {
     for (const auto& step : plan_.steps) {
       if (step.action != plan::Action::send) {

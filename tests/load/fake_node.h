@@ -36,6 +36,9 @@ public:
   std::set<util::Digest> unpacked;              // layers whose snapshot exists
   std::string uuid = "11111111-2222-3333-4444-555555555555";
   bool has_zstd = true;                         // what a probe asking for zstd hears
+  // containerd 2.x: `ctr images tag` creates or updates a name (the Transfer API),
+  // --force or not; 1.x's refuses a name that exists unless --force.
+  bool tag_updates = false;
   std::vector<Op> log;                          // every call, in order
   // A registry the node pulls from: blob (manifests, configs, layers) -> bytes, shared
   // by the nodes of a test; and every blob this node fetched from it, in order.
@@ -215,7 +218,7 @@ public:
       if (it == images.end()) {
         return util::fail(util::ErrorKind::node, fmt::format("node fake: ctr: image \"{}\": not found", t.source));
       }
-      if (t.replace == node::Replace::no && images.contains(t.target)) {
+      if (t.replace == node::Replace::no && !tag_updates && images.contains(t.target)) {
         return util::fail(util::ErrorKind::node,
                           fmt::format("node fake: ctr: image \"{}\": already exists", t.target));
       }
