@@ -105,6 +105,15 @@ node_image() {
     printf '%s\n' "$image"
     return 0
   fi
+  # Another engine of this machine that has it (tools/engine's users): copied, not built.
+  if [[ -n ${KLOAD_LAB_IMAGE_SOURCE:-} ]] && DOCKER_HOST=$KLOAD_LAB_IMAGE_SOURCE docker image inspect "$image" >/dev/null 2>&1; then
+    echo "$PROG: copying node image $image from $KLOAD_LAB_IMAGE_SOURCE" >&2
+    if DOCKER_HOST=$KLOAD_LAB_IMAGE_SOURCE docker save "$image" | docker load -q >/dev/null; then
+      printf '%s\n' "$image"
+      return 0
+    fi
+    echo "$PROG: copying failed; building it here" >&2
+  fi
   ensure_base_image
   "$HERE/thirdparty" build "${bins[@]}" >&2 || die "cannot build the node's programs"
   ctx=$(mktemp -d "${TMPDIR:-/tmp}/kload-lab-image.XXXXXX")

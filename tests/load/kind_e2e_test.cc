@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
+#include <optional>
 #include <random>
 
 namespace kload::testing {
@@ -101,6 +102,60 @@ private:
 
   std::string prefix_;
   std::vector<Image> built_;
+};
+
+// Sets an environment variable while it lives: every program the test starts then
+// inherits it.
+class ScopedEnv {
+public:
+  ScopedEnv(std::string name, const std::string& value) : name_(std::move(name)) {
+    if (const char* old = std::getenv(name_.c_str())) {
+      old_ = old;
+    }
+    ::setenv(name_.c_str(), value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      ::setenv(name_.c_str(), old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_.c_str());
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+private:
+  std::string name_;
+  std::optional<std::string> old_;
+};
+
+// A Docker engine of the test's own that stores images in containerd (tools/engine),
+// removed when the test ends.
+class PrivateEngine {
+public:
+  explicit PrivateEngine(std::filesystem::path dir) : dir_(std::move(dir)) {
+    auto r = run_command({tool(), "up", dir_.string()});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    if (r.exit_code == 0) {
+      host_ = split_lines(r.out).at(0);
+    }
+  }
+  ~PrivateEngine() {
+    if (!host_.empty()) {
+      auto r = run_command({tool(), "down", dir_.string()});
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+    }
+  }
+  PrivateEngine(const PrivateEngine&) = delete;
+  PrivateEngine& operator=(const PrivateEngine&) = delete;
+
+  // Its DOCKER_HOST; empty when it did not start.
+  [[nodiscard]] const std::string& host() const { return host_; }
+
+private:
+  static std::string tool() { return (source_dir() / "tools" / "engine").string(); }
+  std::filesystem::path dir_;
+  std::string host_;
 };
 
 // "docker.io/" + name, as kind and containerd normalise a name with a path.
@@ -449,6 +504,55 @@ TEST_F(E2EKind, KloadAsKindServesLoadsAndHandsOnTheRest) {
   EXPECT_EQ(failed.exit_code, 1) << failed.err;
   EXPECT_THAT(failed.err, HasSubstr("ERROR: failed to load images: node " + lab.container(1)));
   EXPECT_THAT(failed.err, Not(HasSubstr("present on all nodes")));
+}
+
+// Docker's containerd image store, as Docker 29 sets up new installs: the engine's
+// image ID is the manifest's digest, not the config's, and `docker save` writes an OCI
+// layout. The nodes are on the same engine, as kind puts them.
+TEST_F(E2EKind, DockerImageFromAnEngineWithTheContainerdImageStore) {
+  const char* machine = std::getenv("DOCKER_HOST");
+  PrivateEngine engine(scratch / "engine");
+  ASSERT_FALSE(engine.host().empty());
+  const ScopedEnv source("KLOAD_LAB_IMAGE_SOURCE", machine != nullptr ? machine : "unix:///var/run/docker.sock");
+  const ScopedEnv host("DOCKER_HOST", engine.host());
+  Lab lab(scratch / "lab", 2, kind());
+  ASSERT_TRUE(lab.up());
+  Images own;  // this engine's images, removed while DOCKER_HOST still names it
+  const auto [name, id] = own.build(scratch, "dev", "from-the-containerd-store");
+  auto r = kload({"docker-image", name, "--name", lab.cluster(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto first = json::parse(r.out);
+  EXPECT_TRUE(first["dockerSaved"].get<bool>());
+  const auto config = first["nodes"][0]["images"][0]["id"].get<std::string>();
+  EXPECT_NE(config, id) << "the engine names the image by its manifest's digest";
+  for (int n = 1; n <= 2; ++n) {
+    const auto listed = lab.images(n);
+    const auto it = std::find_if(listed.begin(), listed.end(), [&](const auto& i) { return i.first == full(name); });
+    ASSERT_NE(it, listed.end()) << "node " << n;
+    EXPECT_EQ(it->second.target, id) << "node " << n << ": the name points at what the engine calls the image";
+    EXPECT_TRUE(it->second.complete);
+  }
+  expect_usable(lab, 2, full(name), config, "from-the-containerd-store");
+
+  // Unchanged: the engine's ID is recognised on every node; nothing is saved.
+  auto again = kload({"docker-image", name, "--name", lab.cluster(), "--json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  const auto second = json::parse(again.out);
+  EXPECT_FALSE(second["dockerSaved"].get<bool>());
+  for (const auto& node : second["nodes"]) {
+    EXPECT_EQ(node["ctrCalls"], 1) << node;
+  }
+
+  // A rebuild under the same tag: only its own layer travels.
+  const auto [v2, id2] = own.build(scratch, "dev", "rebuilt-in-the-containerd-store");
+  ASSERT_NE(id2, id);
+  auto reload = kload({"docker-image", v2, "--name", lab.cluster(), "--json"});
+  ASSERT_EQ(reload.exit_code, 0) << reload.err;
+  for (const auto& node : json::parse(reload.out)["nodes"]) {
+    EXPECT_EQ(node["layersSent"], 1) << node;
+  }
+  const auto config2 = json::parse(reload.out)["nodes"][0]["images"][0]["id"].get<std::string>();
+  expect_usable(lab, 2, full(v2), config2, "rebuilt-in-the-containerd-store");
 }
 
 } // namespace
