@@ -1542,7 +1542,7 @@ class DRow:
     """One scenario: every method's runs, in the order they ran."""
     key: str
     title: str
-    kind: str  # first | dev | unchanged
+    kind: str  # first | dev | unchanged | docker-dev
     nodes: int
     image_mib: int
     archive_bytes: int = 0
@@ -1672,12 +1672,14 @@ class DockerBench:
             shutil.copytree(warm, d)
         return d
 
-    def kind_run(self, archive: Archive, env=None) -> Proc:
-        return self.runner.run([self.kind, "load", "image-archive", str(archive.path), "--name", self.lab.cluster],
-                               env=env or self.kind_env)
+    def kind_run(self, archive: Archive, env=None, image: str | None = None) -> Proc:
+        """`kind load image-archive ARCHIVE`, or `kind load docker-image IMAGE`."""
+        what = ["docker-image", image] if image else ["image-archive", str(archive.path)]
+        return self.runner.run([self.kind, "load", *what, "--name", self.lab.cluster], env=env or self.kind_env)
 
-    def kload_run(self, archive: Archive, cache: Path | None, env=None) -> Proc:
-        argv = [self.kload, "image-archive", str(archive.path), "--name", self.lab.cluster, "--json"]
+    def kload_run(self, archive: Archive, cache: Path | None, env=None, image: str | None = None) -> Proc:
+        what = ["docker-image", image] if image else ["image-archive", str(archive.path)]
+        argv = [self.kload, *what, "--name", self.lab.cluster, "--json"]
         argv += ["--cache", str(cache)] if cache else ["--no-cache"]
         p = self.runner.run(argv, env=env)
         report = json.loads(p.out)
@@ -1779,44 +1781,58 @@ class DockerBench:
                 log(f"{row.key}: {what} run {r + 1}: {wall:.3f} s")
         thin.unlink()
 
-    def reload(self, row: DRow, before: Archive, after: Archive) -> None:
+    def put_back(self, before: Archive) -> None:
+        """After a run that moved a name of `before` to another image: `before` loaded
+        again (kload, no cache), so that the name and its blobs are as they were."""
+        self.runner.run([self.kload, "image-archive", str(before.path), "--name", self.lab.cluster, "--no-cache"])
+
+    def reload(self, row: DRow, before: Archive, after: Archive, image: str | None = None) -> None:
         """Nodes hold `before`, loaded by kload into a cache that every kload run starts
-        from (a fresh copy); each run loads `after`, then the nodes are put back."""
+        from (a fresh copy); each run loads `after` (from the engine as `image` when
+        given: it must be there under that name), then the nodes are put back."""
         n = row.nodes
         row.load, row.busy = Path("/proc/loadavg").read_text().split()[0], other_work()
         nodes = self.lab.up(n)
         cache = self.new_cache()
         self.runner.run([self.kload, "image-archive", str(before.path), "--name", self.lab.cluster, "--cache",
                          str(cache)])
+        moved = bool(names_of(before) & names_of(after))
         warm = self.work / f"warm-{row.key}"
         shutil.copytree(cache, warm)
         states = []
         for node in nodes:
             dcollect_garbage(self.runner, node)
             states.append(dnode_state(self.runner, node))
-        thin, argv = self.traced(row, after, self.new_cache(warm))
-        drestore(self.runner, nodes, states)
-        self.kind_traced(row, after)
-        drestore(self.runner, nodes, states)
+        def restore() -> None:
+            if moved:
+                self.put_back(before)
+            drestore(self.runner, nodes, states)
+
+        thin, argv = None, []
+        if image is None:
+            thin, argv = self.traced(row, after, self.new_cache(warm))
+            restore()
+            self.kind_traced(row, after)
+            restore()
         methods = ["kind", "kload", "kload --no-cache"] + (["floor"] if thin else [])
         for r in range(self.runs):
             for what in rotated(methods, r):
                 os.sync()
                 if what == "kind":
-                    wall = self.kind_run(after).wall
+                    wall = self.kind_run(after, image=image).wall
                     row.walls.setdefault("kind", []).append(wall)
                 elif what == "kload":
-                    p = self.kload_run(after, self.new_cache(warm))
+                    p = self.kload_run(after, self.new_cache(warm), image=image)
                     self.record_kload(row, p)
                     wall = p.wall
                 elif what == "kload --no-cache":
-                    wall = self.kload_run(after, None).wall
+                    wall = self.kload_run(after, None, image=image).wall
                     row.walls.setdefault(what, []).append(wall)
                 else:
                     wall = self.floor_run(thin, argv)
                     row.walls.setdefault("floor", []).append(wall)
                 log(f"{row.key}: {what} run {r + 1}: {wall:.3f} s")
-                drestore(self.runner, nodes, states)
+                restore()
         if thin:
             thin.unlink()
 
@@ -1858,9 +1874,24 @@ class DockerBench:
             row = DRow("unchanged", f"unchanged reload, {mib} MiB", "unchanged", n, mib, v1.size)
             self.rows.append(row)
             self.reload(row, v1, v1)
+        if not only or "docker-dev" in only:
+            # The developer's loop itself: the rebuilt image is in the engine under the
+            # tag the nodes hold, and both tools take it from there (docker save).
+            v2 = self.archive(f"app{mib}-v2", mib, top="v2", ref=f"app{mib}:v1")
+            row = DRow("docker-dev", f"docker-image dev reload, {mib} MiB", "docker-dev", n, mib, v2.size)
+            self.rows.append(row)
+            self.runner.run(["docker", "load", "-q", "-i", str(v2.path)], timeout=600)
+            try:
+                self.reload(row, v1, v2, image=f"app{mib}:v1")
+            finally:
+                self.runner.run(["docker", "rmi", f"app{mib}:v1"], check=False)
 
 
 # ---------------------------------------------------------------- Docker-mode report
+
+
+def names_of(archive: Archive) -> set[str]:
+    return {name for image in archive.images for name in image.get("names", [])}
 
 
 def batch_steps(script: str) -> list[list[str]]:
@@ -1957,6 +1988,9 @@ def targets_of(row: DRow) -> list[str]:
         f = kload / floor
         out.append(f"<= floor +5%: " + verdict(f <= TARGET_FIRST_OVER_FLOOR, f"+{(f - 1) * 100:.0f}%"))
         out.append(f"<= {TARGET_CALLS_COLD} calls/node: " + verdict(calls <= TARGET_CALLS_COLD, f"{calls}"))
+    elif row.kind == "docker-dev":
+        out.append("none set (kind's own loop, for comparison); "
+                   f"<= {TARGET_CALLS_COLD} calls/node: " + verdict(calls <= TARGET_CALLS_COLD, f"{calls}"))
     elif row.kind == "dev":
         r = kind / kload
         out.append(f">= {TARGET_DEV_VS_KIND:.0f}x kind: " + verdict(r >= TARGET_DEV_VS_KIND, f"{r:.1f}x"))
@@ -2005,8 +2039,13 @@ def write_docker_results(bench: DockerBench, path: Path, minutes: float, load_st
       "the thin archive kload sent, with kload's own ctr words: the stream is captured by a `docker` wrapper "
       "first on PATH during one untimed kload run per scenario (the same wrapper counts kind's and kload's "
       "docker processes per node in untimed runs).")
-    a("* `kind load docker-image` is not measured: every scenario starts from an archive, and a Docker-image "
-      "scenario would add a `docker save` to both sides without telling more about the load itself.")
+    a("* **docker-image dev reload**: the rebuilt image is in the engine (`docker load`, untimed) under the tag the "
+      "nodes hold, and each tool takes it from there: `kind load docker-image IMAGE --name CLUSTER` (which runs "
+      "`docker save` to a file, then imports all of it) against `kload docker-image IMAGE --name CLUSTER --json "
+      "--cache DIR` (which asks the engine and the nodes first, then streams `docker save` and sends what the "
+      "nodes lack). No floor: the stream is not an archive kload wrote.")
+    a("* Reloads under a tag the nodes hold move that name: after each run the starting image is loaded again "
+      "(kload, untimed) before the node is checked to be as it was.")
     a("* **Fresh nodes**: first loads re-create the lab (new containers) before every run of every method. "
       "Reloads load the starting image once with kload, run containerd's GC, record each node's names, blobs "
       "and snapshots, and after every run remove what the run added (`ctr images rm --sync`) and check the node "
@@ -2099,7 +2138,7 @@ def docker_main(argv: list[str]) -> int:
     ap.add_argument("--runs", type=int, default=0, help="runs per method (default: the profile's)")
     ap.add_argument("--kload", default=str(ROOT / "build" / "kload"), help="the kload binary (default build/kload)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"), help="where to write the results")
-    ap.add_argument("--only", default="", help="comma-separated: first, first-SIZEM-N, dev, unchanged")
+    ap.add_argument("--only", default="", help="comma-separated: first, first-SIZEM-N, dev, unchanged, docker-dev")
     ap.add_argument("--cluster", default="", help="the lab's cluster name (default kload-e2e-PID)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (inputs, traces)")
     ap.add_argument("--note", default="", help="what the kload binary is, for RESULTS.md (e.g. its commit)")
