@@ -2067,7 +2067,7 @@ def write_docker_results(bench: DockerBench, path: Path, minutes: float, load_st
         calls = max((max(c) for c in row.kload_calls), default=-1)
         cpu = statistics.median(row.kload_cpu) / row.nodes if row.kload_cpu else float("nan")
         cpu_s = f"{cpu:.3f}" if cpu > 0 else "< 0.01"  # /proc/PID/stat counts in 10 ms ticks
-        floor_s = fmt_s(floor) if row.walls.get("floor") else "0 (nothing to import)"
+        floor_s = fmt_s(floor) if row.walls.get("floor") else "-" if row.kind == "docker-dev" else "0 (nothing to import)"
         kof = f"{kload / floor:.2f}x" if row.walls.get("floor") else "-"
         dk = "-" if row.kind_docker_calls is None else f"{row.kind_docker_calls:g}"
         dl = "-" if row.kload_docker_calls is None else f"{row.kload_docker_calls:g}"
