@@ -78,6 +78,13 @@ struct Shared {
   Spools spools;
 };
 
+// Whether every layer of `image` is among the `layers` a stream carries (its indexes,
+// manifest and config always are).
+bool carried_whole(const format::Image& image, const std::unordered_set<util::Digest>& layers) {
+  return std::all_of(image.layers.begin(), image.layers.end(),
+                     [&](const format::Layer& layer) { return layers.contains(layer.blob.digest); });
+}
+
 // The images a plan sends, each target once, in the plan's order.
 std::vector<const format::Image*> images_sent(const plan::NodePlan& plan) {
   std::vector<const format::Image*> images;
@@ -452,12 +459,19 @@ private:
   Staged import_staged(StagingGuard& staging) {
     std::vector<format::ThinEntry> entries;
     node::Changes then;
+    const bool commit = commits_by_tag();
+    const std::unordered_set<Digest> layers(plan_.layers.begin(), plan_.layers.end());
     for (const auto* image : images_sent(plan_)) {
       entries.push_back(format::ThinEntry{image, make_staging_name(image->target().digest)});
-      then.gate.emplace_back(entries.back().ref, image->target().digest);
       staging.add(entries.back().ref);
+      // An image whose every blob is in the stream is complete once the import
+      // succeeded (containerd verified each blob on the way in; the staging name, which
+      // only this load knows, keeps them from GC): no gate. An image that relies on
+      // blobs the node held passes it before any name is set.
+      if (!commit || !carried_whole(*image, layers)) {
+        then.gate.emplace_back(entries.back().ref, image->target().digest);
+      }
     }
-    const bool commit = commits_by_tag();
     if (commit) {
       commit_by_tag(entries, staging, then);
     } else {
@@ -466,7 +480,6 @@ private:
       }
     }
     then.expect_uuid = unconfirmed_uuid_;
-    const std::unordered_set<Digest> layers(plan_.layers.begin(), plan_.layers.end());
     std::optional<util::Error> write_error;
     auto statuses = send_archive(entries, layers, then, write_error);
     if (write_error && write_error->kind == util::ErrorKind::bad_input) {

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <random>
+#include <span>
 
 namespace kload::node {
 
@@ -54,6 +55,45 @@ std::vector<Section> sections_of(std::string_view stream, std::string_view marke
   return out;
 }
 
+bool runs_concurrently(const BatchStep& step) {
+  return step.concurrent && !step.reads_stdin && !step.stop_on_failure;
+}
+
+std::string command_of(const BatchStep& step) {
+  std::string words;
+  for (const auto& word : step.words) {
+    words += util::shell_quote(word) + " ";
+  }
+  return words;
+}
+
+// "b; WORDS </dev/null; e on": the step between its begin and end lines.
+std::string in_order(const BatchStep& step) {
+  std::string line = "b; " + command_of(step);
+  line += step.reads_stdin ? "; e" : "</dev/null; e";
+  line += step.stop_on_failure ? "\n" : " on\n";
+  return line;
+}
+
+// Steps started together, each writing its stdout, stderr and status into $d, then
+// framed in order by `c` once all have ended; one by one where `mktemp -d` fails.
+std::string together(std::span<const BatchStep> group) {
+  std::string script = "if d=$(mktemp -d 2>/dev/null); then\n";
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    script += fmt::format("({}</dev/null >\"$d/{}\" 2>\"$d/{}e\"; echo $? >\"$d/{}s\") &\n", command_of(group[i]), i,
+                          i, i);
+  }
+  script += "wait\n";
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    script += fmt::format("c {}; e on\n", i);
+  }
+  script += "rm -rf \"$d\"\nelse\n";
+  for (const auto& step : group) {
+    script += in_order(step);
+  }
+  return script + "fi\n";
+}
+
 } // namespace
 
 std::string batch_marker() {
@@ -68,20 +108,27 @@ std::string batch_marker() {
 std::string batch_script(std::string_view marker, const std::vector<BatchStep>& steps) {
   // b: the begin line on both streams. e: the end line with the step's status (the
   // `$?` of the command just before it); a failed step ends the script (which still
-  // exits 0: the status travels in the end line) unless `e on` follows it.
+  // exits 0: the status travels in the end line) unless `e on` follows it. c: a
+  // concurrent step's begin line, what it wrote, and its status as c's own.
   std::string script = fmt::format(
       "k={}\n"
       "b() {{ printf '%s begin\\n' \"$k\"; printf '%s begin\\n' \"$k\" >&2; }}\n"
       "e() {{ r=$?; printf '\\n%s end %s\\n' \"$k\" \"$r\"; printf '\\n%s end %s\\n' \"$k\" \"$r\" >&2; "
-      "[ \"$r\" = 0 ] || [ \"$1\" = on ] || exit 0; }}\n",
+      "[ \"$r\" = 0 ] || [ \"$1\" = on ] || exit 0; }}\n"
+      "c() {{ b && cat \"$d/$1\"; cat \"$d/$1e\" >&2; return \"$(cat \"$d/$1s\" 2>/dev/null || echo 255)\"; }}\n",
       util::shell_quote(std::string(marker)));
-  for (const auto& step : steps) {
-    script += "b; ";
-    for (const auto& word : step.words) {
-      script += util::shell_quote(word) + " ";
+  for (std::size_t i = 0; i < steps.size();) {
+    std::size_t end = i;
+    while (end < steps.size() && runs_concurrently(steps[end])) {
+      ++end;
     }
-    script += step.reads_stdin ? "; e" : "</dev/null; e";
-    script += step.stop_on_failure ? "\n" : " on\n";
+    if (end - i >= 2) {
+      script += together(std::span(steps).subspan(i, end - i));
+      i = end;
+    } else {
+      script += in_order(steps[i]);
+      ++i;
+    }
   }
   return script;
 }

@@ -928,22 +928,22 @@ util::Result<void> CtrClient::remove(const std::vector<std::string>& names) {
 util::Result<Probe> CtrClient::probe(const ProbeRequest& want) {
   const auto& uri = transport_.uri();
   const bool dump = want.snapshotter && uri.snapshotter.empty() && reaches_node_host(uri);
-  // Every step runs whatever the one before it said: each answers on its own.
-  std::vector<BatchStep> steps{{ctr_words(uri, check_args({})), false, false}};
+  // Queries that each answer on their own: they run at the same time.
+  std::vector<BatchStep> steps{{ctr_words(uri, check_args({})), false, false, true}};
   if (want.uuid) {
-    steps.push_back({ctr_words(uri, {"version"}), false, false});
+    steps.push_back({ctr_words(uri, {"version"}), false, false, true});
   }
   if (want.inventory) {
-    steps.push_back({ctr_words(uri, {"content", "ls"}), false, false});
+    steps.push_back({ctr_words(uri, {"content", "ls"}), false, false, true});
   }
   if (dump) {
-    steps.push_back({{"containerd", "config", "dump"}, false, false});
+    steps.push_back({{"containerd", "config", "dump"}, false, false, true});
   }
   if (want.snapshotter) {
-    steps.push_back({ctr_words(uri, {"plugins", "ls"}), false, false});
+    steps.push_back({ctr_words(uri, {"plugins", "ls"}), false, false, true});
   }
   if (want.zstd) {
-    steps.push_back({{"command", "-v", "zstd"}, false, false});
+    steps.push_back({{"command", "-v", "zstd"}, false, false, true});
   }
   auto results = batch(steps, {}, query_timeout);
   if (!results) {
@@ -1021,11 +1021,16 @@ std::expected<std::vector<ImageStatus>, ChangeError> CtrClient::apply(const Chan
   for (const auto& t : changes.tags) {
     steps.push_back({ctr_words(uri, tag_args(t)), false, true});
   }
+  // Once the names are set, dropping the staging names and checking the final ones
+  // answer on their own where they share no name: they run at the same time (a failed
+  // removal still fails the changes).
+  const bool apart = std::ranges::none_of(
+      changes.check, [&](const auto& name) { return std::ranges::find(changes.remove, name) != changes.remove.end(); });
   if (!changes.remove.empty()) {
-    steps.push_back({ctr_words(uri, remove_args(changes.remove)), false, true});
+    steps.push_back({ctr_words(uri, remove_args(changes.remove)), false, !apart, apart});
   }
   if (!changes.check.empty()) {
-    steps.push_back({ctr_words(uri, check_args(changes.check)), false, false});
+    steps.push_back({ctr_words(uri, check_args(changes.check)), false, false, apart});
   }
   if (steps.empty()) {
     return std::vector<ImageStatus>{};

@@ -300,8 +300,8 @@ TEST_F(E2EDockerImage, FirstLoadIntoAKindClusterSavesOnceAndAReloadSavesNothing)
   EXPECT_THAT(std::vector<std::string>(log.begin() + 2, save),
               UnorderedElementsAre(probe_line("dev-control-plane", true), probe_line("dev-worker", true)));
   EXPECT_EQ(saves(), 1u);
-  // After the save, the loader's one round trip per node (import, gate, the name
-  // created, check), a `sh -c` batch: two docker processes per node in all, one
+  // After the save, the loader's one round trip per node (import, the name created,
+  // check), a `sh -c` batch: two docker processes per node in all, one
   // fewer than `kind load` starts.
   for (auto line = save + 1; line != log.end(); ++line) {
     EXPECT_TRUE(line->starts_with("[exec][-i][dev-control-plane][sh][-c][") ||

@@ -1,31 +1,48 @@
 #include "kload/node/batch.h"
 
+#include "kload/util/temp_dir.h"
 #include "support/batch_emulator.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <filesystem>
+#include <iterator>
 
 namespace kload::node {
 namespace {
 
+namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using std::chrono_literals::operator""ms;
 
-// Runs `steps` as one real `sh -c` batch, as a node would.
+// Runs `steps` as one real `sh -c` batch, as a node would; `tmpdir`: the node's $TMPDIR.
 std::optional<std::vector<util::ProcessResult>> run_batch(const std::vector<BatchStep>& steps,
                                                           const util::StdinFeeder& feed = {},
-                                                          std::chrono::milliseconds timeout = 10'000ms) {
+                                                          std::chrono::milliseconds timeout = 10'000ms,
+                                                          const std::string& tmpdir = "/tmp") {
   const auto marker = batch_marker();
   util::SystemProcessRunner runner;
-  auto whole = runner.run({"sh", "-c", batch_script(marker, steps)}, feed, timeout);
+  auto whole = runner.run({"env", "TMPDIR=" + tmpdir, "sh", "-c", batch_script(marker, steps)}, feed, timeout);
   EXPECT_TRUE(whole.has_value());
   return split_batch(marker, steps, *whole);
 }
 
 BatchStep sh(const std::string& script, bool stop_on_failure = true) {
   return BatchStep{{"sh", "-c", script}, false, stop_on_failure};
+}
+
+// A query that runs at the same time as its concurrent neighbours.
+BatchStep query(const std::string& script) {
+  return BatchStep{{"sh", "-c", script}, false, false, true};
+}
+
+// Waits up to `tries` x 10 ms for FILE to exist, then prints "saw"; else exits 9. It
+// sees FILE only when the step that creates it runs at the same time, not after it.
+std::string waits_for(const std::string& file, int tries = 500) {
+  return "i=0; while [ ! -e '" + file + "' ]; do i=$((i+1)); [ $i -gt " + std::to_string(tries) +
+         " ] && exit 9; sleep 0.01; done; echo saw";
 }
 
 TEST(Batch, EachStepGetsExactlyItsOwnOutputAndStatus) {
@@ -142,6 +159,59 @@ TEST(Batch, WhatALoginShellPrintsFirstIsIgnored) {
   const auto results = split_batch(marker, {sh("echo hi")}, whole);
   ASSERT_TRUE(results);
   EXPECT_EQ((*results)[0].out, "hi\n");
+}
+
+TEST(Batch, ConcurrentQueriesRunTogetherAndAreFramedInStepOrder) {
+  auto dir = util::TempDir::create("kload-batch-test");
+  ASSERT_TRUE(dir);
+  const auto flag = (dir->path() / "flag").string();
+  const auto results = run_batch({query(waits_for(flag)), query("printf 'warn' >&2; exit 3"),
+                                  query("touch '" + flag + "'; printf 'no newline'"), sh("echo after")},
+                                 {}, 10'000ms, dir->path().string());
+  ASSERT_TRUE(results);
+  ASSERT_EQ(results->size(), 4u);
+  EXPECT_EQ((*results)[0].out, "saw\n");
+  EXPECT_EQ((*results)[0].exit_code, 0);
+  EXPECT_EQ((*results)[1].err, "warn");
+  EXPECT_EQ((*results)[1].exit_code, 3);
+  EXPECT_EQ((*results)[2].out, "no newline");
+  EXPECT_EQ((*results)[3].out, "after\n");
+  // What the queries wrote went with the script.
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir->path()), fs::directory_iterator()), 1) << "only the flag";
+}
+
+TEST(Batch, ConcurrentQueriesRunOneByOneWhereNoTemporaryDirectoryCanBeMade) {
+  const auto results = run_batch({query("printf one"), query("exit 5"), query("printf three")}, {}, 10'000ms,
+                                 "/nonexistent/kload");
+  ASSERT_TRUE(results);
+  ASSERT_EQ(results->size(), 3u);
+  EXPECT_EQ((*results)[0].out, "one");
+  EXPECT_EQ((*results)[1].exit_code, 5);
+  EXPECT_EQ((*results)[2].out, "three");
+}
+
+TEST(Batch, OnlyQueriesRunConcurrently) {
+  // A step that stops the batch on failure runs in order, whatever it asks: here the
+  // flag it waits for appears only after it.
+  auto dir = util::TempDir::create("kload-batch-test");
+  ASSERT_TRUE(dir);
+  const auto flag = (dir->path() / "flag").string();
+  BatchStep waits{{"sh", "-c", waits_for(flag, 20)}, false, true, true};
+  const auto results = run_batch({waits, query("touch '" + flag + "'")}, {}, 10'000ms, dir->path().string());
+  ASSERT_TRUE(results);
+  ASSERT_EQ(results->size(), 1u);
+  EXPECT_EQ((*results)[0].exit_code, 9);
+}
+
+TEST(Batch, TheTestEmulatorReadsConcurrentStepsBackOnceEachInOrder) {
+  const std::vector<BatchStep> steps{query("a"), query("b"), sh("c")};
+  const auto decoded = testing::decode_batch(batch_script("kload-batch-y", steps));
+  ASSERT_TRUE(decoded);
+  ASSERT_EQ(decoded->second.size(), 3u);
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    EXPECT_EQ(decoded->second[i].words, steps[i].words);
+    EXPECT_EQ(decoded->second[i].stop_on_failure, steps[i].stop_on_failure);
+  }
 }
 
 TEST(Batch, TheTestEmulatorReadsTheScriptBackExactly) {

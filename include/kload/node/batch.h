@@ -3,7 +3,9 @@
 // stops at the first that fails, and frames each one's stdout, stderr and exit status
 // between marker lines, so one round trip (one `docker exec`, one ssh connection)
 // does the work of several. The marker is random per batch: no command's output can
-// forge it.
+// forge it. Adjacent queries that depend on nothing may run at the same time: each
+// writes into a private temporary directory on the node, and the script frames what
+// they wrote in step order once all have ended, so the framing is the same either way.
 
 #include "kload/util/process.h"
 
@@ -20,6 +22,10 @@ struct BatchStep {
   std::vector<std::string> words;  // the command on the node
   bool reads_stdin = false;        // at most one step: the others read /dev/null
   bool stop_on_failure = true;     // false: the next step runs even when this one fails
+  // true: runs at the same time as the adjacent steps that say so too. Only for a step
+  // that reads no stdin and lets the next run whatever it says (a query); where the
+  // node has no `mktemp`, or it fails, the group runs one by one as usual.
+  bool concurrent = false;
 };
 
 // A fresh random marker: 32 hex digits after "kload-batch-".
