@@ -66,6 +66,13 @@ protected:
     return {std::move(gz), std::move(zst)};
   }
 
+  // Loads base:v1 (one 4K layer, "base") into `node`, then forgets the calls.
+  void give_base(FakeNode& node) {
+    auto base = archive("base.tar", {"base:v1=base:4K"});
+    ASSERT_EQ(load_into(node, *base).status, NodeStatus::ok);
+    node.forget_calls();
+  }
+
   NodeReport load_into(FakeNode& node, format::ImageSet& set, bool with_cache = true,
                        std::shared_ptr<const EarlierProbe> probed = nullptr) {
     auto images = plan::select_images(set, std::nullopt);
@@ -470,11 +477,9 @@ TEST_F(LoaderProtocol, FailedStagingRemovalFailsTheNodeAndIsTriedAgain) {
 TEST_F(LoaderProtocol, NodeThatDiesBetweenImportAndGateNeverGetsTheName) {
   // The image relies on a layer the node held: the gate (a check after the import)
   // must find it complete before any name is set.
-  auto base = archive("base.tar", {"base:v1=base:4K"});
-  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
   FakeNode node;
-  ASSERT_EQ(load_into(node, *base).status, NodeStatus::ok);
-  node.forget_calls();
+  give_base(node);
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
   node.fail(Op::check, 2, "node fake: not reachable: connection refused");
   const auto r = load_into(node, *set);
   EXPECT_EQ(r.status, NodeStatus::failed);
@@ -484,11 +489,9 @@ TEST_F(LoaderProtocol, NodeThatDiesBetweenImportAndGateNeverGetsTheName) {
 }
 
 TEST_F(LoaderProtocol, AnImageThatReliesOnTheNodesBlobsPassesTheGateBeforeItsName) {
-  auto base = archive("base.tar", {"base:v1=base:4K"});
-  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
   FakeNode node;
-  ASSERT_EQ(load_into(node, *base).status, NodeStatus::ok);
-  node.forget_calls();
+  give_base(node);
+  auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
   auto r = load_into(node, *set);
   ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
   EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::import, Op::check, Op::tag, Op::remove, Op::check}))
