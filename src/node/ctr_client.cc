@@ -929,21 +929,21 @@ util::Result<Probe> CtrClient::probe(const ProbeRequest& want) {
   const auto& uri = transport_.uri();
   const bool dump = want.snapshotter && uri.snapshotter.empty() && reaches_node_host(uri);
   // Queries that each answer on their own: they run at the same time.
-  std::vector<BatchStep> steps{{ctr_words(uri, check_args({})), false, false, true}};
+  std::vector<BatchStep> steps{query_step(ctr_words(uri, check_args({})))};
   if (want.uuid) {
-    steps.push_back({ctr_words(uri, {"version"}), false, false, true});
+    steps.push_back(query_step(ctr_words(uri, {"version"})));
   }
   if (want.inventory) {
-    steps.push_back({ctr_words(uri, {"content", "ls"}), false, false, true});
+    steps.push_back(query_step(ctr_words(uri, {"content", "ls"})));
   }
   if (dump) {
-    steps.push_back({{"containerd", "config", "dump"}, false, false, true});
+    steps.push_back(query_step({"containerd", "config", "dump"}));
   }
   if (want.snapshotter) {
-    steps.push_back({ctr_words(uri, {"plugins", "ls"}), false, false, true});
+    steps.push_back(query_step(ctr_words(uri, {"plugins", "ls"})));
   }
   if (want.zstd) {
-    steps.push_back({{"command", "-v", "zstd"}, false, false, true});
+    steps.push_back(query_step({"command", "-v", "zstd"}));
   }
   auto results = batch(steps, {}, query_timeout);
   if (!results) {

@@ -34,9 +34,7 @@ BatchStep sh(const std::string& script, bool stop_on_failure = true) {
 }
 
 // A query that runs at the same time as its concurrent neighbours.
-BatchStep query(const std::string& script) {
-  return BatchStep{{"sh", "-c", script}, false, false, true};
-}
+BatchStep query(const std::string& script) { return query_step({"sh", "-c", script}); }
 
 // Waits up to `tries` x 10 ms for FILE to exist, then prints "saw"; else exits 9. It
 // sees FILE only when the step that creates it runs at the same time, not after it.

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace kload::node {
@@ -27,6 +28,12 @@ struct BatchStep {
   // node has no `mktemp`, or it fails, the group runs one by one as usual.
   bool concurrent = false;
 };
+
+// A query: reads no stdin, lets the next step run whatever it answers, and runs at the
+// same time as the queries beside it.
+inline BatchStep query_step(std::vector<std::string> words) {
+  return BatchStep{std::move(words), false, false, true};
+}
 
 // A fresh random marker: 32 hex digits after "kload-batch-".
 std::string batch_marker();
