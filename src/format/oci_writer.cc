@@ -121,40 +121,34 @@ private:
 
 std::string blob_path(const Digest& d) { return "blobs/sha256/" + d.hex(); }
 
-// Refuses a blob whose bytes were not proven to hash to its digest: only proven bytes
-// leave the machine, and the caller hashes before sending.
-Result<void> require_proven(const Blob& b) {
-  if (!b.computed) {
-    return util::fail(ErrorKind::io, fmt::format("{}: {}: blob {} was not verified before sending", b.where.source,
-                                                 b.where.entry, b.digest.str()));
+// What the bytes of `b` hashing to `now` (not its digest) means: a damaged input, or,
+// when an earlier read proved them, an input changed since.
+util::Error not_its_bytes(const Blob& b, const Digest& now) {
+  if (b.computed == b.digest) {
+    return util::Error{ErrorKind::bad_input,
+                       fmt::format("{}: {}: the input changed since it was read (blob {} now hashes to {}); "
+                                   "run kload again",
+                                   b.where.source, b.where.entry, b.digest.str(), now.str())};
   }
-  if (*b.computed != b.digest) {
-    return util::fail(ErrorKind::bad_input, fmt::format("{}: {}: content is {}, expected {}; not sending it",
-                                                        b.where.source, b.where.entry, b.computed->str(),
-                                                        b.digest.str()));
-  }
-  return {};
-}
-
-Result<void> changed_since_proof(const Blob& b, const Digest& now) {
-  return util::fail(ErrorKind::bad_input,
-                    fmt::format("{}: {}: the input changed since it was read (blob {} now hashes to {}); "
-                                "run kload again",
-                                b.where.source, b.where.entry, b.digest.str(), now.str()));
+  return util::Error{ErrorKind::bad_input, fmt::format("{}: {}: content is {}, expected {}; not sending it",
+                                                       b.where.source, b.where.entry, now.str(), b.digest.str())};
 }
 
 // Writes blob `b` as one tar entry; `sent(n)` after every n bytes written.
 //
-// The proof (Blob::computed) came from an earlier read, and the input may have changed
-// since: the bytes are hashed again by the very read that feeds the entry, and the
-// entry's last byte is held back until that hash matches. So a changed blob never
-// reaches the node complete: its entry stays short and the stream is cut (Writer's
-// destructor), which ctr refuses.
+// This read is the proof: the bytes are hashed as they feed the entry, and the entry's
+// last byte is held back until that hash matches the digest (an earlier proof, if any,
+// may be out of date: the input can change in place). So a blob whose bytes are not
+// its digest's never reaches the node complete: its entry stays short and the stream
+// is cut (Writer's destructor), which ctr refuses.
 Result<void> write_blob_entry(Writer& w, const Blob& b, const std::function<void(std::uint64_t)>& sent) {
+  if (b.computed && *b.computed != b.digest) {
+    return std::unexpected(not_its_bytes(b, *b.computed));  // known to be wrong already
+  }
   if (b.size == 0) {
     // A header alone is a whole entry: check before writing it.
     if (const auto now = util::Sha256().finish(); now != b.digest) {
-      return changed_since_proof(b, now);
+      return std::unexpected(not_its_bytes(b, now));
     }
   }
   if (auto r = w.begin(blob_path(b.digest), b.size); !r) {
@@ -184,7 +178,7 @@ Result<void> write_blob_entry(Writer& w, const Blob& b, const std::function<void
                                                  b.where.entry, done, b.digest.str(), b.size));
   }
   if (const auto now = hash.finish(); now != b.digest) {
-    return changed_since_proof(b, now);
+    return std::unexpected(not_its_bytes(b, now));
   }
   if (auto wr = w.data(std::string_view(&last, 1)); !wr) {
     return wr;
@@ -299,9 +293,6 @@ Result<ThinStats> write_thin_body(const util::ByteSink& out, const ImageSet& set
     if (b == nullptr) {
       return util::fail(ErrorKind::bad_input, fmt::format("blob {} is not in the input", d.str()));
     }
-    if (auto r = require_proven(*b); !r) {
-      return r;
-    }
     auto r = write_blob_entry(w, *b, [&](std::uint64_t n) {
       if (is_layer) {
         stats.layer_bytes += n;
@@ -310,8 +301,9 @@ Result<ThinStats> write_thin_body(const util::ByteSink& out, const ImageSet& set
         }
       }
     });
-    if (r && is_layer) {
-      ++stats.layers_sent;
+    if (r) {
+      stats.proven.push_back(d);
+      stats.layers_sent += is_layer ? 1 : 0;
     }
     return r;
   };
@@ -348,7 +340,7 @@ Result<std::uint64_t> write_thin_tail(const util::ByteSink& out, const std::vect
   // index.json after every blob, never before: containerd's importer names images only
   // from index.json, so a stream cut short anywhere in the body (a changed input, a
   // read error, a closed pipe) can never name an image, let alone one whose blobs did
-  // not all arrive proven.
+  // not all arrive whole and proven.
   Writer w(out);
   if (auto r = w.open(); !r) {
     return std::unexpected(r.error());

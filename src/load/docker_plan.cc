@@ -131,6 +131,21 @@ Result<std::vector<DockerWanted>> wanted_images(const std::vector<source::Docker
   return out;
 }
 
+namespace {
+
+// The image ID Docker gave each of `wanted`, or an ID no record holds where
+// --platform asks for another platform than Docker's, whose ID then says nothing (the
+// load will likely send).
+std::vector<util::Digest> image_ids(const std::vector<DockerWanted>& wanted) {
+  std::vector<util::Digest> ids;
+  for (const auto& w : wanted) {
+    ids.push_back(w.platform_ok ? w.docker.id : util::Digest{});
+  }
+  return ids;
+}
+
+} // namespace
+
 bool node_holds(const DockerWanted& w, const std::vector<node::ImageStatus>& statuses,
                 const cache::NodeRecord* record) {
   return std::all_of(w.names.begin(), w.names.end(), [&](const std::string& name) {
@@ -156,7 +171,7 @@ NodeCheck precheck_node(const Target& target, const std::vector<DockerWanted>& w
     }
   }
   const auto* known = record ? &*record : nullptr;
-  auto probe = target.client->probe(first_probe_request(cache, known, target.uri, wire));
+  auto probe = target.client->probe(first_probe_request(cache, known, target.uri, wire, image_ids(wanted)));
   if (!probe) {
     out.error = probe.error().message;
   } else {

@@ -71,12 +71,27 @@ bool answers(const node::Probe& p, const node::ProbeRequest& want) {
          (!want.zstd || p.zstd);
 }
 
-// What the nodes of one load share: the lock that proofs take (Blob::computed is
-// written once), and the import streams' bodies.
+// What the nodes of one load share: the import streams' bodies, and the blobs their
+// writers proved (hashed on the way and matching), which the load records in the set
+// (Blob::computed) once every stream is done: no stream reads one another writes.
 struct Shared {
-  std::mutex verify_mutex;
   Spools spools;
+  std::mutex proven_mutex;
+  std::unordered_set<Digest> proven;
+
+  void add_proven(const std::vector<Digest>& digests) {
+    const std::lock_guard lock(proven_mutex);
+    proven.insert(digests.begin(), digests.end());
+  }
 };
+
+std::vector<Digest> image_ids(const std::vector<const format::Image*>& images) {
+  std::vector<Digest> ids;
+  for (const auto* image : images) {
+    ids.push_back(image->id);
+  }
+  return ids;
+}
 
 // Whether every layer of `image` is among the `layers` a stream carries (its indexes,
 // manifest and config always are).
@@ -252,12 +267,15 @@ private:
   // record of the node, the same round trip lists its content, UUID and snapshotter,
   // so that a first load needs no second query. A plan that sends asks the record or,
   // failing that, a listing which blobs the node has, to send only the missing ones.
-  // A plan from the record holds only for the node the record describes: the staging
-  // round trip checks containerd's UUID before its import (see import_staged).
+  // A plan from the record holds only for the node the record describes: when the
+  // record suggests a send, the first round trip asks containerd's UUID beside the
+  // check; otherwise, should the plan send after all, the staging round trip checks it
+  // before its import (see import_staged).
   bool plan_now() {
     const auto stored = stored_record(cache_, target_.uri.text);
     const auto record = stored && plannable(*stored) ? stored : std::nullopt;
-    const auto want = first_probe_request(cache_, stored ? &*stored : nullptr, target_.uri, wire_option_);
+    const auto want =
+        first_probe_request(cache_, stored ? &*stored : nullptr, target_.uri, wire_option_, image_ids(images_));
     if (stored) {
       has_zstd_ = stored->zstd;  // what the node had when asked; unknown: asked now, when it matters
     }
@@ -332,7 +350,12 @@ private:
     if (!record) {
       return false;
     }
-    unconfirmed_uuid_ = record->server_uuid;
+    if (server_uuid_ && *server_uuid_ != record->server_uuid) {
+      snapshotter_.reset();  // the record's, and the record is of another containerd
+      return false;
+    }
+    // Asked in the probe (a send was likely) or, failing that, before the import.
+    unconfirmed_uuid_ = server_uuid_ ? "" : record->server_uuid;
     known_ids_ = record->target_ids;
     plan_ = plan::plan_node(images_, view_of(statuses_, known_ids_, record->blobs, images_));
     return true;
@@ -361,19 +384,10 @@ private:
   }
 
   // The one retry path: the node was not what the plan thought. Check and list it
-  // again, plan again, and prove what the new plan sends that no plan sent before.
-  bool replan_and_prove() {
+  // again, and plan again (the stream proves what the new plan sends).
+  bool replan() {
     report_.retried = true;
-    return plan_from_listing() && prove_plan();
-  }
-
-  // Proves what the plan sends that no plan proved before.
-  bool prove_plan() {
-    const std::lock_guard lock(shared_.verify_mutex);
-    if (auto v = format::verify_blobs(set_, blobs_to_send(plan_, via_), 1); !v) {
-      return failed(v.error());
-    }
-    return true;
+    return plan_from_listing();
   }
 
   // --- the commit protocol ---
@@ -413,7 +427,7 @@ private:
         // Not a retry: the plan never reached this node. List it and plan afresh.
         snapshotter_.reset();  // the record's, and the record was of another node
         unconfirmed_uuid_.clear();
-        if (!plan_from_listing() || !prove_plan() || !find_snapshotter()) {
+        if (!plan_from_listing() || !find_snapshotter()) {
           return Staged::failed;
         }
         --attempt;
@@ -431,7 +445,7 @@ private:
                            report_.node));
         return Staged::failed;
       }
-      if (!replan_and_prove()) {
+      if (!replan()) {
         return Staged::failed;
       }
       if (plan_.count(plan::Action::send) == 0) {
@@ -483,7 +497,7 @@ private:
     std::optional<util::Error> write_error;
     auto statuses = send_archive(entries, layers, then, write_error);
     if (write_error && write_error->kind == util::ErrorKind::bad_input) {
-      failed(*write_error);  // the input changed since it was proven
+      failed(*write_error);  // a blob's bytes are not its digest's
       return Staged::failed;
     }
     if (!statuses) {
@@ -649,6 +663,7 @@ private:
         return std::unexpected(r.error());
       }
       stats = *r;
+      shared_.add_proven(r->proven);
       return {};
     };
     then.import = &feed;
@@ -833,6 +848,19 @@ private:
   NodeReport report_;
 };
 
+// Records in `set` what the streams proved that no earlier read had, and counts it as
+// hashed by this load.
+void record_proven(format::ImageSet& set, const std::unordered_set<Digest>& proven, LoadReport& report) {
+  for (const auto& d : proven) {
+    auto it = set.blobs.find(d);
+    if (it != set.blobs.end() && !it->second.computed) {
+      it->second.computed = d;
+      ++report.blobs_hashed;
+      report.bytes_hashed += it->second.size;
+    }
+  }
+}
+
 // Every blob some node's plan sends from here, each once.
 std::vector<Digest> blobs_any_node_needs(const std::vector<std::unique_ptr<NodeLoader>>& loaders, const Via* via) {
   std::vector<Digest> out;
@@ -896,12 +924,27 @@ util::Result<void> refresh_node(const Target& target, cache::Cache& cache) {
   return {};
 }
 
+bool record_holds_all(const cache::NodeRecord& record, const std::vector<util::Digest>& ids) {
+  return std::all_of(ids.begin(), ids.end(), [&](const util::Digest& id) {
+    return std::any_of(record.names.begin(), record.names.end(), [&](const auto& entry) {
+      const auto& held = entry.second;
+      return held.complete &&
+             (held.target == id || std::find(held.ids.begin(), held.ids.end(), id) != held.ids.end());
+    });
+  });
+}
+
 node::ProbeRequest first_probe_request(const cache::Cache* cache, const cache::NodeRecord* record,
-                                       const node::NodeUri& uri, node::WireCompression wire) {
+                                       const node::NodeUri& uri, node::WireCompression wire,
+                                       const std::vector<util::Digest>& ids) {
   const bool first_contact = cache != nullptr && (record == nullptr || !plannable(*record));
+  const bool likely_sends = cache != nullptr && !first_contact && !record_holds_all(*record, ids);
   const bool unknown = record == nullptr || !record->zstd;
   const bool ask_zstd = unknown && wire_compression(uri, wire, true) != node::WireCompression::none;
-  return {.uuid = first_contact, .inventory = first_contact, .snapshotter = first_contact, .zstd = ask_zstd};
+  return {.uuid = first_contact || likely_sends,
+          .inventory = first_contact,
+          .snapshotter = first_contact,
+          .zstd = ask_zstd};
 }
 
 node::WireCompression wire_compression(const node::NodeUri& uri, node::WireCompression wire,
@@ -945,15 +988,19 @@ util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const for
     }
   }
 
-  // Phase 2: prove every blob some node will receive, once, before anything is sent.
+  // Phase 2, dry runs only: prove what the nodes would receive, since no stream will.
+  // A load's streams prove what they carry as they go (format::write_thin_body): the
+  // input is read once.
   LoadReport report;
-  auto verified =
-      format::verify_blobs(set, blobs_any_node_needs(loaders, options.via), std::min(options.jobs, util::default_jobs()));
-  if (!verified) {
-    return std::unexpected(verified.error());
+  if (options.dry_run == DryRun::yes) {
+    auto verified = format::verify_blobs(set, blobs_any_node_needs(loaders, options.via),
+                                         std::min(options.jobs, util::default_jobs()));
+    if (!verified) {
+      return std::unexpected(verified.error());
+    }
+    report.blobs_hashed = verified->blobs_hashed;
+    report.bytes_hashed = verified->bytes_hashed;
   }
-  report.blobs_hashed = verified->blobs_hashed;
-  report.bytes_hashed = verified->bytes_hashed;
   if (options.via != nullptr && options.dry_run == DryRun::no) {
     report.via = publish(*options.via, loaders);
   } else if (options.via != nullptr) {
@@ -966,6 +1013,7 @@ util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const for
     report.nodes[i] = loaders[i]->execute(options.dry_run);
     observer.finished(report.nodes[i]);
   });
+  record_proven(set, shared.proven, report);
   report.stream_bodies = shared.spools.count();
   report.stream_bytes = shared.spools.bytes();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -343,17 +343,6 @@ void expect_stopped_before(const std::string& bytes, const Digest& refused) {
   EXPECT_FALSE(tar.clean_end) << "the stream was closed as a complete archive after the error";
 }
 
-TEST_F(OciWriter, RefusesABlobThatWasNotHashed) {
-  ImageSet unverified = set;
-  unverified.blobs.at(extra).computed.reset();
-  std::string bytes;
-  auto r = write_to_file(unverified, {mid, extra}, bytes);
-  ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().message.find(extra.str()), std::string::npos) << r.error().message;
-  EXPECT_NE(r.error().message.find("not verified"), std::string::npos) << r.error().message;
-  expect_stopped_before(bytes, extra);
-}
-
 TEST_F(OciWriter, RefusesAMismatchingBlob) {
   ImageSet corrupt = set;
   const auto wrong = util::Sha256::of("other bytes");
@@ -389,6 +378,37 @@ void expect_changed_input_refused(const util::Result<ThinStats>& r, const Blob& 
   EXPECT_NE(r.error().message.find("changed since it was read"), std::string::npos) << r.error().message;
   EXPECT_NE(r.error().message.find("run kload again"), std::string::npos) << r.error().message;
   expect_stopped_before(bytes, b.digest);
+}
+
+// No proof is needed beforehand: the read that sends a blob proves it, and the stats
+// list what was proven.
+TEST_F(OciWriter, AnUnprovenBlobIsProvenByTheReadThatSendsIt) {
+  ImageSet unproven = set;
+  unproven.blobs.at(extra).computed.reset();
+  std::string bytes;
+  auto r = write_to_file(unproven, {mid, extra}, bytes);
+  ASSERT_TRUE(r.has_value()) << r.error().message;
+  EXPECT_TRUE(has_entry(read_tar(bytes), blob_entry(extra)));
+  EXPECT_NE(std::find(r->proven.begin(), r->proven.end(), extra), r->proven.end());
+  EXPECT_NE(std::find(r->proven.begin(), r->proven.end(), mid), r->proven.end());
+  EXPECT_EQ(std::find(r->proven.begin(), r->proven.end(), top), r->proven.end()) << "top was not sent";
+}
+
+TEST_F(OciWriter, AnUnprovenBlobWhoseBytesAreNotItsDigestsNeverArrivesWhole) {
+  ImageSet unproven = set;
+  unproven.blobs.at(mid).computed.reset();
+  const Blob& b = *unproven.find(mid);
+  change_byte_in_place(b, b.size - 1);  // the last byte: the one held back
+  std::string bytes;
+  auto r = write_to_file(unproven, {mid, extra}, bytes);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().kind, util::ErrorKind::bad_input);
+  EXPECT_EQ(r.error().message.find('\n'), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(b.where.source), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find(b.where.entry), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("expected " + mid.str() + "; not sending it"), std::string::npos)
+      << r.error().message;
+  expect_stopped_before(bytes, mid);
 }
 
 TEST_F(OciWriter, RefusesALayerChangedSinceItsProof) {

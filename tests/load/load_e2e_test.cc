@@ -528,6 +528,33 @@ TEST_F(E2ELoad, DryRunChangesNothing) {
   EXPECT_TRUE(lab.images(1).empty());
 }
 
+// The stream is the proof (no pass over the input before it): a layer damaged in the
+// archive is found as it is sent, before its entry's last byte, so containerd never
+// receives it whole; the import fails on the cut stream and no name, staging or real,
+// is made. Exit 2 (bad input), naming the file and the layer's digest. A sound archive
+// of the image then loads: nothing of the damaged one is in the way.
+TEST_F(E2ELoad, ADamagedLayerNeverArrivesWholeAndNamesNothing) {
+  Lab lab(scratch / "lab", 2);
+  ASSERT_TRUE(lab.up());
+  const auto described = scratch / "bad.json";
+  const auto bad = archive("bad.tar", {"--fault", "corrupt-layer", "--json-out", described.string(), "--image", app_v1});
+  const auto digest = json::parse(read_file(described))["fault_details"]["corrupt_layer"].get<std::string>();
+  std::string err;
+  auto report = load({bad}, lab.uris(), 2, &err);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_FALSE(node(report, i)["ok"].get<bool>());
+    const auto message = node(report, i)["error"]["message"].get<std::string>();
+    EXPECT_NE(message.find("expected " + digest), std::string::npos) << message;
+    EXPECT_NE(message.find(bad), std::string::npos) << message;
+    EXPECT_TRUE(lab.images(static_cast<int>(i) + 1).empty()) << "no name, staging or real";
+  }
+  EXPECT_NE(err.find("content is sha256:"), std::string::npos) << err;
+  const auto good = archive("good.tar", {"--image", app_v1});
+  load({good}, lab.uris());
+  EXPECT_EQ(lab.image_id(1, "docker.io/library/app:v1"), id_of(good));
+  EXPECT_EQ(lab.image_id(2, "docker.io/library/app:v1"), id_of(good));
+}
+
 // Issue 13: the crash-loop lint of inspect speaks at load time, where the user is:
 // one warning per problem before anything is sent, in the JSON report, and not at all
 // with --no-lint. The image is loaded either way.

@@ -36,7 +36,7 @@ struct Quiet final : Observer {
   void progress(const std::string&, std::uint64_t, std::uint64_t) override {}
   void finished(const NodeReport&) override {}
   std::vector<Phase> phases;
-  std::function<void()> on_sending;  // runs when a node starts sending, after the proof
+  std::function<void()> on_sending;  // runs when a node starts sending
 };
 
 class LoaderProtocol : public ::testing::Test {
@@ -105,12 +105,17 @@ protected:
 
   static node::NodeUri fake_uri() { return *node::parse_node_uri("docker://fake"); }
 
-  // What a caller that probes before the load (docker-image's pre-check) hands it.
-  std::shared_ptr<const EarlierProbe> probe_first(FakeNode& node) {
+  // What a caller that probes before loading `set` (docker-image's pre-check) hands
+  // the load.
+  std::shared_ptr<const EarlierProbe> probe_first(FakeNode& node, const format::ImageSet& set) {
     auto record = cache()->node(uri_.text);
     EXPECT_TRUE(record.has_value());
     const cache::NodeRecord* known = record && *record ? &**record : nullptr;
-    auto p = node.probe(first_probe_request(cache(), known, uri_, wire_));
+    std::vector<util::Digest> ids;
+    for (const auto& image : set.images) {
+      ids.push_back(image.id);
+    }
+    auto p = node.probe(first_probe_request(cache(), known, uri_, wire_, ids));
     EXPECT_TRUE(p.has_value()) << p.error().message;
     return std::make_shared<const EarlierProbe>(EarlierProbe{std::move(*p), 0});
   }
@@ -173,6 +178,7 @@ TEST_F(LoaderProtocol, UnchangedReloadIsOneCall) {
   const auto r = load_into(node, *set);
   ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
   EXPECT_EQ(node.log, (std::vector<Op>{Op::check}));
+  EXPECT_FALSE(node.probes.back().uuid) << "the record holds the image: no UUID asked";
   EXPECT_EQ(r.ctr_calls, 1);
   ASSERT_EQ(r.images.size(), 1u);
   EXPECT_EQ(r.images[0].action, plan::Action::skip);
@@ -185,8 +191,11 @@ TEST_F(LoaderProtocol, ReloadOfARebuiltImageOnContainerd2IsTwoRoundTrips) {
   FakeNode node;
   node.tag_updates = true;
   const auto r = reload_rebuilt(node, *v1, *v2);
-  // The tag re-points the name once the gate found the new image complete.
+  // The record lacks the new image, so the first round trip asks the UUID beside the
+  // check, and the import's round trip needs no check of it before the import. The tag
+  // re-points the name once the gate found the new image complete.
   EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::import, Op::check, Op::tag, Op::remove, Op::check}));
+  EXPECT_TRUE(node.probes.back().uuid);
   EXPECT_EQ(r.ctr_calls, 2);
 }
 
@@ -217,6 +226,7 @@ TEST_F(LoaderProtocol, RecreatedNodeIsListedBeforeAnythingIsSentToIt) {
   EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::check, Op::uuid, Op::inventory, Op::snapshotter,
                                        Op::import, Op::tag, Op::remove, Op::check}))
       << "nothing imported before the listing";
+  EXPECT_EQ(r.ctr_calls, 3) << "the first round trip's UUID showed the new node: the listing came next";
   EXPECT_EQ(node.images.at("docker.io/library/app:v1"), manifest_of(*v2));
 }
 
@@ -271,7 +281,7 @@ TEST_F(LoaderProtocol, RetagNeverCopiesANameThatMovedBehindKloadsBack) {
 TEST_F(LoaderProtocol, AProbeMadeJustBeforeTheLoadIsItsFirstRoundTrip) {
   auto set = archive("a.tar", {"app:v1=base:4K,top:2K"});
   FakeNode node;
-  const auto probed = probe_first(node);
+  const auto probed = probe_first(node, *set);
   EXPECT_EQ(node.log, (std::vector<Op>{Op::check, Op::uuid, Op::inventory, Op::snapshotter}))
       << "a first contact: the listing too";
   node.forget_calls();
@@ -302,7 +312,7 @@ TEST_F(LoaderProtocol, ANodeThatChangedSinceTheEarlierProbeStillGetsTheRightImag
   auto v2 = archive("b.tar", {"app:v1=base:4K,next:2K"});
   FakeNode node;
   ASSERT_EQ(load_into(node, *set, false).status, NodeStatus::ok);
-  const auto probed = probe_first(node);
+  const auto probed = probe_first(node, *v2);
   // Between the probe and the load: the image goes and GC takes its blobs.
   node.images.clear();
   node.collect_garbage();
@@ -322,10 +332,16 @@ TEST_F(LoaderProtocol, ImageRemovedBehindKloadsBackIsLoadedAgain) {
   node.images.clear();
   node.collect_garbage();
   node.unpacked.clear();
+  node.forget_calls();
   const auto r = load_into(node, *set);
   ASSERT_EQ(r.status, NodeStatus::ok) << r.error;
   EXPECT_TRUE(node.complete(manifest_of(*set)));
   EXPECT_EQ(r.layers_sent, 2u) << "the retry sent, proven, what the record wrongly claimed";
+  // The record said the image was there, so the first round trip did not ask the UUID;
+  // the plan from the record sends after all, and its round trip asks before the import.
+  EXPECT_FALSE(node.probes.at(node.probes.size() - 2).uuid);
+  ASSERT_GE(node.log.size(), 3u);
+  EXPECT_EQ((std::vector<Op>{node.log[0], node.log[1], node.log[2]}), (std::vector<Op>{Op::check, Op::uuid, Op::import}));
 }
 
 TEST_F(LoaderProtocol, BlobLostWhileItsSnapshotStaysIsCaughtByTheStagingCheck) {
@@ -987,26 +1003,30 @@ TEST_F(LoaderProtocol, SshNodesShareOneCompressedBodyEachWithItsOwnNames) {
   EXPECT_NE(a.last_compressed, b.last_compressed) << "each stream ends with its own staging names";
 }
 
-TEST_F(LoaderProtocol, AnInputChangedSinceItsProofFailsTheCompressedStreamAndNamesNothing) {
+// Flips one byte of `blob`'s bytes in its input file, in place (same size).
+void damage(const format::Blob& blob) {
+  ASSERT_TRUE(blob.where.memory == nullptr) << "the blob is read from the input file";
+  const int fd = ::open(blob.where.file.c_str(), O_RDWR | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  char c = 0;
+  const auto at = static_cast<off_t>(blob.where.offset + blob.size / 2);
+  ASSERT_EQ(::pread(fd, &c, 1, at), 1);
+  c = static_cast<char>(c ^ 0x5a);
+  ASSERT_EQ(::pwrite(fd, &c, 1, at), 1);
+  ::close(fd);
+}
+
+TEST_F(LoaderProtocol, AnInputChangedWhileItIsSentFailsTheCompressedStreamAndNamesNothing) {
   uri_ = ssh_node();
   auto v1 = archive("v1.tar", {"app:v1=base:256K"}, {"--layout", "docker-save"});
   const auto& layer = *v1->find(v1->images.at(0).layers.at(0).blob.digest);
-  ASSERT_TRUE(layer.where.memory == nullptr) << "the layer is read from the input file";
-  on_sending_ = [&] {
-    const int fd = ::open(layer.where.file.c_str(), O_RDWR | O_CLOEXEC);
-    ASSERT_GE(fd, 0);
-    char c = 0;
-    const auto at = static_cast<off_t>(layer.where.offset + layer.size / 2);
-    ASSERT_EQ(::pread(fd, &c, 1, at), 1);
-    c = static_cast<char>(c ^ 0x5a);
-    ASSERT_EQ(::pwrite(fd, &c, 1, at), 1);
-    ::close(fd);
-  };
+  on_sending_ = [&] { damage(layer); };
   FakeNode node;
   const auto r = load_into(node, *v1);
   ASSERT_EQ(r.status, NodeStatus::failed);
   EXPECT_EQ(r.error_kind, util::ErrorKind::bad_input);
-  EXPECT_THAT(r.error, HasSubstr("changed since it was read"));
+  EXPECT_THAT(r.error, HasSubstr(layer.where.entry));
+  EXPECT_THAT(r.error, HasSubstr("expected " + layer.digest.str()));
   EXPECT_EQ(node.streams.front(), node::WireCompression::zstd);
   EXPECT_TRUE(node.images.empty()) << "no name, staging or real";
   // The stream's body is written apart from it (spool.h): the failure may reach the
@@ -1014,6 +1034,78 @@ TEST_F(LoaderProtocol, AnInputChangedSinceItsProofFailsTheCompressedStreamAndNam
   if (!node.last_compressed.empty()) {
     EXPECT_FALSE(util::zstd_decompress(node.last_compressed).has_value()) << "the frame was closed after the failure";
   }
+}
+
+// The stream is the proof (no pass over the input before it): a damaged layer fails
+// every node whose stream carries it, naming file and entry, with nothing named there;
+// a node that holds that layer already has its true bytes and gets the image.
+TEST_F(LoaderProtocol, ADamagedLayerFailsTheNodesItWouldReachAndNoOther) {
+  std::vector<std::unique_ptr<FakeNode>> nodes;
+  std::vector<Target> targets;
+  for (int i = 0; i < 3; ++i) {
+    nodes.push_back(std::make_unique<FakeNode>());
+    targets.push_back(Target{*node::parse_node_uri("docker://fake" + std::to_string(i)), nodes.back().get(), nullptr});
+  }
+  auto v0 = archive("v0.tar", {"base:v0=base:300K"});
+  ASSERT_EQ(load_into(*nodes.back(), *v0, false).status, NodeStatus::ok);
+  auto v1 = archive("v1.tar", {"app:v1=base:300K,top:40K"});
+  const auto& base = *v1->find(v1->images.at(0).layers.at(0).blob.digest);
+  const auto& top = *v1->find(v1->images.at(0).layers.at(1).blob.digest);
+  ASSERT_EQ(base.digest, v0->images.at(0).layers.at(0).blob.digest);
+  damage(base);
+  auto images = plan::select_images(*v1, std::nullopt);
+  ASSERT_TRUE(images.has_value());
+  LoadOptions options;
+  Quiet quiet;
+  auto report = load::load(*v1, *images, targets, options, quiet);
+  ASSERT_TRUE(report.has_value()) << report.error().message;
+  for (std::size_t i = 0; i < 2; ++i) {
+    const auto& r = report->nodes.at(i);
+    ASSERT_EQ(r.status, NodeStatus::failed) << r.node;
+    EXPECT_EQ(r.error_kind, util::ErrorKind::bad_input);
+    EXPECT_THAT(r.error, HasSubstr(base.where.source));
+    EXPECT_THAT(r.error, HasSubstr(base.where.entry));
+    EXPECT_THAT(r.error, HasSubstr("content is sha256:"));
+    EXPECT_THAT(r.error, HasSubstr("expected " + base.digest.str()));
+    EXPECT_EQ(r.error.find('\n'), std::string::npos) << r.error;
+    EXPECT_TRUE(nodes.at(i)->images.empty()) << "no name, staging or real";
+  }
+  const auto& holder = report->nodes.at(2);
+  EXPECT_EQ(holder.status, NodeStatus::ok) << holder.error;
+  EXPECT_EQ(holder.layer_bytes_sent, top.size);
+  EXPECT_EQ(nodes.back()->images.at("docker.io/library/app:v1"), manifest_of(*v1));
+  EXPECT_EQ(top.computed, top.digest) << "what a stream proved is recorded, for the cache";
+  EXPECT_FALSE(base.computed.has_value()) << "what failed is not";
+}
+
+// Each blob a load sends is hashed once, by the stream (shared by the nodes that lack
+// the same blobs), and counted as this load's proof.
+TEST_F(LoaderProtocol, TheStreamsProofIsTheLoadsOnlyReadOfTheInput) {
+  auto v1 = archive("v1.tar", {"app:v1=base:300K,top:40K"});
+  FakeNode node;
+  std::uint64_t layers = 0;
+  for (const auto& l : v1->images.at(0).layers) {
+    ASSERT_FALSE(v1->find(l.blob.digest)->computed.has_value()) << "a file's layers are not read when indexed";
+    layers += l.blob.size;
+  }
+  auto images = plan::select_images(*v1, std::nullopt);
+  ASSERT_TRUE(images.has_value());
+  const std::vector<Target> targets{Target{uri_, &node, nullptr}};
+  LoadOptions options;
+  Quiet quiet;
+  std::optional<std::uint64_t> hashed_when_sending;
+  quiet.on_sending = [&] {
+    hashed_when_sending = 0;
+    for (const auto& l : v1->images.at(0).layers) {
+      *hashed_when_sending += v1->find(l.blob.digest)->computed ? 1 : 0;
+    }
+  };
+  auto report = load::load(*v1, *images, targets, options, quiet);
+  ASSERT_TRUE(report.has_value()) << report.error().message;
+  ASSERT_EQ(report->nodes.at(0).status, NodeStatus::ok) << report->nodes.at(0).error;
+  EXPECT_EQ(hashed_when_sending, 0u) << "no pass over the input before the stream";
+  EXPECT_EQ(report->bytes_hashed, layers);
+  EXPECT_EQ(report->blobs_hashed, 2u);
 }
 
 } // namespace

@@ -28,6 +28,9 @@ struct ThinStats {
   std::uint64_t layers_sent = 0;
   std::uint64_t layer_bytes = 0;  // layer payload only
   std::uint64_t total_bytes = 0;  // everything written, tar framing included
+  // Every blob written, in order: each was hashed by the read that fed its entry and
+  // matched its digest before the entry's last byte went out.
+  std::vector<util::Digest> proven;
 };
 
 // Called after each chunk written, with the layer payload bytes written so far.
@@ -35,12 +38,14 @@ using ProgressFn = std::function<void(std::uint64_t layer_bytes_done)>;
 
 // Writes the archive for `entries` to `fd`, including layer blobs only when their
 // digest is in `layers` (each once, however many images share it). Blob bytes come
-// from `set` and must have been hashed (Blob::computed) and match; they are hashed
-// again as they are sent, and index.json comes after every blob, so a failure leaves
-// a cut stream that names no image. Error: a blob missing from the set, not hashed,
-// mismatching (bad_input) or unreadable (io); a blob whose bytes changed since they
-// were hashed (bad_input: "the input changed since it was read", naming input and
-// entry); or the pipe closed early (io; the reader's own error usually says more).
+// from `set` and are hashed by the read that sends them, each entry's last byte held
+// back until its hash matches; index.json comes after every blob, so a failure leaves
+// a cut stream that names no image and holds no mismatching blob whole. Error: a blob
+// missing from the set (bad_input) or unreadable (io); a blob whose bytes do not hash
+// to its digest (bad_input, naming input, entry and both digests: "content is ...,
+// expected ..." or, when an earlier read had proven it (Blob::computed), "the input
+// changed since it was read"); or the pipe closed early (io; the reader's own error
+// usually says more).
 util::Result<ThinStats> write_thin_archive(int fd, const ImageSet& set, const std::vector<ThinEntry>& entries,
                                            const std::unordered_set<util::Digest>& layers,
                                            const ProgressFn& progress = {});

@@ -1,7 +1,7 @@
 #pragma once
-// Loading an image set into nodes: plan each node from what it holds, prove every
-// blob that must travel, send each node one thin archive with only its missing
-// blobs, and commit names only once the image is complete. Nodes run in parallel.
+// Loading an image set into nodes: plan each node from what it holds, send each node
+// one thin archive with only its missing blobs, each proven by the read that sends it,
+// and commit names only once the image is complete. Nodes run in parallel.
 
 #include "kload/format/model.h"
 #include "kload/node/node_client.h"
@@ -87,7 +87,7 @@ struct NodeReport {
   std::string error;       // one line, when failed
   // When failed: what kind of failure (node, also when reading the input failed
   // mid-stream, which ctr's failure reports; interrupted when the run was cancelled;
-  // bad_input when the input changed since it was proven), and the images not known
+  // bad_input when a blob sent does not hash to its digest), and the images not known
   // to be complete under all their names on the node: those its plan sent or
   // retagged, or every image when it failed before a plan.
   util::ErrorKind error_kind = util::ErrorKind::node;
@@ -120,6 +120,8 @@ struct ViaReport {
 struct LoadReport {
   std::vector<NodeReport> nodes;
   std::optional<ViaReport> via;  // set for a load through a registry
+  // Blobs proven by this load that no earlier read had proven (as they were sent; by
+  // a dry run, before), and their bytes.
   std::uint64_t blobs_hashed = 0;
   std::uint64_t bytes_hashed = 0;
   // The import streams' bodies written, one per distinct content (however many nodes
@@ -173,16 +175,27 @@ struct Target {
   std::shared_ptr<const EarlierProbe> probed;
 };
 
+// Whether `record` says the node holds each of `ids`, complete, under some name: an
+// image ID (config digest), or the manifest or index a name points at (what Docker's
+// containerd image store gives as an image's ID). A load of them will most likely
+// send nothing there (at most retag).
+bool record_holds_all(const cache::NodeRecord& record, const std::vector<util::Digest>& ids);
+
 // What a load's first round trip to node `uri` asks besides every name: the node's
 // UUID, content and snapshotter as well on a first contact, when there is a cache but
-// `record` (the node's record in it, nullptr when none) cannot be planned from; and
-// whether it has zstd, when `wire` would compress to it and no record says.
+// `record` (the node's record in it, nullptr when none) cannot be planned from; the
+// UUID alone when the record can be planned from but does not hold all the image IDs
+// `ids` that the load brings (a plan from it will likely send, and holds only if the
+// node is still the containerd the record describes); and whether it has zstd, when
+// `wire` would compress to it and no record says.
 node::ProbeRequest first_probe_request(const cache::Cache* cache, const cache::NodeRecord* record,
-                                       const node::NodeUri& uri, node::WireCompression wire);
+                                       const node::NodeUri& uri, node::WireCompression wire,
+                                       const std::vector<util::Digest>& ids);
 
 // Loads `images` (from `set`) into every target. Per-node failures are reported in
-// the NodeReport and do not stop the other nodes. Error (bad_input): a blob that must
-// be sent does not match its digest -- then nothing is sent or committed anywhere.
+// the NodeReport and do not stop the other nodes; a blob sent that does not hash to
+// its digest fails the nodes whose streams carry it (bad_input). Error (bad_input): in
+// a dry run, a blob that would be sent does not match its digest.
 util::Result<LoadReport> load(format::ImageSet& set, const std::vector<const format::Image*>& images,
                               const std::vector<Target>& targets, const LoadOptions& options, Observer& observer);
 
