@@ -1490,7 +1490,7 @@ DOCKER_PROFILES = {
     # first loads: (image MiB, nodes), onto fresh nodes and onto nodes kload knows (they
     # hold an unrelated image it loaded); reloads: image MiB, on reload_nodes nodes; and
     # the dev reload of issue #12's own target, a 1 GiB image whose 10 MiB top changed
-    "default": {"runs": 3, "first": [(1, 1), (1, 3), (32, 1), (32, 3), (256, 1), (256, 3)],
+    "default": {"runs": 3, "first": [(1, 1), (1, 3), (32, 1), (32, 3), (32, 10), (256, 1), (256, 3)],
                 "known": [(1, 3), (32, 3)], "reload": 256, "reload_nodes": 3, "dev_large": 1024},
     "quick": {"runs": 1, "first": [(1, 1), (1, 3), (32, 1), (32, 3), (64, 1), (64, 3)], "known": [(1, 3)],
               "reload": 64, "reload_nodes": 3},
@@ -1499,6 +1499,7 @@ DOCKER_PROFILES = {
 # issue #12's targets
 TARGET_FIRST_VS_KIND = 1.0
 TARGET_INPUT_READS = 1.1  # the archive's bytes read by kload, per archive byte (its metadata and headers too)
+TARGET_INPUT_READS_FROM_MIB = 32  # judged from this image size up
 TARGET_FIRST_OVER_FLOOR = 1.05
 TARGET_DEV_VS_KIND = 30.0
 TARGET_DEV_OVER_FLOOR = 1.10
@@ -2045,7 +2046,11 @@ def targets_of(row: DRow) -> list[str]:
         out.append(f"<= {TARGET_CALLS_COLD} calls/node: " + verdict(calls <= TARGET_CALLS_COLD, f"{calls}"))
         if row.kload_reads:
             reads = statistics.median(row.kload_reads)
-            out.append(f"input read once: " + verdict(reads <= TARGET_INPUT_READS, f"{reads:.2f}x"))
+            if row.image_mib >= TARGET_INPUT_READS_FROM_MIB:
+                out.append(f"input read once: " + verdict(reads <= TARGET_INPUT_READS, f"{reads:.2f}x"))
+            else:
+                out.append(f"input read once: {reads:.2f}x, not judged under {TARGET_INPUT_READS_FROM_MIB} MiB "
+                           "(reads that do not depend on the input, such as the docker clients' own, weigh in)")
     elif row.kind == "docker-dev":
         out.append("none set (kind's own loop, for comparison); "
                    f"<= {TARGET_CALLS_COLD} calls/node: " + verdict(calls <= TARGET_CALLS_COLD, f"{calls}"))

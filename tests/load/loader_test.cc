@@ -105,6 +105,16 @@ protected:
 
   static node::NodeUri fake_uri() { return *node::parse_node_uri("docker://fake"); }
 
+  // `n` empty nodes (docker://fake0, fake1, ...) into `nodes`, and their targets.
+  static std::vector<Target> fake_nodes(int n, std::vector<std::unique_ptr<FakeNode>>& nodes) {
+    std::vector<Target> targets;
+    for (int i = 0; i < n; ++i) {
+      nodes.push_back(std::make_unique<FakeNode>());
+      targets.push_back(Target{*node::parse_node_uri("docker://fake" + std::to_string(i)), nodes.back().get(), nullptr});
+    }
+    return targets;
+  }
+
   // What a caller that probes before loading `set` (docker-image's pre-check) hands
   // the load.
   std::shared_ptr<const EarlierProbe> probe_first(FakeNode& node, const format::ImageSet& set) {
@@ -660,11 +670,7 @@ TEST_F(LoaderProtocol, NodesThatLackTheSameBlobsShareOneStreamBody) {
   auto images = plan::select_images(*v1, std::nullopt);
   ASSERT_TRUE(images.has_value());
   std::vector<std::unique_ptr<FakeNode>> nodes;
-  std::vector<Target> targets;
-  for (int i = 0; i < 4; ++i) {
-    nodes.push_back(std::make_unique<FakeNode>());
-    targets.push_back(Target{*node::parse_node_uri("docker://fake" + std::to_string(i)), nodes.back().get(), nullptr});
-  }
+  const auto targets = fake_nodes(4, nodes);
   // The last node holds the base layer already, under another image: its body is
   // another, which no other node reads.
   auto v0 = archive("v0.tar", {"base:v0=base:300K"});
@@ -1041,11 +1047,7 @@ TEST_F(LoaderProtocol, AnInputChangedWhileItIsSentFailsTheCompressedStreamAndNam
 // a node that holds that layer already has its true bytes and gets the image.
 TEST_F(LoaderProtocol, ADamagedLayerFailsTheNodesItWouldReachAndNoOther) {
   std::vector<std::unique_ptr<FakeNode>> nodes;
-  std::vector<Target> targets;
-  for (int i = 0; i < 3; ++i) {
-    nodes.push_back(std::make_unique<FakeNode>());
-    targets.push_back(Target{*node::parse_node_uri("docker://fake" + std::to_string(i)), nodes.back().get(), nullptr});
-  }
+  const auto targets = fake_nodes(3, nodes);
   auto v0 = archive("v0.tar", {"base:v0=base:300K"});
   ASSERT_EQ(load_into(*nodes.back(), *v0, false).status, NodeStatus::ok);
   auto v1 = archive("v1.tar", {"app:v1=base:300K,top:40K"});
