@@ -2047,7 +2047,7 @@ def targets_of(row: DRow) -> list[str]:
         if row.kload_reads:
             reads = statistics.median(row.kload_reads)
             if row.image_mib >= TARGET_INPUT_READS_FROM_MIB:
-                out.append(f"input read once: " + verdict(reads <= TARGET_INPUT_READS, f"{reads:.2f}x"))
+                out.append(f"input read once ({reads:.2f}x): " + verdict(reads <= TARGET_INPUT_READS, f"{reads:.2f}x"))
             else:
                 out.append(f"input read once: {reads:.2f}x, not judged under {TARGET_INPUT_READS_FROM_MIB} MiB "
                            "(reads that do not depend on the input, such as the docker clients' own, weigh in)")

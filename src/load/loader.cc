@@ -85,6 +85,7 @@ struct Shared {
   }
 };
 
+// The image IDs of `images`, in order.
 std::vector<Digest> image_ids(const std::vector<const format::Image*>& images) {
   std::vector<Digest> ids;
   for (const auto* image : images) {
